@@ -1,0 +1,207 @@
+//! Configuration: the typed result of loading a resmoio-compatible `config.yaml`.
+//!
+//! The types here are what the rest of the exporter consumes. Loading (YAML parsing, `${VAR}`
+//! substitution, defaults, strict validation with YAML paths) lives in the sibling modules.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub log_level: LogLevel,
+    pub log_format: LogFormat,
+    /// Only applies to what the initial list returns, never to live watch events.
+    pub max_event_age: Duration,
+    pub cluster_name: String,
+    /// Empty: all namespaces.
+    pub namespace: Option<String>,
+    pub leader_election: LeaderElectionConfig,
+    pub route: Route,
+    pub receivers: Vec<ReceiverConfig>,
+    pub kube_qps: f32,
+    pub kube_burst: u32,
+    /// Prefix of every metric name, e.g. `kube_event_exporter_`.
+    pub metrics_name_prefix: String,
+    pub omit_lookup: bool,
+    /// Size of the involved-object metadata cache.
+    pub cache_size: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable text (resmoio's `pretty`); always on stderr.
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaderElectionConfig {
+    pub enabled: bool,
+    pub lease_name: String,
+    /// None: service-account namespace, else `$POD_NAMESPACE`, else `default` (resolved at start).
+    pub lease_namespace: Option<String>,
+    /// None: `$POD_NAME`, else hostname plus a random suffix (resolved at start).
+    pub identity: Option<String>,
+    pub lease_duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry_period: Duration,
+    pub shutdown_linger: Duration,
+    pub drain_timeout: Duration,
+}
+
+/// A node of the routing tree (resmoio semantics, see `crate::route`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Route {
+    pub drop: Vec<Rule>,
+    pub match_: Vec<Rule>,
+    pub routes: Vec<Route>,
+}
+
+/// One rule. Every set field must match (AND); regexes are unanchored, as Go's `MatchString`.
+#[derive(Debug, Clone, Default)]
+pub struct Rule {
+    pub labels: BTreeMap<String, Regex>,
+    pub annotations: BTreeMap<String, Regex>,
+    pub message: Option<Regex>,
+    pub api_version: Option<Regex>,
+    pub kind: Option<Regex>,
+    pub namespace: Option<Regex>,
+    pub reason: Option<Regex>,
+    pub type_: Option<Regex>,
+    pub min_count: Option<i32>,
+    pub component: Option<Regex>,
+    pub host: Option<Regex>,
+    /// Target of delivery; not a condition.
+    pub receiver: Option<String>,
+}
+
+impl PartialEq for Rule {
+    fn eq(&self, other: &Self) -> bool {
+        fn re(a: &Option<Regex>, b: &Option<Regex>) -> bool {
+            a.as_ref().map(Regex::as_str) == b.as_ref().map(Regex::as_str)
+        }
+        fn map(a: &BTreeMap<String, Regex>, b: &BTreeMap<String, Regex>) -> bool {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && va.as_str() == vb.as_str())
+        }
+        map(&self.labels, &other.labels)
+            && map(&self.annotations, &other.annotations)
+            && re(&self.message, &other.message)
+            && re(&self.api_version, &other.api_version)
+            && re(&self.kind, &other.kind)
+            && re(&self.namespace, &other.namespace)
+            && re(&self.reason, &other.reason)
+            && re(&self.type_, &other.type_)
+            && self.min_count == other.min_count
+            && re(&self.component, &other.component)
+            && re(&self.host, &other.host)
+            && self.receiver == other.receiver
+    }
+}
+
+pub use regex::Regex;
+
+/// One named receiver: the sink kind plus delivery settings shared by every kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiverConfig {
+    pub name: String,
+    pub sink: SinkConfig,
+    pub delivery: DeliveryConfig,
+}
+
+/// Per-receiver delivery settings (our additions to the resmoio schema).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryConfig {
+    /// Capacity of the receiver's queue, in occurrences.
+    pub queue: usize,
+    /// When the queue is full: false (default) blocks the router (lossless); true drops and counts.
+    pub drop_when_full: bool,
+    /// Timeout of one send attempt.
+    pub timeout: Duration,
+    pub retry: RetryConfig,
+    pub batch: BatchConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryConfig {
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// None: retry transient failures until they succeed (lossless). Some(n): give up after n attempts.
+    pub max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchConfig {
+    /// Most occurrences in one request/write. 1 means unbatched.
+    pub max_events: usize,
+    /// How long a partial batch may wait for more occurrences.
+    pub max_wait: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkConfig {
+    Stdout(StdoutConfig),
+    File(FileConfig),
+    Webhook(WebhookConfig),
+}
+
+impl SinkConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::Stdout(_) => "stdout",
+            SinkConfig::File(_) => "file",
+            SinkConfig::Webhook(_) => "webhook",
+        }
+    }
+}
+
+/// `layout:` as written in YAML: a tree whose string leaves are Go templates. Non-string leaves stay typed.
+pub type LayoutConfig = serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StdoutConfig {
+    pub de_dot: bool,
+    pub layout: Option<LayoutConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileConfig {
+    pub path: PathBuf,
+    pub layout: Option<LayoutConfig>,
+    pub de_dot: bool,
+    /// Rotate when the file would exceed this many megabytes (resmoio/lumberjack default 100).
+    pub max_size_mb: u64,
+    /// Remove backups older than this many days; 0 keeps them regardless of age.
+    pub max_age_days: u64,
+    /// Keep at most this many backups; 0 keeps them all.
+    pub max_backups: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookConfig {
+    pub endpoint: String,
+    /// Header values are Go templates rendered per occurrence.
+    pub headers: BTreeMap<String, String>,
+    pub layout: Option<LayoutConfig>,
+    pub tls: TlsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TlsConfig {
+    pub insecure_skip_verify: bool,
+    pub server_name: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}

@@ -1,0 +1,1 @@
+//! Involved-object enrichment. (Being written.)

@@ -1,0 +1,17 @@
+//! kube-event-exporter: exports every Kubernetes event occurrence to stdout, files and webhooks,
+//! losslessly, under leader election.
+//!
+//! The data flow, one module per stage:
+//! `source` (list + watch) → `enrich` (involved-object metadata) → `route` (the rule tree) →
+//! `sink` (one bounded queue and worker per receiver) → `progress` (acks → the delivery cursor).
+//! `exporter` wires the stages together; `config` and `telemetry` serve them all.
+
+pub mod config;
+pub mod enrich;
+pub mod exporter;
+pub mod progress;
+pub mod route;
+pub mod sink;
+pub mod source;
+pub mod telemetry;
+pub mod template;

@@ -1,0 +1,277 @@
+//! Delivery progress: sequence numbers, acknowledgements and the low watermark (the cursor).
+//!
+//! Every item the source emits (an occurrence, or a checkpoint such as "the list at resourceVersion R
+//! is done") gets a sequence number in source order. Each receiver an occurrence is routed to holds an
+//! [`Ack`]; the item is complete when every `Ack` has been `done()` and the router has released its
+//! own hold. The cursor is the position of the highest sequence number below which every item is
+//! complete. Nothing else moves it.
+//!
+//! An `Ack` dropped without `done()` (a worker cancelled mid-delivery) marks its item *abandoned*:
+//! the cursor then never passes it, so a successor replays it rather than losing it.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+};
+
+use jiff::Timestamp;
+use tokio::sync::watch;
+
+/// Where a successor may resume: every event up to and including `resource_version` is delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub resource_version: String,
+    /// The last-seen time of the event at this position (None for checkpoints without an event).
+    pub event_time: Option<Timestamp>,
+}
+
+/// The low watermark as observed by the elector and the metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cursor {
+    /// Sequence number of the last complete item (0 when nothing completed yet).
+    pub seq: u64,
+    pub position: Option<Position>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    seq: u64,
+    position: Option<Position>,
+    done: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_seq: u64,
+    /// Items not yet known complete, in sequence order; complete ones at the front are popped.
+    pending: VecDeque<Slot>,
+    cursor: Cursor,
+    abandoned: u64,
+}
+
+/// Tracks every in-flight item. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    state: Arc<Mutex<State>>,
+    cursor_tx: Arc<watch::Sender<Cursor>>,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+impl Tracker {
+    /// `start` is the position already delivered (a resumed cursor), if any.
+    pub fn new(start: Option<Position>) -> Self {
+        let cursor = Cursor { seq: 0, position: start };
+        let (tx, _) = watch::channel(cursor.clone());
+        Self {
+            state: Arc::new(Mutex::new(State { next_seq: 1, cursor, ..State::default() })),
+            cursor_tx: Arc::new(tx),
+        }
+    }
+
+    /// Registers the next item. `position` is where the cursor may move once this item and every
+    /// earlier one is complete; `None` leaves it where it is (e.g. list items, whose order is not
+    /// resourceVersion order, before the list's own checkpoint).
+    pub fn begin(&self, position: Option<Position>) -> Ticket {
+        let mut st = self.state.lock().expect("progress lock");
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.pending.push_back(Slot { seq, position, done: false });
+        drop(st);
+        Ticket {
+            inner: Arc::new(TicketInner {
+                seq,
+                remaining: AtomicUsize::new(1),
+                abandoned: AtomicBool::new(false),
+                tracker: self.clone(),
+            }),
+        }
+    }
+
+    pub fn cursor(&self) -> Cursor {
+        self.cursor_tx.borrow().clone()
+    }
+
+    /// Notified whenever the cursor moves.
+    pub fn subscribe(&self) -> watch::Receiver<Cursor> {
+        self.cursor_tx.subscribe()
+    }
+
+    /// Items registered but not complete (including abandoned ones).
+    pub fn in_flight(&self) -> usize {
+        self.state.lock().expect("progress lock").pending.len()
+    }
+
+    /// Items whose delivery was abandoned (an `Ack` dropped without `done`).
+    pub fn abandoned(&self) -> u64 {
+        self.state.lock().expect("progress lock").abandoned
+    }
+
+    /// Waits until every registered item is complete. An abandoned item never completes, so callers
+    /// bound this with a timeout.
+    pub async fn wait_idle(&self) {
+        let mut rx = self.subscribe();
+        loop {
+            if self.in_flight() == 0 {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn complete(&self, seq: u64) {
+        let mut st = self.state.lock().expect("progress lock");
+        let Some(front) = st.pending.front().map(|s| s.seq) else { return };
+        let Some(slot) = st.pending.get_mut((seq - front) as usize) else { return };
+        debug_assert_eq!(slot.seq, seq);
+        slot.done = true;
+        let mut moved = false;
+        while st.pending.front().is_some_and(|s| s.done) {
+            let slot = st.pending.pop_front().expect("front exists");
+            st.cursor.seq = slot.seq;
+            if slot.position.is_some() {
+                st.cursor.position = slot.position;
+            }
+            moved = true;
+        }
+        if moved {
+            let cursor = st.cursor.clone();
+            drop(st);
+            self.cursor_tx.send_replace(cursor);
+        }
+    }
+
+    fn abandon(&self) {
+        self.state.lock().expect("progress lock").abandoned += 1;
+    }
+}
+
+#[derive(Debug)]
+struct TicketInner {
+    seq: u64,
+    remaining: AtomicUsize,
+    abandoned: AtomicBool,
+    tracker: Tracker,
+}
+
+impl TicketInner {
+    fn release_one(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 && !self.abandoned.load(Ordering::Acquire) {
+            self.tracker.complete(self.seq);
+        }
+    }
+}
+
+/// The router's hold on an item: hand out one [`Ack`] per receiver, then `release()`.
+#[derive(Debug)]
+pub struct Ticket {
+    inner: Arc<TicketInner>,
+}
+
+impl Ticket {
+    pub fn seq(&self) -> u64 {
+        self.inner.seq
+    }
+
+    /// One acknowledgement owed by one receiver.
+    pub fn ack(&self) -> Ack {
+        self.inner.remaining.fetch_add(1, Ordering::AcqRel);
+        Ack { inner: Some(self.inner.clone()) }
+    }
+
+    /// The router is done handing out acks; the item completes once every ack is done.
+    pub fn release(self) {
+        self.inner.release_one();
+    }
+}
+
+/// Owed by a receiver for one item: call `done()` once the sink has durably handed it off (or
+/// permanently failed it, or dropped it by `dropWhenFull`, both counted elsewhere).
+#[derive(Debug)]
+#[must_use = "an Ack dropped without done() holds the cursor back forever"]
+pub struct Ack {
+    inner: Option<Arc<TicketInner>>,
+}
+
+impl Ack {
+    pub fn seq(&self) -> u64 {
+        self.inner.as_ref().map(|i| i.seq).unwrap_or_default()
+    }
+
+    pub fn done(mut self) {
+        if let Some(inner) = self.inner.take() {
+            inner.release_one();
+        }
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            inner.abandoned.store(true, Ordering::Release);
+            inner.tracker.abandon();
+            inner.release_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(rv: &str) -> Option<Position> {
+        Some(Position { resource_version: rv.into(), event_time: None })
+    }
+
+    #[test]
+    fn cursor_moves_only_past_contiguous_complete_items() {
+        let t = Tracker::new(None);
+        let a = t.begin(pos("10"));
+        let b = t.begin(pos("11"));
+        let c = t.begin(pos("12"));
+        let (a1, a2) = (a.ack(), a.ack());
+        let b1 = b.ack();
+        a.release();
+        b.release();
+        c.release(); // routed nowhere: complete at once, but behind a and b
+        assert_eq!(t.cursor().position, None);
+        b1.done();
+        assert_eq!(t.cursor().position, None, "b is done but a is not");
+        a1.done();
+        assert_eq!(t.cursor().position, None, "a still owes one ack");
+        a2.done();
+        assert_eq!(t.cursor().position, pos("12"));
+        assert_eq!(t.cursor().seq, 3);
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn items_without_position_keep_the_previous_one() {
+        let t = Tracker::new(pos("5"));
+        t.begin(None).release();
+        assert_eq!(t.cursor().position, pos("5"));
+        assert_eq!(t.cursor().seq, 1);
+    }
+
+    #[test]
+    fn dropped_ack_holds_the_cursor_back() {
+        let t = Tracker::new(None);
+        let a = t.begin(pos("1"));
+        let lost = a.ack();
+        a.release();
+        drop(lost);
+        t.begin(pos("2")).release();
+        assert_eq!(t.cursor().position, None);
+        assert_eq!(t.abandoned(), 1);
+        assert_eq!(t.in_flight(), 2);
+    }
+}

@@ -1,0 +1,1 @@
+//! Routing tree. (Being written.)

@@ -1,0 +1,1 @@
+//! Receivers: one bounded queue and one worker per receiver. (Being written.)

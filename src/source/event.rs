@@ -1,0 +1,204 @@
+//! The event model: a core/v1 `Event` as it comes off the watch, plus what enrichment adds, and the
+//! `Occurrence` that flows through routing and into the sinks.
+//!
+//! We decode straight into our own struct (not `k8s_openapi::api::core::v1::Event`) because the
+//! exported JSON must have resmoio's shape: `involvedObject` carries the looked-up labels,
+//! annotations, owners and `deleted`, and `clusterName` is always present.
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::api::core::v1::{EventSeries, EventSource, ObjectReference};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<EventSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_timestamp: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_timestamp: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<i32>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// resmoio always writes `eventTime`, `null` when unset.
+    #[serde(default)]
+    pub event_time: Option<MicroTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<EventSeries>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related: Option<ObjectReference>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reporting_component: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reporting_instance: Option<String>,
+    /// Set from `clusterName` in the config; always serialized, possibly empty (resmoio).
+    #[serde(default)]
+    pub cluster_name: String,
+    #[serde(default)]
+    pub involved_object: InvolvedObject,
+}
+
+/// `involvedObject` with the metadata enrichment adds (resmoio's `EnhancedObjectReference`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvolvedObject {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_path: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owner_references: Vec<OwnerReference>,
+    /// The object was not found when looked up (always serialized, as resmoio does).
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+impl Event {
+    pub fn uid(&self) -> &str {
+        self.metadata.uid.as_deref().unwrap_or("")
+    }
+
+    pub fn resource_version(&self) -> &str {
+        self.metadata.resource_version.as_deref().unwrap_or("")
+    }
+
+    /// The occurrence number: `series.count` when the producer uses series, else `count`, at least 1.
+    pub fn occurrence_count(&self) -> i32 {
+        let series = self.series.as_ref().and_then(|s| s.count).unwrap_or(0);
+        series.max(self.count.unwrap_or(0)).max(1)
+    }
+
+    /// `{uid}:{count}`: stable across replays, used by idempotent sinks as document id / message key.
+    pub fn occurrence_key(&self) -> String {
+        format!("{}:{}", self.uid(), self.occurrence_count())
+    }
+
+    /// When the event last happened: `lastTimestamp`, else `series.lastObservedTime`, else `eventTime`,
+    /// else `firstTimestamp`, else the creation time.
+    pub fn last_seen(&self) -> Option<jiff::Timestamp> {
+        self.last_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .or_else(|| self.series.as_ref().and_then(|s| s.last_observed_time.as_ref()).map(|t| t.0))
+            .or_else(|| self.event_time.as_ref().map(|t| t.0))
+            .or_else(|| self.first_timestamp.as_ref().map(|t| t.0))
+            .or_else(|| self.metadata.creation_timestamp.as_ref().map(|t| t.0))
+    }
+
+    /// Replaces dots in label and annotation keys of the event and of the involved object by `_`
+    /// (resmoio's `deDot`, for sinks such as Elasticsearch that treat dots as paths).
+    pub fn de_dotted(&self) -> Event {
+        fn de_dot(map: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+            map.iter().map(|(k, v)| (k.replace('.', "_"), v.clone())).collect()
+        }
+        let mut out = self.clone();
+        if let Some(labels) = &self.metadata.labels {
+            out.metadata.labels = Some(de_dot(labels));
+        }
+        if let Some(annotations) = &self.metadata.annotations {
+            out.metadata.annotations = Some(de_dot(annotations));
+        }
+        out.involved_object.labels = de_dot(&self.involved_object.labels);
+        out.involved_object.annotations = de_dot(&self.involved_object.annotations);
+        out
+    }
+}
+
+/// One occurrence of an event on its way to the sinks. Shared (`Arc`) by every receiver it is routed to.
+#[derive(Debug)]
+pub struct Occurrence {
+    /// `{uid}:{count}`.
+    pub key: String,
+    pub event: Event,
+    json: OnceLock<Bytes>,
+    value: OnceLock<serde_json::Value>,
+}
+
+impl Occurrence {
+    pub fn new(event: Event) -> Self {
+        Self { key: event.occurrence_key(), event, json: OnceLock::new(), value: OnceLock::new() }
+    }
+
+    /// The default JSON document (no layout), serialized once per occurrence, whatever the number of
+    /// receivers. No trailing newline.
+    pub fn json(&self) -> &Bytes {
+        self.json.get_or_init(|| {
+            Bytes::from(serde_json::to_vec(&self.event).expect("an Event always serializes"))
+        })
+    }
+
+    /// The event as a JSON tree, the data that layouts and header templates render against.
+    pub fn value(&self) -> &serde_json::Value {
+        self.value
+            .get_or_init(|| serde_json::to_value(&self.event).expect("an Event always serializes"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(json: serde_json::Value) -> Event {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn occurrence_key_uses_count_then_series_then_one() {
+        assert_eq!(event(serde_json::json!({"metadata":{"uid":"u"},"count":3})).occurrence_key(), "u:3");
+        assert_eq!(
+            event(serde_json::json!({"metadata":{"uid":"u"},"series":{"count":7}})).occurrence_key(),
+            "u:7"
+        );
+        assert_eq!(event(serde_json::json!({"metadata":{"uid":"u"}})).occurrence_key(), "u:1");
+    }
+
+    #[test]
+    fn serializes_in_resmoio_shape() {
+        let e = event(serde_json::json!({
+            "metadata":{"name":"n","namespace":"ns","uid":"u","resourceVersion":"5"},
+            "involvedObject":{"kind":"Pod","name":"p"},
+            "reason":"Killing","count":1,"type":"Normal"
+        }));
+        let v: serde_json::Value = serde_json::from_slice(Occurrence::new(e).json()).unwrap();
+        assert_eq!(v["clusterName"], "");
+        assert_eq!(v["involvedObject"]["deleted"], false);
+        assert_eq!(v["eventTime"], serde_json::Value::Null);
+        assert!(v["involvedObject"].get("labels").is_none());
+    }
+
+    #[test]
+    fn de_dot_rewrites_label_keys_only() {
+        let mut e = Event::default();
+        e.involved_object.labels.insert("app.kubernetes.io/name".into(), "a.b".into());
+        let d = e.de_dotted();
+        assert_eq!(d.involved_object.labels.get("app_kubernetes_io/name").map(String::as_str), Some("a.b"));
+    }
+}

@@ -1,0 +1,2 @@
+//! Metrics, health endpoints and logging.
+pub mod metrics;

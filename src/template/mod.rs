@@ -1,0 +1,1 @@
+//! Go text/template subset with sprig functions, for `layout` and webhook headers. (Being written.)
