@@ -6,9 +6,13 @@
 //! `sink` (one bounded queue and worker per receiver) → `progress` (acks → the delivery cursor).
 //! `exporter` wires the stages together; `config` and `telemetry` serve them all.
 
+pub mod cluster;
 pub mod config;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod enrich;
 pub mod exporter;
+pub mod leader;
 pub mod progress;
 pub mod route;
 pub mod sink;

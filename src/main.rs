@@ -1,1 +1,201 @@
-fn main() {}
+//! `kube-event-exporter`: the command line. Where an event goes: `source` → `enrich` → `route` →
+//! `sink` → `progress` (see `exporter` for the wiring).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use kube_event_exporter::{
+    cluster, config,
+    exporter::{Exporter, Handles},
+    sink::Receivers,
+    source::Start,
+    telemetry,
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("KEE_GIT_REVISION"),
+    ")"
+);
+
+#[derive(Parser)]
+#[command(name = "kube-event-exporter", version = VERSION, about = "Exports every Kubernetes event occurrence, losslessly")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Watch events and export them (the default).
+    Run(RunArgs),
+    /// Validate a config file and exit: 0 with a summary, 2 with every error.
+    CheckConfig {
+        #[arg(long, short = 'c', env = "KEE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run an in-process API simulator, generate events and export them to stdout.
+    #[cfg(feature = "demo")]
+    Demo(kube_event_exporter::demo::DemoArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Config file (resmoio-compatible YAML).
+    #[arg(long, short = 'c', env = "KEE_CONFIG", default_value = "config.yaml")]
+    config: PathBuf,
+    /// Kubeconfig; default: in-cluster, else $KUBECONFIG or ~/.kube/config.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Listen address of /metrics and the health endpoints.
+    #[arg(long, default_value = ":2112")]
+    metrics_address: String,
+}
+
+fn main() -> ExitCode {
+    // One TLS provider for kube and reqwest (mixing ring and aws-lc-rs panics at runtime).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Some(Command::CheckConfig { config }) => check_config(&config),
+        Some(Command::Run(args)) => runtime.block_on(run(args)),
+        #[cfg(feature = "demo")]
+        Some(Command::Demo(args)) => runtime.block_on(kube_event_exporter::demo::run(args)),
+        None => runtime.block_on(run(cli.run)),
+    }
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match config::load(path) {
+        Ok(cfg) => {
+            println!("{}: {}", path.display(), cfg.summary());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{}: invalid config\n{errors}", path.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> ExitCode {
+    let cfg = match config::load(&args.config) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{}: invalid config\n{errors}", args.config.display());
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::logging::init(cfg.log_level, cfg.log_format);
+    match serve(cfg, args).await {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "exiting");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cfg: config::Config, args: RunArgs) -> anyhow::Result<ExitCode> {
+    tracing::info!(version = VERSION, config = %args.config.display(), summary = %cfg.summary(), "starting");
+    let metrics = telemetry::Metrics::new(&cfg.metrics_name_prefix);
+    // A quiet watch is silent for up to its 290 s timeout; only twice that is a stall.
+    let health = telemetry::Health::new(std::time::Duration::from_secs(600));
+    health.set_config_loaded();
+    let shutdown_http = CancellationToken::new();
+    let (addr, server) = telemetry::server::bind(
+        &args.metrics_address,
+        metrics.clone(),
+        health.clone(),
+        shutdown_http.clone(),
+    )
+    .await?;
+    let http = tokio::spawn(server);
+    tracing::info!(address = %addr, "serving /metrics, /healthz, /readyz");
+
+    let client = cluster::client(args.kubeconfig.as_deref()).await?;
+    let tasks = TaskTracker::new();
+    let abort = CancellationToken::new();
+    let receivers = Receivers::start(&cfg.receivers, &metrics, &tasks, abort.clone()).await?;
+    let exporter = Exporter::start(
+        &cfg,
+        client,
+        receivers,
+        Start::Cold,
+        Handles {
+            metrics,
+            health,
+            tasks,
+            abort,
+        },
+    );
+
+    let mut signals = Signals::new()?;
+    let which = signals.next().await;
+    tracing::info!(signal = which, "shutdown: draining");
+    let drain = cfg.leader_election.drain_timeout;
+    let report = tokio::select! {
+        r = exporter.shutdown(drain) => r,
+        second = signals.next() => {
+            tracing::warn!(signal = second, "second signal: exiting at once");
+            return Ok(ExitCode::from(130));
+        }
+    };
+    tracing::info!(
+        drained = report.drained,
+        in_flight = report.in_flight,
+        cursor = report
+            .cursor
+            .position
+            .as_ref()
+            .map(|p| p.resource_version.as_str())
+            .unwrap_or(""),
+        "shutdown: done"
+    );
+    shutdown_http.cancel();
+    let _ = http.await;
+    Ok(if report.drained {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// SIGTERM and SIGINT as one stream.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}

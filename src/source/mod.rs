@@ -1,2 +1,576 @@
-//! The source: a paginated list, then a watch resumed from the last resourceVersion.
+//! The source: our own paginated list + watch loop over core/v1 events (DESIGN §2).
+//!
+//! Why not `kube_runtime::watcher`: it cannot resume from a stored resourceVersion, relists by
+//! re-delivering everything, and busy-loops on the empty 200 that real API servers give a stale
+//! events watch. Here:
+//! - a cold start lists page by page (never the whole list in memory) and exports what is younger
+//!   than `maxEventAgeSeconds`; a resumed start watches from the cursor;
+//! - the watch is resumed from the last resourceVersion seen, after timeouts and transport errors;
+//! - 410 Gone (HTTP or ERROR frame) and repeated immediately-empty watches (a stale resourceVersion)
+//!   relist, exporting only what this process has not seen;
+//! - every ADDED is an occurrence, every MODIFIED whose count grew is one; the rest only move the
+//!   position (as checkpoints), so the cursor advances through quiet filtered stretches too.
+
 pub mod event;
+pub mod frames;
+pub mod seen;
+
+use std::time::{Duration, Instant};
+
+use futures::{AsyncBufReadExt, StreamExt};
+use kube::api::{ListParams, WatchParams};
+use kube::core::Request;
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::progress::Position;
+use crate::telemetry::{
+    Health, Metrics, metrics::CauseLabel, metrics::ReasonLabel, metrics::TypeLabel,
+};
+use event::Event;
+use frames::{Frame, ListPage, decode_event, decode_frame};
+use seen::Seen;
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// None: all namespaces.
+    pub namespace: Option<String>,
+    /// Cold start: list items whose last occurrence is older than this are not exported.
+    pub max_event_age: Duration,
+    pub page_size: u32,
+    /// Server-side watch timeout; the watch is then resumed from the last resourceVersion.
+    pub watch_timeout_secs: u32,
+    /// This many consecutive watches that end at once with nothing in them mean a stale resourceVersion.
+    pub stale_after_empty_watches: u32,
+    pub seen_capacity: usize,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            max_event_age: Duration::from_secs(5),
+            page_size: 500,
+            watch_timeout_secs: 290,
+            stale_after_empty_watches: 3,
+            seen_capacity: seen::DEFAULT_CAPACITY,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where the source starts.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// List, exporting what is younger than `max_event_age`, then watch.
+    Cold,
+    /// Watch from this position (a delivery cursor): everything after it is replayed.
+    Resume(Position),
+}
+
+/// What the source emits, in order.
+#[derive(Debug)]
+pub enum Item {
+    /// A new occurrence. `position` is where the cursor may move once it is delivered (None for list
+    /// items, whose order is not resourceVersion order; the list's checkpoint follows them).
+    Occurrence {
+        event: Box<Event>,
+        position: Option<Position>,
+    },
+    /// Nothing to export, but everything up to here is accounted for.
+    Checkpoint(Position),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("building the {what} request: {source}")]
+    Request {
+        what: &'static str,
+        source: kube::core::request::Error,
+    },
+}
+
+/// Why a list is made; decides what of it is exported.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ListKind {
+    Cold,
+    /// After 410 / stale watch: export only what this process has not seen.
+    Relist,
+}
+
+enum WatchEnd {
+    /// Ended normally (timeout or closed): resume from the last resourceVersion.
+    Closed { frames: u64, elapsed: Duration },
+    /// The resourceVersion is too old: relist.
+    Expired,
+    /// The receiving side is gone or we were cancelled.
+    Stop,
+}
+
+pub struct Source {
+    client: kube::Client,
+    cfg: SourceConfig,
+    metrics: Metrics,
+    health: Health,
+    seen: Seen,
+    request: Request,
+    /// The resourceVersion up to which the stream is accounted for.
+    last_rv: Option<String>,
+}
+
+impl Source {
+    pub fn new(client: kube::Client, cfg: SourceConfig, metrics: Metrics, health: Health) -> Self {
+        let path = match &cfg.namespace {
+            Some(ns) => format!("/api/v1/namespaces/{ns}/events"),
+            None => "/api/v1/events".to_string(),
+        };
+        Self {
+            client,
+            seen: Seen::new(cfg.seen_capacity),
+            cfg,
+            metrics,
+            health,
+            request: Request::new(path),
+            last_rv: None,
+        }
+    }
+
+    /// Runs until `cancel` fires or the receiving side of `tx` is dropped.
+    pub async fn run(
+        mut self,
+        start: Start,
+        tx: mpsc::Sender<Item>,
+        cancel: CancellationToken,
+    ) -> Result<(), SourceError> {
+        let mut next_list = match start {
+            Start::Cold => Some(ListKind::Cold),
+            Start::Resume(pos) => {
+                tracing::info!(resource_version = %pos.resource_version, "resuming at resourceVersion");
+                self.last_rv = Some(pos.resource_version);
+                None
+            }
+        };
+        let mut failures = 0u32;
+        let mut empty_watches = 0u32;
+        loop {
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            if let Some(kind) = next_list {
+                match self.list(kind, &tx, &cancel).await? {
+                    Ok(true) => {
+                        next_list = None;
+                        failures = 0;
+                    }
+                    Ok(false) => return Ok(()),
+                    Err(e) => {
+                        failures += 1;
+                        self.health.set_api_ok(false);
+                        tracing::warn!(error = %e, attempt = failures, "listing events failed; retrying");
+                        if !self.backoff(failures, &cancel).await {
+                            return Ok(());
+                        }
+                    }
+                }
+                continue;
+            }
+            match self.watch(&tx, &cancel).await? {
+                Ok(WatchEnd::Stop) => return Ok(()),
+                Ok(WatchEnd::Expired) => {
+                    self.restart("expired");
+                    next_list = Some(ListKind::Relist);
+                    empty_watches = 0;
+                }
+                Ok(WatchEnd::Closed { frames, elapsed }) => {
+                    failures = 0;
+                    if frames == 0 && elapsed < Duration::from_secs(1) {
+                        empty_watches += 1;
+                        if empty_watches >= self.cfg.stale_after_empty_watches {
+                            // Events have no watch cache: a stale resourceVersion is answered with
+                            // an empty 200 instead of 410 (kubernetes#104171).
+                            tracing::warn!(
+                                resource_version = self.last_rv.as_deref().unwrap_or(""),
+                                empty_watches,
+                                "watch keeps ending at once with nothing in it; treating the resourceVersion as stale and relisting"
+                            );
+                            self.restart("stale");
+                            next_list = Some(ListKind::Relist);
+                            empty_watches = 0;
+                        } else {
+                            self.restart("empty");
+                            // Do not spin on a server that closes at once.
+                            if !self
+                                .sleep(
+                                    Duration::from_millis(100 * u64::from(empty_watches)),
+                                    &cancel,
+                                )
+                                .await
+                            {
+                                return Ok(());
+                            }
+                        }
+                    } else {
+                        empty_watches = 0;
+                        self.restart("closed");
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    self.health.set_api_ok(false);
+                    self.restart("error");
+                    tracing::warn!(error = %e, attempt = failures, resource_version = self.last_rv.as_deref().unwrap_or(""), "watch failed; resuming");
+                    if !self.backoff(failures, &cancel).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    fn restart(&self, cause: &str) {
+        self.metrics
+            .watch_restarts
+            .get_or_create(&CauseLabel {
+                cause: cause.to_string(),
+            })
+            .inc();
+    }
+
+    /// Exponential backoff with full jitter; false if cancelled meanwhile.
+    async fn backoff(&self, failures: u32, cancel: &CancellationToken) -> bool {
+        let exp = self
+            .cfg
+            .initial_backoff
+            .saturating_mul(1u32 << failures.min(16).saturating_sub(1));
+        let cap = exp.min(self.cfg.max_backoff);
+        let delay = cap
+            .mul_f64(rand::rng().random_range(0.0..=1.0))
+            .max(Duration::from_millis(10));
+        self.sleep(delay, cancel).await
+    }
+
+    async fn sleep(&self, d: Duration, cancel: &CancellationToken) -> bool {
+        tokio::select! {
+            _ = cancel.cancelled() => false,
+            _ = tokio::time::sleep(d) => true,
+        }
+    }
+
+    async fn emit(&self, tx: &mpsc::Sender<Item>, item: Item, cancel: &CancellationToken) -> bool {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => false,
+            r = tx.send(item) => r.is_ok(),
+        }
+    }
+
+    /// One whole paginated list. Ok(true): done; Ok(false): stop requested; Err: retry later.
+    async fn list(
+        &mut self,
+        kind: ListKind,
+        tx: &mpsc::Sender<Item>,
+        cancel: &CancellationToken,
+    ) -> Result<Result<bool, kube::Error>, SourceError> {
+        self.metrics.relists.inc();
+        let mut lp = ListParams::default().limit(self.cfg.page_size);
+        let mut list_rv: Option<String> = None;
+        let now = jiff::Timestamp::now();
+        let (mut exported, mut items) = (0u64, 0u64);
+        let started = Instant::now();
+        loop {
+            // Later pages come from the first page's snapshot through the continue token (the API
+            // server rejects a resourceVersion next to a continue token).
+            let req = self
+                .request
+                .list(&lp)
+                .map_err(|source| SourceError::Request {
+                    what: "list",
+                    source,
+                })?;
+            let text = match self.client.request_text(req).await {
+                Ok(t) => t,
+                Err(kube::Error::Api(s)) if s.code == 410 => {
+                    // The continue token expired mid-list: start the list over.
+                    tracing::warn!("list continue token expired; restarting the list");
+                    lp.continue_token = None;
+                    list_rv = None;
+                    continue;
+                }
+                Err(e) => return Ok(Err(e)),
+            };
+            self.health.set_api_ok(true);
+            let page: ListPage<'_> = match serde_json::from_str(&text) {
+                Ok(p) => p,
+                Err(e) => return Ok(Err(kube::Error::SerdeError(e))),
+            };
+            if list_rv.is_none() {
+                list_rv = page.metadata.resource_version.clone();
+            }
+            for raw in &page.items {
+                items += 1;
+                self.metrics
+                    .events_received
+                    .get_or_create(&TypeLabel {
+                        r#type: "LIST".into(),
+                    })
+                    .inc();
+                let event = match decode_event(raw.get()) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        self.malformed(&e.to_string(), raw.get());
+                        continue;
+                    }
+                };
+                if self.keep_listed(kind, &event, now) {
+                    exported += 1;
+                    let item = Item::Occurrence {
+                        event: Box::new(event),
+                        position: None,
+                    };
+                    if !self.emit(tx, item, cancel).await {
+                        return Ok(Ok(false));
+                    }
+                }
+            }
+            match page.metadata.continue_token.filter(|c| !c.is_empty()) {
+                Some(token) => lp.continue_token = Some(token),
+                None => break,
+            }
+        }
+        let Some(rv) = list_rv else {
+            return Ok(Err(kube::Error::Api(
+                kube::core::Status::failure(
+                    "event list has no metadata.resourceVersion",
+                    "BadList",
+                )
+                .boxed(),
+            )));
+        };
+        tracing::info!(
+            kind = ?kind, resource_version = %rv, items, exported,
+            elapsed_ms = started.elapsed().as_millis() as u64, "listed events"
+        );
+        self.last_rv = Some(rv.clone());
+        let ok = self
+            .emit(
+                tx,
+                Item::Checkpoint(Position {
+                    resource_version: rv,
+                    event_time: None,
+                }),
+                cancel,
+            )
+            .await;
+        Ok(Ok(ok))
+    }
+
+    /// Whether a listed event is exported; records it as seen either way.
+    fn keep_listed(&mut self, kind: ListKind, event: &Event, now: jiff::Timestamp) -> bool {
+        let uid = event.uid();
+        let count = event.occurrence_count();
+        match kind {
+            ListKind::Cold => {
+                self.seen.observe(uid, count);
+                let too_old = event.last_seen().is_some_and(|t| {
+                    now.duration_since(t).unsigned_abs() > self.cfg.max_event_age && t < now
+                });
+                if too_old {
+                    self.filtered("too_old");
+                }
+                !too_old
+            }
+            ListKind::Relist => {
+                let unseen_before = self.seen.get(uid).is_none();
+                if !self.seen.observe(uid, count) {
+                    self.filtered("already_exported");
+                    return false;
+                }
+                // A uid evicted from `seen` but older than our stream position was seen already.
+                if unseen_before && rv_le(event.resource_version(), self.last_rv.as_deref()) {
+                    self.filtered("already_exported");
+                    return false;
+                }
+                true
+            }
+        }
+    }
+
+    fn filtered(&self, reason: &str) {
+        self.metrics
+            .events_filtered
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    fn malformed(&self, error: &str, raw: &str) {
+        self.metrics.malformed_frames.inc();
+        let snippet: String = raw.chars().take(200).collect();
+        tracing::warn!(error, frame = %snippet, "skipping malformed event");
+    }
+
+    /// One watch request, read to its end.
+    async fn watch(
+        &mut self,
+        tx: &mpsc::Sender<Item>,
+        cancel: &CancellationToken,
+    ) -> Result<Result<WatchEnd, kube::Error>, SourceError> {
+        let rv = self.last_rv.clone().unwrap_or_else(|| "0".to_string());
+        let wp = WatchParams::default().timeout(self.cfg.watch_timeout_secs);
+        let req = self
+            .request
+            .watch(&wp, &rv)
+            .map_err(|source| SourceError::Request {
+                what: "watch",
+                source,
+            })?;
+        let started = Instant::now();
+        let body = tokio::select! {
+            _ = cancel.cancelled() => return Ok(Ok(WatchEnd::Stop)),
+            r = self.client.request_stream(req) => r,
+        };
+        let body = match body {
+            Ok(b) => b,
+            Err(kube::Error::Api(s)) if s.code == 410 => return Ok(Ok(WatchEnd::Expired)),
+            Err(e) => return Ok(Err(e)),
+        };
+        self.health.set_api_ok(true);
+        let mut lines = body.lines();
+        let idle_limit = Duration::from_secs(u64::from(self.cfg.watch_timeout_secs) + 30);
+        let mut frames = 0u64;
+        loop {
+            let line = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(Ok(WatchEnd::Stop)),
+                l = tokio::time::timeout(idle_limit, lines.next()) => l,
+            };
+            let line = match line {
+                Err(_) => {
+                    tracing::warn!(
+                        idle_secs = idle_limit.as_secs(),
+                        "watch silent past its timeout; reconnecting"
+                    );
+                    return Ok(Ok(WatchEnd::Closed {
+                        frames,
+                        elapsed: started.elapsed(),
+                    }));
+                }
+                Ok(None) => {
+                    return Ok(Ok(WatchEnd::Closed {
+                        frames,
+                        elapsed: started.elapsed(),
+                    }));
+                }
+                Ok(Some(Err(e))) => return Ok(Err(kube::Error::ReadEvents(e))),
+                Ok(Some(Ok(line))) => line,
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            frames += 1;
+            self.health.heartbeat();
+            let frame = match decode_frame(&line) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.malformed(&e.to_string(), &line);
+                    continue;
+                }
+            };
+            let item = match frame {
+                Frame::Error(status) => {
+                    self.metrics
+                        .events_received
+                        .get_or_create(&TypeLabel {
+                            r#type: "ERROR".into(),
+                        })
+                        .inc();
+                    if status.code == 410 {
+                        tracing::info!(message = %status.message, "watch resourceVersion expired; relisting");
+                        return Ok(Ok(WatchEnd::Expired));
+                    }
+                    tracing::warn!(code = status.code, reason = %status.reason, message = %status.message, "watch ERROR frame; resuming");
+                    return Ok(Ok(WatchEnd::Closed {
+                        frames,
+                        elapsed: started.elapsed(),
+                    }));
+                }
+                Frame::Bookmark(rv) => {
+                    self.received("BOOKMARK");
+                    self.last_rv = Some(rv.clone());
+                    Item::Checkpoint(Position {
+                        resource_version: rv,
+                        event_time: None,
+                    })
+                }
+                Frame::Deleted(event) => {
+                    self.received("DELETED");
+                    self.seen.forget(event.uid());
+                    self.filtered("deleted");
+                    self.checkpoint_of(&event)
+                }
+                Frame::Added(event) => {
+                    self.received("ADDED");
+                    self.occurrence_or_checkpoint(event)
+                }
+                Frame::Modified(event) => {
+                    self.received("MODIFIED");
+                    self.occurrence_or_checkpoint(event)
+                }
+            };
+            if !self.emit(tx, item, cancel).await {
+                return Ok(Ok(WatchEnd::Stop));
+            }
+        }
+    }
+
+    fn received(&self, type_: &str) {
+        self.metrics
+            .events_received
+            .get_or_create(&TypeLabel {
+                r#type: type_.to_string(),
+            })
+            .inc();
+    }
+
+    fn checkpoint_of(&mut self, event: &Event) -> Item {
+        let rv = event.resource_version().to_string();
+        self.last_rv = Some(rv.clone());
+        Item::Checkpoint(Position {
+            resource_version: rv,
+            event_time: event.last_seen(),
+        })
+    }
+
+    /// ADDED, and MODIFIED whose count grew, are occurrences; other changes only move the position.
+    fn occurrence_or_checkpoint(&mut self, event: Box<Event>) -> Item {
+        let rv = event.resource_version().to_string();
+        self.last_rv = Some(rv.clone());
+        let position = Position {
+            resource_version: rv,
+            event_time: event.last_seen(),
+        };
+        if self.seen.observe(event.uid(), event.occurrence_count()) {
+            Item::Occurrence {
+                event,
+                position: Some(position),
+            }
+        } else {
+            self.filtered("not_new_occurrence");
+            Item::Checkpoint(position)
+        }
+    }
+}
+
+/// `a <= b` for resourceVersions, compared as integers (KEP-5504: comparable within a resource;
+/// every etcd-backed server uses integers). Unparseable or unknown: false (do not skip).
+fn rv_le(a: &str, b: Option<&str>) -> bool {
+    match (a.parse::<u64>(), b.and_then(|b| b.parse::<u64>().ok())) {
+        (Ok(a), Some(b)) => a <= b,
+        _ => false,
+    }
+}

@@ -1,0 +1,306 @@
+//! A client-go compatible Lease lock with optimistic concurrency.
+//!
+//! Every write is a `replace` carrying the resourceVersion we last read (or a `create`), so two
+//! candidates can never both win: the loser gets 409 and re-reads. Expiry follows client-go: a
+//! record is expired when it has not changed for its `leaseDurationSeconds` *by our own clock*
+//! since we first saw it, so clock skew between replicas does not matter.
+//!
+//! The delivery cursor rides in an annotation and is written by the same request as the renewal.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, PostParams};
+use tokio::time::Instant;
+
+use super::cursor::{ANNOTATION, StoredCursor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("lease {namespace}/{name}: {source}")]
+    Api {
+        namespace: String,
+        name: String,
+        source: kube::Error,
+    },
+}
+
+/// The outcome of one acquire-or-renew attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attempt {
+    /// We hold the Lease. `epoch` is its `leaseTransitions`; `acquired` is true when this attempt took
+    /// it (then `cursor` is what the previous holder left).
+    Leading {
+        epoch: i32,
+        acquired: bool,
+        cursor: Option<StoredCursor>,
+    },
+    /// Someone else holds it (empty if it is being created concurrently).
+    Following { holder: String },
+}
+
+struct Observed {
+    resource_version: String,
+    at: Instant,
+}
+
+pub struct LeaseLock {
+    api: Api<Lease>,
+    namespace: String,
+    name: String,
+    identity: String,
+    lease_duration: Duration,
+    /// The Lease as we last wrote it while holding it.
+    held: Option<Lease>,
+    observed: Option<Observed>,
+}
+
+fn now_micro() -> MicroTime {
+    MicroTime(jiff::Timestamp::now())
+}
+
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+impl LeaseLock {
+    pub fn new(
+        client: kube::Client,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        lease_duration: Duration,
+    ) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            identity: identity.to_string(),
+            lease_duration,
+            held: None,
+            observed: None,
+        }
+    }
+
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    fn err(&self, source: kube::Error) -> LockError {
+        LockError::Api {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            source,
+        }
+    }
+
+    fn duration_secs(&self) -> i32 {
+        self.lease_duration.as_secs().clamp(1, i32::MAX as u64) as i32
+    }
+
+    /// Forget that we hold the lease (after losing it): the next attempt re-reads.
+    pub fn forget(&mut self) {
+        self.held = None;
+    }
+
+    /// Renews if we hold the Lease, else acquires it if it is free or expired. `cursor`, when
+    /// given, is written in the same request.
+    pub async fn try_acquire_or_renew(
+        &mut self,
+        cursor: Option<&StoredCursor>,
+    ) -> Result<Attempt, LockError> {
+        if let Some(held) = self.held.clone() {
+            let mut lease = held;
+            let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+            spec.renew_time = Some(now_micro());
+            spec.lease_duration_seconds = Some(self.duration_secs());
+            set_cursor(&mut lease, cursor);
+            match self
+                .api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await
+            {
+                Ok(written) => {
+                    let epoch = epoch_of(&written);
+                    self.held = Some(written);
+                    return Ok(Attempt::Leading {
+                        epoch,
+                        acquired: false,
+                        cursor: None,
+                    });
+                }
+                // Someone else wrote the Lease: re-read and re-decide below.
+                Err(e) if is_conflict(&e) => self.held = None,
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+        let current = self
+            .api
+            .get_opt(&self.name)
+            .await
+            .map_err(|e| self.err(e))?;
+        let Some(current) = current else {
+            return self.create(cursor).await;
+        };
+        let rv = current
+            .metadata
+            .resource_version
+            .clone()
+            .unwrap_or_default();
+        let now = Instant::now();
+        if self
+            .observed
+            .as_ref()
+            .is_none_or(|o| o.resource_version != rv)
+        {
+            self.observed = Some(Observed {
+                resource_version: rv,
+                at: now,
+            });
+        }
+        let spec = current.spec.clone().unwrap_or_default();
+        let holder = spec.holder_identity.clone().unwrap_or_default();
+        let record_duration =
+            Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
+        let observed_at = self.observed.as_ref().map(|o| o.at).unwrap_or(now);
+        let held_by_other = !holder.is_empty() && holder != self.identity;
+        if held_by_other && observed_at + record_duration > now {
+            return Ok(Attempt::Following { holder });
+        }
+        // Free, expired, or ours (e.g. we restarted under the same identity): take it.
+        let previous_cursor = current
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION))
+            .and_then(|s| match StoredCursor::decode(s) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, value = %s, "ignoring a malformed cursor annotation on the lease");
+                    None
+                }
+            });
+        let mut lease = current;
+        let transitions = spec.lease_transitions.unwrap_or(0);
+        let taking_over = holder != self.identity;
+        let stamp = now_micro();
+        let new_spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        new_spec.holder_identity = Some(self.identity.clone());
+        new_spec.lease_duration_seconds = Some(self.duration_secs());
+        new_spec.renew_time = Some(stamp.clone());
+        if taking_over {
+            new_spec.acquire_time = Some(stamp);
+            new_spec.lease_transitions = Some(transitions + 1);
+        }
+        if let Some(c) = cursor {
+            set_cursor(&mut lease, Some(c));
+        }
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(written) => {
+                let epoch = epoch_of(&written);
+                self.held = Some(written);
+                Ok(Attempt::Leading {
+                    epoch,
+                    acquired: true,
+                    cursor: previous_cursor,
+                })
+            }
+            Err(e) if is_conflict(&e) => Ok(Attempt::Following { holder }),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    async fn create(&mut self, cursor: Option<&StoredCursor>) -> Result<Attempt, LockError> {
+        let stamp = now_micro();
+        let mut lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                namespace: Some(self.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(self.identity.clone()),
+                lease_duration_seconds: Some(self.duration_secs()),
+                acquire_time: Some(stamp.clone()),
+                renew_time: Some(stamp),
+                lease_transitions: Some(0),
+                ..LeaseSpec::default()
+            }),
+        };
+        set_cursor(&mut lease, cursor);
+        match self.api.create(&PostParams::default(), &lease).await {
+            Ok(written) => {
+                self.held = Some(written);
+                Ok(Attempt::Leading {
+                    epoch: 0,
+                    acquired: true,
+                    cursor: None,
+                })
+            }
+            Err(e) if is_conflict(&e) => Ok(Attempt::Following {
+                holder: String::new(),
+            }),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// Gives the Lease up in one write that also stores the final cursor: empty holder and a
+    /// 1 s duration, as client-go's ReleaseOnCancel, so a standby takes over at once.
+    /// Returns false if we no longer held it (someone else wrote it since).
+    pub async fn release(&mut self, cursor: Option<&StoredCursor>) -> Result<bool, LockError> {
+        let Some(mut lease) = self.held.take() else {
+            return Ok(false);
+        };
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        spec.holder_identity = Some(String::new());
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(now_micro());
+        set_cursor(&mut lease, cursor);
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_conflict(&e) => Ok(false),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// The cursor currently stored on the Lease (a read, for standbys and tools).
+    pub async fn read_cursor(&self) -> Result<Option<StoredCursor>, LockError> {
+        let lease = self
+            .api
+            .get_opt(&self.name)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(lease
+            .and_then(|l| l.metadata.annotations)
+            .and_then(|a| a.get(ANNOTATION).cloned())
+            .and_then(|s| StoredCursor::decode(&s).ok()))
+    }
+}
+
+fn epoch_of(lease: &Lease) -> i32 {
+    lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.lease_transitions)
+        .unwrap_or(0)
+}
+
+fn set_cursor(lease: &mut Lease, cursor: Option<&StoredCursor>) {
+    if let Some(c) = cursor {
+        lease
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(ANNOTATION.to_string(), c.encode());
+    }
+}

@@ -1,0 +1,3 @@
+//! Leader election: the Lease lock and the delivery cursor it carries.
+pub mod cursor;
+pub mod lock;
