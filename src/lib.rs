@@ -15,6 +15,7 @@ pub mod exporter;
 pub mod leader;
 pub mod progress;
 pub mod route;
+pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod telemetry;

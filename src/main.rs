@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use kube_event_exporter::{
     cluster, config,
     exporter::{Exporter, Handles},
+    leader::elector::Replica,
+    shutdown,
     sink::Receivers,
     source::Start,
     telemetry,
@@ -129,12 +131,36 @@ async fn serve(cfg: config::Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     let http = tokio::spawn(server);
     tracing::info!(address = %addr, "serving /metrics, /healthz, /readyz");
 
+    let shutdown = shutdown::install()?;
     let client = cluster::client(args.kubeconfig.as_deref()).await?;
+    let result = if cfg.leader_election.enabled {
+        Replica::new(cfg, client, metrics, health)
+            .run(shutdown)
+            .await
+    } else {
+        run_without_election(&cfg, client, metrics, health, shutdown).await
+    };
+    shutdown_http.cancel();
+    let _ = http.await;
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// `leaderElection.enabled: false`: export from a cold start until a signal, then drain.
+async fn run_without_election(
+    cfg: &config::Config,
+    client: kube::Client,
+    metrics: telemetry::Metrics,
+    health: telemetry::Health,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    tracing::warn!(
+        "leader election is disabled: run exactly one replica, or events are exported twice"
+    );
     let tasks = TaskTracker::new();
     let abort = CancellationToken::new();
     let receivers = Receivers::start(&cfg.receivers, &metrics, &tasks, abort.clone()).await?;
     let exporter = Exporter::start(
-        &cfg,
+        cfg,
         client,
         receivers,
         Start::Cold,
@@ -145,57 +171,13 @@ async fn serve(cfg: config::Config, args: RunArgs) -> anyhow::Result<ExitCode> {
             abort,
         },
     );
-
-    let mut signals = Signals::new()?;
-    let which = signals.next().await;
-    tracing::info!(signal = which, "shutdown: draining");
-    let drain = cfg.leader_election.drain_timeout;
-    let report = tokio::select! {
-        r = exporter.shutdown(drain) => r,
-        second = signals.next() => {
-            tracing::warn!(signal = second, "second signal: exiting at once");
-            return Ok(ExitCode::from(130));
-        }
-    };
+    shutdown.cancelled().await;
+    tracing::info!("shutdown: draining");
+    let report = exporter.shutdown(cfg.leader_election.drain_timeout).await;
     tracing::info!(
         drained = report.drained,
         in_flight = report.in_flight,
-        cursor = report
-            .cursor
-            .position
-            .as_ref()
-            .map(|p| p.resource_version.as_str())
-            .unwrap_or(""),
         "shutdown: done"
     );
-    shutdown_http.cancel();
-    let _ = http.await;
-    Ok(if report.drained {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-/// SIGTERM and SIGINT as one stream.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> anyhow::Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
-        }
-    }
+    Ok(())
 }

@@ -181,6 +181,14 @@ impl Source {
             match self.watch(&tx, &cancel).await? {
                 Ok(WatchEnd::Stop) => return Ok(()),
                 Ok(WatchEnd::Expired) => {
+                    // The history after our resourceVersion is gone: the relist recovers every event
+                    // still in the API, but one deleted meanwhile, or a count that moved more than once,
+                    // cannot be recovered. Say so instead of pretending.
+                    self.metrics.possible_gaps.inc();
+                    tracing::warn!(
+                        resource_version = self.last_rv.as_deref().unwrap_or(""),
+                        "possible gap: watch history after this resourceVersion is gone; relisting"
+                    );
                     self.restart("expired");
                     next_list = Some(ListKind::Relist);
                     empty_watches = 0;

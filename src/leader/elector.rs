@@ -1,0 +1,406 @@
+//! The replica lifecycle under leader election (DESIGN §3):
+//!
+//! standby ──acquire──► leading ──lost lease──► standby
+//!                         │
+//!                      SIGTERM ──► linger (keep exporting and renewing) ──► drain (renewing)
+//!                                  ──► release with the final cursor, in one write ──► join ──► exit 0
+//!
+//! While leading, every renewal also stores the delivery cursor. A leader that cannot renew within
+//! `renewDeadline`, or finds someone else holding the Lease, stops delivering at once and never
+//! writes again — its successor (which can only take over after `leaseDuration` > `renewDeadline`)
+//! resumes from the last committed cursor.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, WatchEvent, WatchParams};
+use rand::Rng;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use super::cursor::StoredCursor;
+use super::lock::{Attempt, LeaseLock};
+use crate::config::{Config, LeaderElectionConfig};
+use crate::exporter::{Exporter, Handles};
+use crate::progress::Tracker;
+use crate::sink::Receivers;
+use crate::source::Start;
+use crate::telemetry::{Health, Metrics};
+
+const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// Lease namespace: configured, else the service account's, else `$POD_NAMESPACE`, else `default`.
+pub fn lease_namespace(cfg: &LeaderElectionConfig) -> String {
+    cfg.lease_namespace
+        .clone()
+        .or_else(|| {
+            std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".to_string())
+}
+
+/// Identity: configured, else `$POD_NAME`, else the hostname plus a random suffix (two processes on
+/// one host must never share an identity).
+pub fn identity(cfg: &LeaderElectionConfig) -> String {
+    cfg.identity
+        .clone()
+        .or_else(|| std::env::var("POD_NAME").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "kube-event-exporter".to_string());
+            format!("{host}-{:06x}", rand::rng().random_range(0..0x100_0000u32))
+        })
+}
+
+enum Outcome {
+    Lost(String),
+    ShutdownRequested,
+}
+
+pub struct Replica {
+    cfg: Config,
+    client: kube::Client,
+    metrics: Metrics,
+    health: Health,
+    identity: String,
+    namespace: String,
+}
+
+impl Replica {
+    pub fn new(cfg: Config, client: kube::Client, metrics: Metrics, health: Health) -> Self {
+        let identity = identity(&cfg.leader_election);
+        let namespace = lease_namespace(&cfg.leader_election);
+        Self {
+            cfg,
+            client,
+            metrics,
+            health,
+            identity,
+            namespace,
+        }
+    }
+
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Runs until `shutdown` fires (and, as leader, the handover completes).
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let le = self.cfg.leader_election.clone();
+        let mut lock = LeaseLock::new(
+            self.client.clone(),
+            &self.namespace,
+            &le.lease_name,
+            &self.identity,
+            le.lease_duration,
+        );
+        let changed = Arc::new(Notify::new());
+        let watcher = tokio::spawn(watch_lease(
+            Api::namespaced(self.client.clone(), &self.namespace),
+            le.lease_name.clone(),
+            changed.clone(),
+            le.retry_period,
+        ));
+        tracing::info!(identity = %self.identity, lease = %format!("{}/{}", self.namespace, le.lease_name), "standing by for the lease");
+        let result = self.lifecycle(&mut lock, &changed, &shutdown).await;
+        watcher.abort();
+        result
+    }
+
+    async fn lifecycle(
+        &self,
+        lock: &mut LeaseLock,
+        changed: &Notify,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let le = &self.cfg.leader_election;
+        loop {
+            // Standby: try whenever the Lease changes, and every retry period as a fallback.
+            let standby_since = Instant::now();
+            let (epoch, cursor) = loop {
+                if shutdown.is_cancelled() {
+                    tracing::info!(identity = %self.identity, "shutdown: standby exits");
+                    return Ok(());
+                }
+                match lock.try_acquire_or_renew(None).await {
+                    Ok(Attempt::Leading { epoch, cursor, .. }) => break (epoch, cursor),
+                    Ok(Attempt::Following { holder }) => {
+                        tracing::debug!(%holder, "lease held by another replica")
+                    }
+                    Err(e) => {
+                        self.health.set_api_ok(false);
+                        tracing::warn!(error = %e, "lease read/acquire failed; retrying");
+                    }
+                }
+                self.health.heartbeat();
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = changed.notified() => {}
+                    _ = tokio::time::sleep(le.retry_period) => {}
+                }
+            };
+            self.health.set_api_ok(true);
+            self.metrics.is_leader.set(1);
+            self.metrics.leader_transitions.inc();
+            tracing::info!(
+                identity = %self.identity, epoch,
+                cursor = cursor.as_ref().map(|c| c.resource_version.as_str()).unwrap_or(""),
+                standby_ms = standby_since.elapsed().as_millis() as u64,
+                "acquired lease"
+            );
+            let start = match &cursor {
+                Some(c) => Start::Resume(c.position()),
+                None => Start::Cold,
+            };
+            let tasks = TaskTracker::new();
+            let abort = CancellationToken::new();
+            let receivers =
+                match Receivers::start(&self.cfg.receivers, &self.metrics, &tasks, abort.clone())
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // Hand the lease back untouched so a healthy replica can lead.
+                        let _ = lock.release(cursor.as_ref()).await;
+                        self.metrics.is_leader.set(0);
+                        return Err(anyhow::Error::new(e).context("starting receivers"));
+                    }
+                };
+            let handles = Handles {
+                metrics: self.metrics.clone(),
+                health: self.health.clone(),
+                tasks,
+                abort,
+            };
+            let exporter =
+                Exporter::start(&self.cfg, self.client.clone(), receivers, start, handles);
+            let tracker = exporter.tracker().clone();
+            let mut renewer = Renewer::new(le, epoch, tracker, self.metrics.clone());
+
+            let outcome = tokio::select! {
+                lost = renewer.keep(lock, std::future::pending::<()>()) => Outcome::Lost(lost.err().unwrap_or_default()),
+                _ = shutdown.cancelled() => Outcome::ShutdownRequested,
+            };
+            match outcome {
+                Outcome::Lost(reason) => {
+                    self.metrics.is_leader.set(0);
+                    self.metrics.leader_transitions.inc();
+                    tracing::error!(identity = %self.identity, epoch, reason = %reason, "lost lease; stopped delivering, back to standby");
+                    // Stop at once: nothing more is delivered or committed; the successor replays.
+                    exporter.shutdown(Duration::ZERO).await;
+                    lock.forget();
+                }
+                Outcome::ShutdownRequested => return self.hand_over(lock, exporter, renewer).await,
+            }
+        }
+    }
+
+    /// Linger, drain, release with the final cursor, join.
+    async fn hand_over(
+        &self,
+        lock: &mut LeaseLock,
+        exporter: Exporter,
+        mut renewer: Renewer,
+    ) -> anyhow::Result<()> {
+        let le = &self.cfg.leader_election;
+        let started = Instant::now();
+        tracing::info!(identity = %self.identity, epoch = renewer.epoch, linger_ms = le.shutdown_linger.as_millis() as u64, "shutdown: lingering");
+        if let Err(reason) = renewer
+            .keep(lock, tokio::time::sleep(le.shutdown_linger))
+            .await
+        {
+            tracing::error!(identity = %self.identity, reason = %reason, "lost lease while lingering; stopping without committing");
+            exporter.shutdown(Duration::ZERO).await;
+            self.metrics.is_leader.set(0);
+            return Ok(());
+        }
+        tracing::info!(identity = %self.identity, epoch = renewer.epoch, in_flight = exporter.tracker().in_flight(), "shutdown: draining");
+        let drain = le.drain_timeout;
+        let (report, renewed) = {
+            let shutdown = exporter.shutdown(drain);
+            tokio::pin!(shutdown);
+            let mut report = None;
+            let renewed = renewer
+                .keep(lock, async {
+                    report = Some((&mut shutdown).await);
+                })
+                .await;
+            let report = match report {
+                Some(r) => r,
+                // Lost the lease mid-drain: finish joining, but do not commit.
+                None => shutdown.await,
+            };
+            (report, renewed)
+        };
+        self.metrics.is_leader.set(0);
+        if let Err(reason) = renewed {
+            tracing::error!(identity = %self.identity, reason = %reason, "lost lease while draining; not committing the cursor");
+            return Ok(());
+        }
+        let cursor = report
+            .cursor
+            .position
+            .as_ref()
+            .map(|p| StoredCursor::new(p, renewer.epoch));
+        match lock.release(cursor.as_ref()).await {
+            Ok(true) => tracing::info!(
+                identity = %self.identity, epoch = renewer.epoch,
+                cursor = cursor.as_ref().map(|c| c.resource_version.as_str()).unwrap_or(""),
+                drained = report.drained, in_flight = report.in_flight,
+                handover_ms = started.elapsed().as_millis() as u64,
+                "released lease"
+            ),
+            Ok(false) => {
+                tracing::warn!(identity = %self.identity, "lease was taken over before release; cursor not written")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "releasing the lease failed; the successor takes over after it expires")
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Renews the Lease every retry period, storing the cursor, while a future runs.
+struct Renewer {
+    retry_period: Duration,
+    renew_deadline: Duration,
+    epoch: i32,
+    tracker: Tracker,
+    metrics: Metrics,
+    /// The last successful write: the renew deadline counts from here.
+    last_success: Instant,
+    next_attempt: Instant,
+    written: Option<StoredCursor>,
+}
+
+impl Renewer {
+    fn new(le: &LeaderElectionConfig, epoch: i32, tracker: Tracker, metrics: Metrics) -> Self {
+        Self {
+            retry_period: le.retry_period,
+            renew_deadline: le.renew_deadline,
+            epoch,
+            tracker,
+            metrics,
+            last_success: Instant::now(),
+            next_attempt: Instant::now() + le.retry_period,
+            written: None,
+        }
+    }
+
+    /// Runs `work` to completion while renewing. Err(reason) as soon as the lease is lost (then
+    /// `work` is dropped unfinished).
+    async fn keep(
+        &mut self,
+        lock: &mut LeaseLock,
+        work: impl Future<Output = ()>,
+    ) -> Result<(), String> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                _ = &mut work => return Ok(()),
+                _ = tokio::time::sleep_until(self.next_attempt) => {}
+            }
+            self.renew_once(lock).await?;
+        }
+    }
+
+    async fn renew_once(&mut self, lock: &mut LeaseLock) -> Result<(), String> {
+        let cursor = self
+            .tracker
+            .cursor()
+            .position
+            .map(|p| StoredCursor::new(&p, self.epoch));
+        let deadline = self.last_success + self.renew_deadline;
+        let attempt =
+            tokio::time::timeout_at(deadline, lock.try_acquire_or_renew(cursor.as_ref())).await;
+        match attempt {
+            Ok(Ok(Attempt::Leading {
+                epoch, acquired, ..
+            })) => {
+                if acquired && epoch != self.epoch {
+                    // We lost it and got it back in between: someone else may have delivered.
+                    return Err(format!(
+                        "lease was re-acquired with a new epoch {epoch} (was {})",
+                        self.epoch
+                    ));
+                }
+                self.last_success = Instant::now();
+                self.next_attempt = self.last_success + self.retry_period;
+                if let Some(c) = &cursor
+                    && let Some(t) = c.event_time
+                {
+                    let lag = jiff::Timestamp::now()
+                        .duration_since(t)
+                        .as_secs_f64()
+                        .max(0.0);
+                    self.metrics.cursor_lag_seconds.set(lag);
+                }
+                if cursor != self.written {
+                    tracing::debug!(
+                        cursor = cursor
+                            .as_ref()
+                            .map(|c| c.resource_version.as_str())
+                            .unwrap_or(""),
+                        "renewed"
+                    );
+                    self.written = cursor;
+                }
+                Ok(())
+            }
+            Ok(Ok(Attempt::Following { holder })) => {
+                Err(format!("lease is now held by {holder:?}"))
+            }
+            Ok(Err(e)) => {
+                if Instant::now() >= deadline {
+                    Err(format!(
+                        "no successful renewal within the renew deadline: {e}"
+                    ))
+                } else {
+                    tracing::warn!(error = %e, "lease renewal failed; retrying");
+                    // Retry sooner than a full period, while the deadline allows.
+                    self.next_attempt = (Instant::now() + self.retry_period / 2).min(deadline);
+                    Ok(())
+                }
+            }
+            Err(_) => Err(
+                "no successful renewal within the renew deadline (request timed out)".to_string(),
+            ),
+        }
+    }
+}
+
+/// Wakes `changed` on every change of our Lease, so a standby reacts to a release in milliseconds.
+async fn watch_lease(api: Api<Lease>, name: String, changed: Arc<Notify>, retry: Duration) {
+    loop {
+        let wp = WatchParams::default().timeout(290);
+        match api.watch(&wp, "0").await {
+            Ok(stream) => {
+                let mut stream = std::pin::pin!(stream);
+                while let Some(ev) = stream.next().await {
+                    match ev {
+                        Ok(
+                            WatchEvent::Added(l) | WatchEvent::Modified(l) | WatchEvent::Deleted(l),
+                        ) if l.metadata.name.as_deref() == Some(name.as_str()) => {
+                            changed.notify_one()
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "lease watch failed; polling meanwhile"),
+        }
+        tokio::time::sleep(retry).await;
+    }
+}
