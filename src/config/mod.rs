@@ -205,3 +205,5 @@ pub struct TlsConfig {
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
 }
+
+mod node;
