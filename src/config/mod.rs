@@ -93,7 +93,9 @@ impl PartialEq for Rule {
         }
         fn map(a: &BTreeMap<String, Regex>, b: &BTreeMap<String, Regex>) -> bool {
             a.len() == b.len()
-                && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && va.as_str() == vb.as_str())
+                && a.iter()
+                    .zip(b)
+                    .all(|((ka, va), (kb, vb))| ka == kb && va.as_str() == vb.as_str())
         }
         map(&self.labels, &other.labels)
             && map(&self.annotations, &other.annotations)
@@ -206,4 +208,16 @@ pub struct TlsConfig {
     pub key_file: Option<PathBuf>,
 }
 
+mod duration;
+mod env;
+mod error;
+mod load;
 mod node;
+mod schema;
+mod summary;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use load::{load, parse};

@@ -7,7 +7,7 @@
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +47,10 @@ impl Kind {
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let spanned: Spanned<Kind> = Spanned::deserialize(d)?;
-        Ok(Node { line: spanned.referenced.line(), kind: spanned.value })
+        Ok(Node {
+            line: spanned.referenced.line(),
+            kind: spanned.value,
+        })
     }
 }
 
@@ -81,13 +84,19 @@ impl<'de> Visitor<'de> for KindVisitor {
         Ok(Kind::Int(v))
     }
     fn visit_u64<E>(self, v: u64) -> Result<Kind, E> {
-        Ok(i64::try_from(v).map(Kind::Int).unwrap_or(Kind::Float(v as f64)))
+        Ok(i64::try_from(v)
+            .map(Kind::Int)
+            .unwrap_or(Kind::Float(v as f64)))
     }
     fn visit_i128<E>(self, v: i128) -> Result<Kind, E> {
-        Ok(i64::try_from(v).map(Kind::Int).unwrap_or(Kind::Float(v as f64)))
+        Ok(i64::try_from(v)
+            .map(Kind::Int)
+            .unwrap_or(Kind::Float(v as f64)))
     }
     fn visit_u128<E>(self, v: u128) -> Result<Kind, E> {
-        Ok(i64::try_from(v).map(Kind::Int).unwrap_or(Kind::Float(v as f64)))
+        Ok(i64::try_from(v)
+            .map(Kind::Int)
+            .unwrap_or(Kind::Float(v as f64)))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Kind, E> {
         Ok(Kind::Float(v))
@@ -107,15 +116,8 @@ impl<'de> Visitor<'de> for KindVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Kind, A::Error> {
         let mut out: Vec<(String, Node)> = Vec::new();
-        while let Some(key) = map.next_key::<Kind>()? {
-            let key = match key {
-                Kind::Str(s) => s,
-                Kind::Null => "null".into(),
-                Kind::Seq(_) | Kind::Map(_) => {
-                    return Err(de::Error::custom("mapping keys must be scalars"));
-                }
-                other => other.describe(),
-            };
+        // Keys are read as strings: the scalar exactly as written (`n:` stays "n", `1:` is "1").
+        while let Some(key) = map.next_key::<String>()? {
             let value = map.next_value::<Node>()?;
             out.push((key, value));
         }
@@ -125,10 +127,21 @@ impl<'de> Visitor<'de> for KindVisitor {
 
 /// Parses YAML text into a tree. An empty document is an empty map.
 pub(crate) fn parse_yaml(text: &str) -> Result<Node, serde_saphyr::Error> {
-    if text.trim().is_empty() || text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
-        return Ok(Node { line: 1, kind: Kind::Map(Vec::new()) });
+    if text.trim().is_empty()
+        || text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Ok(Node {
+            line: 1,
+            kind: Kind::Map(Vec::new()),
+        });
     }
-    serde_saphyr::from_str::<Node>(text)
+    // YAML 1.2 booleans only: `no`, `on`, `y` stay strings (a reason or label value `No` must
+    // not become `false`), as in Go's YAML libraries.
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    serde_saphyr::from_str_with_options::<Node>(text, options)
 }
 
 #[cfg(test)]
@@ -147,8 +160,20 @@ mod tests {
         assert_eq!(s[0].kind, Kind::Str("x".into()));
         assert_eq!(m[2].1.kind, Kind::Float(1.5));
         assert_eq!(m[3].1.kind, Kind::Null);
-        let err = parse_yaml("a: {{ .X }}\n").unwrap_err();
-        eprintln!("{err}");
-        eprintln!("{:?}", err.location());
+        let n = parse_yaml("n: no\ny: on\n1: x\n").unwrap();
+        let Kind::Map(m) = n.kind else { panic!() };
+        assert_eq!(
+            m[0],
+            (
+                "n".to_owned(),
+                Node {
+                    line: 1,
+                    kind: Kind::Str("no".into())
+                }
+            )
+        );
+        assert_eq!(m[1].0, "y");
+        assert_eq!(m[1].1.kind, Kind::Str("on".into()));
+        assert_eq!(m[2].0, "1");
     }
 }

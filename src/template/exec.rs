@@ -64,8 +64,10 @@ impl<'a> State<'a> {
         let mut items: Vec<(V<'a>, V<'a>)> = Vec::new();
         match &v {
             V::Missing => {}
-            V::Ref(r) => collect(r, &mut items, |x| V::Ref(x)).map_err(|m| self.err(pipe.pos, m))?,
-            V::Own(o) => collect(o, &mut items, |x| V::Own(x.clone())).map_err(|m| self.err(pipe.pos, m))?,
+            V::Ref(r) => collect(r, &mut items, V::Ref).map_err(|m| self.err(pipe.pos, m))?,
+            V::Own(o) => {
+                collect(o, &mut items, |x| V::Own(x.clone())).map_err(|m| self.err(pipe.pos, m))?
+            }
         }
         if items.is_empty() {
             return self.walk(dot, els);
@@ -112,8 +114,18 @@ impl<'a> State<'a> {
         };
         let nargs = cmd.args.len() - 1 + usize::from(piped.is_some());
         if nargs < f.min || nargs > f.max {
-            let want = if f.min == f.max { f.min.to_string() } else { format!("at least {}", f.min) };
-            return Err(self.err(cmd.pos, format!("wrong number of args for {}: want {want} got {nargs}", f.name)));
+            let want = if f.min == f.max {
+                f.min.to_string()
+            } else {
+                format!("at least {}", f.min)
+            };
+            return Err(self.err(
+                cmd.pos,
+                format!(
+                    "wrong number of args for {}: want {want} got {nargs}",
+                    f.name
+                ),
+            ));
         }
         if f.lazy {
             // `and` stops at the first false argument, `or` at the first true one.
@@ -159,9 +171,13 @@ impl<'a> State<'a> {
             // A function name as an argument is called without arguments (Go does the same).
             Arg::Func(f) => {
                 if f.min > 0 {
-                    return Err(self.err(pos, format!("wrong number of args for {}: want {} got 0", f.name, f.min)));
+                    return Err(self.err(
+                        pos,
+                        format!("wrong number of args for {}: want {} got 0", f.name, f.min),
+                    ));
                 }
-                (f.f)(Vec::new()).map_err(|m| self.err(pos, format!("error calling {}: {m}", f.name)))
+                (f.f)(Vec::new())
+                    .map_err(|m| self.err(pos, format!("error calling {}: {m}", f.name)))
             }
         }
     }
@@ -169,23 +185,42 @@ impl<'a> State<'a> {
     fn chain(&self, mut v: V<'a>, chain: &'a [String], pos: usize) -> R<V<'a>> {
         let mut literal = false;
         for name in chain {
-            v = if literal { map_key(v, name) } else { field(v, name).map_err(|m| self.err(pos, m))? };
+            v = if literal {
+                map_key(v, name)
+            } else {
+                field(v, name).map_err(|m| self.err(pos, m))?
+            };
             // Under `.Labels`/`.Annotations` keys are map keys: literal and case-sensitive.
-            literal = matches!(name.as_str(), "Labels" | "Annotations" | "labels" | "annotations");
+            literal = matches!(
+                name.as_str(),
+                "Labels" | "Annotations" | "labels" | "annotations"
+            );
         }
         Ok(v)
     }
 }
 
-fn collect<'a, 'b>(v: &'b Value, items: &mut Vec<(V<'a>, V<'a>)>, wrap: impl Fn(&'b Value) -> V<'a>) -> Result<(), String> {
+fn collect<'a, 'b>(
+    v: &'b Value,
+    items: &mut Vec<(V<'a>, V<'a>)>,
+    wrap: impl Fn(&'b Value) -> V<'a>,
+) -> Result<(), String> {
     match v {
         Value::Null => {}
-        Value::Array(a) => items.extend(a.iter().enumerate().map(|(i, x)| (V::Own(Value::from(i)), wrap(x)))),
+        Value::Array(a) => items.extend(
+            a.iter()
+                .enumerate()
+                .map(|(i, x)| (V::Own(Value::from(i)), wrap(x))),
+        ),
         Value::Object(m) => {
             // Sorted key order, as Go ranges over maps (whatever serde_json's map order is).
             let mut entries: Vec<(&String, &'b Value)> = m.iter().collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
-            items.extend(entries.into_iter().map(|(k, x)| (V::str(k.clone()), wrap(x))));
+            items.extend(
+                entries
+                    .into_iter()
+                    .map(|(k, x)| (V::str(k.clone()), wrap(x))),
+            );
         }
         Value::Number(n) if n.as_i64().is_some() => {
             let n = n.as_i64().unwrap_or(0).clamp(0, 1 << 20);
@@ -206,7 +241,10 @@ fn map_key<'a>(v: V<'a>, name: &str) -> V<'a> {
 }
 
 /// Go field names that do not follow the lower-camel rule, and methods of resmoio's event.
-const ALIASES: &[(&str, &str)] = &[("ReportingController", "reportingComponent"), ("ObjectMeta", "metadata")];
+const ALIASES: &[(&str, &str)] = &[
+    ("ReportingController", "reportingComponent"),
+    ("ObjectMeta", "metadata"),
+];
 
 /// `.Name` on a value. On a JSON object: the exact key, then the Go→JSON name
 /// (`InvolvedObject`→`involvedObject`, `APIVersion`→`apiVersion`, `UID`→`uid`), then the
@@ -215,7 +253,12 @@ pub(crate) fn field<'a>(v: V<'a>, name: &str) -> Result<V<'a>, String> {
     let obj = match v.get() {
         Value::Null => return Ok(V::Missing),
         Value::Object(o) => o,
-        other => return Err(format!("can't evaluate field {name} in type {}", type_name(other))),
+        other => {
+            return Err(format!(
+                "can't evaluate field {name} in type {}",
+                type_name(other)
+            ));
+        }
     };
     let key = resolve(obj, name);
     match key {
@@ -257,18 +300,35 @@ fn resolve(obj: &serde_json::Map<String, Value>, name: &str) -> Option<Key> {
     if obj.contains_key(&json) {
         return Some(Key::Own(json));
     }
-    if let Some(Value::Object(meta)) = obj.get("metadata") {
-        if meta.contains_key(&json) {
-            return Some(Key::Meta(json));
-        }
+    if let Some(Value::Object(meta)) = obj.get("metadata")
+        && meta.contains_key(&json)
+    {
+        return Some(Key::Meta(json));
     }
-    ALIASES.iter().find(|(go, _)| *go == name).filter(|(_, j)| obj.contains_key(*j)).map(|(_, j)| Key::Own((*j).to_owned()))
+    ALIASES
+        .iter()
+        .find(|(go, _)| *go == name)
+        .filter(|(_, j)| obj.contains_key(*j))
+        .map(|(_, j)| Key::Own((*j).to_owned()))
 }
 
 /// `InvolvedObject`→`involvedObject`, `APIVersion`→`apiVersion`, `UID`→`uid`, `Kind`→`kind`.
 pub(crate) fn go_to_json(name: &str) -> String {
     let upper = name.chars().take_while(|c| c.is_ascii_uppercase()).count();
     let n = name.chars().count();
-    let lower_n = if upper == n || upper <= 1 { upper } else { upper - 1 };
-    name.chars().enumerate().map(|(i, c)| if i < lower_n { c.to_ascii_lowercase() } else { c }).collect()
+    let lower_n = if upper == n || upper <= 1 {
+        upper
+    } else {
+        upper - 1
+    };
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i < lower_n {
+                c.to_ascii_lowercase()
+            } else {
+                c
+            }
+        })
+        .collect()
 }

@@ -120,8 +120,20 @@ funcs! {
 
 pub(crate) fn lookup(name: &str) -> Option<&'static Func> {
     static LAZY: [Func; 2] = [
-        Func { name: "and", min: 1, max: MANY, f: |a| Ok(a.into_iter().last().unwrap_or(V::Missing)), lazy: true },
-        Func { name: "or", min: 1, max: MANY, f: |a| Ok(a.into_iter().last().unwrap_or(V::Missing)), lazy: true },
+        Func {
+            name: "and",
+            min: 1,
+            max: MANY,
+            f: |a| Ok(a.into_iter().last().unwrap_or(V::Missing)),
+            lazy: true,
+        },
+        Func {
+            name: "or",
+            min: 1,
+            max: MANY,
+            f: |a| Ok(a.into_iter().last().unwrap_or(V::Missing)),
+            lazy: true,
+        },
     ];
     match name {
         "and" => Some(&LAZY[0]),
@@ -155,7 +167,12 @@ fn to_int(v: &Value) -> i64 {
             Some(Num::F(f)) => f as i64,
             None => 0,
         },
-        Value::String(s) => s.trim().parse::<i64>().ok().or_else(|| s.trim().parse::<f64>().ok().map(|f| f as i64)).unwrap_or(0),
+        Value::String(s) => s
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .or_else(|| s.trim().parse::<f64>().ok().map(|f| f as i64))
+            .unwrap_or(0),
         Value::Bool(b) => i64::from(*b),
         _ => 0,
     }
@@ -195,19 +212,36 @@ fn f_index<'a>(mut a: Vec<V<'a>>) -> Result<V<'a>, String> {
             (_, key) => {
                 let next = match (cur.get(), key) {
                     (Value::Object(m), Value::String(s)) => m.get(s),
-                    (Value::Object(_), _) => return Err("value has type that is not a string map key".into()),
+                    (Value::Object(_), _) => {
+                        return Err("value has type that is not a string map key".into());
+                    }
                     (Value::Array(l), _) => {
-                        let Some(Num::I(i)) = num(key) else { return Err("cannot index slice/array with non-integer".into()) };
-                        let i = usize::try_from(i).ok().filter(|i| *i < l.len()).ok_or_else(|| format!("index out of range: {i}"))?;
+                        let Some(Num::I(i)) = num(key) else {
+                            return Err("cannot index slice/array with non-integer".into());
+                        };
+                        let i = usize::try_from(i)
+                            .ok()
+                            .filter(|i| *i < l.len())
+                            .ok_or_else(|| format!("index out of range: {i}"))?;
                         Some(&l[i])
                     }
                     (Value::String(s), _) => {
-                        let Some(Num::I(i)) = num(key) else { return Err("cannot index string with non-integer".into()) };
-                        let i = usize::try_from(i).ok().filter(|i| *i < s.len()).ok_or_else(|| format!("index out of range: {i}"))?;
+                        let Some(Num::I(i)) = num(key) else {
+                            return Err("cannot index string with non-integer".into());
+                        };
+                        let i = usize::try_from(i)
+                            .ok()
+                            .filter(|i| *i < s.len())
+                            .ok_or_else(|| format!("index out of range: {i}"))?;
                         return Ok(V::Own(Value::from(s.as_bytes()[i])));
                     }
                     (Value::Null, _) => return Err("index of nil pointer".into()),
-                    (other, _) => return Err(format!("can't index item of type {}", super::value::type_name(other))),
+                    (other, _) => {
+                        return Err(format!(
+                            "can't index item of type {}",
+                            super::value::type_name(other)
+                        ));
+                    }
                 };
                 match (next, &cur) {
                     (None, _) => V::Missing,
@@ -224,7 +258,10 @@ fn f_index<'a>(mut a: Vec<V<'a>>) -> Result<V<'a>, String> {
 fn index_ref<'a>(r: &'a Value, key: &Value) -> &'a Value {
     match (r, key) {
         (Value::Object(m), Value::String(s)) => m.get(s).unwrap_or(&super::value::NULL),
-        (Value::Array(l), k) => k.as_u64().and_then(|i| l.get(i as usize)).unwrap_or(&super::value::NULL),
+        (Value::Array(l), k) => k
+            .as_u64()
+            .and_then(|i| l.get(i as usize))
+            .unwrap_or(&super::value::NULL),
         _ => &super::value::NULL,
     }
 }
@@ -277,7 +314,11 @@ fn cmp<'a>(a: &[V<'a>], pred: fn(std::cmp::Ordering) -> bool) -> Result<V<'a>, S
 fn f_join<'a>(a: Vec<V<'a>>) -> Result<V<'a>, String> {
     let sep = strval(&a[0]);
     let parts: Vec<String> = match a[1].get() {
-        Value::Array(l) => l.iter().filter(|v| !v.is_null()).map(to_go_string).collect(),
+        Value::Array(l) => l
+            .iter()
+            .filter(|v| !v.is_null())
+            .map(to_go_string)
+            .collect(),
         Value::Null => Vec::new(),
         other => vec![to_go_string(other)],
     };
@@ -307,7 +348,11 @@ fn f_trunc<'a>(a: Vec<V<'a>>) -> Result<V<'a>, String> {
         }
         i
     };
-    Ok(V::str(if n < 0 { s[cut(len + n)..].to_owned() } else { s[..cut(n)].to_owned() }))
+    Ok(V::str(if n < 0 {
+        s[cut(len + n)..].to_owned()
+    } else {
+        s[..cut(n)].to_owned()
+    }))
 }
 
 fn f_abbrev<'a>(a: Vec<V<'a>>) -> Result<V<'a>, String> {
@@ -316,7 +361,10 @@ fn f_abbrev<'a>(a: Vec<V<'a>>) -> Result<V<'a>, String> {
     if w < 4 || s.chars().count() as i64 <= w {
         return Ok(V::str(s));
     }
-    Ok(V::str(format!("{}...", s.chars().take((w - 3) as usize).collect::<String>())))
+    Ok(V::str(format!(
+        "{}...",
+        s.chars().take((w - 3) as usize).collect::<String>()
+    )))
 }
 
 fn f_substr<'a>(a: Vec<V<'a>>) -> Result<V<'a>, String> {
@@ -332,8 +380,16 @@ fn f_substr<'a>(a: Vec<V<'a>>) -> Result<V<'a>, String> {
     };
     // sprig: start < 0 → from 0; end < 0 or > len → to the end.
     let st = fix(start.max(0));
-    let en = if end < 0 || end > len { s.len() } else { fix(end) };
-    Ok(V::str(if st > en { String::new() } else { s[st..en].to_owned() }))
+    let en = if end < 0 || end > len {
+        s.len()
+    } else {
+        fix(end)
+    };
+    Ok(V::str(if st > en {
+        String::new()
+    } else {
+        s[st..en].to_owned()
+    }))
 }
 
 fn indent(n: i64, s: &str) -> String {
@@ -343,7 +399,9 @@ fn indent(n: i64, s: &str) -> String {
 
 fn f_b64dec<'a>(a: Vec<V<'a>>) -> Result<V<'a>, String> {
     // sprig returns the error text as the result; we make it a render error instead.
-    let bytes = base64::engine::general_purpose::STANDARD.decode(strval(&a[0])).map_err(|e| format!("b64dec: {e}"))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(strval(&a[0]))
+        .map_err(|e| format!("b64dec: {e}"))?;
     Ok(V::str(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
@@ -356,7 +414,10 @@ fn f_dict<'a>(a: Vec<V<'a>>) -> Result<V<'a>, String> {
     let mut m = Map::new();
     let mut it = a.into_iter();
     while let Some(k) = it.next() {
-        let v = it.next().map(V::into_value).unwrap_or(Value::String(String::new()));
+        let v = it
+            .next()
+            .map(V::into_value)
+            .unwrap_or(Value::String(String::new()));
         m.insert(strval(&k), v);
     }
     Ok(V::Own(Value::Object(m)))
@@ -373,7 +434,10 @@ fn f_date<'a>(layout: &V<'a>, t: &V<'a>, zone: &str) -> Result<V<'a>, String> {
     } else {
         jiff::tz::TimeZone::get(zone).map_err(|e| format!("unknown time zone {zone:?}: {e}"))?
     };
-    Ok(V::str(gotime::format(&GoTime::new(ts, &tz), &strval(layout))))
+    Ok(V::str(gotime::format(
+        &GoTime::new(ts, &tz),
+        &strval(layout),
+    )))
 }
 
 /// `strings.Title`: upper-case the first letter of every word.
@@ -395,7 +459,9 @@ fn url_escape(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }

@@ -25,7 +25,9 @@ pub struct Layout {
 impl Layout {
     /// Compiles every string leaf. The error's `path` names the leaf (`details.msg`, `tags[1]`).
     pub fn compile(layout: &Value) -> Result<Layout, TemplateError> {
-        Ok(Layout { root: compile(layout, "")? })
+        Ok(Layout {
+            root: compile(layout, "")?,
+        })
     }
 
     pub fn render(&self, data: &Value) -> Result<Value, TemplateError> {
@@ -34,14 +36,29 @@ impl Layout {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn compile(v: &Value, path: &str) -> Result<Node, TemplateError> {
     Ok(match v {
-        Value::String(s) if s.contains("{{") => Node::Template(Template::parse(s).map_err(|e| e.in_path(path))?),
-        Value::Object(m) => Node::Map(m.iter().map(|(k, v)| Ok((k.clone(), compile(v, &join(path, k))?))).collect::<Result<_, TemplateError>>()?),
-        Value::Array(a) => Node::List(a.iter().enumerate().map(|(i, v)| compile(v, &format!("{path}[{i}]"))).collect::<Result<_, _>>()?),
+        Value::String(s) if s.contains("{{") => {
+            Node::Template(Template::parse(s).map_err(|e| e.in_path(path))?)
+        }
+        Value::Object(m) => Node::Map(
+            m.iter()
+                .map(|(k, v)| Ok((k.clone(), compile(v, &join(path, k))?)))
+                .collect::<Result<_, TemplateError>>()?,
+        ),
+        Value::Array(a) => Node::List(
+            a.iter()
+                .enumerate()
+                .map(|(i, v)| compile(v, &format!("{path}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
         other => Node::Static(other.clone()),
     })
 }

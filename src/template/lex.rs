@@ -58,7 +58,10 @@ pub(crate) fn lex(src: &str) -> Result<Vec<Item>, TemplateError> {
         if trim_next {
             text = text.trim_start_matches(|c: char| c.is_ascii_whitespace());
         }
-        let left_trim = start + 3 <= b.len() && b[start + 2] == b'-' && start + 3 < b.len() && is_space(b[start + 3]);
+        let left_trim = start + 3 <= b.len()
+            && b[start + 2] == b'-'
+            && start + 3 < b.len()
+            && is_space(b[start + 3]);
         if left_trim {
             text = text.trim_end_matches(|c: char| c.is_ascii_whitespace());
         }
@@ -75,7 +78,11 @@ pub(crate) fn lex(src: &str) -> Result<Vec<Item>, TemplateError> {
         // Comment: `{{/* … */}}`, the closing delimiter must follow `*/` (optionally ` -`).
         let after_space = skip_ws(b, j);
         if b[j..].starts_with(b"/*") || (left_trim && b[after_space..].starts_with(b"/*")) {
-            let cstart = if b[j..].starts_with(b"/*") { j } else { after_space };
+            let cstart = if b[j..].starts_with(b"/*") {
+                j
+            } else {
+                after_space
+            };
             let Some(end) = find(src, cstart + 2, "*/") else {
                 return Err(TemplateError::at(src, start, "unclosed comment"));
             };
@@ -89,7 +96,11 @@ pub(crate) fn lex(src: &str) -> Result<Vec<Item>, TemplateError> {
                     trim_next = true;
                     i = k + 3;
                 } else {
-                    return Err(TemplateError::at(src, start, "comment ends before closing delimiter"));
+                    return Err(TemplateError::at(
+                        src,
+                        start,
+                        "comment ends before closing delimiter",
+                    ));
                 }
             }
             continue;
@@ -115,7 +126,11 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 
 /// Tokenizes one action starting at `i` (just after `{{`/`{{- `). Returns the tokens, the offset
 /// after the closing delimiter and whether it was `-}}`.
-fn lex_action(src: &str, mut i: usize, open: usize) -> Result<(Vec<Token>, usize, bool), TemplateError> {
+fn lex_action(
+    src: &str,
+    mut i: usize,
+    open: usize,
+) -> Result<(Vec<Token>, usize, bool), TemplateError> {
     let b = src.as_bytes();
     let mut toks = Vec::new();
     let err = |pos: usize, msg: &str| Err(TemplateError::at(src, pos, msg));
@@ -174,7 +189,11 @@ fn lex_action(src: &str, mut i: usize, open: usize) -> Result<(Vec<Token>, usize
             }
             b'$' => {
                 let end = ident_end(b, i + 1);
-                let name = if end == i + 1 { "$".to_owned() } else { src[i..end].to_owned() };
+                let name = if end == i + 1 {
+                    "$".to_owned()
+                } else {
+                    src[i..end].to_owned()
+                };
                 i = end;
                 Tok::Var(name)
             }
@@ -199,7 +218,10 @@ fn lex_action(src: &str, mut i: usize, open: usize) -> Result<(Vec<Token>, usize
                 i = end;
                 t
             }
-            b'-' | b'+' if b.get(i + 1).is_some_and(|c| c.is_ascii_digit() || *c == b'.') => {
+            b'-' | b'+'
+                if b.get(i + 1)
+                    .is_some_and(|c| c.is_ascii_digit() || *c == b'.') =>
+            {
                 let (t, end) = lex_number(src, i)?;
                 i = end;
                 t
@@ -246,7 +268,8 @@ fn ident_end(b: &[u8], mut i: usize) -> usize {
 fn lex_number(src: &str, start: usize) -> Result<(Tok, usize), TemplateError> {
     let b = src.as_bytes();
     let mut i = start;
-    while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'.' | b'_' | b'+' | b'-')) {
+    while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'.' | b'_' | b'+' | b'-'))
+    {
         // Stop at a sign that is not part of an exponent.
         if matches!(b[i], b'+' | b'-') && i > start && !matches!(b[i - 1], b'e' | b'E') {
             break;
@@ -258,13 +281,19 @@ fn lex_number(src: &str, start: usize) -> Result<(Tok, usize), TemplateError> {
         Some(d) => (true, d),
         None => (false, text.strip_prefix('+').unwrap_or(&text)),
     };
-    let int = if let Some(h) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+    let int = if let Some(h) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         i64::from_str_radix(h, 16).ok()
     } else if let Some(o) = digits.strip_prefix("0o") {
         i64::from_str_radix(o, 8).ok()
     } else if let Some(bin) = digits.strip_prefix("0b") {
         i64::from_str_radix(bin, 2).ok()
-    } else if digits.len() > 1 && digits.starts_with('0') && digits.bytes().all(|c| c.is_ascii_digit()) {
+    } else if digits.len() > 1
+        && digits.starts_with('0')
+        && digits.bytes().all(|c| c.is_ascii_digit())
+    {
         i64::from_str_radix(&digits[1..], 8).ok()
     } else {
         digits.parse::<i64>().ok()
@@ -274,7 +303,11 @@ fn lex_number(src: &str, start: usize) -> Result<(Tok, usize), TemplateError> {
     }
     match text.parse::<f64>() {
         Ok(f) if f.is_finite() => Ok((Tok::Float(f), i)),
-        _ => Err(TemplateError::at(src, start, &format!("bad number syntax: {:?}", &src[start..i]))),
+        _ => Err(TemplateError::at(
+            src,
+            start,
+            &format!("bad number syntax: {:?}", &src[start..i]),
+        )),
     }
 }
 
@@ -288,7 +321,9 @@ fn lex_quoted(src: &str, start: usize) -> Result<(String, usize), TemplateError>
             '"' => return Ok((out, start + 1 + off + 1)),
             '\n' => return bad("unterminated quoted string"),
             '\\' => {
-                let Some((_, e)) = it.next() else { return bad("unterminated quoted string") };
+                let Some((_, e)) = it.next() else {
+                    return bad("unterminated quoted string");
+                };
                 match e {
                     'n' => out.push('\n'),
                     't' => out.push('\t'),

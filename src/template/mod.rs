@@ -60,7 +60,12 @@ impl TemplateError {
         let before = src.get(..pos).unwrap_or(src);
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        TemplateError { path: String::new(), message: msg.to_owned(), line, column }
+        TemplateError {
+            path: String::new(),
+            message: msg.to_owned(),
+            line,
+            column,
+        }
     }
 
     /// Prefixes the path (used by `Layout` and by the config loader).
@@ -86,7 +91,10 @@ impl Template {
     pub fn parse(src: &str) -> Result<Template, TemplateError> {
         let items = lex::lex(src)?;
         let nodes = parse::Parser::new(src, items).parse()?;
-        Ok(Template { src: Arc::from(src), nodes: Arc::from(nodes) })
+        Ok(Template {
+            src: Arc::from(src),
+            nodes: Arc::from(nodes),
+        })
     }
 
     /// Renders against `data` (the event JSON). No re-parsing; output is built in one buffer.
@@ -95,7 +103,11 @@ impl Template {
         if let [parse::Node::Text(t)] = &*self.nodes {
             return Ok(t.clone());
         }
-        let mut st = exec::State { src: &self.src, vars: vec![("$", value::V::Ref(data))], out: String::with_capacity(self.src.len() + 32) };
+        let mut st = exec::State {
+            src: &self.src,
+            vars: vec![("$", value::V::Ref(data))],
+            out: String::with_capacity(self.src.len() + 32),
+        };
         st.walk(&value::V::Ref(data), &self.nodes)?;
         Ok(st.out)
     }

@@ -10,9 +10,21 @@ use super::lex::{Item, Tok, Token};
 pub(crate) enum Node {
     Text(String),
     Action(Pipe),
-    If { pipe: Pipe, then: Vec<Node>, els: Vec<Node> },
-    Range { pipe: Pipe, body: Vec<Node>, els: Vec<Node> },
-    With { pipe: Pipe, body: Vec<Node>, els: Vec<Node> },
+    If {
+        pipe: Pipe,
+        then: Vec<Node>,
+        els: Vec<Node>,
+    },
+    Range {
+        pipe: Pipe,
+        body: Vec<Node>,
+        els: Vec<Node>,
+    },
+    With {
+        pipe: Pipe,
+        body: Vec<Node>,
+        els: Vec<Node>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +66,7 @@ pub(crate) struct Parser<'s> {
 const MAX_DEPTH: usize = 100;
 
 /// What ended a list of nodes.
+#[allow(clippy::enum_variant_names)]
 enum End {
     Eof,
     End,
@@ -63,7 +76,11 @@ enum End {
 
 impl<'s> Parser<'s> {
     pub fn new(src: &'s str, items: Vec<Item>) -> Self {
-        Parser { src, items: items.into_iter().peekable(), depth: std::cell::Cell::new(0) }
+        Parser {
+            src,
+            items: items.into_iter().peekable(),
+            depth: std::cell::Cell::new(0),
+        }
     }
 
     fn err(&self, pos: usize, msg: impl AsRef<str>) -> TemplateError {
@@ -95,7 +112,9 @@ impl<'s> Parser<'s> {
                             }
                             return Ok((nodes, End::End));
                         }
-                        Tok::Ident(k) if k == "else" => return Ok((nodes, End::Else(pos, toks[1..].to_vec()))),
+                        Tok::Ident(k) if k == "else" => {
+                            return Ok((nodes, End::Else(pos, toks[1..].to_vec())));
+                        }
                         Tok::Ident(k) if k == "if" || k == "range" || k == "with" => {
                             let kw = k.clone();
                             nodes.push(self.control(&kw, pos, &toks[1..])?);
@@ -106,7 +125,9 @@ impl<'s> Parser<'s> {
                                 "define" | "template" | "block" | "break" | "continue"
                             ) =>
                         {
-                            return Err(self.err(first.pos, format!("{{{{{k}}}}} is not supported")));
+                            return Err(
+                                self.err(first.pos, format!("{{{{{k}}}}} is not supported"))
+                            );
                         }
                         _ => nodes.push(Node::Action(self.pipeline(pos, &toks, true)?)),
                     }
@@ -132,7 +153,12 @@ impl<'s> Parser<'s> {
         Ok(())
     }
 
-    fn control_inner(&mut self, kw: &str, pos: usize, toks: &[Token]) -> Result<Node, TemplateError> {
+    fn control_inner(
+        &mut self,
+        kw: &str,
+        pos: usize,
+        toks: &[Token],
+    ) -> Result<Node, TemplateError> {
         if toks.is_empty() {
             return Err(self.err(pos, format!("missing value for {kw}")));
         }
@@ -145,13 +171,23 @@ impl<'s> Parser<'s> {
         }
         let (body, end) = self.list()?;
         let els = match end {
-            End::Eof => return Err(self.err(pos, format!("unexpected EOF: {{{{{kw}}}}} without {{{{end}}}}"))),
+            End::Eof => {
+                return Err(self.err(
+                    pos,
+                    format!("unexpected EOF: {{{{{kw}}}}} without {{{{end}}}}"),
+                ));
+            }
             End::End => Vec::new(),
             End::Else(epos, rest) if rest.is_empty() => {
                 let (els, end) = self.list()?;
                 match end {
                     End::End => els,
-                    End::Eof => return Err(self.err(pos, format!("unexpected EOF: {{{{{kw}}}}} without {{{{end}}}}"))),
+                    End::Eof => {
+                        return Err(self.err(
+                            pos,
+                            format!("unexpected EOF: {{{{{kw}}}}} without {{{{end}}}}"),
+                        ));
+                    }
                     End::Else(p, _) => {
                         let _ = epos;
                         return Err(self.err(p, "unexpected {{else}} after {{else}}"));
@@ -168,13 +204,22 @@ impl<'s> Parser<'s> {
             },
         };
         Ok(match kw {
-            "if" => Node::If { pipe, then: body, els },
+            "if" => Node::If {
+                pipe,
+                then: body,
+                els,
+            },
             "range" => Node::Range { pipe, body, els },
             _ => Node::With { pipe, body, els },
         })
     }
 
-    fn pipeline(&self, pos: usize, toks: &[Token], allow_decl: bool) -> Result<Pipe, TemplateError> {
+    fn pipeline(
+        &self,
+        pos: usize,
+        toks: &[Token],
+        allow_decl: bool,
+    ) -> Result<Pipe, TemplateError> {
         let mut i = 0;
         let (decl, assign) = self.declarations(toks, &mut i, allow_decl)?;
         let pipe = self.pipe_body(pos, toks, &mut i, decl, assign)?;
@@ -184,12 +229,19 @@ impl<'s> Parser<'s> {
         Ok(pipe)
     }
 
-    fn declarations(&self, toks: &[Token], i: &mut usize, allow: bool) -> Result<(Vec<String>, bool), TemplateError> {
+    fn declarations(
+        &self,
+        toks: &[Token],
+        i: &mut usize,
+        allow: bool,
+    ) -> Result<(Vec<String>, bool), TemplateError> {
         let var = |t: Option<&Token>| match t.map(|t| &t.tok) {
             Some(Tok::Var(v)) if v != "$" => Some(v.clone()),
             _ => None,
         };
-        let Some(first) = var(toks.first()) else { return Ok((Vec::new(), false)) };
+        let Some(first) = var(toks.first()) else {
+            return Ok((Vec::new(), false));
+        };
         match toks.get(1).map(|t| &t.tok) {
             Some(Tok::Declare) | Some(Tok::Assign) => {
                 *i = 2;
@@ -246,7 +298,12 @@ impl<'s> Parser<'s> {
                 return Err(self.err(c.pos, "non-function in pipeline stage"));
             }
         }
-        Ok(Pipe { pos, decl, assign, cmds })
+        Ok(Pipe {
+            pos,
+            decl,
+            assign,
+            cmds,
+        })
     }
 
     fn operand(&self, toks: &[Token], i: &mut usize) -> Result<Arg, TemplateError> {
@@ -283,7 +340,9 @@ impl<'s> Parser<'s> {
                 *i += 1;
                 return Ok(Arg::Sub(Box::new(inner), self.chain(toks, i)));
             }
-            other => return Err(self.err(t.pos, format!("unexpected {} in operand", describe(other)))),
+            other => {
+                return Err(self.err(t.pos, format!("unexpected {} in operand", describe(other))));
+            }
         };
         if *i < toks.len() && !toks[*i].spaced && matches!(toks[*i].tok, Tok::Field(_)) {
             return Err(self.err(toks[*i].pos, "unexpected field access"));
@@ -294,7 +353,12 @@ impl<'s> Parser<'s> {
     /// Field links directly attached to the previous operand (no whitespace).
     fn chain(&self, toks: &[Token], i: &mut usize) -> Vec<String> {
         let mut out = Vec::new();
-        while let Some(Token { tok: Tok::Field(f), spaced: false, .. }) = toks.get(*i) {
+        while let Some(Token {
+            tok: Tok::Field(f),
+            spaced: false,
+            ..
+        }) = toks.get(*i)
+        {
             out.push(f.clone());
             *i += 1;
         }

@@ -63,7 +63,12 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
                 continue;
             }
         };
-        pad(&mut out, &body, &spec, matches!(arg, Value::Number(_)) && verb != 'q');
+        pad(
+            &mut out,
+            &body,
+            &spec,
+            matches!(arg, Value::Number(_)) && verb != 'q',
+        );
     }
     if used < args.len() {
         out.push_str("%!(EXTRA ");
@@ -81,7 +86,12 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
 fn digits(chars: &mut std::iter::Peekable<std::str::Chars>) -> Option<usize> {
     let mut n: Option<usize> = None;
     while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
-        n = Some(n.unwrap_or(0).saturating_mul(10).saturating_add(d as usize).min(10_000));
+        n = Some(
+            n.unwrap_or(0)
+                .saturating_mul(10)
+                .saturating_add(d as usize)
+                .min(10_000),
+        );
         chars.next();
     }
     n
@@ -212,12 +222,20 @@ fn format_one(verb: char, spec: &Spec, arg: &Value) -> Option<String> {
                     None => format_float_g(a),
                     Some(p) => {
                         let p = p.max(1);
-                        let exp = if a == 0.0 { 0 } else { a.log10().floor() as i32 };
+                        let exp = if a == 0.0 {
+                            0
+                        } else {
+                            a.log10().floor() as i32
+                        };
                         if exp < -4 || exp >= p as i32 {
                             go_exp(a, p - 1, verb == 'G')
                         } else {
                             let s = format!("{a:.*}", (p as i32 - 1 - exp).max(0) as usize);
-                            if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_owned() } else { s }
+                            if s.contains('.') {
+                                s.trim_end_matches('0').trim_end_matches('.').to_owned()
+                            } else {
+                                s
+                            }
                         }
                     }
                 },
@@ -267,7 +285,9 @@ pub(crate) fn go_quote(s: &str) -> String {
             '\x08' => out.push_str("\\b"),
             '\x0c' => out.push_str("\\f"),
             '\x0b' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c if c.is_control() => {
                 if (c as u32) < 0x10000 {
                     out.push_str(&format!("\\u{:04x}", c as u32));

@@ -22,7 +22,9 @@ fn event() -> Value {
 
 fn r(src: &str) -> String {
     match Template::parse(src) {
-        Ok(t) => t.render(&event()).unwrap_or_else(|e| panic!("render {src:?}: {e}")),
+        Ok(t) => t
+            .render(&event())
+            .unwrap_or_else(|e| panic!("render {src:?}: {e}")),
         Err(e) => panic!("parse {src:?}: {e}"),
     }
 }
@@ -32,22 +34,52 @@ fn parse_err(src: &str) -> String {
 }
 
 fn render_err(src: &str) -> String {
-    Template::parse(src).unwrap().render(&event()).expect_err(src).to_string()
+    Template::parse(src)
+        .unwrap()
+        .render(&event())
+        .expect_err(src)
+        .to_string()
 }
 
 #[test]
 fn fields_and_go_names() {
-    assert_eq!(r("{{ .Reason }}: {{ .Message }}"), "Killing: Stopping container coredns");
-    assert_eq!(r("{{.InvolvedObject.Kind}}/{{.InvolvedObject.Name}}"), "Pod/coredns");
-    assert_eq!(r("{{ .InvolvedObject.APIVersion }} {{ .InvolvedObject.UID }} {{ .InvolvedObject.FieldPath }}"), "v1 968c spec.containers{coredns}");
+    assert_eq!(
+        r("{{ .Reason }}: {{ .Message }}"),
+        "Killing: Stopping container coredns"
+    );
+    assert_eq!(
+        r("{{.InvolvedObject.Kind}}/{{.InvolvedObject.Name}}"),
+        "Pod/coredns"
+    );
+    assert_eq!(
+        r(
+            "{{ .InvolvedObject.APIVersion }} {{ .InvolvedObject.UID }} {{ .InvolvedObject.FieldPath }}"
+        ),
+        "v1 968c spec.containers{coredns}"
+    );
     assert_eq!(r("{{ .InvolvedObject.Labels.app }}"), "dns");
-    assert_eq!(r("{{ .Namespace }} {{ .Name }} {{ .UID }} {{ .ResourceVersion }}"), "kube-system coredns.1798 4c31 42");
-    assert_eq!(r("{{ .ObjectMeta.Name }} {{ .Labels.team }} {{ .CreationTimestamp }}"), "coredns.1798 dns 2023-11-17T19:37:03Z");
-    assert_eq!(r("{{ .Source.Component }}@{{ .Source.Host }} {{ .ClusterName }}"), "kubelet@node-1 prod");
-    assert_eq!(r("{{ .ReportingController }} {{ .ReportingInstance }} {{ .Count }}"), "kubelet node-1 3");
+    assert_eq!(
+        r("{{ .Namespace }} {{ .Name }} {{ .UID }} {{ .ResourceVersion }}"),
+        "kube-system coredns.1798 4c31 42"
+    );
+    assert_eq!(
+        r("{{ .ObjectMeta.Name }} {{ .Labels.team }} {{ .CreationTimestamp }}"),
+        "coredns.1798 dns 2023-11-17T19:37:03Z"
+    );
+    assert_eq!(
+        r("{{ .Source.Component }}@{{ .Source.Host }} {{ .ClusterName }}"),
+        "kubelet@node-1 prod"
+    );
+    assert_eq!(
+        r("{{ .ReportingController }} {{ .ReportingInstance }} {{ .Count }}"),
+        "kubelet node-1 3"
+    );
     // camelCase keys work too.
     assert_eq!(r("{{ .involvedObject.kind }}"), "Pod");
-    assert_eq!(r("{{ index .InvolvedObject.Labels \"k8s-app\" }}"), "kube-dns");
+    assert_eq!(
+        r("{{ index .InvolvedObject.Labels \"k8s-app\" }}"),
+        "kube-dns"
+    );
 }
 
 #[test]
@@ -58,7 +90,10 @@ fn missing_is_no_value() {
     assert_eq!(r("{{ .EventTime }}"), "<no value>");
     // Map keys are case-sensitive.
     assert_eq!(r("{{ .InvolvedObject.Labels.App }}"), "<no value>");
-    assert_eq!(render_err("{{ .Reason.Foo }}"), "line 1, column 4: can't evaluate field Foo in type string");
+    assert_eq!(
+        render_err("{{ .Reason.Foo }}"),
+        "line 1, column 4: can't evaluate field Foo in type string"
+    );
 }
 
 #[test]
@@ -71,8 +106,14 @@ fn methods() {
 fn to_json_round_trips() {
     let out = r("{{ toJson . }}");
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), event());
-    assert_eq!(r("{{ .InvolvedObject.Labels | toJson }}"), r#"{"app":"dns","k8s-app":"kube-dns"}"#);
-    assert_eq!(r("{{ toPrettyJson .Source }}"), "{\n  \"component\": \"kubelet\",\n  \"host\": \"node-1\"\n}");
+    assert_eq!(
+        r("{{ .InvolvedObject.Labels | toJson }}"),
+        r#"{"app":"dns","k8s-app":"kube-dns"}"#
+    );
+    assert_eq!(
+        r("{{ toPrettyJson .Source }}"),
+        "{\n  \"component\": \"kubelet\",\n  \"host\": \"node-1\"\n}"
+    );
 }
 
 #[test]
@@ -82,15 +123,32 @@ fn defaults_and_logic() {
     assert_eq!(r(r#"{{ .Reason | default "x" }}"#), "Killing");
     assert_eq!(r(r#"{{ coalesce .Missing "" .Type }}"#), "Warning");
     assert_eq!(r(r#"{{ ternary "yes" "no" (eq .Type "Warning") }}"#), "yes");
-    assert_eq!(r(r#"{{ empty .Missing }} {{ empty .Reason }}"#), "true false");
-    assert_eq!(r(r#"{{ if and (eq .Type "Warning") (gt .Count 1.0) }}alert{{ end }}"#), "alert");
-    assert_eq!(r(r#"{{ if or (eq .Type "Normal") (lt .Count 2) }}a{{ else if ge .Count 3 }}b{{ else }}c{{ end }}"#), "b");
+    assert_eq!(
+        r(r#"{{ empty .Missing }} {{ empty .Reason }}"#),
+        "true false"
+    );
+    assert_eq!(
+        r(r#"{{ if and (eq .Type "Warning") (gt .Count 1.0) }}alert{{ end }}"#),
+        "alert"
+    );
+    assert_eq!(
+        r(
+            r#"{{ if or (eq .Type "Normal") (lt .Count 2) }}a{{ else if ge .Count 3 }}b{{ else }}c{{ end }}"#
+        ),
+        "b"
+    );
     assert_eq!(r(r#"{{ if not .Missing }}absent{{ end }}"#), "absent");
-    assert_eq!(r(r#"{{ eq .Reason "A" "Killing" }} {{ ne .Count 3 }} {{ le 2 2.5 }}"#), "true false true");
+    assert_eq!(
+        r(r#"{{ eq .Reason "A" "Killing" }} {{ ne .Count 3 }} {{ le 2 2.5 }}"#),
+        "true false true"
+    );
     // `and` short-circuits: the index error is never reached.
     assert_eq!(r(r#"{{ and .Missing (index .Reason 99) }}"#), "<no value>");
     assert_eq!(r(r#"{{ or .Missing "fallback" }}"#), "fallback");
-    assert_eq!(r(r#"{{ with .Source }}{{ .Host }}{{ end }}{{ with .Missing }}x{{ else }}none{{ end }}"#), "node-1none");
+    assert_eq!(
+        r(r#"{{ with .Source }}{{ .Host }}{{ end }}{{ with .Missing }}x{{ else }}none{{ end }}"#),
+        "node-1none"
+    );
 }
 
 #[test]
@@ -98,26 +156,59 @@ fn printf_like_go() {
     assert_eq!(r(r#"{{ printf "%05d" 3 }}"#), "00003");
     assert_eq!(r(r#"{{ printf "%-5d|" 3 }}"#), "3    |");
     assert_eq!(r(r#"{{ printf "%q" .Reason }}"#), "\"Killing\"");
-    assert_eq!(r(r#"{{ printf "%s/%s x%d" .InvolvedObject.Kind .InvolvedObject.Name .Count }}"#), "Pod/coredns x3");
-    assert_eq!(r(r#"{{ printf "%x %X %f %.2f %t %v" 255 255 1.5 3.14159 true .Count }}"#), "ff FF 1.500000 3.14 true 3");
+    assert_eq!(
+        r(r#"{{ printf "%s/%s x%d" .InvolvedObject.Kind .InvolvedObject.Name .Count }}"#),
+        "Pod/coredns x3"
+    );
+    assert_eq!(
+        r(r#"{{ printf "%x %X %f %.2f %t %v" 255 255 1.5 3.14159 true .Count }}"#),
+        "ff FF 1.500000 3.14 true 3"
+    );
     assert_eq!(r(r#"{{ printf "%d" "a" }}"#), "%!d(string=a)");
     assert_eq!(r(r#"{{ printf "%d %d" 1 }}"#), "1 %!d(MISSING)");
     assert_eq!(r(r#"{{ printf "%d" 1 2 }}"#), "1%!(EXTRA int=2)");
     assert_eq!(r(r#"{{ printf "%v %v" 1e6 2.5 }}"#), "1e+06 2.5");
     assert_eq!(r(r#"{{ .Count | printf "n=%d" }}"#), "n=3");
-    assert_eq!(r(r#"{{ print 1 2 "a" 3 }}|{{ println "a" 1 }}"#), "1 2a3|a 1\n");
-    assert_eq!(r(r#"{{ len .InvolvedObject.Labels }} {{ len .Reason }} {{ len (list 1 2 3) }}"#), "2 7 3");
+    assert_eq!(
+        r(r#"{{ print 1 2 "a" 3 }}|{{ println "a" 1 }}"#),
+        "1 2a3|a 1\n"
+    );
+    assert_eq!(
+        r(r#"{{ len .InvolvedObject.Labels }} {{ len .Reason }} {{ len (list 1 2 3) }}"#),
+        "2 7 3"
+    );
 }
 
 #[test]
 fn range_and_variables() {
-    assert_eq!(r(r#"{{ range $k, $v := .InvolvedObject.Labels }}{{ $k }}={{ $v }};{{ end }}"#), "app=dns;k8s-app=kube-dns;");
-    assert_eq!(r(r#"{{ range $i, $x := list "a" "b" }}{{ $i }}{{ $x }}{{ end }}"#), "0a1b");
-    assert_eq!(r(r#"{{ range .Missing }}x{{ else }}empty{{ end }}"#), "empty");
-    assert_eq!(r(r#"{{ range .InvolvedObject.Labels }}{{ . }},{{ end }}"#), "dns,kube-dns,");
-    assert_eq!(r(r#"{{ $r := .Reason }}{{ range list 1 }}{{ $r }}{{ $.Type }}{{ end }}"#), "KillingWarning");
-    assert_eq!(r(r#"{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ end }}{{ $x }}"#), "2");
-    assert_eq!(r(r#"{{ (.Source).Host }} {{ (index .InvolvedObject "labels").app }}"#), "node-1 dns");
+    assert_eq!(
+        r(r#"{{ range $k, $v := .InvolvedObject.Labels }}{{ $k }}={{ $v }};{{ end }}"#),
+        "app=dns;k8s-app=kube-dns;"
+    );
+    assert_eq!(
+        r(r#"{{ range $i, $x := list "a" "b" }}{{ $i }}{{ $x }}{{ end }}"#),
+        "0a1b"
+    );
+    assert_eq!(
+        r(r#"{{ range .Missing }}x{{ else }}empty{{ end }}"#),
+        "empty"
+    );
+    assert_eq!(
+        r(r#"{{ range .InvolvedObject.Labels }}{{ . }},{{ end }}"#),
+        "dns,kube-dns,"
+    );
+    assert_eq!(
+        r(r#"{{ $r := .Reason }}{{ range list 1 }}{{ $r }}{{ $.Type }}{{ end }}"#),
+        "KillingWarning"
+    );
+    assert_eq!(
+        r(r#"{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ end }}{{ $x }}"#),
+        "2"
+    );
+    assert_eq!(
+        r(r#"{{ (.Source).Host }} {{ (index .InvolvedObject "labels").app }}"#),
+        "node-1 dns"
+    );
 }
 
 #[test]
@@ -131,67 +222,199 @@ fn trimming_and_comments() {
 
 #[test]
 fn sprig_strings() {
-    assert_eq!(r(r#"{{ upper .Reason }} {{ lower .Type }} {{ title "hello wide world" }}"#), "KILLING warning Hello Wide World");
-    assert_eq!(r(r#"{{ trim "  x  " }}|{{ trimPrefix "Kil" .Reason }}|{{ trimSuffix "ing" .Reason }}"#), "x|ling|Kill");
-    assert_eq!(r(r#"{{ replace "container" "ctr" .Message }}"#), "Stopping ctr coredns");
-    assert_eq!(r(r#"{{ contains "dns" .Message }} {{ hasPrefix "Stop" .Message }} {{ hasSuffix "x" .Message }}"#), "true true false");
-    assert_eq!(r(r#"{{ quote .Reason 1 }} {{ squote .Reason }}"#), r#""Killing" "1" 'Killing'"#);
-    assert_eq!(r(r#"{{ join "," (list "a" "b" 3) }} {{ splitList "." "a.b.c" | join "-" }}"#), "a,b,3 a-b-c");
+    assert_eq!(
+        r(r#"{{ upper .Reason }} {{ lower .Type }} {{ title "hello wide world" }}"#),
+        "KILLING warning Hello Wide World"
+    );
+    assert_eq!(
+        r(r#"{{ trim "  x  " }}|{{ trimPrefix "Kil" .Reason }}|{{ trimSuffix "ing" .Reason }}"#),
+        "x|ling|Kill"
+    );
+    assert_eq!(
+        r(r#"{{ replace "container" "ctr" .Message }}"#),
+        "Stopping ctr coredns"
+    );
+    assert_eq!(
+        r(
+            r#"{{ contains "dns" .Message }} {{ hasPrefix "Stop" .Message }} {{ hasSuffix "x" .Message }}"#
+        ),
+        "true true false"
+    );
+    assert_eq!(
+        r(r#"{{ quote .Reason 1 }} {{ squote .Reason }}"#),
+        r#""Killing" "1" 'Killing'"#
+    );
+    assert_eq!(
+        r(r#"{{ join "," (list "a" "b" 3) }} {{ splitList "." "a.b.c" | join "-" }}"#),
+        "a,b,3 a-b-c"
+    );
     assert_eq!(r(r#"{{ (split "." "a.b")._1 }}"#), "b");
-    assert_eq!(r(r#"{{ trunc 4 .Reason }} {{ trunc -3 .Reason }} {{ abbrev 6 .Message }}"#), "Kill ing Sto...");
-    assert_eq!(r(r#"{{ repeat 3 "ab" }} {{ substr 1 4 .Reason }} {{ nospace "a b c" }}"#), "ababab ill abc");
-    assert_eq!(r(r#"{{ indent 2 "a\nb" }}|{{ nindent 2 "a" }}"#), "  a\n  b|\n  a");
-    assert_eq!(r(r#"{{ b64enc "hello" }} {{ b64dec "aGVsbG8=" }}"#), "aGVsbG8= hello");
-    assert_eq!(r(r#"{{ sha256sum "abc" }}"#), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    assert_eq!(r(r#"{{ toString .Count }} {{ toString .Source }}"#), "3 map[component:kubelet host:node-1]");
+    assert_eq!(
+        r(r#"{{ trunc 4 .Reason }} {{ trunc -3 .Reason }} {{ abbrev 6 .Message }}"#),
+        "Kill ing Sto..."
+    );
+    assert_eq!(
+        r(r#"{{ repeat 3 "ab" }} {{ substr 1 4 .Reason }} {{ nospace "a b c" }}"#),
+        "ababab ill abc"
+    );
+    assert_eq!(
+        r(r#"{{ indent 2 "a\nb" }}|{{ nindent 2 "a" }}"#),
+        "  a\n  b|\n  a"
+    );
+    assert_eq!(
+        r(r#"{{ b64enc "hello" }} {{ b64dec "aGVsbG8=" }}"#),
+        "aGVsbG8= hello"
+    );
+    assert_eq!(
+        r(r#"{{ sha256sum "abc" }}"#),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    assert_eq!(
+        r(r#"{{ toString .Count }} {{ toString .Source }}"#),
+        "3 map[component:kubelet host:node-1]"
+    );
 }
 
 #[test]
 fn sprig_numbers_and_collections() {
-    assert_eq!(r(r#"{{ add 1 2 3 }} {{ sub 5 2 }} {{ mul 2 .Count }} {{ div 7 2 }} {{ mod 7 2 }}"#), "6 3 6 3 1");
-    assert_eq!(r(r#"{{ int "42" }} {{ float64 "1.5" }} {{ add 1.9 1 }}"#), "42 1.5 2");
-    assert_eq!(r(r#"{{ $d := dict "a" 1 "b" "x" }}{{ get $d "b" }} {{ hasKey $d "a" }} {{ keys $d | join "," }}"#), "x true a,b");
-    assert_eq!(r(r#"{{ toJson (dict "kind" .InvolvedObject.Kind "n" .Count) }}"#), r#"{"kind":"Pod","n":3}"#);
-    assert_eq!(render_err(r#"{{ div 1 0 }}"#), "line 1, column 4: error calling div: integer divide by zero");
+    assert_eq!(
+        r(r#"{{ add 1 2 3 }} {{ sub 5 2 }} {{ mul 2 .Count }} {{ div 7 2 }} {{ mod 7 2 }}"#),
+        "6 3 6 3 1"
+    );
+    assert_eq!(
+        r(r#"{{ int "42" }} {{ float64 "1.5" }} {{ add 1.9 1 }}"#),
+        "42 1.5 2"
+    );
+    assert_eq!(
+        r(
+            r#"{{ $d := dict "a" 1 "b" "x" }}{{ get $d "b" }} {{ hasKey $d "a" }} {{ keys $d | join "," }}"#
+        ),
+        "x true a,b"
+    );
+    assert_eq!(
+        r(r#"{{ toJson (dict "kind" .InvolvedObject.Kind "n" .Count) }}"#),
+        r#"{"kind":"Pod","n":3}"#
+    );
+    assert_eq!(
+        render_err(r#"{{ div 1 0 }}"#),
+        "line 1, column 4: error calling div: integer divide by zero"
+    );
 }
 
 #[test]
 fn dates() {
     assert_eq!(r(r#"{{ date "2006-01-02" .LastTimestamp }}"#), "2023-11-17");
-    assert_eq!(r(r#"{{ .LastTimestamp | date "Jan _2 15:04:05 MST 2006" }}"#), "Nov 17 19:37:04 UTC 2023");
-    assert_eq!(r(r#"{{ date "2006-01-02T15:04:05Z07:00" 0 }}"#), "1970-01-01T00:00:00Z");
-    assert_eq!(r(r#"{{ date "Monday 3:04PM .000" .FirstTimestamp }}"#), "Friday 7:37PM .000");
-    assert_eq!(r(r#"{{ dateInZone "15:04 -07:00 MST" .FirstTimestamp "Europe/Paris" }}"#), "20:37 +01:00 CET");
+    assert_eq!(
+        r(r#"{{ .LastTimestamp | date "Jan _2 15:04:05 MST 2006" }}"#),
+        "Nov 17 19:37:04 UTC 2023"
+    );
+    assert_eq!(
+        r(r#"{{ date "2006-01-02T15:04:05Z07:00" 0 }}"#),
+        "1970-01-01T00:00:00Z"
+    );
+    assert_eq!(
+        r(r#"{{ date "Monday 3:04PM .000" .FirstTimestamp }}"#),
+        "Friday 7:37PM .000"
+    );
+    assert_eq!(
+        r(r#"{{ dateInZone "15:04 -07:00 MST" .FirstTimestamp "Europe/Paris" }}"#),
+        "20:37 +01:00 CET"
+    );
     assert_eq!(r(r#"{{ unixEpoch .FirstTimestamp }}"#), "1700249823");
-    assert_eq!(r(r#"{{ toDate "2006-01-02" "2024-02-29" | date "02/01/06" }}"#), "29/02/24");
+    assert_eq!(
+        r(r#"{{ toDate "2006-01-02" "2024-02-29" | date "02/01/06" }}"#),
+        "29/02/24"
+    );
     assert_eq!(r(r#"{{ now | date "2006" | len }}"#), "4");
 }
 
 #[test]
 fn parse_errors_have_positions() {
-    assert_eq!(parse_err("ok {{ nosuch .X }}"), "line 1, column 7: function \"nosuch\" not defined");
-    assert_eq!(parse_err("a\n{{ if .X }}"), "line 2, column 1: unexpected EOF: {{if}} without {{end}}");
+    assert_eq!(
+        parse_err("ok {{ nosuch .X }}"),
+        "line 1, column 7: function \"nosuch\" not defined"
+    );
+    assert_eq!(
+        parse_err("a\n{{ if .X }}"),
+        "line 2, column 1: unexpected EOF: {{if}} without {{end}}"
+    );
     assert_eq!(parse_err("{{ .X "), "line 1, column 1: unclosed action");
-    assert_eq!(parse_err("{{ end }}"), "line 1, column 10: unexpected {{end}}");
-    assert_eq!(parse_err(r#"{{ "a }}"#), "line 1, column 4: unterminated quoted string");
-    assert_eq!(parse_err("{{ .X | 3 }}"), "line 1, column 9: non-function in pipeline stage");
-    assert_eq!(parse_err("{{ }}"), "line 1, column 1: missing value for command");
+    assert_eq!(
+        parse_err("{{ end }}"),
+        "line 1, column 10: unexpected {{end}}"
+    );
+    assert_eq!(
+        parse_err(r#"{{ "a }}"#),
+        "line 1, column 4: unterminated quoted string"
+    );
+    assert_eq!(
+        parse_err("{{ .X | 3 }}"),
+        "line 1, column 9: non-function in pipeline stage"
+    );
+    assert_eq!(
+        parse_err("{{ }}"),
+        "line 1, column 1: missing value for command"
+    );
     assert!(parse_err("{{ define \"x\" }}{{ end }}").contains("not supported"));
-    assert_eq!(render_err(r#"{{ printf }}"#), "line 1, column 4: wrong number of args for printf: want at least 1 got 0");
-    assert_eq!(render_err(r#"{{ $nope }}"#), "line 1, column 4: undefined variable: $nope");
+    assert_eq!(
+        render_err(r#"{{ printf }}"#),
+        "line 1, column 4: wrong number of args for printf: want at least 1 got 0"
+    );
+    assert_eq!(
+        render_err(r#"{{ $nope }}"#),
+        "line 1, column 4: undefined variable: $nope"
+    );
 }
 
 #[test]
 fn nasty_inputs_do_not_panic() {
     let inputs = [
-        "{{", "}}", "{{-", "{{- -}}", "{{/*", "{{/* */", "{{ ( }}", "{{ ) }}", "{{ ((((( }}", "{{ \"\\", "{{ `",
-        "{{ $ }}", "{{ $x := }}", "{{ , }}", "{{ := }}", "{{ . . }}", "{{ .A.B.C.D }}", "{{ 0x }}", "{{ 1e999 }}",
-        "{{ 'a }}", "{{ 'ab' }}", "{{ else }}", "{{ if }}{{ end }}", "{{ range $a, $b, $c := . }}{{ end }}",
-        "{{ printf \"%\" }}", "{{ printf \"%.\" 1 }}", "{{ printf \"%99999999999d\" 1 }}", "{{ index . 1 }}",
-        "{{ index .Reason -1 }}", "{{ substr 5 2 \"é\" }}", "{{ trunc 1 \"é\" }}", "{{ slice }}", "€{{ .Reason }}€",
-        "{{ range 3 }}{{ . }}{{ end }}", "{{ len 3 }}", "{{ repeat -1 \"a\" }}", "{{ .Count.X }}", "{{ (1).X }}",
-        "{{ with $x := 1 }}{{ $x }}{{ end }}", "{{- /* a */ -}}", "{{/* a */ }}", "{{ \"\\u12\" }}", "{{ -.5 }}",
-        "{{ toDate \"x\" \"y\" }}", "{{ dateInZone \"2006\" 0 \"Nowhere/City\" }}", "{{ date 1 2 }}",
+        "{{",
+        "}}",
+        "{{-",
+        "{{- -}}",
+        "{{/*",
+        "{{/* */",
+        "{{ ( }}",
+        "{{ ) }}",
+        "{{ ((((( }}",
+        "{{ \"\\",
+        "{{ `",
+        "{{ $ }}",
+        "{{ $x := }}",
+        "{{ , }}",
+        "{{ := }}",
+        "{{ . . }}",
+        "{{ .A.B.C.D }}",
+        "{{ 0x }}",
+        "{{ 1e999 }}",
+        "{{ 'a }}",
+        "{{ 'ab' }}",
+        "{{ else }}",
+        "{{ if }}{{ end }}",
+        "{{ range $a, $b, $c := . }}{{ end }}",
+        "{{ printf \"%\" }}",
+        "{{ printf \"%.\" 1 }}",
+        "{{ printf \"%99999999999d\" 1 }}",
+        "{{ index . 1 }}",
+        "{{ index .Reason -1 }}",
+        "{{ substr 5 2 \"é\" }}",
+        "{{ trunc 1 \"é\" }}",
+        "{{ slice }}",
+        "€{{ .Reason }}€",
+        "{{ range 3 }}{{ . }}{{ end }}",
+        "{{ len 3 }}",
+        "{{ repeat -1 \"a\" }}",
+        "{{ .Count.X }}",
+        "{{ (1).X }}",
+        "{{ with $x := 1 }}{{ $x }}{{ end }}",
+        "{{- /* a */ -}}",
+        "{{/* a */ }}",
+        "{{ \"\\u12\" }}",
+        "{{ -.5 }}",
+        "{{ toDate \"x\" \"y\" }}",
+        "{{ dateInZone \"2006\" 0 \"Nowhere/City\" }}",
+        "{{ date 1 2 }}",
     ];
     for src in inputs {
         if let Ok(t) = Template::parse(src) {
@@ -236,7 +459,10 @@ fn layout_keeps_types_and_nests() {
     );
     let bad = json!({"details": {"msg": "{{ nope }}"}, "list": [1, "{{ .X "]});
     let err = Layout::compile(&bad).unwrap_err();
-    assert_eq!(err.to_string(), "details.msg: line 1, column 4: function \"nope\" not defined");
+    assert_eq!(
+        err.to_string(),
+        "details.msg: line 1, column 4: function \"nope\" not defined"
+    );
     let err = Layout::compile(&json!({"list": [1, "{{ .X "]})).unwrap_err();
     assert_eq!(err.path, "list[1]");
     let l = Layout::compile(&json!({"a": [{"b": "{{ .Reason.X }}"}]})).unwrap();

@@ -18,9 +18,17 @@ impl GoTime {
         let zoned = ts.to_zoned(tz.clone());
         let abbrev = match tz.iana_name() {
             Some("UTC") | None if zoned.offset() == Offset::UTC => "UTC".to_owned(),
-            _ => zoned.time_zone().to_offset_info(ts).abbreviation().to_string(),
+            _ => zoned
+                .time_zone()
+                .to_offset_info(ts)
+                .abbreviation()
+                .to_string(),
         };
-        GoTime { dt: zoned.datetime(), offset: zoned.offset(), abbrev }
+        GoTime {
+            dt: zoned.datetime(),
+            offset: zoned.offset(),
+            abbrev,
+        }
     }
 }
 
@@ -41,9 +49,29 @@ pub(crate) fn to_timestamp(v: &Value) -> Option<Timestamp> {
     }
 }
 
-const MONTHS: [&str; 12] =
-    ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
-const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
 
 /// Formats like Go's `Time.Format(layout)`.
 pub(crate) fn format(t: &GoTime, layout: &str) -> String {
@@ -79,8 +107,12 @@ pub(crate) fn format(t: &GoTime, layout: &str) -> String {
         let tokens: &[(&str, &dyn Fn() -> String)] = &[
             ("January", &|| MONTHS[dt.month() as usize - 1].to_owned()),
             ("Jan", &|| MONTHS[dt.month() as usize - 1][..3].to_owned()),
-            ("Monday", &|| DAYS[dt.weekday().to_monday_zero_offset() as usize].to_owned()),
-            ("Mon", &|| DAYS[dt.weekday().to_monday_zero_offset() as usize][..3].to_owned()),
+            ("Monday", &|| {
+                DAYS[dt.weekday().to_monday_zero_offset() as usize].to_owned()
+            }),
+            ("Mon", &|| {
+                DAYS[dt.weekday().to_monday_zero_offset() as usize][..3].to_owned()
+            }),
             ("MST", &|| t.abbrev.clone()),
             ("2006", &|| format!("{:04}", dt.year())),
             ("2", &|| dt.day().to_string()),
@@ -98,8 +130,20 @@ pub(crate) fn format(t: &GoTime, layout: &str) -> String {
             ("3", &|| hour12(dt.hour()).to_string()),
             ("4", &|| dt.minute().to_string()),
             ("5", &|| dt.second().to_string()),
-            ("PM", &|| if dt.hour() >= 12 { "PM".into() } else { "AM".into() }),
-            ("pm", &|| if dt.hour() >= 12 { "pm".into() } else { "am".into() }),
+            ("PM", &|| {
+                if dt.hour() >= 12 {
+                    "PM".into()
+                } else {
+                    "AM".into()
+                }
+            }),
+            ("pm", &|| {
+                if dt.hour() >= 12 {
+                    "pm".into()
+                } else {
+                    "am".into()
+                }
+            }),
             ("Z07:00:00", &|| offset(true, true, false, true)),
             ("-07:00:00", &|| offset(true, true, false, false)),
             ("Z070000", &|| offset(false, true, false, true)),
@@ -158,10 +202,13 @@ pub(crate) fn format(t: &GoTime, layout: &str) -> String {
 
 /// Go layout to a jiff strptime pattern, for parsing (`toDate`). Covers the common tokens.
 pub(crate) fn parse(layout: &str, value: &str) -> Option<Timestamp> {
-    if let Ok(ts) = value.parse::<Timestamp>() {
-        if matches!(layout, "2006-01-02T15:04:05Z07:00" | "2006-01-02T15:04:05.999999999Z07:00") {
-            return Some(ts);
-        }
+    if let Ok(ts) = value.parse::<Timestamp>()
+        && matches!(
+            layout,
+            "2006-01-02T15:04:05Z07:00" | "2006-01-02T15:04:05.999999999Z07:00"
+        )
+    {
+        return Some(ts);
     }
     let mut pat = String::new();
     let mut rest = layout;
@@ -199,7 +246,10 @@ pub(crate) fn parse(layout: &str, value: &str) -> Option<Timestamp> {
         (".999", "%.f"),
     ];
     while !rest.is_empty() {
-        let best = table.iter().filter(|(t, _)| rest.starts_with(t)).max_by_key(|(t, _)| t.len());
+        let best = table
+            .iter()
+            .filter(|(t, _)| rest.starts_with(t))
+            .max_by_key(|(t, _)| t.len());
         match best {
             Some((t, p)) => {
                 has_offset |= p.contains('z');
@@ -218,21 +268,38 @@ pub(crate) fn parse(layout: &str, value: &str) -> Option<Timestamp> {
         }
     }
     // Go's `Z07:00` accepts a literal `Z` for UTC; jiff's %:z does not.
-    let value = if has_offset && value.ends_with('Z') { format!("{}+00:00", &value[..value.len() - 1]) } else { value.to_owned() };
+    let value = if has_offset && value.ends_with('Z') {
+        format!("{}+00:00", &value[..value.len() - 1])
+    } else {
+        value.to_owned()
+    };
     let parsed = jiff::fmt::strtime::parse(&pat, &value).ok()?;
     if has_offset {
         return parsed.to_timestamp().ok();
     }
     // No zone in the layout: Go parses as UTC.
-    let dt = parsed.to_datetime().or_else(|_| parsed.to_date().map(|d| d.to_datetime(jiff::civil::Time::midnight()))).ok()?;
+    let dt = parsed
+        .to_datetime()
+        .or_else(|_| {
+            parsed
+                .to_date()
+                .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+        })
+        .ok()?;
     dt.to_zoned(TimeZone::UTC).ok().map(|z| z.timestamp())
 }
 
 /// resmoio's `GetTimestampMs`/`GetTimestampISO8601` source: `firstTimestamp`, else `eventTime`.
 pub(crate) fn event_timestamp(obj: &serde_json::Map<String, Value>) -> Timestamp {
-    let pick = |k: &str| obj.get(k).and_then(|v| v.as_str()).and_then(|s| s.parse::<Timestamp>().ok());
+    let pick = |k: &str| {
+        obj.get(k)
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse::<Timestamp>().ok())
+    };
     // Go's zero time (0001-01-01T00:00:00Z) when neither is set.
-    pick("firstTimestamp").or_else(|| pick("eventTime")).unwrap_or(Timestamp::MIN.max(zero_time()))
+    pick("firstTimestamp")
+        .or_else(|| pick("eventTime"))
+        .unwrap_or(Timestamp::MIN.max(zero_time()))
 }
 
 fn zero_time() -> Timestamp {
