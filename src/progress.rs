@@ -68,10 +68,17 @@ impl Default for Tracker {
 impl Tracker {
     /// `start` is the position already delivered (a resumed cursor), if any.
     pub fn new(start: Option<Position>) -> Self {
-        let cursor = Cursor { seq: 0, position: start };
+        let cursor = Cursor {
+            seq: 0,
+            position: start,
+        };
         let (tx, _) = watch::channel(cursor.clone());
         Self {
-            state: Arc::new(Mutex::new(State { next_seq: 1, cursor, ..State::default() })),
+            state: Arc::new(Mutex::new(State {
+                next_seq: 1,
+                cursor,
+                ..State::default()
+            })),
             cursor_tx: Arc::new(tx),
         }
     }
@@ -83,7 +90,11 @@ impl Tracker {
         let mut st = self.state.lock().expect("progress lock");
         let seq = st.next_seq;
         st.next_seq += 1;
-        st.pending.push_back(Slot { seq, position, done: false });
+        st.pending.push_back(Slot {
+            seq,
+            position,
+            done: false,
+        });
         drop(st);
         Ticket {
             inner: Arc::new(TicketInner {
@@ -130,8 +141,12 @@ impl Tracker {
 
     fn complete(&self, seq: u64) {
         let mut st = self.state.lock().expect("progress lock");
-        let Some(front) = st.pending.front().map(|s| s.seq) else { return };
-        let Some(slot) = st.pending.get_mut((seq - front) as usize) else { return };
+        let Some(front) = st.pending.front().map(|s| s.seq) else {
+            return;
+        };
+        let Some(slot) = st.pending.get_mut((seq - front) as usize) else {
+            return;
+        };
         debug_assert_eq!(slot.seq, seq);
         slot.done = true;
         let mut moved = false;
@@ -165,7 +180,9 @@ struct TicketInner {
 
 impl TicketInner {
     fn release_one(&self) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 && !self.abandoned.load(Ordering::Acquire) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1
+            && !self.abandoned.load(Ordering::Acquire)
+        {
             self.tracker.complete(self.seq);
         }
     }
@@ -185,7 +202,9 @@ impl Ticket {
     /// One acknowledgement owed by one receiver.
     pub fn ack(&self) -> Ack {
         self.inner.remaining.fetch_add(1, Ordering::AcqRel);
-        Ack { inner: Some(self.inner.clone()) }
+        Ack {
+            inner: Some(self.inner.clone()),
+        }
     }
 
     /// The router is done handing out acks; the item completes once every ack is done.
@@ -229,7 +248,10 @@ mod tests {
     use super::*;
 
     fn pos(rv: &str) -> Option<Position> {
-        Some(Position { resource_version: rv.into(), event_time: None })
+        Some(Position {
+            resource_version: rv.into(),
+            event_time: None,
+        })
     }
 
     #[test]

@@ -177,3 +177,12 @@ mod tests {
         assert_eq!(m[2].0, "1");
     }
 }
+
+#[cfg(test)]
+mod deep_tests {
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!("a: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(super::parse_yaml(&deep).is_err());
+    }
+}

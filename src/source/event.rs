@@ -8,8 +8,8 @@
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use k8s_openapi::api::core::v1::{EventSeries, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -107,7 +107,12 @@ impl Event {
         self.last_timestamp
             .as_ref()
             .map(|t| t.0)
-            .or_else(|| self.series.as_ref().and_then(|s| s.last_observed_time.as_ref()).map(|t| t.0))
+            .or_else(|| {
+                self.series
+                    .as_ref()
+                    .and_then(|s| s.last_observed_time.as_ref())
+                    .map(|t| t.0)
+            })
             .or_else(|| self.event_time.as_ref().map(|t| t.0))
             .or_else(|| self.first_timestamp.as_ref().map(|t| t.0))
             .or_else(|| self.metadata.creation_timestamp.as_ref().map(|t| t.0))
@@ -117,7 +122,9 @@ impl Event {
     /// (resmoio's `deDot`, for sinks such as Elasticsearch that treat dots as paths).
     pub fn de_dotted(&self) -> Event {
         fn de_dot(map: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-            map.iter().map(|(k, v)| (k.replace('.', "_"), v.clone())).collect()
+            map.iter()
+                .map(|(k, v)| (k.replace('.', "_"), v.clone()))
+                .collect()
         }
         let mut out = self.clone();
         if let Some(labels) = &self.metadata.labels {
@@ -144,7 +151,12 @@ pub struct Occurrence {
 
 impl Occurrence {
     pub fn new(event: Event) -> Self {
-        Self { key: event.occurrence_key(), event, json: OnceLock::new(), value: OnceLock::new() }
+        Self {
+            key: event.occurrence_key(),
+            event,
+            json: OnceLock::new(),
+            value: OnceLock::new(),
+        }
     }
 
     /// The default JSON document (no layout), serialized once per occurrence, whatever the number of
@@ -172,12 +184,19 @@ mod tests {
 
     #[test]
     fn occurrence_key_uses_count_then_series_then_one() {
-        assert_eq!(event(serde_json::json!({"metadata":{"uid":"u"},"count":3})).occurrence_key(), "u:3");
         assert_eq!(
-            event(serde_json::json!({"metadata":{"uid":"u"},"series":{"count":7}})).occurrence_key(),
+            event(serde_json::json!({"metadata":{"uid":"u"},"count":3})).occurrence_key(),
+            "u:3"
+        );
+        assert_eq!(
+            event(serde_json::json!({"metadata":{"uid":"u"},"series":{"count":7}}))
+                .occurrence_key(),
             "u:7"
         );
-        assert_eq!(event(serde_json::json!({"metadata":{"uid":"u"}})).occurrence_key(), "u:1");
+        assert_eq!(
+            event(serde_json::json!({"metadata":{"uid":"u"}})).occurrence_key(),
+            "u:1"
+        );
     }
 
     #[test]
@@ -197,8 +216,16 @@ mod tests {
     #[test]
     fn de_dot_rewrites_label_keys_only() {
         let mut e = Event::default();
-        e.involved_object.labels.insert("app.kubernetes.io/name".into(), "a.b".into());
+        e.involved_object
+            .labels
+            .insert("app.kubernetes.io/name".into(), "a.b".into());
         let d = e.de_dotted();
-        assert_eq!(d.involved_object.labels.get("app_kubernetes_io/name").map(String::as_str), Some("a.b"));
+        assert_eq!(
+            d.involved_object
+                .labels
+                .get("app_kubernetes_io/name")
+                .map(String::as_str),
+            Some("a.b")
+        );
     }
 }

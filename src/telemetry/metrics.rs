@@ -100,7 +100,9 @@ impl Metrics {
             send_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
             }),
-            batch_size: Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 2.0, 12))),
+            batch_size: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(1.0, 2.0, 12))
+            }),
             is_leader: Gauge::default(),
             leader_transitions: Counter::default(),
             cursor_lag_seconds: Gauge::default(),
@@ -111,40 +113,130 @@ impl Metrics {
             enrich_cache_misses: Counter::default(),
             enrich_errors: Counter::default(),
         };
-        reg.register("events_received", "Watch and list items received, by type", m.events_received.clone());
-        reg.register("occurrences", "New event occurrences passed to routing", m.occurrences.clone());
-        reg.register("events_filtered", "Items the source did not export, by reason", m.events_filtered.clone());
-        reg.register("malformed_frames", "Watch frames or list items that could not be decoded", m.malformed_frames.clone());
-        reg.register("routed", "Occurrences routed to a receiver", m.routed.clone());
-        reg.register("sink_sent", "Occurrences delivered by a receiver", m.sink_sent.clone());
-        reg.register("sink_failed", "Occurrences a receiver failed permanently", m.sink_failed.clone());
-        reg.register("sink_retried", "Send attempts retried after a transient failure", m.sink_retried.clone());
-        reg.register("sink_dropped", "Occurrences dropped because the receiver queue was full (dropWhenFull)", m.sink_dropped.clone());
-        reg.register("queue_depth", "Occurrences waiting in a receiver queue", m.queue_depth.clone());
-        reg.register("send_seconds", "Duration of one send (batch) to a receiver", m.send_seconds.clone());
+        reg.register(
+            "events_received",
+            "Watch and list items received, by type",
+            m.events_received.clone(),
+        );
+        reg.register(
+            "occurrences",
+            "New event occurrences passed to routing",
+            m.occurrences.clone(),
+        );
+        reg.register(
+            "events_filtered",
+            "Items the source did not export, by reason",
+            m.events_filtered.clone(),
+        );
+        reg.register(
+            "malformed_frames",
+            "Watch frames or list items that could not be decoded",
+            m.malformed_frames.clone(),
+        );
+        reg.register(
+            "routed",
+            "Occurrences routed to a receiver",
+            m.routed.clone(),
+        );
+        reg.register(
+            "sink_sent",
+            "Occurrences delivered by a receiver",
+            m.sink_sent.clone(),
+        );
+        reg.register(
+            "sink_failed",
+            "Occurrences a receiver failed permanently",
+            m.sink_failed.clone(),
+        );
+        reg.register(
+            "sink_retried",
+            "Send attempts retried after a transient failure",
+            m.sink_retried.clone(),
+        );
+        reg.register(
+            "sink_dropped",
+            "Occurrences dropped because the receiver queue was full (dropWhenFull)",
+            m.sink_dropped.clone(),
+        );
+        reg.register(
+            "queue_depth",
+            "Occurrences waiting in a receiver queue",
+            m.queue_depth.clone(),
+        );
+        reg.register(
+            "send_seconds",
+            "Duration of one send (batch) to a receiver",
+            m.send_seconds.clone(),
+        );
         reg.register("batch_size", "Occurrences per send", m.batch_size.clone());
-        reg.register("is_leader", "1 while this replica holds the Lease and exports", m.is_leader.clone());
-        reg.register("leader_transitions", "Times this replica acquired or lost the Lease", m.leader_transitions.clone());
-        reg.register("cursor_lag_seconds", "Age of the event at the delivery cursor", m.cursor_lag_seconds.clone());
-        reg.register("watch_restarts", "Watch restarts, by cause", m.watch_restarts.clone());
-        reg.register("relists", "Full lists of events (start, 410 Gone, stale watch)", m.relists.clone());
-        reg.register("possible_gaps", "Resumes where events may have been lost because history was gone", m.possible_gaps.clone());
-        reg.register("enrich_cache_hits", "Involved-object lookups answered from the cache", m.enrich_cache_hits.clone());
-        reg.register("enrich_cache_misses", "Involved-object lookups sent to the API server", m.enrich_cache_misses.clone());
-        reg.register("enrich_errors", "Involved-object lookups that failed (event exported without metadata)", m.enrich_errors.clone());
+        reg.register(
+            "is_leader",
+            "1 while this replica holds the Lease and exports",
+            m.is_leader.clone(),
+        );
+        reg.register(
+            "leader_transitions",
+            "Times this replica acquired or lost the Lease",
+            m.leader_transitions.clone(),
+        );
+        reg.register(
+            "cursor_lag_seconds",
+            "Age of the event at the delivery cursor",
+            m.cursor_lag_seconds.clone(),
+        );
+        reg.register(
+            "watch_restarts",
+            "Watch restarts, by cause",
+            m.watch_restarts.clone(),
+        );
+        reg.register(
+            "relists",
+            "Full lists of events (start, 410 Gone, stale watch)",
+            m.relists.clone(),
+        );
+        reg.register(
+            "possible_gaps",
+            "Resumes where events may have been lost because history was gone",
+            m.possible_gaps.clone(),
+        );
+        reg.register(
+            "enrich_cache_hits",
+            "Involved-object lookups answered from the cache",
+            m.enrich_cache_hits.clone(),
+        );
+        reg.register(
+            "enrich_cache_misses",
+            "Involved-object lookups sent to the API server",
+            m.enrich_cache_misses.clone(),
+        );
+        reg.register(
+            "enrich_errors",
+            "Involved-object lookups that failed (event exported without metadata)",
+            m.enrich_errors.clone(),
+        );
         reg.register(
             "build",
             "Build information",
             Info::new(vec![
                 ("version", env!("CARGO_PKG_VERSION").to_string()),
-                ("revision", option_env!("KEE_GIT_REVISION").unwrap_or("unknown").to_string()),
+                (
+                    "revision",
+                    option_env!("KEE_GIT_REVISION")
+                        .unwrap_or("unknown")
+                        .to_string(),
+                ),
             ]),
         );
-        Self { registry: Arc::new(reg), ..m }
+        Self {
+            registry: Arc::new(reg),
+            ..m
+        }
     }
 
     pub fn receiver(name: &str) -> ReceiverLabel {
-        ReceiverLabel { receiver: name.to_string() }
+        ReceiverLabel {
+            receiver: name.to_string(),
+        }
     }
 
     /// Prometheus/OpenMetrics text of every metric.

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::TemplateError;
-use super::parse::{Arg, Cmd, Node, Pipe};
+use super::parse::{Arg, Cmd, Name, Node, Pipe};
 use super::time::{GoTime, event_timestamp, format};
 use super::value::{V, to_go_string, truth, type_name, write_go};
 
@@ -182,17 +182,17 @@ impl<'a> State<'a> {
         }
     }
 
-    fn chain(&self, mut v: V<'a>, chain: &'a [String], pos: usize) -> R<V<'a>> {
+    fn chain(&self, mut v: V<'a>, chain: &'a [Name], pos: usize) -> R<V<'a>> {
         let mut literal = false;
         for name in chain {
             v = if literal {
-                map_key(v, name)
+                map_key(v, &name.go)
             } else {
                 field(v, name).map_err(|m| self.err(pos, m))?
             };
             // Under `.Labels`/`.Annotations` keys are map keys: literal and case-sensitive.
             literal = matches!(
-                name.as_str(),
+                name.go.as_str(),
                 "Labels" | "Annotations" | "labels" | "annotations"
             );
         }
@@ -249,13 +249,14 @@ const ALIASES: &[(&str, &str)] = &[
 /// `.Name` on a value. On a JSON object: the exact key, then the Go→JSON name
 /// (`InvolvedObject`→`involvedObject`, `APIVersion`→`apiVersion`, `UID`→`uid`), then the
 /// promoted `metadata` field (`.Namespace` on the event), then the alias table. Missing → Missing.
-pub(crate) fn field<'a>(v: V<'a>, name: &str) -> Result<V<'a>, String> {
+pub(crate) fn field<'a>(v: V<'a>, name: &Name) -> Result<V<'a>, String> {
     let obj = match v.get() {
         Value::Null => return Ok(V::Missing),
         Value::Object(o) => o,
         other => {
             return Err(format!(
-                "can't evaluate field {name} in type {}",
+                "can't evaluate field {} in type {}",
+                name.go,
                 type_name(other)
             ));
         }
@@ -267,7 +268,7 @@ pub(crate) fn field<'a>(v: V<'a>, name: &str) -> Result<V<'a>, String> {
             V::Own(o) => V::Own(lookup_path(&o, &k).clone()),
             V::Missing => V::Missing,
         }),
-        None => match name {
+        None => match name.go.as_str() {
             "GetTimestampMs" => Ok(V::Own(Value::from(event_timestamp(obj).as_millisecond()))),
             "GetTimestampISO8601" => {
                 let t = GoTime::new(event_timestamp(obj), &jiff::tz::TimeZone::UTC);
@@ -278,38 +279,37 @@ pub(crate) fn field<'a>(v: V<'a>, name: &str) -> Result<V<'a>, String> {
     }
 }
 
-/// Where a field lives: a key of the object, or `metadata.<key>`.
-enum Key {
-    Own(String),
-    Meta(String),
+/// Where a field lives: a key of the object, or a key of its `metadata`.
+enum Key<'n> {
+    Own(&'n str),
+    Meta(&'n str),
 }
 
 fn lookup_path<'v>(v: &'v Value, k: &Key) -> &'v Value {
     let r = match k {
-        Key::Own(k) => v.get(k),
-        Key::Meta(k) => v.get("metadata").and_then(|m| m.get(k)),
+        Key::Own(k) => v.get(*k),
+        Key::Meta(k) => v.get("metadata").and_then(|m| m.get(*k)),
     };
     r.unwrap_or(&super::value::NULL)
 }
 
-fn resolve(obj: &serde_json::Map<String, Value>, name: &str) -> Option<Key> {
-    if obj.contains_key(name) {
-        return Some(Key::Own(name.to_owned()));
+fn resolve<'n>(obj: &serde_json::Map<String, Value>, name: &'n Name) -> Option<Key<'n>> {
+    if obj.contains_key(&name.go) {
+        return Some(Key::Own(&name.go));
     }
-    let json = go_to_json(name);
-    if obj.contains_key(&json) {
-        return Some(Key::Own(json));
+    if obj.contains_key(&name.json) {
+        return Some(Key::Own(&name.json));
     }
     if let Some(Value::Object(meta)) = obj.get("metadata")
-        && meta.contains_key(&json)
+        && meta.contains_key(&name.json)
     {
-        return Some(Key::Meta(json));
+        return Some(Key::Meta(&name.json));
     }
     ALIASES
         .iter()
-        .find(|(go, _)| *go == name)
+        .find(|(go, _)| *go == name.go)
         .filter(|(_, j)| obj.contains_key(*j))
-        .map(|(_, j)| Key::Own((*j).to_owned()))
+        .map(|(_, j)| Key::Own(j))
 }
 
 /// `InvolvedObject`→`involvedObject`, `APIVersion`→`apiVersion`, `UID`→`uid`, `Kind`→`kind`.

@@ -73,7 +73,7 @@ funcs! {
     "splitList" 2..2 => |a| Ok(V::Own(Value::Array(strval(&a[1]).split(strval(&a[0]).as_str()).map(|s| Value::String(s.into())).collect()))),
     "trunc" 2..2 => f_trunc,
     "abbrev" 2..2 => f_abbrev,
-    "repeat" 2..2 => |a| Ok(V::str(strval(&a[1]).repeat(usize::try_from(to_int(a[0].get())).unwrap_or(0).min(1 << 20)))),
+    "repeat" 2..2 => f_repeat,
     "substr" 3..3 => f_substr,
     "nospace" 1..1 => |a| Ok(V::str(strval(&a[0]).chars().filter(|c| !c.is_whitespace()).collect::<String>())),
     "indent" 2..2 => |a| Ok(V::str(indent(to_int(a[0].get()), &strval(&a[1])))),
@@ -392,8 +392,22 @@ fn f_substr<'a>(a: Vec<V<'a>>) -> Result<V<'a>, String> {
     }))
 }
 
+/// Largest string `repeat`/`indent` may build: a layout must not be able to exhaust memory.
+const MAX_BUILT: usize = 1 << 24;
+
+fn f_repeat<'a>(a: Vec<V<'a>>) -> Result<V<'a>, String> {
+    let s = strval(&a[1]);
+    let n = usize::try_from(to_int(a[0].get())).unwrap_or(0);
+    if n.saturating_mul(s.len()) > MAX_BUILT {
+        return Err("result too large".into());
+    }
+    Ok(V::str(s.repeat(n)))
+}
+
 fn indent(n: i64, s: &str) -> String {
-    let pad = " ".repeat(usize::try_from(n).unwrap_or(0).min(1 << 16));
+    let lines = s.matches('\n').count() + 1;
+    let n = usize::try_from(n).unwrap_or(0).min(MAX_BUILT / lines);
+    let pad = " ".repeat(n);
     format!("{pad}{}", s.replace('\n', &format!("\n{pad}")))
 }
 

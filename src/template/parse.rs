@@ -45,14 +45,31 @@ pub(crate) struct Cmd {
 #[derive(Debug, Clone)]
 pub(crate) enum Arg {
     /// `.A.B`: fields of dot.
-    Field(Vec<String>),
+    Field(Vec<Name>),
     /// `$x.A.B`.
-    Var(String, Vec<String>),
+    Var(String, Vec<Name>),
     Dot,
     Lit(Value),
     Func(&'static Func),
     /// `(pipeline).A.B`.
-    Sub(Box<Pipe>, Vec<String>),
+    Sub(Box<Pipe>, Vec<Name>),
+}
+
+/// One link of a field chain, with its JSON spelling computed once at parse time so rendering
+/// does not allocate to resolve `.InvolvedObject` to `involvedObject`.
+#[derive(Debug, Clone)]
+pub(crate) struct Name {
+    pub go: String,
+    pub json: String,
+}
+
+impl Name {
+    fn new(go: &str) -> Name {
+        Name {
+            go: go.to_owned(),
+            json: super::exec::go_to_json(go),
+        }
+    }
 }
 
 pub(crate) struct Parser<'s> {
@@ -61,6 +78,8 @@ pub(crate) struct Parser<'s> {
     /// Nesting of parentheses and control structures; bounded so hostile input cannot overflow
     /// the stack (parsing and evaluation both recurse).
     depth: std::cell::Cell<usize>,
+    /// Variables in scope while parsing: Go rejects undefined ones at parse time.
+    vars: std::cell::RefCell<Vec<String>>,
 }
 
 const MAX_DEPTH: usize = 100;
@@ -80,6 +99,7 @@ impl<'s> Parser<'s> {
             src,
             items: items.into_iter().peekable(),
             depth: std::cell::Cell::new(0),
+            vars: std::cell::RefCell::new(vec!["$".to_owned()]),
         }
     }
 
@@ -129,7 +149,7 @@ impl<'s> Parser<'s> {
                                 self.err(first.pos, format!("{{{{{k}}}}} is not supported"))
                             );
                         }
-                        _ => nodes.push(Node::Action(self.pipeline(pos, &toks, true)?)),
+                        _ => nodes.push(Node::Action(self.pipeline(pos, &toks, false)?)),
                     }
                 }
             }
@@ -140,7 +160,9 @@ impl<'s> Parser<'s> {
     /// `if`/`range`/`with` after the keyword: pipeline, body, optional else, end.
     fn control(&mut self, kw: &str, pos: usize, toks: &[Token]) -> Result<Node, TemplateError> {
         self.enter(pos)?;
+        let mark = self.vars.borrow().len();
         let node = self.control_inner(kw, pos, toks);
+        self.vars.borrow_mut().truncate(mark);
         self.depth.set(self.depth.get() - 1);
         node
     }
@@ -225,6 +247,13 @@ impl<'s> Parser<'s> {
         let pipe = self.pipe_body(pos, toks, &mut i, decl, assign)?;
         if i < toks.len() {
             return Err(self.err(toks[i].pos, "unexpected token in operand"));
+        }
+        if pipe.assign {
+            if let Some(v) = pipe.decl.iter().find(|v| !self.vars.borrow().contains(v)) {
+                return Err(self.err(pos, format!("undefined variable {v:?}")));
+            }
+        } else {
+            self.vars.borrow_mut().extend(pipe.decl.iter().cloned());
         }
         Ok(pipe)
     }
@@ -311,11 +340,17 @@ impl<'s> Parser<'s> {
         *i += 1;
         let arg = match &t.tok {
             Tok::Field(f) => {
-                let mut chain = vec![f.clone()];
+                let mut chain = vec![Name::new(f)];
                 chain.extend(self.chain(toks, i));
                 return Ok(Arg::Field(chain));
             }
-            Tok::Var(v) => return Ok(Arg::Var(v.clone(), self.chain(toks, i))),
+            Tok::Var(v) => {
+                // Like Go, a variable must be declared before use (checked at parse time).
+                if !self.vars.borrow().iter().any(|d| d == v) {
+                    return Err(self.err(t.pos, format!("undefined variable {v:?}")));
+                }
+                return Ok(Arg::Var(v.clone(), self.chain(toks, i)));
+            }
             Tok::Dot => Arg::Dot,
             Tok::Str(s) => Arg::Lit(Value::String(s.clone())),
             Tok::Int(n) => Arg::Lit(Value::from(*n)),
@@ -351,7 +386,7 @@ impl<'s> Parser<'s> {
     }
 
     /// Field links directly attached to the previous operand (no whitespace).
-    fn chain(&self, toks: &[Token], i: &mut usize) -> Vec<String> {
+    fn chain(&self, toks: &[Token], i: &mut usize) -> Vec<Name> {
         let mut out = Vec::new();
         while let Some(Token {
             tok: Tok::Field(f),
@@ -359,7 +394,7 @@ impl<'s> Parser<'s> {
             ..
         }) = toks.get(*i)
         {
-            out.push(f.clone());
+            out.push(Name::new(f));
             *i += 1;
         }
         out

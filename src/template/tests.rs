@@ -361,8 +361,24 @@ fn parse_errors_have_positions() {
         "line 1, column 4: wrong number of args for printf: want at least 1 got 0"
     );
     assert_eq!(
-        render_err(r#"{{ $nope }}"#),
-        "line 1, column 4: undefined variable: $nope"
+        parse_err(r#"{{ $nope }}"#),
+        "line 1, column 4: undefined variable \"$nope\""
+    );
+    assert_eq!(
+        parse_err(r#"{{ if 1 }}{{ $x := 1 }}{{ end }}{{ $x }}"#),
+        "line 1, column 36: undefined variable \"$x\""
+    );
+    assert_eq!(
+        parse_err(r#"{{ $x = 1 }}"#),
+        "line 1, column 1: undefined variable \"$x\""
+    );
+    assert_eq!(
+        parse_err(r#"{{ $a, $b := 1 }}"#),
+        "line 1, column 4: undefined variable \"$a\""
+    );
+    assert_eq!(
+        render_err(r#"{{ repeat 100000000 "ab" }}"#),
+        "line 1, column 4: error calling repeat: result too large"
     );
 }
 
@@ -435,6 +451,82 @@ fn nasty_inputs_do_not_panic() {
     assert!(Template::parse(&deep).is_err());
     let deep_if = "{{ if 1 }}".repeat(10_000);
     assert!(Template::parse(&deep_if).is_err());
+}
+
+/// A small deterministic fuzzer: random sequences of template fragments never panic.
+#[test]
+fn random_fragments_do_not_panic() {
+    const FRAGS: &[&str] = &[
+        "{{",
+        "}}",
+        "{{-",
+        " -}}",
+        " ",
+        ".",
+        ".Reason",
+        ".InvolvedObject",
+        ".Labels",
+        "$",
+        "$x",
+        ":=",
+        "=",
+        ",",
+        "(",
+        ")",
+        "|",
+        "\"",
+        "\"s\"",
+        "`",
+        "1",
+        "-2",
+        "3.5",
+        "'a'",
+        "if",
+        "else",
+        "end",
+        "range",
+        "with",
+        "nil",
+        "true",
+        "printf",
+        "\"%05d\"",
+        "len",
+        "index",
+        "and",
+        "or",
+        "not",
+        "eq",
+        "default",
+        "toJson",
+        "date",
+        "/*",
+        "*/",
+        "\n",
+        "é",
+        "upper",
+        "split",
+        "dict",
+        "list",
+        "substr",
+        "trunc",
+    ];
+    let data = event();
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..20_000 {
+        let n = (next() % 16) as usize;
+        let src: String = (0..n)
+            .map(|_| FRAGS[(next() % FRAGS.len() as u64) as usize])
+            .collect();
+        if let Ok(t) = Template::parse(&src) {
+            let _ = t.render(&data);
+        }
+    }
 }
 
 #[test]
