@@ -126,6 +126,16 @@ fn syntax_error(text: &str, e: &serde_saphyr::Error) -> ConfigErrors {
 }
 
 fn build(ctx: &mut Ctx, root: &Node) -> Option<Config> {
+    // A document that is only `---` or `~` is an empty config, like an empty file.
+    let empty = Node {
+        line: 1,
+        kind: Kind::Map(Vec::new()),
+    };
+    let root = if root.kind == Kind::Null {
+        &empty
+    } else {
+        root
+    };
     let f = ctx.map(root, "", TOP_KEYS)?;
     let log_level = match ctx.string(&f, "logLevel").as_deref() {
         None | Some("") | Some("info") => LogLevel::Info,

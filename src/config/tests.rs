@@ -95,6 +95,13 @@ fn defaults() {
 }
 
 #[test]
+fn empty_documents() {
+    for text in ["", "# only a comment\n", "---\n", "~\n"] {
+        assert_eq!(ok(text).receivers.len(), 0, "{text:?}");
+    }
+}
+
+#[test]
 fn every_key() {
     let c = ok(r#"
 logLevel: debug
