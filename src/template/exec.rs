@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::TemplateError;
 use super::parse::{Arg, Cmd, Name, Node, Pipe};
-use super::time::{GoTime, event_timestamp, format};
+use super::time::event_timestamp;
 use super::value::{V, to_go_string, truth, type_name, write_go};
 
 pub(crate) struct State<'a> {
@@ -271,8 +271,18 @@ pub(crate) fn field<'a>(v: V<'a>, name: &Name) -> Result<V<'a>, String> {
         None => match name.go.as_str() {
             "GetTimestampMs" => Ok(V::Own(Value::from(event_timestamp(obj).as_millisecond()))),
             "GetTimestampISO8601" => {
-                let t = GoTime::new(event_timestamp(obj), &jiff::tz::TimeZone::UTC);
-                Ok(V::str(format(&t, "2006-01-02T15:04:05.000Z")))
+                // resmoio's `Format("2006-01-02T15:04:05.000Z")`, written out: it runs per event.
+                let dt = jiff::tz::Offset::UTC.to_datetime(event_timestamp(obj));
+                Ok(V::str(format!(
+                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                    dt.year(),
+                    dt.month(),
+                    dt.day(),
+                    dt.hour(),
+                    dt.minute(),
+                    dt.second(),
+                    dt.subsec_nanosecond() / 1_000_000
+                )))
             }
             _ => Ok(V::Missing),
         },

@@ -584,3 +584,35 @@ fn send_sync_clone() {
     check::<Template>();
     check::<Layout>();
 }
+
+#[test]
+#[ignore = "timing probe"]
+fn timing_probe() {
+    let l = Layout::compile(&json!({
+        "title": "{{ .Reason }} on {{ .InvolvedObject.Kind }} {{ .InvolvedObject.Name }}",
+        "text": "{{ .Message }}",
+        "severity": "{{ if eq .Type \"Warning\" }}high{{ else }}low{{ end }}",
+        "labels": "{{ range $k, $v := .InvolvedObject.Labels }}{{ $k }}={{ $v }} {{ end }}",
+        "at": "{{ .GetTimestampISO8601 }}", "n": 1,
+    }))
+    .unwrap();
+    let data = event();
+    let t = std::time::Instant::now();
+    for _ in 0..100_000 {
+        std::hint::black_box(l.render(&data).unwrap());
+    }
+    eprintln!("{:?} per render", t.elapsed() / 100_000);
+    for src in [
+        "{{ .Reason }} on {{ .InvolvedObject.Kind }} {{ .InvolvedObject.Name }}",
+        "{{ .GetTimestampISO8601 }}",
+        "{{ range $k, $v := .InvolvedObject.Labels }}{{ $k }}={{ $v }} {{ end }}",
+        "{{ if eq .Type \"Warning\" }}high{{ else }}low{{ end }}",
+    ] {
+        let tp = Template::parse(src).unwrap();
+        let t = std::time::Instant::now();
+        for _ in 0..100_000 {
+            std::hint::black_box(tp.render(&data).unwrap());
+        }
+        eprintln!("{:?} {src}", t.elapsed() / 100_000);
+    }
+}

@@ -15,6 +15,14 @@ pub(crate) struct GoTime {
 
 impl GoTime {
     pub fn new(ts: Timestamp, tz: &TimeZone) -> GoTime {
+        // UTC, the common case (`date`, the event timestamps), without a zone lookup.
+        if tz == &TimeZone::UTC {
+            return GoTime {
+                dt: Offset::UTC.to_datetime(ts),
+                offset: Offset::UTC,
+                abbrev: "UTC".to_owned(),
+            };
+        }
         let zoned = ts.to_zoned(tz.clone());
         let abbrev = match tz.iana_name() {
             Some("UTC") | None if zoned.offset() == Offset::UTC => "UTC".to_owned(),
@@ -102,59 +110,59 @@ pub(crate) fn format(t: &GoTime, layout: &str) -> String {
         }
         o
     };
+    // Every layout token; where one is a prefix of another the longest match wins below.
+    let tokens: &[(&str, &dyn Fn() -> String)] = &[
+        ("January", &|| MONTHS[dt.month() as usize - 1].to_owned()),
+        ("Jan", &|| MONTHS[dt.month() as usize - 1][..3].to_owned()),
+        ("Monday", &|| {
+            DAYS[dt.weekday().to_monday_zero_offset() as usize].to_owned()
+        }),
+        ("Mon", &|| {
+            DAYS[dt.weekday().to_monday_zero_offset() as usize][..3].to_owned()
+        }),
+        ("MST", &|| t.abbrev.clone()),
+        ("2006", &|| format!("{:04}", dt.year())),
+        ("2", &|| dt.day().to_string()),
+        ("_2", &|| format!("{:>2}", dt.day())),
+        ("002", &|| format!("{:03}", dt.day_of_year())),
+        ("__2", &|| format!("{:>3}", dt.day_of_year())),
+        ("01", &|| format!("{:02}", dt.month())),
+        ("02", &|| format!("{:02}", dt.day())),
+        ("03", &|| format!("{:02}", hour12(dt.hour()))),
+        ("04", &|| format!("{:02}", dt.minute())),
+        ("05", &|| format!("{:02}", dt.second())),
+        ("06", &|| format!("{:02}", dt.year().rem_euclid(100))),
+        ("15", &|| format!("{:02}", dt.hour())),
+        ("1", &|| dt.month().to_string()),
+        ("3", &|| hour12(dt.hour()).to_string()),
+        ("4", &|| dt.minute().to_string()),
+        ("5", &|| dt.second().to_string()),
+        ("PM", &|| {
+            if dt.hour() >= 12 {
+                "PM".into()
+            } else {
+                "AM".into()
+            }
+        }),
+        ("pm", &|| {
+            if dt.hour() >= 12 {
+                "pm".into()
+            } else {
+                "am".into()
+            }
+        }),
+        ("Z07:00:00", &|| offset(true, true, false, true)),
+        ("-07:00:00", &|| offset(true, true, false, false)),
+        ("Z070000", &|| offset(false, true, false, true)),
+        ("-070000", &|| offset(false, true, false, false)),
+        ("Z07:00", &|| offset(true, false, false, true)),
+        ("-07:00", &|| offset(true, false, false, false)),
+        ("Z0700", &|| offset(false, false, false, true)),
+        ("-0700", &|| offset(false, false, false, false)),
+        ("Z07", &|| offset(false, false, true, true)),
+        ("-07", &|| offset(false, false, true, false)),
+    ];
     while !rest.is_empty() {
-        // Longest tokens first where one is a prefix of another.
-        let tokens: &[(&str, &dyn Fn() -> String)] = &[
-            ("January", &|| MONTHS[dt.month() as usize - 1].to_owned()),
-            ("Jan", &|| MONTHS[dt.month() as usize - 1][..3].to_owned()),
-            ("Monday", &|| {
-                DAYS[dt.weekday().to_monday_zero_offset() as usize].to_owned()
-            }),
-            ("Mon", &|| {
-                DAYS[dt.weekday().to_monday_zero_offset() as usize][..3].to_owned()
-            }),
-            ("MST", &|| t.abbrev.clone()),
-            ("2006", &|| format!("{:04}", dt.year())),
-            ("2", &|| dt.day().to_string()),
-            ("_2", &|| format!("{:>2}", dt.day())),
-            ("002", &|| format!("{:03}", dt.day_of_year())),
-            ("__2", &|| format!("{:>3}", dt.day_of_year())),
-            ("01", &|| format!("{:02}", dt.month())),
-            ("02", &|| format!("{:02}", dt.day())),
-            ("03", &|| format!("{:02}", hour12(dt.hour()))),
-            ("04", &|| format!("{:02}", dt.minute())),
-            ("05", &|| format!("{:02}", dt.second())),
-            ("06", &|| format!("{:02}", dt.year().rem_euclid(100))),
-            ("15", &|| format!("{:02}", dt.hour())),
-            ("1", &|| dt.month().to_string()),
-            ("3", &|| hour12(dt.hour()).to_string()),
-            ("4", &|| dt.minute().to_string()),
-            ("5", &|| dt.second().to_string()),
-            ("PM", &|| {
-                if dt.hour() >= 12 {
-                    "PM".into()
-                } else {
-                    "AM".into()
-                }
-            }),
-            ("pm", &|| {
-                if dt.hour() >= 12 {
-                    "pm".into()
-                } else {
-                    "am".into()
-                }
-            }),
-            ("Z07:00:00", &|| offset(true, true, false, true)),
-            ("-07:00:00", &|| offset(true, true, false, false)),
-            ("Z070000", &|| offset(false, true, false, true)),
-            ("-070000", &|| offset(false, true, false, false)),
-            ("Z07:00", &|| offset(true, false, false, true)),
-            ("-07:00", &|| offset(true, false, false, false)),
-            ("Z0700", &|| offset(false, false, false, true)),
-            ("-0700", &|| offset(false, false, false, false)),
-            ("Z07", &|| offset(false, false, true, true)),
-            ("-07", &|| offset(false, false, true, false)),
-        ];
         // Fractional seconds: `.000`/`,000` (fixed) or `.999` (trailing zeros trimmed).
         let b = rest.as_bytes();
         if (b[0] == b'.' || b[0] == b',') && b.len() > 1 && (b[1] == b'0' || b[1] == b'9') {
