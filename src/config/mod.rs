@@ -1,7 +1,9 @@
 //! Configuration: the typed result of loading a resmoio-compatible `config.yaml`.
 //!
-//! The types here are what the rest of the exporter consumes. Loading (YAML parsing, `${VAR}`
-//! substitution, defaults, strict validation with YAML paths) lives in the sibling modules.
+//! The types here are what the rest of the exporter consumes. Loading lives in the sibling
+//! modules: `node` (YAML to a generic tree with line numbers), `schema` (typed getters that collect
+//! errors with their YAML path), `load` (the schema itself: keys, defaults, cross-checks), `env`
+//! (`${VAR}`), `duration` (Go syntax), `error` (`ConfigErrors`), `summary` (`check-config` output).
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 

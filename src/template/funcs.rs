@@ -48,8 +48,8 @@ funcs! {
     "ge" 2..2 => |a| cmp(&a, |o| o.is_ge()),
     "urlquery" 0..many => |a| Ok(V::str(url_escape(&go_sprint(&a)))),
     // Sprig: conversions and JSON.
-    "toJson" 1..1 => |a| Ok(V::str(serde_json::to_string(a[0].get()).map_err(|e| e.to_string())?)),
-    "toPrettyJson" 1..1 => |a| Ok(V::str(serde_json::to_string_pretty(a[0].get()).map_err(|e| e.to_string())?)),
+    "toJson" 1..1 => |a| Ok(V::str(go_json(serde_json::to_string(a[0].get()).map_err(|e| e.to_string())?))),
+    "toPrettyJson" 1..1 => |a| Ok(V::str(go_json(serde_json::to_string_pretty(a[0].get()).map_err(|e| e.to_string())?))),
     "toString" 1..1 => |a| Ok(V::str(strval(&a[0]))),
     "int" 1..1 => |a| Ok(V::Own(Value::from(to_int(a[0].get())))),
     "int64" 1..1 => |a| Ok(V::Own(Value::from(to_int(a[0].get())))),
@@ -145,6 +145,27 @@ pub(crate) fn lookup(name: &str) -> Option<&'static Func> {
 /// The names of every function, for documentation and tests.
 pub fn names() -> Vec<&'static str> {
     FUNCS.iter().map(|f| f.name).collect()
+}
+
+/// Go's `json.Marshal` escapes `<`, `>`, `&`, U+2028 and U+2029 inside strings; do the same so
+/// payloads are byte-identical to resmoio's. Outside strings JSON never contains these characters,
+/// so a plain replacement is safe.
+fn go_json(s: String) -> String {
+    if !s.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return s;
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn bool_v<'a>(b: bool) -> V<'a> {

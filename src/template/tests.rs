@@ -117,6 +117,13 @@ fn to_json_round_trips() {
 }
 
 #[test]
+fn to_json_escapes_like_go() {
+    let data = json!({"m": "a<b> & c"});
+    let t = Template::parse("{{ toJson .m }}").unwrap();
+    assert_eq!(t.render(&data).unwrap(), r#""a\u003cb\u003e \u0026 c""#);
+}
+
+#[test]
 fn defaults_and_logic() {
     assert_eq!(r(r#"{{ default "x" .Missing }}"#), "x");
     assert_eq!(r(r#"{{ .Missing | default "x" }}"#), "x");
