@@ -1,7 +1,9 @@
 //! Configuration: the typed result of loading a resmoio-compatible `config.yaml`.
 //!
-//! The types here are what the rest of the exporter consumes. Loading (YAML parsing, `${VAR}`
-//! substitution, defaults, strict validation with YAML paths) lives in the sibling modules.
+//! The types here are what the rest of the exporter consumes. Loading lives in the sibling
+//! modules: `node` (YAML to a generic tree with line numbers), `schema` (typed getters that collect
+//! errors with their YAML path), `load` (the schema itself: keys, defaults, cross-checks), `env`
+//! (`${VAR}`), `duration` (Go syntax), `error` (`ConfigErrors`), `summary` (`check-config` output).
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
@@ -93,7 +95,9 @@ impl PartialEq for Rule {
         }
         fn map(a: &BTreeMap<String, Regex>, b: &BTreeMap<String, Regex>) -> bool {
             a.len() == b.len()
-                && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && va.as_str() == vb.as_str())
+                && a.iter()
+                    .zip(b)
+                    .all(|((ka, va), (kb, vb))| ka == kb && va.as_str() == vb.as_str())
         }
         map(&self.labels, &other.labels)
             && map(&self.annotations, &other.annotations)
@@ -205,3 +209,17 @@ pub struct TlsConfig {
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
 }
+
+mod duration;
+mod env;
+mod error;
+mod load;
+mod node;
+mod schema;
+mod summary;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use load::{load, parse};

@@ -1,0 +1,757 @@
+//! `load`/`parse`: YAML text to a validated `Config`, with resmoio's keys and defaults plus ours.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::{ConfigError, ConfigErrors};
+use super::node::{self, Kind, Node};
+use super::schema::{Ctx, Fields, to_json};
+use super::*;
+use crate::template::{Layout, Template};
+
+const TOP_KEYS: &[&str] = &[
+    "logLevel",
+    "logFormat",
+    "throttlePeriod",
+    "maxEventAgeSeconds",
+    "clusterName",
+    "namespace",
+    "leaderElection",
+    "route",
+    "receivers",
+    "kubeQPS",
+    "kubeBurst",
+    "metricsNamePrefix",
+    "omitLookup",
+    "cacheSize",
+];
+const LEADER_KEYS: &[&str] = &[
+    "enabled",
+    "leaderElectionID",
+    "leaseName",
+    "leaseNamespace",
+    "identity",
+    "leaseDuration",
+    "renewDeadline",
+    "retryPeriod",
+    "shutdownLinger",
+    "drainTimeout",
+];
+const ROUTE_KEYS: &[&str] = &["drop", "match", "routes"];
+const RULE_KEYS: &[&str] = &[
+    "labels",
+    "annotations",
+    "message",
+    "apiVersion",
+    "kind",
+    "namespace",
+    "reason",
+    "type",
+    "minCount",
+    "component",
+    "host",
+    "receiver",
+];
+const SUPPORTED_KINDS: &[&str] = &["stdout", "file", "webhook"];
+/// resmoio's other receiver kinds: recognised so the error says "not supported yet", not "unknown".
+const UNSUPPORTED_KINDS: &[&str] = &[
+    "elasticsearch",
+    "opensearch",
+    "kafka",
+    "kinesis",
+    "firehose",
+    "sqs",
+    "sns",
+    "eventbridge",
+    "loki",
+    "teams",
+    "slack",
+    "opsgenie",
+    "opscenter",
+    "syslog",
+    "pubsub",
+    "bigquery",
+    "pipe",
+    "inMemory",
+];
+const DELIVERY_KEYS: &[&str] = &["queue", "dropWhenFull", "timeout", "retry", "batch"];
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::one("", format!("cannot read {}: {e}", path.display())))?;
+    parse(&text, &|name| std::env::var(name).ok())
+}
+
+/// Parses and validates config text; `env` resolves `${VAR}` references.
+pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+    let root = node::parse_yaml(text).map_err(|e| syntax_error(text, &e))?;
+    let mut ctx = Ctx {
+        errors: Vec::new(),
+        env,
+    };
+    let config = build(&mut ctx, &root);
+    if ctx.errors.is_empty()
+        && let Some(c) = config
+    {
+        return Ok(c);
+    }
+    ctx.errors.sort_by_key(|e| e.line.unwrap_or(u64::MAX));
+    Err(ConfigErrors { errors: ctx.errors })
+}
+
+fn syntax_error(text: &str, e: &serde_saphyr::Error) -> ConfigErrors {
+    let first = e
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("error: ")
+        .to_owned();
+    let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
+    let mut message = format!("invalid YAML: {first}");
+    if let Some(l) = line {
+        let src = text.lines().nth(l as usize - 1).unwrap_or("");
+        if src.contains("{{") {
+            message.push_str(" (hint: wrap values with special characters in quotes)");
+        }
+    }
+    ConfigErrors {
+        errors: vec![ConfigError {
+            path: String::new(),
+            message,
+            line,
+        }],
+    }
+}
+
+fn build(ctx: &mut Ctx, root: &Node) -> Option<Config> {
+    // A document that is only `---` or `~` is an empty config, like an empty file.
+    let empty = Node {
+        line: 1,
+        kind: Kind::Map(Vec::new()),
+    };
+    let root = if root.kind == Kind::Null {
+        &empty
+    } else {
+        root
+    };
+    let f = ctx.map(root, "", TOP_KEYS)?;
+    let log_level = match ctx.string(&f, "logLevel").as_deref() {
+        None | Some("") | Some("info") => LogLevel::Info,
+        Some("trace") => LogLevel::Trace,
+        Some("debug") => LogLevel::Debug,
+        Some("warn") => LogLevel::Warn,
+        Some("error") | Some("fatal") | Some("panic") => LogLevel::Error,
+        Some(other) => {
+            ctx.error(
+                "logLevel",
+                f.get("logLevel").map_or(0, |n| n.line),
+                format!("unknown log level {other:?} (use trace, debug, info, warn or error)"),
+            );
+            LogLevel::Info
+        }
+    };
+    let log_format = match ctx.string(&f, "logFormat").as_deref() {
+        None | Some("") | Some("pretty") | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            ctx.error(
+                "logFormat",
+                f.get("logFormat").map_or(0, |n| n.line),
+                format!("unknown log format {other:?} (use text or json)"),
+            );
+            LogFormat::Text
+        }
+    };
+    let throttle = ctx.int(&f, "throttlePeriod", 0, i64::MAX);
+    let max_age = ctx.int(&f, "maxEventAgeSeconds", 0, i64::MAX);
+    if f.has("throttlePeriod") && f.has("maxEventAgeSeconds") {
+        ctx.error(
+            "throttlePeriod",
+            f.get("throttlePeriod").map_or(0, |n| n.line),
+            "cannot set both throttlePeriod (deprecated) and maxEventAgeSeconds",
+        );
+    }
+    let max_event_age =
+        Duration::from_secs(max_age.or(throttle).filter(|s| *s > 0).unwrap_or(5) as u64);
+    let cluster_name = ctx.string(&f, "clusterName").unwrap_or_default();
+    let namespace = ctx.opt_string(&f, "namespace");
+    let leader_election = leader(ctx, &f);
+    let kube_qps = match ctx.float(&f, "kubeQPS") {
+        Some(q) if q < 0.0 => {
+            ctx.error(
+                "kubeQPS",
+                f.get("kubeQPS").map_or(0, |n| n.line),
+                "must not be negative",
+            );
+            5.0
+        }
+        Some(q) if q > 0.0 => q as f32,
+        _ => 5.0,
+    };
+    let kube_burst = ctx
+        .int(&f, "kubeBurst", 0, u32::MAX as i64)
+        .filter(|b| *b > 0)
+        .unwrap_or(10) as u32;
+    let metrics_name_prefix = match ctx.string(&f, "metricsNamePrefix") {
+        None => "kube_event_exporter_".to_owned(),
+        Some(p) if p.is_empty() => "kube_event_exporter_".to_owned(),
+        Some(p) => {
+            let ok = p.ends_with('_')
+                && p.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+            if !ok {
+                ctx.error(
+                    "metricsNamePrefix",
+                    f.get("metricsNamePrefix").map_or(0, |n| n.line),
+                    format!(
+                        "{p:?} must match ^[a-zA-Z][a-zA-Z0-9_:]*_$ (e.g. kube_event_exporter_)"
+                    ),
+                );
+            }
+            p
+        }
+    };
+    let omit_lookup = ctx.bool(&f, "omitLookup").unwrap_or(false);
+    let cache_size = ctx
+        .int(&f, "cacheSize", 0, i64::MAX)
+        .filter(|c| *c > 0)
+        .unwrap_or(1024) as usize;
+
+    let mut targets = Vec::new();
+    let route = match f.get("route") {
+        Some(n) => route(ctx, n, "route", &mut targets),
+        None => Route::default(),
+    };
+    // Names of every receiver entry, valid or not: an invalid receiver is reported once, not
+    // again by every rule that names it.
+    let (receivers, declared) = receivers(ctx, &f);
+    for (path, line, name) in targets {
+        if !declared.contains(&name) {
+            ctx.error(
+                &path,
+                line,
+                format!("receiver {name:?} is not defined in receivers"),
+            );
+        }
+    }
+    Some(Config {
+        log_level,
+        log_format,
+        max_event_age,
+        cluster_name,
+        namespace,
+        leader_election,
+        route,
+        receivers,
+        kube_qps,
+        kube_burst,
+        metrics_name_prefix,
+        omit_lookup,
+        cache_size,
+    })
+}
+
+fn leader(ctx: &mut Ctx, top: &Fields) -> LeaderElectionConfig {
+    let f = top
+        .get("leaderElection")
+        .and_then(|n| ctx.map(n, "leaderElection", LEADER_KEYS));
+    let empty = Node {
+        line: 0,
+        kind: Kind::Map(Vec::new()),
+    };
+    let f = f.unwrap_or_else(|| {
+        ctx.map(&empty, "leaderElection", LEADER_KEYS)
+            .expect("empty map")
+    });
+    let id = ctx.opt_string(&f, "leaderElectionID");
+    let name = ctx.opt_string(&f, "leaseName");
+    if id.is_some() && name.is_some() {
+        ctx.error(
+            &f.path("leaderElectionID"),
+            f.get("leaderElectionID").map_or(0, |n| n.line),
+            "cannot set both leaderElectionID (resmoio's name) and leaseName",
+        );
+    }
+    let lease_duration = ctx
+        .duration(&f, "leaseDuration")
+        .unwrap_or(Duration::from_secs(15));
+    let renew_deadline = ctx
+        .duration(&f, "renewDeadline")
+        .unwrap_or(Duration::from_secs(10));
+    let retry_period = ctx
+        .duration(&f, "retryPeriod")
+        .unwrap_or(Duration::from_secs(2));
+    // client-go's constraints: the lease must outlive the renew deadline, which must leave room
+    // for more than one retry (JitterFactor 1.2).
+    if lease_duration <= renew_deadline {
+        ctx.error(
+            &f.path("leaseDuration"),
+            f.get("leaseDuration").map_or(f.line, |n| n.line),
+            format!(
+                "must be greater than renewDeadline ({renew_deadline:?} >= {lease_duration:?})"
+            ),
+        );
+    }
+    if renew_deadline.as_secs_f64() <= 1.2 * retry_period.as_secs_f64() {
+        ctx.error(
+            &f.path("renewDeadline"),
+            f.get("renewDeadline").map_or(f.line, |n| n.line),
+            format!("must be greater than 1.2 × retryPeriod ({renew_deadline:?} <= 1.2 × {retry_period:?})"),
+        );
+    }
+    if retry_period.is_zero() {
+        ctx.error(
+            &f.path("retryPeriod"),
+            f.get("retryPeriod").map_or(f.line, |n| n.line),
+            "must be greater than 0",
+        );
+    }
+    LeaderElectionConfig {
+        enabled: ctx.bool(&f, "enabled").unwrap_or(true),
+        lease_name: name
+            .or(id)
+            .unwrap_or_else(|| "kube-event-exporter".to_owned()),
+        lease_namespace: ctx.opt_string(&f, "leaseNamespace"),
+        identity: ctx.opt_string(&f, "identity"),
+        lease_duration,
+        renew_deadline,
+        retry_period,
+        shutdown_linger: ctx.duration(&f, "shutdownLinger").unwrap_or(lease_duration),
+        drain_timeout: ctx
+            .duration(&f, "drainTimeout")
+            .unwrap_or(Duration::from_secs(10)),
+    }
+}
+
+/// A route node; `targets` collects `(rule path, line, receiver)` for the cross-check.
+fn route(ctx: &mut Ctx, n: &Node, path: &str, targets: &mut Vec<(String, u64, String)>) -> Route {
+    let Some(f) = ctx.map(n, path, ROUTE_KEYS) else {
+        return Route::default();
+    };
+    let rules = |ctx: &mut Ctx, key: &str, targets: &mut Vec<(String, u64, String)>| -> Vec<Rule> {
+        let items = ctx.seq(&f, key);
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, r)| rule(ctx, r, &format!("{}[{i}]", f.path(key)), targets))
+            .collect()
+    };
+    let drop = rules(ctx, "drop", targets);
+    let match_ = rules(ctx, "match", targets);
+    let routes = ctx
+        .seq(&f, "routes")
+        .iter()
+        .enumerate()
+        .map(|(i, r)| route(ctx, r, &format!("{}[{i}]", f.path("routes")), targets))
+        .collect();
+    Route {
+        drop,
+        match_,
+        routes,
+    }
+}
+
+fn rule(ctx: &mut Ctx, n: &Node, path: &str, targets: &mut Vec<(String, u64, String)>) -> Rule {
+    let Some(f) = ctx.map(n, path, RULE_KEYS) else {
+        return Rule::default();
+    };
+    let re = |ctx: &mut Ctx, key: &str| f.get(key).and_then(|n| ctx.regex(&f.path(key), n));
+    let rule = Rule {
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        message: re(ctx, "message"),
+        api_version: re(ctx, "apiVersion"),
+        kind: re(ctx, "kind"),
+        namespace: re(ctx, "namespace"),
+        reason: re(ctx, "reason"),
+        type_: re(ctx, "type"),
+        min_count: ctx
+            .int(&f, "minCount", 0, i32::MAX as i64)
+            .map(|c| c as i32),
+        component: re(ctx, "component"),
+        host: re(ctx, "host"),
+        receiver: ctx.opt_string(&f, "receiver"),
+    };
+    // An empty regex in a label rule still requires the key to exist, so keep it as `.*`-like "".
+    let label_re = |ctx: &mut Ctx, p: &str, v: &Node| match &v.kind {
+        Kind::Str(s) if s.is_empty() => Regex::new("").ok(),
+        Kind::Null => Regex::new("").ok(),
+        _ => ctx.regex(p, v),
+    };
+    let labels = ctx.string_map(&f, "labels", label_re);
+    let annotations = ctx.string_map(&f, "annotations", label_re);
+    if let Some(r) = &rule.receiver {
+        targets.push((
+            f.path("receiver"),
+            f.get("receiver").map_or(0, |n| n.line),
+            r.clone(),
+        ));
+    }
+    Rule {
+        labels,
+        annotations,
+        ..rule
+    }
+}
+
+fn receivers(ctx: &mut Ctx, top: &Fields) -> (Vec<ReceiverConfig>, Vec<String>) {
+    let mut allowed: Vec<&str> = vec!["name"];
+    allowed.extend(SUPPORTED_KINDS);
+    allowed.extend(UNSUPPORTED_KINDS);
+    allowed.extend(DELIVERY_KEYS);
+    let mut out: Vec<ReceiverConfig> = Vec::new();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for (i, n) in ctx.seq(top, "receivers").iter().enumerate() {
+        let path = format!("receivers[{i}]");
+        let Some(f) = ctx.map(n, &path, &allowed) else {
+            if n.kind == Kind::Null {
+                ctx.error(&path, n.line, "empty receiver");
+            }
+            continue;
+        };
+        let name = ctx.opt_string(&f, "name");
+        match &name {
+            None if !f.has("name") => ctx.error(&f.path("name"), f.line, "is required"),
+            None => ctx.error(
+                &f.path("name"),
+                f.get("name").map_or(f.line, |n| n.line),
+                "must not be empty",
+            ),
+            Some(nm) => match seen.iter().find(|(s, _)| s == nm) {
+                Some((_, other)) => ctx.error(
+                    &f.path("name"),
+                    f.get("name").map_or(0, |n| n.line),
+                    format!("duplicate receiver name {nm:?} (also {other})"),
+                ),
+                None => seen.push((nm.clone(), path.clone())),
+            },
+        }
+        let kinds: Vec<&str> = f
+            .keys()
+            .filter(|k| SUPPORTED_KINDS.contains(k) || UNSUPPORTED_KINDS.contains(k))
+            .collect();
+        let sink = match kinds.as_slice() {
+            [] => {
+                ctx.error(
+                    &path,
+                    f.line,
+                    "no receiver kind: set one of stdout, file, webhook",
+                );
+                None
+            }
+            [kind] if UNSUPPORTED_KINDS.contains(kind) => {
+                ctx.error(
+                    &f.path(kind),
+                    f.get(kind).map_or(0, |n| n.line),
+                    format!("receiver kind {kind} is not supported yet"),
+                );
+                None
+            }
+            [kind] => sink(ctx, &f, kind),
+            many => {
+                ctx.error(
+                    &path,
+                    f.line,
+                    format!(
+                        "more than one receiver kind ({}): set exactly one",
+                        many.join(", ")
+                    ),
+                );
+                None
+            }
+        };
+        let delivery = delivery(ctx, &f, sink.as_ref());
+        if let (Some(name), Some(sink)) = (name, sink)
+            && !out.iter().any(|r| r.name == name)
+        {
+            {
+                out.push(ReceiverConfig {
+                    name,
+                    sink,
+                    delivery,
+                });
+            }
+        }
+    }
+    (out, seen.into_iter().map(|(n, _)| n).collect())
+}
+
+fn sink(ctx: &mut Ctx, r: &Fields, kind: &str) -> Option<SinkConfig> {
+    let path = r.path(kind);
+    let empty = Node {
+        line: r.line,
+        kind: Kind::Map(Vec::new()),
+    };
+    let n = r.get(kind).unwrap_or(&empty);
+    // `stdout: {}` and `stdout:` (null) both mean "defaults".
+    let n = if n.kind == Kind::Null { &empty } else { n };
+    let before = ctx.errors.len();
+    let sink = match kind {
+        "stdout" => {
+            let f = ctx.map(n, &path, &["deDot", "layout"])?;
+            SinkConfig::Stdout(StdoutConfig {
+                de_dot: ctx.bool(&f, "deDot").unwrap_or(false),
+                layout: layout(ctx, &f),
+            })
+        }
+        "file" => {
+            let f = ctx.map(
+                n,
+                &path,
+                &["path", "layout", "maxsize", "maxage", "maxbackups", "deDot"],
+            )?;
+            let file = ctx.opt_string(&f, "path");
+            if file.is_none() {
+                ctx.error(&f.path("path"), f.line, "is required");
+            }
+            SinkConfig::File(FileConfig {
+                path: PathBuf::from(file.unwrap_or_default()),
+                layout: layout(ctx, &f),
+                de_dot: ctx.bool(&f, "deDot").unwrap_or(false),
+                max_size_mb: ctx
+                    .int(&f, "maxsize", 0, i64::MAX)
+                    .filter(|m| *m > 0)
+                    .unwrap_or(100) as u64,
+                max_age_days: ctx.int(&f, "maxage", 0, i64::MAX).unwrap_or(0) as u64,
+                max_backups: ctx.int(&f, "maxbackups", 0, i64::MAX).unwrap_or(0) as usize,
+            })
+        }
+        _ => {
+            let f = ctx.map(n, &path, &["endpoint", "headers", "layout", "tls"])?;
+            let endpoint = ctx.opt_string(&f, "endpoint");
+            match &endpoint {
+                None => ctx.error(&f.path("endpoint"), f.line, "is required"),
+                Some(e) => {
+                    if let Err(msg) = check_url(e) {
+                        ctx.error(
+                            &f.path("endpoint"),
+                            f.get("endpoint").map_or(0, |n| n.line),
+                            msg,
+                        );
+                    }
+                }
+            }
+            let headers = ctx.string_map(&f, "headers", |ctx, p, v| {
+                let name = p.rsplit('.').next().unwrap_or("");
+                if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    ctx.error(p, v.line, format!("invalid header name {name:?}"));
+                }
+                let s = match &v.kind {
+                    Kind::Str(s) => ctx.expand(p, v.line, s)?,
+                    Kind::Int(_) | Kind::Float(_) | Kind::Bool(_) => v.kind.describe(),
+                    _ => {
+                        ctx.error(
+                            p,
+                            v.line,
+                            format!("expected a string, found {}", v.kind.describe()),
+                        );
+                        return None;
+                    }
+                };
+                if let Err(e) = Template::parse(&s) {
+                    ctx.error(p, v.line, e.to_string());
+                }
+                Some(s)
+            });
+            let tls = tls(ctx, &f);
+            SinkConfig::Webhook(WebhookConfig {
+                endpoint: endpoint.unwrap_or_default(),
+                headers,
+                layout: layout(ctx, &f),
+                tls,
+            })
+        }
+    };
+    (ctx.errors.len() == before).then_some(sink)
+}
+
+fn check_url(e: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(e).map_err(|err| format!("invalid URL {e:?}: {err}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("invalid URL {e:?}: scheme must be http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("invalid URL {e:?}: missing host"));
+    }
+    Ok(())
+}
+
+fn tls(ctx: &mut Ctx, f: &Fields) -> TlsConfig {
+    let Some(n) = f.get("tls") else {
+        return TlsConfig::default();
+    };
+    let Some(t) = ctx.map(
+        n,
+        &f.path("tls"),
+        &[
+            "insecureSkipVerify",
+            "serverName",
+            "caFile",
+            "certFile",
+            "keyFile",
+        ],
+    ) else {
+        return TlsConfig::default();
+    };
+    let cfg = TlsConfig {
+        insecure_skip_verify: ctx.bool(&t, "insecureSkipVerify").unwrap_or(false),
+        server_name: ctx.opt_string(&t, "serverName"),
+        ca_file: ctx.opt_string(&t, "caFile").map(PathBuf::from),
+        cert_file: ctx.opt_string(&t, "certFile").map(PathBuf::from),
+        key_file: ctx.opt_string(&t, "keyFile").map(PathBuf::from),
+    };
+    match (&cfg.cert_file, &cfg.key_file) {
+        (Some(_), None) => ctx.error(
+            &t.path("certFile"),
+            t.get("certFile").map_or(0, |n| n.line),
+            "certFile is set without keyFile",
+        ),
+        (None, Some(_)) => ctx.error(
+            &t.path("keyFile"),
+            t.get("keyFile").map_or(0, |n| n.line),
+            "keyFile is set without certFile",
+        ),
+        _ => {}
+    }
+    cfg
+}
+
+/// `layout:` to JSON, compiled once here so template errors surface at load time.
+fn layout(ctx: &mut Ctx, f: &Fields) -> Option<LayoutConfig> {
+    let n = f.get("layout")?;
+    let path = f.path("layout");
+    if !matches!(n.kind, Kind::Map(_)) {
+        ctx.error(
+            &path,
+            n.line,
+            format!("expected a map, found {}", n.kind.describe()),
+        );
+        return None;
+    }
+    let value = to_json(ctx, n, &path);
+    if let Err(e) = Layout::compile(&value) {
+        let leaf = if e.path.starts_with('[') {
+            format!("{path}{}", e.path)
+        } else {
+            format!("{path}.{}", e.path)
+        };
+        let line = leaf_line(n, &e.path).unwrap_or(n.line);
+        let message = crate::template::TemplateError {
+            path: String::new(),
+            ..e
+        }
+        .to_string();
+        ctx.error(&leaf, line, message);
+    }
+    Some(value)
+}
+
+/// The line of a layout leaf given its path (`a.b[1]`), for error messages.
+fn leaf_line(mut n: &Node, path: &str) -> Option<u64> {
+    for part in path.split('.') {
+        let (key, idx) = match part.split_once('[') {
+            Some((k, rest)) => (
+                k,
+                rest.trim_end_matches(']')
+                    .split("][")
+                    .filter_map(|i| i.parse::<usize>().ok())
+                    .collect(),
+            ),
+            None => (part, Vec::new()),
+        };
+        if !key.is_empty() {
+            let Kind::Map(m) = &n.kind else { return None };
+            n = &m.iter().find(|(k, _)| k == key)?.1;
+        }
+        for i in idx {
+            let Kind::Seq(s) = &n.kind else { return None };
+            n = s.get(i)?;
+        }
+    }
+    Some(n.line)
+}
+
+fn delivery(ctx: &mut Ctx, f: &Fields, sink: Option<&SinkConfig>) -> DeliveryConfig {
+    let webhook = matches!(sink, Some(SinkConfig::Webhook(_))) || f.has("webhook");
+    let retry = f.get("retry").and_then(|n| {
+        ctx.map(
+            n,
+            &f.path("retry"),
+            &["initialBackoff", "maxBackoff", "maxAttempts"],
+        )
+    });
+    let batch = f
+        .get("batch")
+        .and_then(|n| ctx.map(n, &f.path("batch"), &["maxEvents", "maxWait"]));
+    let retry = match retry {
+        Some(r) => {
+            let initial = ctx
+                .duration(&r, "initialBackoff")
+                .unwrap_or(Duration::from_millis(200));
+            let max = ctx
+                .duration(&r, "maxBackoff")
+                .unwrap_or(Duration::from_secs(30));
+            if initial > max {
+                ctx.error(
+                    &r.path("initialBackoff"),
+                    r.get("initialBackoff").map_or(r.line, |n| n.line),
+                    format!("must not exceed maxBackoff ({max:?})"),
+                );
+            }
+            if initial.is_zero() && r.has("initialBackoff") {
+                ctx.error(
+                    &r.path("initialBackoff"),
+                    r.get("initialBackoff").map_or(r.line, |n| n.line),
+                    "must be greater than 0",
+                );
+            }
+            RetryConfig {
+                initial_backoff: initial,
+                max_backoff: max,
+                max_attempts: ctx
+                    .int(&r, "maxAttempts", 1, u32::MAX as i64)
+                    .map(|n| n as u32),
+            }
+        }
+        None => RetryConfig {
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+            max_attempts: None,
+        },
+    };
+    let default_max_events = if webhook { 1 } else { 256 };
+    let batch = match batch {
+        Some(b) => BatchConfig {
+            max_events: ctx
+                .int(&b, "maxEvents", 1, i64::MAX)
+                .unwrap_or(default_max_events) as usize,
+            max_wait: ctx
+                .duration(&b, "maxWait")
+                .unwrap_or(Duration::from_millis(200)),
+        },
+        None => BatchConfig {
+            max_events: default_max_events as usize,
+            max_wait: Duration::from_millis(200),
+        },
+    };
+    let timeout = ctx
+        .duration(f, "timeout")
+        .unwrap_or(Duration::from_secs(10));
+    if timeout.is_zero() {
+        ctx.error(
+            &f.path("timeout"),
+            f.get("timeout").map_or(f.line, |n| n.line),
+            "must be greater than 0",
+        );
+    }
+    DeliveryConfig {
+        queue: ctx.int(f, "queue", 1, i64::MAX).unwrap_or(1024) as usize,
+        drop_when_full: ctx.bool(f, "dropWhenFull").unwrap_or(false),
+        timeout,
+        retry,
+        batch,
+    }
+}

@@ -1,0 +1,701 @@
+use std::time::Duration;
+
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "TOKEN" => Some("s3cr3t".into()),
+        "QUEUE" => Some("64".into()),
+        _ => None,
+    }
+}
+
+fn ok(yaml: &str) -> Config {
+    parse(yaml, &env).unwrap_or_else(|e| panic!("unexpected errors:\n{e}"))
+}
+
+fn errs(yaml: &str) -> ConfigErrors {
+    match parse(yaml, &env) {
+        Ok(_) => panic!("expected errors for:\n{yaml}"),
+        Err(e) => e,
+    }
+}
+
+/// The message of the only error, as `PATH: MESSAGE` without the line.
+fn only(yaml: &str) -> String {
+    let e = errs(yaml);
+    assert_eq!(e.errors.len(), 1, "{e}");
+    let e = &e.errors[0];
+    format!("{}: {}", e.path, e.message)
+}
+
+const STDOUT: &str = "receivers:\n  - name: out\n    stdout: {}\n";
+
+#[test]
+fn defaults() {
+    let c = ok("");
+    assert_eq!(c.log_level, LogLevel::Info);
+    assert_eq!(c.log_format, LogFormat::Text);
+    assert_eq!(c.max_event_age, Duration::from_secs(5));
+    assert_eq!(c.cluster_name, "");
+    assert_eq!(c.namespace, None);
+    assert_eq!(c.kube_qps, 5.0);
+    assert_eq!(c.kube_burst, 10);
+    assert_eq!(c.metrics_name_prefix, "kube_event_exporter_");
+    assert!(!c.omit_lookup);
+    assert_eq!(c.cache_size, 1024);
+    assert_eq!(c.route, Route::default());
+    let le = &c.leader_election;
+    assert!(le.enabled);
+    assert_eq!(le.lease_name, "kube-event-exporter");
+    assert_eq!(
+        (le.lease_namespace.clone(), le.identity.clone()),
+        (None, None)
+    );
+    assert_eq!(le.lease_duration, Duration::from_secs(15));
+    assert_eq!(le.renew_deadline, Duration::from_secs(10));
+    assert_eq!(le.retry_period, Duration::from_secs(2));
+    assert_eq!(le.shutdown_linger, Duration::from_secs(15));
+    assert_eq!(le.drain_timeout, Duration::from_secs(10));
+
+    let c = ok(
+        "receivers:\n  - name: a\n    stdout:\n  - name: b\n    webhook: {endpoint: 'http://x'}\n",
+    );
+    let d = &c.receivers[0].delivery;
+    assert_eq!(
+        c.receivers[0].sink,
+        SinkConfig::Stdout(StdoutConfig::default())
+    );
+    assert_eq!(
+        (d.queue, d.drop_when_full, d.timeout),
+        (1024, false, Duration::from_secs(10))
+    );
+    assert_eq!(
+        d.retry,
+        RetryConfig {
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+            max_attempts: None
+        }
+    );
+    assert_eq!(
+        d.batch,
+        BatchConfig {
+            max_events: 256,
+            max_wait: Duration::from_millis(200)
+        }
+    );
+    assert_eq!(c.receivers[1].delivery.batch.max_events, 1);
+    // Zeros mean "default", as in resmoio.
+    let c = ok("kubeQPS: 0\nkubeBurst: 0\ncacheSize: 0\nmaxEventAgeSeconds: 0\n");
+    assert_eq!(
+        (c.kube_qps, c.kube_burst, c.cache_size, c.max_event_age),
+        (5.0, 10, 1024, Duration::from_secs(5))
+    );
+}
+
+#[test]
+fn empty_documents() {
+    for text in ["", "# only a comment\n", "---\n", "~\n"] {
+        assert_eq!(ok(text).receivers.len(), 0, "{text:?}");
+    }
+}
+
+#[test]
+fn every_key() {
+    let c = ok(r#"
+logLevel: debug
+logFormat: json
+maxEventAgeSeconds: 30
+clusterName: prod
+namespace: apps
+leaderElection:
+  enabled: false
+  leaseName: exp
+  leaseNamespace: ops
+  identity: pod-1
+  leaseDuration: 30s
+  renewDeadline: 20s
+  retryPeriod: 1500ms
+  shutdownLinger: 5s
+  drainTimeout: 1m
+kubeQPS: 12.5
+kubeBurst: 50
+metricsNamePrefix: "my:app_"
+omitLookup: true
+cacheSize: 10
+route:
+  drop: [{namespace: "^test$"}]
+  match:
+    - labels: {app: "^web$", tier: ""}
+      annotations: {owner: "."}
+      message: "fail"
+      apiVersion: "^v1$"
+      kind: "^Pod$"
+      reason: "Back"
+      type: "Warning"
+      minCount: 2
+      component: kubelet
+      host: "node-\\d+"
+      receiver: f
+  routes:
+    - match: [{receiver: w}]
+receivers:
+  - name: f
+    file: {path: /tmp/x.json, maxsize: 5, maxage: 2, maxbackups: 3, deDot: true, layout: {a: "{{ .Reason }}", n: 1}}
+    queue: 10
+    dropWhenFull: true
+    timeout: 3s
+    retry: {initialBackoff: 1s, maxBackoff: 1m, maxAttempts: 4}
+    batch: {maxEvents: 100, maxWait: 1s}
+  - name: w
+    webhook:
+      endpoint: https://h.example.com/p
+      headers: {Authorization: "Bearer ${TOKEN}", X-Kind: "{{ .InvolvedObject.Kind }}"}
+      tls: {insecureSkipVerify: true, serverName: h, caFile: /ca, certFile: /c, keyFile: /k}
+"#);
+    assert_eq!(
+        (c.log_level, c.log_format),
+        (LogLevel::Debug, LogFormat::Json)
+    );
+    assert_eq!(c.max_event_age, Duration::from_secs(30));
+    assert_eq!(
+        (c.cluster_name.as_str(), c.namespace.as_deref()),
+        ("prod", Some("apps"))
+    );
+    let le = &c.leader_election;
+    assert!(!le.enabled);
+    assert_eq!(
+        (
+            le.lease_name.as_str(),
+            le.lease_namespace.as_deref(),
+            le.identity.as_deref()
+        ),
+        ("exp", Some("ops"), Some("pod-1"))
+    );
+    assert_eq!(
+        (le.lease_duration, le.renew_deadline, le.retry_period),
+        (
+            Duration::from_secs(30),
+            Duration::from_secs(20),
+            Duration::from_millis(1500)
+        )
+    );
+    assert_eq!(
+        (le.shutdown_linger, le.drain_timeout),
+        (Duration::from_secs(5), Duration::from_secs(60))
+    );
+    assert_eq!(
+        (
+            c.kube_qps,
+            c.kube_burst,
+            c.metrics_name_prefix.as_str(),
+            c.omit_lookup,
+            c.cache_size
+        ),
+        (12.5, 50, "my:app_", true, 10)
+    );
+    let rule = &c.route.match_[0];
+    assert_eq!(rule.labels["app"].as_str(), "^web$");
+    assert_eq!(rule.labels["tier"].as_str(), "");
+    assert_eq!(rule.annotations["owner"].as_str(), ".");
+    let s = |r: &Option<Regex>| r.as_ref().map(|r| r.as_str().to_owned());
+    assert_eq!(s(&rule.message).as_deref(), Some("fail"));
+    assert_eq!(s(&rule.api_version).as_deref(), Some("^v1$"));
+    assert_eq!(s(&rule.kind).as_deref(), Some("^Pod$"));
+    assert_eq!(s(&rule.reason).as_deref(), Some("Back"));
+    assert_eq!(s(&rule.type_).as_deref(), Some("Warning"));
+    assert_eq!(s(&rule.component).as_deref(), Some("kubelet"));
+    assert_eq!(s(&rule.host).as_deref(), Some("node-\\d+"));
+    assert_eq!(rule.min_count, Some(2));
+    assert_eq!(rule.receiver.as_deref(), Some("f"));
+    assert_eq!(s(&c.route.drop[0].namespace).as_deref(), Some("^test$"));
+    assert_eq!(c.route.routes[0].match_[0].receiver.as_deref(), Some("w"));
+    let f = &c.receivers[0];
+    let SinkConfig::File(file) = &f.sink else {
+        panic!()
+    };
+    assert_eq!(file.path, std::path::PathBuf::from("/tmp/x.json"));
+    assert_eq!(
+        (
+            file.max_size_mb,
+            file.max_age_days,
+            file.max_backups,
+            file.de_dot
+        ),
+        (5, 2, 3, true)
+    );
+    assert_eq!(
+        file.layout,
+        Some(serde_json::json!({"a": "{{ .Reason }}", "n": 1}))
+    );
+    assert_eq!(
+        f.delivery,
+        DeliveryConfig {
+            queue: 10,
+            drop_when_full: true,
+            timeout: Duration::from_secs(3),
+            retry: RetryConfig {
+                initial_backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(60),
+                max_attempts: Some(4)
+            },
+            batch: BatchConfig {
+                max_events: 100,
+                max_wait: Duration::from_secs(1)
+            },
+        }
+    );
+    let SinkConfig::Webhook(w) = &c.receivers[1].sink else {
+        panic!()
+    };
+    assert_eq!(w.endpoint, "https://h.example.com/p");
+    assert_eq!(w.headers["Authorization"], "Bearer s3cr3t");
+    assert_eq!(w.headers["X-Kind"], "{{ .InvolvedObject.Kind }}");
+    assert_eq!(
+        w.tls,
+        TlsConfig {
+            insecure_skip_verify: true,
+            server_name: Some("h".into()),
+            ca_file: Some("/ca".into()),
+            cert_file: Some("/c".into()),
+            key_file: Some("/k".into())
+        }
+    );
+    assert_eq!(
+        c.summary(),
+        "config OK: 2 receivers (file, webhook), 3 rules in 2 routes, namespace apps, leader election off"
+    );
+    assert!(c.warnings().is_empty());
+}
+
+#[test]
+fn aliases() {
+    let c = ok(
+        "throttlePeriod: 7\nleaderElection:\n  leaderElectionID: old-name\nlogLevel: fatal\nlogFormat: pretty\n",
+    );
+    assert_eq!(c.max_event_age, Duration::from_secs(7));
+    assert_eq!(c.leader_election.lease_name, "old-name");
+    assert_eq!(c.log_level, LogLevel::Error);
+    assert_eq!(c.log_format, LogFormat::Text);
+    assert_eq!(
+        ok("logLevel: panic\nlogFormat: text").log_level,
+        LogLevel::Error
+    );
+    assert_eq!(
+        only("throttlePeriod: 1\nmaxEventAgeSeconds: 2\n"),
+        "throttlePeriod: cannot set both throttlePeriod (deprecated) and maxEventAgeSeconds"
+    );
+    assert_eq!(
+        only("leaderElection: {leaderElectionID: a, leaseName: b}"),
+        "leaderElection.leaderElectionID: cannot set both leaderElectionID (resmoio's name) and leaseName"
+    );
+}
+
+#[test]
+fn unknown_keys_with_suggestions() {
+    assert_eq!(
+        only("receivers:\n  - name: x\n    webhok: {endpoint: 'http://a'}\n    stdout: {}\n"),
+        "receivers[0].webhok: unknown key (did you mean \"webhook\"?)"
+    );
+    assert_eq!(
+        only("logLevl: info"),
+        "logLevl: unknown key (did you mean \"logLevel\"?)"
+    );
+    assert_eq!(
+        only("route:\n  routes:\n    - match:\n        - name: foo*\n"),
+        "route.routes[0].match[0].name: unknown key"
+    );
+    assert_eq!(
+        only("maxeventageseconds: 3"),
+        "maxeventageseconds: unknown key (did you mean \"maxEventAgeSeconds\"?)"
+    );
+    assert_eq!(
+        only("leaderElection: {leaseDuraton: 20s}"),
+        "leaderElection.leaseDuraton: unknown key (did you mean \"leaseDuration\"?)"
+    );
+    // Unknown keys inside unsupported kinds are not reported: the kind itself is.
+    assert_eq!(
+        only("receivers:\n  - name: k\n    kafka: {topic: t}\n"),
+        "receivers[0].kafka: receiver kind kafka is not supported yet"
+    );
+}
+
+#[test]
+fn invalid_regex() {
+    assert_eq!(
+        only(
+            "route:\n  routes:\n    - drop:\n        - kind: Pod\n        - {}\n        - namespace: \"*test*\"\n"
+        ),
+        "route.routes[0].drop[2].namespace: invalid regex \"*test*\": repetition operator missing expression"
+    );
+    assert!(
+        only("route: {match: [{labels: {app: '(x'}}]}")
+            .starts_with("route.match[0].labels.app: invalid regex \"(x\"")
+    );
+}
+
+#[test]
+fn receivers_checked() {
+    assert_eq!(
+        only(&format!(
+            "{STDOUT}route:\n  routes:\n    - match:\n        - receiver: nope\n"
+        )),
+        "route.routes[0].match[0].receiver: receiver \"nope\" is not defined in receivers"
+    );
+    for kind in [
+        "elasticsearch",
+        "opensearch",
+        "kinesis",
+        "firehose",
+        "sqs",
+        "sns",
+        "eventbridge",
+        "loki",
+        "teams",
+        "slack",
+        "opsgenie",
+        "opscenter",
+        "syslog",
+        "pubsub",
+        "bigquery",
+        "pipe",
+        "inMemory",
+    ] {
+        assert_eq!(
+            only(&format!("receivers:\n  - name: x\n    {kind}: {{}}\n")),
+            format!("receivers[0].{kind}: receiver kind {kind} is not supported yet")
+        );
+    }
+    assert_eq!(
+        only("receivers:\n  - name: x\n    queue: 3\n"),
+        "receivers[0]: no receiver kind: set one of stdout, file, webhook"
+    );
+    assert_eq!(
+        only("receivers:\n  - name: x\n    stdout: {}\n    file: {path: /a}\n"),
+        "receivers[0]: more than one receiver kind (stdout, file): set exactly one"
+    );
+    assert_eq!(
+        only("receivers:\n  - stdout: {}\n"),
+        "receivers[0].name: is required"
+    );
+    assert_eq!(
+        only("receivers:\n  - name: a\n    stdout: {}\n  - name: a\n    stdout: {}\n"),
+        "receivers[1].name: duplicate receiver name \"a\" (also receivers[0])"
+    );
+    assert_eq!(
+        only("receivers:\n  - name: a\n    file: {}\n"),
+        "receivers[0].file.path: is required"
+    );
+    assert_eq!(
+        only("receivers:\n  - name: a\n    webhook: {}\n"),
+        "receivers[0].webhook.endpoint: is required"
+    );
+    assert!(
+        only("receivers:\n  - name: a\n    webhook: {endpoint: 'ftp://x'}\n")
+            .ends_with("scheme must be http or https")
+    );
+    assert!(
+        only("receivers:\n  - name: a\n    webhook: {endpoint: 'not a url'}\n")
+            .starts_with("receivers[0].webhook.endpoint: invalid URL")
+    );
+    assert_eq!(
+        only("receivers:\n  - name: a\n    webhook: {endpoint: 'http://x', tls: {certFile: /c}}\n"),
+        "receivers[0].webhook.tls.certFile: certFile is set without keyFile"
+    );
+    assert_eq!(
+        only("receivers:\n  - name: a\n    webhook: {endpoint: 'http://x', tls: {keyFile: /k}}\n"),
+        "receivers[0].webhook.tls.keyFile: keyFile is set without certFile"
+    );
+    // A broken receiver that a rule names is reported once, not twice.
+    assert_eq!(
+        only("receivers:\n  - name: a\n    file: {}\nroute: {match: [{receiver: a}]}\n"),
+        "receivers[0].file.path: is required"
+    );
+    // Defined but unused: a warning, not an error.
+    assert_eq!(
+        ok(STDOUT).warnings(),
+        vec!["receiver \"out\" is defined but no rule sends to it".to_owned()]
+    );
+}
+
+#[test]
+fn durations_and_types() {
+    assert_eq!(
+        only("leaderElection: {drainTimeout: 90}"),
+        "leaderElection.drainTimeout: invalid duration 90: add a unit, e.g. 90s"
+    );
+    assert_eq!(
+        only("leaderElection: {drainTimeout: '90'}"),
+        "leaderElection.drainTimeout: invalid duration \"90\": add a unit, e.g. 15s"
+    );
+    assert!(
+        only("leaderElection: {drainTimeout: 3d}")
+            .starts_with("leaderElection.drainTimeout: invalid duration \"3d\": unknown unit")
+    );
+    assert_eq!(
+        only("maxEventAgeSeconds: abc"),
+        "maxEventAgeSeconds: expected an integer, found \"abc\""
+    );
+    assert_eq!(
+        only("maxEventAgeSeconds: 1.5"),
+        "maxEventAgeSeconds: expected an integer, found 1.5"
+    );
+    assert_eq!(
+        only("omitLookup: yes please"),
+        "omitLookup: expected true or false, found \"yes please\""
+    );
+    assert_eq!(
+        only("receivers: {a: 1}"),
+        "receivers: expected a list, found a map"
+    );
+    assert_eq!(only("route: [1]"), "route: expected a map, found a list");
+    assert_eq!(
+        only("clusterName: true"),
+        "clusterName: expected a string, found true"
+    );
+    assert_eq!(
+        only("cacheSize: -1"),
+        "cacheSize: must be at least 0, found -1"
+    );
+    assert_eq!(
+        only("logLevel: loud"),
+        "logLevel: unknown log level \"loud\" (use trace, debug, info, warn or error)"
+    );
+    assert_eq!(
+        only("logFormat: xml"),
+        "logFormat: unknown log format \"xml\" (use text or json)"
+    );
+    assert_eq!(
+        only("metricsNamePrefix: 9bad"),
+        "metricsNamePrefix: \"9bad\" must match ^[a-zA-Z][a-zA-Z0-9_:]*_$ (e.g. kube_event_exporter_)"
+    );
+    assert_eq!(
+        only(&format!("{STDOUT}    queue: 0\n")),
+        "receivers[0].queue: must be at least 1, found 0"
+    );
+    assert_eq!(
+        only(&format!("{STDOUT}    retry: {{maxAttempts: 0}}\n")),
+        "receivers[0].retry.maxAttempts: must be between 1 and 4294967295, found 0"
+    );
+    assert_eq!(
+        only(&format!("{STDOUT}    batch: {{maxEvents: 0}}\n")),
+        "receivers[0].batch.maxEvents: must be at least 1, found 0"
+    );
+    assert_eq!(
+        only(&format!(
+            "{STDOUT}    retry: {{initialBackoff: 1m, maxBackoff: 1s}}\n"
+        )),
+        "receivers[0].retry.initialBackoff: must not exceed maxBackoff (1s)"
+    );
+    // `${VAR}` in a number is expanded, then read.
+    assert_eq!(
+        ok(&format!("{STDOUT}    queue: ${{QUEUE}}\n")).receivers[0]
+            .delivery
+            .queue,
+        64
+    );
+}
+
+#[test]
+fn leader_election_timing() {
+    assert_eq!(
+        only("leaderElection: {leaseDuration: 10s, renewDeadline: 10s}"),
+        "leaderElection.leaseDuration: must be greater than renewDeadline (10s >= 10s)"
+    );
+    assert_eq!(
+        only("leaderElection: {renewDeadline: 2s, retryPeriod: 2s}"),
+        "leaderElection.renewDeadline: must be greater than 1.2 × retryPeriod (2s <= 1.2 × 2s)"
+    );
+    assert_eq!(
+        ok("leaderElection: {leaseDuration: 60s}")
+            .leader_election
+            .shutdown_linger,
+        Duration::from_secs(60)
+    );
+}
+
+#[test]
+fn templates_checked_at_load() {
+    assert_eq!(
+        only(
+            "receivers:\n  - name: w\n    webhook:\n      endpoint: http://x\n      layout:\n        msg: '{{ nosuch .Reason }}'\n"
+        ),
+        "receivers[0].webhook.layout.msg: line 1, column 4: function \"nosuch\" not defined"
+    );
+    assert_eq!(
+        only("receivers:\n  - name: w\n    stdout:\n      layout:\n        tags: [ok, '{{ .X ']\n"),
+        "receivers[0].stdout.layout.tags[1]: line 1, column 1: unclosed action"
+    );
+    assert_eq!(
+        only(
+            "receivers:\n  - name: w\n    webhook:\n      endpoint: http://x\n      headers: {X-A: '{{ if }}'}\n"
+        ),
+        "receivers[0].webhook.headers.X-A: line 1, column 1: missing value for if"
+    );
+    let e = errs(
+        "receivers:\n  - name: w\n    webhook:\n      endpoint: http://x\n      layout:\n        a: 1\n        msg: '{{ nosuch }}'\n",
+    );
+    assert_eq!(e.errors[0].line, Some(7));
+}
+
+#[test]
+fn env_substitution() {
+    let c = ok(
+        "clusterName: ${TOKEN}-x\nreceivers:\n  - name: w\n    stdout:\n      layout:\n        l: '{{ range $k, $v := .Labels }}{{ $k }}{{ end }} $5 $$${TOKEN}'\n        s: 'Bearer ${TOKEN}'\n",
+    );
+    assert_eq!(c.cluster_name, "s3cr3t-x");
+    let SinkConfig::Stdout(s) = &c.receivers[0].sink else {
+        panic!()
+    };
+    let layout = s.layout.as_ref().unwrap();
+    assert_eq!(
+        layout["l"],
+        "{{ range $k, $v := .Labels }}{{ $k }}{{ end }} $5 $${TOKEN}"
+    );
+    assert_eq!(layout["s"], "Bearer s3cr3t");
+    assert_eq!(
+        only("clusterName: '${MISSING}'"),
+        "clusterName: environment variable MISSING is not set"
+    );
+    // Keys are never substituted.
+    assert_eq!(only("${TOKEN}: 1"), "${TOKEN}: unknown key");
+}
+
+#[test]
+fn collects_every_error() {
+    let e = errs(
+        "logLevl: x\nmaxEventAgeSeconds: abc\nroute:\n  match:\n    - kind: '*'\n      receiver: ghost\nreceivers:\n  - name: a\n    kafka: {}\n  - name: b\n    webhok: {}\n    stdout: {}\n",
+    );
+    let paths: Vec<&str> = e.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "logLevl",
+            "maxEventAgeSeconds",
+            "route.match[0].kind",
+            "route.match[0].receiver",
+            "receivers[0].kafka",
+            "receivers[1].webhok"
+        ]
+    );
+    assert_eq!(e.errors[0].line, Some(1));
+    assert_eq!(e.errors[5].line, Some(11));
+    let text = e.to_string();
+    assert_eq!(text.lines().count(), 6);
+    assert!(
+        text.starts_with("logLevl: unknown key (did you mean \"logLevel\"?) (line 1)\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn yaml_syntax_errors() {
+    let e =
+        errs("receivers:\n  - name: a\n    stdout:\n      layout:\n        msg: {{ .Message }}\n");
+    assert_eq!(e.errors.len(), 1);
+    assert_eq!(e.errors[0].line, Some(5));
+    assert!(
+        e.errors[0].message.starts_with("invalid YAML: line 5"),
+        "{}",
+        e.errors[0].message
+    );
+    assert!(
+        e.errors[0]
+            .message
+            .ends_with("(hint: wrap values with special characters in quotes)")
+    );
+    let e = errs("a: [1,\n");
+    assert!(!e.errors[0].message.contains("hint"));
+    assert_eq!(only("- 1\n- 2\n"), ": expected a map, found a list");
+}
+
+#[test]
+fn resmoio_style_config_loads() {
+    // The shape of resmoio's README/config.example.yaml, with its invalid regexes fixed.
+    let c = ok(r#"
+logLevel: error
+logFormat: json
+maxEventAgeSeconds: 60
+kubeQPS: 100
+kubeBurst: 500
+metricsNamePrefix: event_exporter_
+route:
+  routes:
+    - match:
+        - receiver: "dump"
+    - drop:
+        - namespace: "test"
+        - type: "Normal"
+      match:
+        - receiver: "critical-events-queue"
+    - match:
+        - kind: "Pod|Deployment|ReplicaSet"
+          labels:
+            version: "dev"
+          receiver: "slack-warnings"
+receivers:
+  - name: "dump"
+    file:
+      path: "/tmp/dump"
+      layout:
+        message: "{{ .Message }}"
+        reason: "{{ .Reason }}"
+        type: "{{ .Type }}"
+        count: "{{ .Count }}"
+        kind: "{{ .InvolvedObject.Kind }}"
+        name: "{{ .InvolvedObject.Name }}"
+        namespace: "{{ .Namespace }}"
+        component: "{{ .Source.Component }}"
+        host: "{{ .Source.Host }}"
+  - name: "critical-events-queue"
+    webhook:
+      endpoint: "http://my-webhook-host/cluster/events"
+      headers:
+        X-API-KEY: "{{ .InvolvedObject.Labels.apiKey }}"
+        User-Agent: kube-event-exporter 1.0
+      layout:
+        text: "{{ .Message }} {{ .GetTimestampMs }}"
+  - name: "slack-warnings"
+    webhook:
+      endpoint: "https://hooks.slack.example/services/x"
+"#);
+    assert_eq!(c.receivers.len(), 3);
+    assert_eq!(
+        c.summary(),
+        "config OK: 3 receivers (file, webhook, webhook), 5 rules in 4 routes, namespace all, leader election on"
+    );
+}
+
+#[test]
+fn examples_load() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            // Examples may reference secrets through ${VAR}; any value will do here.
+            let c = parse(&text, &|_| Some("example".into()))
+                .unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
+            assert!(
+                c.warnings().is_empty(),
+                "{}: {:?}",
+                path.display(),
+                c.warnings()
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 4);
+}
+
+#[test]
+fn load_reads_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.yaml");
+    std::fs::write(&p, "clusterName: f\n").unwrap();
+    assert_eq!(load(&p).unwrap().cluster_name, "f");
+    let e = load(&dir.path().join("missing.yaml")).unwrap_err();
+    assert!(e.to_string().starts_with("cannot read "));
+}
