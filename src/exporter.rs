@@ -101,6 +101,7 @@ impl Exporter {
         });
         let (done_tx, pipeline_done) = tokio::sync::oneshot::channel();
         let pipeline = Pipeline {
+            abort: abort.clone(),
             route: config.route.clone(),
             cluster_name: config.cluster_name.clone(),
             receivers,
@@ -154,6 +155,8 @@ impl Exporter {
 
 /// Enrich → route → hand to receivers, in source order.
 struct Pipeline {
+    /// Cancelled after a drain timeout or a lost lease: stop dispatching at once.
+    abort: CancellationToken,
     route: Route,
     cluster_name: String,
     receivers: Receivers,
@@ -176,8 +179,19 @@ impl Pipeline {
             }
         });
         let mut stream = std::pin::pin!(stream.buffered(ENRICH_CONCURRENCY));
-        while let Some(item) = stream.next().await {
-            self.dispatch(item).await;
+        loop {
+            let item = tokio::select! {
+                biased;
+                _ = self.abort.cancelled() => return,
+                item = stream.next() => item,
+            };
+            let Some(item) = item else { break };
+            tokio::select! {
+                biased;
+                // Dropping a half-dispatched item drops its acks: the cursor stays before it.
+                _ = self.abort.cancelled() => return,
+                _ = self.dispatch(item) => {}
+            }
         }
         // The source is done and everything it read is queued: let the workers drain and exit.
         self.receivers.close();

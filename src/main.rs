@@ -45,6 +45,10 @@ enum Command {
     /// Run an in-process API simulator, generate events and export them to stdout.
     #[cfg(feature = "demo")]
     Demo(kube_event_exporter::demo::DemoArgs),
+    /// kube-sim in its own process, for the demo.
+    #[cfg(feature = "demo")]
+    #[command(hide = true)]
+    Sim(kube_event_exporter::demo::SimArgs),
 }
 
 #[derive(Args)]
@@ -79,6 +83,8 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => runtime.block_on(run(args)),
         #[cfg(feature = "demo")]
         Some(Command::Demo(args)) => runtime.block_on(kube_event_exporter::demo::run(args)),
+        #[cfg(feature = "demo")]
+        Some(Command::Sim(args)) => runtime.block_on(kube_event_exporter::demo::sim(args)),
         None => runtime.block_on(run(cli.run)),
     }
 }

@@ -173,11 +173,16 @@ fn build(ctx: &mut Ctx, root: &Node) -> Option<Config> {
             "cannot set both throttlePeriod (deprecated) and maxEventAgeSeconds",
         );
     }
+    const DEFAULT_QPS: f32 = 50.0;
+    const DEFAULT_BURST: i64 = 100;
     let max_event_age =
         Duration::from_secs(max_age.or(throttle).filter(|s| *s > 0).unwrap_or(5) as u64);
     let cluster_name = ctx.string(&f, "clusterName").unwrap_or_default();
     let namespace = ctx.opt_string(&f, "namespace");
     let leader_election = leader(ctx, &f);
+    // Our defaults are 10x client-go's 5 QPS / 10 burst, which resmoio inherits and which throttles
+    // involved-object lookups on any busy cluster (its users' most common log complaint); lookups
+    // are cached, so the steady API load stays low.
     let kube_qps = match ctx.float(&f, "kubeQPS") {
         Some(q) if q < 0.0 => {
             ctx.error(
@@ -185,15 +190,15 @@ fn build(ctx: &mut Ctx, root: &Node) -> Option<Config> {
                 f.get("kubeQPS").map_or(0, |n| n.line),
                 "must not be negative",
             );
-            5.0
+            DEFAULT_QPS
         }
         Some(q) if q > 0.0 => q as f32,
-        _ => 5.0,
+        _ => DEFAULT_QPS,
     };
     let kube_burst = ctx
         .int(&f, "kubeBurst", 0, u32::MAX as i64)
         .filter(|b| *b > 0)
-        .unwrap_or(10) as u32;
+        .unwrap_or(DEFAULT_BURST) as u32;
     let metrics_name_prefix = match ctx.string(&f, "metricsNamePrefix") {
         None => "kube_event_exporter_".to_owned(),
         Some(p) if p.is_empty() => "kube_event_exporter_".to_owned(),

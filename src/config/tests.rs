@@ -39,8 +39,8 @@ fn defaults() {
     assert_eq!(c.max_event_age, Duration::from_secs(5));
     assert_eq!(c.cluster_name, "");
     assert_eq!(c.namespace, None);
-    assert_eq!(c.kube_qps, 5.0);
-    assert_eq!(c.kube_burst, 10);
+    assert_eq!(c.kube_qps, 50.0);
+    assert_eq!(c.kube_burst, 100);
     assert_eq!(c.metrics_name_prefix, "kube_event_exporter_");
     assert!(!c.omit_lookup);
     assert_eq!(c.cache_size, 1024);
@@ -90,7 +90,7 @@ fn defaults() {
     let c = ok("kubeQPS: 0\nkubeBurst: 0\ncacheSize: 0\nmaxEventAgeSeconds: 0\n");
     assert_eq!(
         (c.kube_qps, c.kube_burst, c.cache_size, c.max_event_age),
-        (5.0, 10, 1024, Duration::from_secs(5))
+        (50.0, 100, 1024, Duration::from_secs(5))
     );
 }
 

@@ -1,1 +1,200 @@
-//! Receivers: one bounded queue and one worker per receiver. (Being written.)
+//! Receivers: one bounded queue and one worker per receiver (DESIGN §2).
+//!
+//! The router hands each receiver a [`Delivery`] (the shared occurrence plus the ack it owes). The
+//! worker batches, encodes, sends with retries, and acknowledges only what the sink durably took,
+//! what failed permanently (counted) or what `dropWhenFull` dropped (counted). Anything else — a
+//! worker aborted mid-retry — drops its ack un-done, which holds the delivery cursor back so a
+//! successor replays it: the lossless guarantee.
+
+mod encode;
+mod file;
+mod retry;
+mod stdout;
+mod webhook;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::config::{ReceiverConfig, SinkConfig};
+use crate::progress::Ack;
+use crate::source::event::Occurrence;
+use crate::telemetry::Metrics;
+
+pub use encode::Encoder;
+pub use retry::{Backoff, parse_retry_after};
+
+/// One occurrence for one receiver.
+#[derive(Debug)]
+pub struct Delivery {
+    pub occ: Arc<Occurrence>,
+    pub ack: Ack,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("receiver {receiver}: {message}")]
+    Config { receiver: String, message: String },
+    #[error("receiver {receiver}: cannot write {path}: {source}")]
+    File {
+        receiver: String,
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Why a send failed, as the worker needs to know it.
+#[derive(Debug)]
+pub enum SendError {
+    /// Worth retrying (transport error, timeout, 408, 429, 5xx, I/O error).
+    Transient {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// Retrying cannot help (other 4xx).
+    Permanent { reason: String },
+}
+
+/// One encoded document of a batch.
+pub struct Doc {
+    pub key: String,
+    pub body: bytes::Bytes,
+    pub occ: Arc<Occurrence>,
+}
+
+/// A destination. `send` delivers a whole batch or fails it as a whole.
+pub trait Sink: Send + 'static {
+    fn send<'a>(
+        &'a mut self,
+        batch: &'a [Doc],
+    ) -> futures::future::BoxFuture<'a, Result<(), SendError>>;
+}
+
+/// Every configured receiver, by name.
+pub struct Receivers {
+    handles: BTreeMap<String, ReceiverHandle>,
+}
+
+/// The sending side of one receiver's queue. Cheap to clone.
+#[derive(Clone)]
+pub struct ReceiverHandle {
+    name: Arc<str>,
+    tx: mpsc::Sender<Delivery>,
+    drop_when_full: bool,
+    metrics: Metrics,
+}
+
+impl Receivers {
+    /// Builds every receiver and spawns its worker on `tasks`. Anything checkable at start fails here
+    /// with the receiver's name: unwritable file, unreadable CA/cert/key, invalid template.
+    pub async fn start(
+        configs: &[ReceiverConfig],
+        metrics: &Metrics,
+        tasks: &TaskTracker,
+        abort: CancellationToken,
+    ) -> Result<Receivers, SinkError> {
+        Self::start_with(configs, metrics, tasks, abort, || {
+            Box::new(tokio::io::stdout())
+        })
+        .await
+    }
+
+    /// As `start`, with stdout receivers writing to what `stdout` makes (tests capture it).
+    pub async fn start_with(
+        configs: &[ReceiverConfig],
+        metrics: &Metrics,
+        tasks: &TaskTracker,
+        abort: CancellationToken,
+        stdout: impl Fn() -> stdout::Writer,
+    ) -> Result<Receivers, SinkError> {
+        let mut built = Vec::new();
+        for rc in configs {
+            let cfg_err = |message: String| SinkError::Config {
+                receiver: rc.name.clone(),
+                message,
+            };
+            let (sink, encoder): (Box<dyn Sink>, Encoder) = match &rc.sink {
+                SinkConfig::Stdout(c) => (
+                    Box::new(stdout::StdoutSink::new(stdout())),
+                    Encoder::new(c.layout.as_ref(), c.de_dot)
+                        .map_err(|e| cfg_err(e.to_string()))?,
+                ),
+                SinkConfig::File(c) => (
+                    Box::new(file::FileSink::open(&rc.name, c)?),
+                    Encoder::new(c.layout.as_ref(), c.de_dot)
+                        .map_err(|e| cfg_err(e.to_string()))?,
+                ),
+                SinkConfig::Webhook(c) => (
+                    Box::new(webhook::WebhookSink::new(&rc.name, c, rc.delivery.timeout)?),
+                    Encoder::new(c.layout.as_ref(), false).map_err(|e| cfg_err(e.to_string()))?,
+                ),
+            };
+            built.push((rc, sink, encoder));
+        }
+        // Spawn only once every receiver was built, so a bad one leaves nothing running.
+        let mut handles = BTreeMap::new();
+        for (rc, sink, encoder) in built {
+            let (tx, rx) = mpsc::channel(rc.delivery.queue.max(1));
+            let w = worker::Worker::new(rc, sink, encoder, metrics.clone(), abort.clone());
+            tasks.spawn(w.run(rx));
+            let handle = ReceiverHandle {
+                name: rc.name.as_str().into(),
+                tx,
+                drop_when_full: rc.delivery.drop_when_full,
+                metrics: metrics.clone(),
+            };
+            handles.insert(rc.name.clone(), handle);
+        }
+        Ok(Receivers { handles })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ReceiverHandle> {
+        self.handles.get(name)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.handles.keys().cloned().collect()
+    }
+
+    /// Stops accepting: each worker drains its queue, flushes and exits.
+    pub fn close(self) {
+        drop(self.handles);
+    }
+}
+
+impl ReceiverHandle {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Enqueues. A full queue waits (lossless backpressure) unless the receiver has `dropWhenFull`.
+    pub async fn send(&self, d: Delivery) {
+        let label = Metrics::receiver(&self.name);
+        if self.drop_when_full {
+            match self.tx.try_send(d) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(d)) => {
+                    self.metrics.sink_dropped.get_or_create(&label).inc();
+                    tracing::debug!(receiver = %self.name, key = %d.occ.key, "queue full: dropped (dropWhenFull)");
+                    d.ack.done();
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(d)) => {
+                    tracing::warn!(receiver = %self.name, key = %d.occ.key, "receiver stopped; occurrence left for the successor");
+                    return;
+                }
+            }
+        } else if let Err(mpsc::error::SendError(d)) = self.tx.send(d).await {
+            tracing::warn!(receiver = %self.name, key = %d.occ.key, "receiver stopped; occurrence left for the successor");
+            return;
+        }
+        self.metrics.queue_depth.get_or_create(&label).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,76 @@
+//! Fault injection and request accounting, shared by the HTTP layer and the admin controls.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Debug, Default)]
+pub struct Faults {
+    inner: Mutex<FaultState>,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    fail_remaining: u64,
+    fail_status: u16,
+    latency: Duration,
+    stale_empty_200: bool,
+    partitioned: Option<String>,
+    counts: BTreeMap<(String, String), u64>,
+}
+
+impl Faults {
+    pub fn fail_next(&self, n: u64, status: u16) {
+        let mut s = self.inner.lock().expect("faults lock");
+        s.fail_remaining = n;
+        s.fail_status = status;
+    }
+
+    /// The status to fail this request with, if a failure is pending (consumes one).
+    pub fn take_failure(&self) -> Option<u16> {
+        let mut s = self.inner.lock().expect("faults lock");
+        if s.fail_remaining == 0 {
+            return None;
+        }
+        s.fail_remaining -= 1;
+        Some(s.fail_status)
+    }
+
+    pub fn set_latency(&self, d: Duration) {
+        self.inner.lock().expect("faults lock").latency = d;
+    }
+
+    pub fn latency(&self) -> Duration {
+        self.inner.lock().expect("faults lock").latency
+    }
+
+    pub fn set_stale_empty_200(&self, on: bool) {
+        self.inner.lock().expect("faults lock").stale_empty_200 = on;
+    }
+
+    pub fn stale_empty_200(&self) -> bool {
+        self.inner.lock().expect("faults lock").stale_empty_200
+    }
+
+    pub fn set_partitioned(&self, identity: Option<String>) {
+        self.inner.lock().expect("faults lock").partitioned = identity;
+    }
+
+    pub fn partitioned(&self) -> Option<String> {
+        self.inner.lock().expect("faults lock").partitioned.clone()
+    }
+
+    pub fn count(&self, verb: &str, resource: &str) {
+        *self
+            .inner
+            .lock()
+            .expect("faults lock")
+            .counts
+            .entry((verb.to_string(), resource.to_string()))
+            .or_default() += 1;
+    }
+
+    pub fn counts(&self) -> BTreeMap<(String, String), u64> {
+        self.inner.lock().expect("faults lock").counts.clone()
+    }
+}

@@ -1,0 +1,435 @@
+//! The in-memory object store: one global monotonic resourceVersion (like etcd), the current
+//! objects, and a bounded history of watch frames, each serialized once.
+//!
+//! History is a deque ordered by resourceVersion; `compacted` is the highest resourceVersion no
+//! longer in it. A watch from `rv` is servable iff `rv >= compacted` (every change after it is kept).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::Rng;
+use serde_json::{Value, json};
+
+use crate::resources::ResourceType;
+
+/// An API error, answered as a `Status` with the same HTTP code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason,
+            message: message.into(),
+        }
+    }
+    pub fn not_found(rt: &ResourceType, name: &str) -> Self {
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", rt.plural),
+        )
+    }
+    pub fn status(&self) -> Value {
+        json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":self.message,
+               "reason":self.reason,"code":self.code})
+    }
+}
+
+pub struct Obj {
+    pub value: Value,
+    pub json: Bytes,
+    pub rv: u64,
+    /// Events only: when the TTL removes it.
+    pub expires: Option<Instant>,
+}
+
+/// History after the requested resourceVersion was compacted away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compacted;
+
+/// One change, as the watch frame line sent to every watcher of its resource.
+#[derive(Debug)]
+pub struct Entry {
+    pub rv: u64,
+    pub rt: ResourceType,
+    pub namespace: String,
+    pub frame: Bytes,
+}
+
+pub struct Store {
+    pub rv: u64,
+    pub compacted: u64,
+    objects: BTreeMap<ResourceType, BTreeMap<(String, String), Obj>>,
+    history: VecDeque<Arc<Entry>>,
+    history_limit: usize,
+    event_ttl: Option<Duration>,
+}
+
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+pub fn new_uid() -> String {
+    let mut r = rand::rng();
+    let b: [u8; 16] = r.random();
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn meta_str<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
+    v.get("metadata")?.get(field)?.as_str()
+}
+
+impl Store {
+    pub fn new(history_limit: usize, event_ttl: Option<Duration>) -> Self {
+        Self {
+            rv: 100,
+            compacted: 100,
+            objects: BTreeMap::new(),
+            history: VecDeque::new(),
+            history_limit: history_limit.max(1),
+            event_ttl,
+        }
+    }
+
+    fn bucket(&mut self, rt: ResourceType) -> &mut BTreeMap<(String, String), Obj> {
+        self.objects.entry(rt).or_default()
+    }
+
+    /// Stamps the object with the next resourceVersion, stores it and records the change.
+    fn commit(
+        &mut self,
+        rt: ResourceType,
+        ns: &str,
+        name: &str,
+        mut value: Value,
+        kind: &str,
+    ) -> Value {
+        self.rv += 1;
+        let rv = self.rv;
+        value["apiVersion"] = json!(rt.api_version());
+        value["kind"] = json!(rt.kind);
+        value["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let json = Bytes::from(serde_json::to_vec(&value).expect("a JSON value serializes"));
+        let expires = (rt.plural == "events" && kind != "DELETED")
+            .then_some(self.event_ttl)
+            .flatten()
+            .map(|ttl| Instant::now() + ttl);
+        self.push_frame(rt, ns, kind, &json);
+        if kind == "DELETED" {
+            self.bucket(rt).remove(&(ns.to_string(), name.to_string()));
+        } else {
+            self.bucket(rt).insert(
+                (ns.to_string(), name.to_string()),
+                Obj {
+                    value: value.clone(),
+                    json,
+                    rv,
+                    expires,
+                },
+            );
+        }
+        value
+    }
+
+    fn push_frame(&mut self, rt: ResourceType, ns: &str, kind: &str, object: &[u8]) {
+        let mut frame = Vec::with_capacity(object.len() + 32);
+        frame.extend_from_slice(b"{\"type\":\"");
+        frame.extend_from_slice(kind.as_bytes());
+        frame.extend_from_slice(b"\",\"object\":");
+        frame.extend_from_slice(object);
+        frame.extend_from_slice(b"}\n");
+        self.history.push_back(Arc::new(Entry {
+            rv: self.rv,
+            rt,
+            namespace: ns.to_string(),
+            frame: Bytes::from(frame),
+        }));
+        while self.history.len() > self.history_limit {
+            if let Some(old) = self.history.pop_front() {
+                self.compacted = old.rv;
+            }
+        }
+    }
+
+    /// A raw (possibly malformed) frame line for the events resource, for fault tests.
+    pub fn push_raw_event_frame(&mut self, ns: &str, line: &str) -> u64 {
+        self.rv += 1;
+        let mut frame = line.trim_end().as_bytes().to_vec();
+        frame.push(b'\n');
+        self.history.push_back(Arc::new(Entry {
+            rv: self.rv,
+            rt: crate::resources::events(),
+            namespace: ns.to_string(),
+            frame: Bytes::from(frame),
+        }));
+        self.rv
+    }
+
+    pub fn get(&self, rt: ResourceType, ns: &str, name: &str) -> Result<&Obj, ApiError> {
+        self.objects
+            .get(&rt)
+            .and_then(|b| b.get(&(ns.to_string(), name.to_string())))
+            .ok_or_else(|| ApiError::not_found(&rt, name))
+    }
+
+    pub fn create(
+        &mut self,
+        rt: ResourceType,
+        ns: &str,
+        mut value: Value,
+    ) -> Result<Value, ApiError> {
+        if !value.is_object() {
+            return Err(ApiError::new(
+                400,
+                "BadRequest",
+                "the body must be a JSON object",
+            ));
+        }
+        if !value.get("metadata").is_some_and(Value::is_object) {
+            value["metadata"] = json!({});
+        }
+        let name = match (meta_str(&value, "name"), meta_str(&value, "generateName")) {
+            (Some(n), _) if !n.is_empty() => n.to_string(),
+            (_, Some(prefix)) => format!("{prefix}{:05x}", rand::rng().random_range(0..0xfffff)),
+            _ => {
+                return Err(ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("{}: metadata.name: Required value", rt.kind),
+                ));
+            }
+        };
+        if self.get(rt, ns, &name).is_ok() {
+            return Err(ApiError::new(
+                409,
+                "AlreadyExists",
+                format!("{} \"{name}\" already exists", rt.plural),
+            ));
+        }
+        let meta = &mut value["metadata"];
+        meta["name"] = json!(name);
+        if rt.namespaced {
+            meta["namespace"] = json!(ns);
+        }
+        meta["uid"] = json!(new_uid());
+        meta["creationTimestamp"] = json!(now_rfc3339());
+        Ok(self.commit(rt, ns, &name, value, "ADDED"))
+    }
+
+    /// PUT: with a resourceVersion in the body, only if it is the current one (optimistic concurrency).
+    pub fn replace(
+        &mut self,
+        rt: ResourceType,
+        ns: &str,
+        name: &str,
+        mut value: Value,
+    ) -> Result<Value, ApiError> {
+        if !value.is_object() {
+            return Err(ApiError::new(
+                400,
+                "BadRequest",
+                "the body must be a JSON object",
+            ));
+        }
+        let current = self.get(rt, ns, name)?;
+        if let Some(want) = meta_str(&value, "resourceVersion").filter(|s| !s.is_empty())
+            && want != current.rv.to_string()
+        {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                    rt.plural
+                ),
+            ));
+        }
+        let (uid, created) = (
+            current.value["metadata"]["uid"].clone(),
+            current.value["metadata"]["creationTimestamp"].clone(),
+        );
+        if !value.get("metadata").is_some_and(Value::is_object) {
+            value["metadata"] = json!({});
+        }
+        let meta = &mut value["metadata"];
+        meta["name"] = json!(name);
+        if rt.namespaced {
+            meta["namespace"] = json!(ns);
+        }
+        meta["uid"] = uid;
+        meta["creationTimestamp"] = created;
+        Ok(self.commit(rt, ns, name, value, "MODIFIED"))
+    }
+
+    /// JSON merge patch (RFC 7386); strategic merge patches are treated the same way.
+    pub fn patch(
+        &mut self,
+        rt: ResourceType,
+        ns: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value, ApiError> {
+        let mut value = self.get(rt, ns, name)?.value.clone();
+        if let Some(want) = patch
+            .get("metadata")
+            .and_then(|m| m.get("resourceVersion"))
+            .and_then(Value::as_str)
+            && want != value["metadata"]["resourceVersion"]
+        {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": the object has been modified",
+                    rt.plural
+                ),
+            ));
+        }
+        merge(&mut value, patch);
+        value["metadata"]["resourceVersion"] = Value::Null;
+        self.replace(rt, ns, name, value)
+    }
+
+    pub fn delete(&mut self, rt: ResourceType, ns: &str, name: &str) -> Result<Value, ApiError> {
+        let value = self.get(rt, ns, name)?.value.clone();
+        Ok(self.commit(rt, ns, name, value, "DELETED"))
+    }
+
+    /// Current objects of a resource (one namespace or all) as serialized JSON, and the list's
+    /// resourceVersion.
+    pub fn snapshot(&self, rt: ResourceType, ns: Option<&str>) -> (u64, Vec<Bytes>) {
+        let items = self
+            .objects
+            .get(&rt)
+            .map(|b| {
+                b.iter()
+                    .filter(|((n, _), _)| ns.is_none_or(|ns| ns == n))
+                    .map(|(_, o)| o.json.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (self.rv, items)
+    }
+
+    /// Frames of `rt` (in `ns`, if given) with resourceVersion > `after`, at most `max`.
+    /// Err(Compacted) when history after `after` has been compacted away.
+    pub fn entries_after(
+        &self,
+        after: u64,
+        rt: ResourceType,
+        ns: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<Arc<Entry>>, Compacted> {
+        if after < self.compacted {
+            return Err(Compacted);
+        }
+        let start = self.history.partition_point(|e| e.rv <= after);
+        Ok(self
+            .history
+            .range(start..)
+            .filter(|e| e.rt == rt && ns.is_none_or(|ns| ns == e.namespace))
+            .take(max)
+            .cloned()
+            .collect())
+    }
+
+    /// Drops all history now: every watch from an older resourceVersion gets 410.
+    pub fn compact(&mut self) {
+        self.history.clear();
+        self.compacted = self.rv;
+    }
+
+    /// Deletes events whose TTL passed (DELETED frames, as etcd lease expiry does).
+    pub fn expire_events(&mut self, now: Instant) -> usize {
+        let rt = crate::resources::events();
+        let expired: Vec<(String, String)> = self
+            .objects
+            .get(&rt)
+            .map(|b| {
+                b.iter()
+                    .filter(|(_, o)| o.expires.is_some_and(|e| e <= now))
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (ns, name) in &expired {
+            let _ = self.delete(rt, ns, name);
+        }
+        expired.len()
+    }
+
+    pub fn count(&self, rt: ResourceType) -> usize {
+        self.objects.get(&rt).map(BTreeMap::len).unwrap_or(0)
+    }
+}
+
+/// RFC 7386 JSON merge patch.
+pub fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::events;
+
+    #[test]
+    fn history_is_bounded_and_compaction_is_tracked() {
+        let mut s = Store::new(3, None);
+        for i in 0..5 {
+            s.create(events(), "ns", json!({"metadata":{"name":format!("e{i}")}}))
+                .unwrap();
+        }
+        assert_eq!(s.rv, 105);
+        assert_eq!(s.compacted, 102);
+        assert!(s.entries_after(101, events(), None, 10).is_err());
+        assert_eq!(s.entries_after(102, events(), None, 10).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn replace_with_stale_resource_version_conflicts() {
+        let mut s = Store::new(10, None);
+        let rt = crate::resources::find("coordination.k8s.io", "v1", "leases").unwrap();
+        let l = s
+            .create(rt, "default", json!({"metadata":{"name":"x"},"spec":{}}))
+            .unwrap();
+        s.replace(rt, "default", "x", l.clone()).unwrap();
+        assert_eq!(s.replace(rt, "default", "x", l).unwrap_err().code, 409);
+    }
+
+    #[test]
+    fn merge_patch() {
+        let mut v = json!({"a":1,"b":{"c":2,"d":3}});
+        merge(&mut v, &json!({"b":{"c":null,"e":4},"f":5}));
+        assert_eq!(v, json!({"a":1,"b":{"d":3,"e":4},"f":5}));
+    }
+}

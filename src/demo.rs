@@ -1,0 +1,388 @@
+//! `kube-event-exporter demo`: the whole product on one machine, as child processes:
+//! kube-sim (this binary, hidden `sim` subcommand), an event generator inside it, and two exporter
+//! replicas under leader election. Mid-stream the leader gets SIGTERM (a rolling update) and a
+//! replacement replica starts. At the end the exported occurrence keys are compared with the
+//! generated ones.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use tokio::process::{Child, Command};
+
+use crate::source::event::Event;
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// How long events are generated.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Occurrences generated per second (new events and repeats).
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+    /// Print every exported event (the leader's stdout receiver) instead of only the summary.
+    #[arg(long)]
+    pub show_events: bool,
+}
+
+/// The hidden `sim` subcommand: kube-sim in its own process for the demo.
+#[derive(clap::Args, Debug)]
+pub struct SimArgs {
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    #[arg(long)]
+    pub kubeconfig: PathBuf,
+}
+
+const LEASE: &str = "kube-event-exporter";
+
+pub async fn run(args: DemoArgs) -> ExitCode {
+    crate::telemetry::logging::init(
+        crate::config::LogLevel::Warn,
+        crate::config::LogFormat::Text,
+    );
+    match demo(args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("demo failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub async fn sim(args: SimArgs) -> ExitCode {
+    match serve_sim(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kube-sim failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_sim(args: SimArgs) -> anyhow::Result<()> {
+    let sim = kube_sim::Sim::start(kube_sim::SimConfig {
+        port: args.port,
+        ..Default::default()
+    })
+    .await?;
+    sim.write_kubeconfig(&args.kubeconfig)?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
+
+struct Replica {
+    name: String,
+    child: Child,
+    output: PathBuf,
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    let mut sim = Command::new(&exe)
+        .args(["sim", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting kube-sim")?;
+    wait_for(Duration::from_secs(20), || kubeconfig.exists())
+        .await
+        .context("kube-sim did not write its kubeconfig")?;
+    let url = server_url(&kubeconfig)?;
+    let http = reqwest::Client::new();
+    let client = crate::cluster::client(Some(&kubeconfig)).await?;
+    let leases: Api<Lease> = Api::namespaced(client, "default");
+
+    eprintln!("demo: kube-sim at {url}; starting replicas a and b");
+    let mut replicas = vec![
+        start_replica(&exe, dir.path(), &kubeconfig, "a", args.show_events).await?,
+        start_replica(&exe, dir.path(), &kubeconfig, "b", false).await?,
+    ];
+    let first = wait_holder(&leases, Duration::from_secs(30), |h| !h.is_empty()).await?;
+    let (stop_monitor, monitor) = monitor_holder(leases.clone());
+    eprintln!(
+        "demo: {first} leads; generating {} occurrences/s for {:?}",
+        args.rate, args.duration
+    );
+    let total = (args.rate * args.duration.as_secs_f64()).round() as u64;
+    http.post(format!(
+        "{url}/admin/generate?rate={}&total={total}&repeat=0.3",
+        args.rate
+    ))
+    .send()
+    .await?
+    .error_for_status()
+    .context("starting the generator")?;
+
+    // A rolling update a third of the way in: SIGTERM the leader, start its replacement.
+    tokio::time::sleep(args.duration / 3).await;
+    let leader = replicas
+        .iter()
+        .position(|r| r.name == first)
+        .context("leader is not one of ours")?;
+    terminate(&replicas[leader].child)?;
+    eprintln!("demo: SIGTERM to leader {first}; starting replacement c");
+    replicas.push(start_replica(&exe, dir.path(), &kubeconfig, "c", false).await?);
+    let successor = wait_holder(&leases, Duration::from_secs(60), |h| {
+        !h.is_empty() && h != first
+    })
+    .await?;
+    let status = replicas[leader].child.wait().await?;
+    eprintln!("demo: {first} exited with {status}; {successor} leads");
+
+    // Wait for the generator, then for the exports to catch up.
+    let generated = wait_generated(&http, &url, total).await?;
+    let outputs: Vec<PathBuf> = replicas.iter().map(|r| r.output.clone()).collect();
+    let exported = || -> Vec<String> { outputs.iter().flat_map(|p| keys_in(p)).collect() };
+    let want: BTreeSet<String> = generated.iter().cloned().collect();
+    let _ = wait_for(Duration::from_secs(60), || {
+        let have: BTreeSet<String> = exported().into_iter().collect();
+        want.is_subset(&have)
+    })
+    .await;
+    // Standbys first (they exit at once), then the leader, so no further handover is counted.
+    let last = holder(&leases).await;
+    for r in replicas.iter().filter(|r| r.name != last) {
+        let _ = terminate(&r.child);
+    }
+    for r in replicas.iter_mut().filter(|r| r.name != last) {
+        let _ = tokio::time::timeout(Duration::from_secs(30), r.child.wait()).await;
+    }
+    drop(stop_monitor);
+    let gaps = handovers(&monitor.await.unwrap_or_default());
+    for r in replicas.iter().filter(|r| r.name == last) {
+        let _ = terminate(&r.child);
+    }
+    for r in replicas.iter_mut().filter(|r| r.name == last) {
+        let _ = tokio::time::timeout(Duration::from_secs(60), r.child.wait()).await;
+    }
+    let _ = terminate(&sim);
+    let _ = sim.wait().await;
+
+    let exported = exported();
+    let mut counts: BTreeMap<&String, usize> = BTreeMap::new();
+    for k in &exported {
+        *counts.entry(k).or_default() += 1;
+    }
+    let lost = want.iter().filter(|k| !counts.contains_key(k)).count();
+    let duplicated: usize = counts.values().filter(|n| **n > 1).map(|n| n - 1).sum();
+    let max_gap = gaps.iter().copied().max().unwrap_or_default();
+    let handovers = gaps.len();
+    println!(
+        "demo: generated {} occurrences, exported {}, lost {lost}, duplicated {duplicated}, handovers {handovers}, max gap {}ms",
+        want.len(),
+        exported.len(),
+        max_gap.as_millis()
+    );
+    Ok(lost == 0 && duplicated == 0)
+}
+
+async fn start_replica(
+    exe: &Path,
+    dir: &Path,
+    kubeconfig: &Path,
+    name: &str,
+    show: bool,
+) -> anyhow::Result<Replica> {
+    let output = dir.join(format!("{name}.ndjson"));
+    let config = dir.join(format!("{name}.yaml"));
+    let stdout_receiver = if show {
+        "\n        - receiver: screen"
+    } else {
+        ""
+    };
+    let screen = if show {
+        "\n  - name: screen\n    stdout: {}"
+    } else {
+        ""
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "logLevel: warn
+leaderElection:
+  identity: {name}
+  leaseNamespace: default
+  leaseDuration: 4s
+  renewDeadline: 3s
+  retryPeriod: 500ms
+  shutdownLinger: 2s
+route:
+  routes:
+    - match:
+        - receiver: archive{stdout_receiver}
+receivers:
+  - name: archive
+    file:
+      path: {}{screen}
+",
+            output.display()
+        ),
+    )?;
+    let child = Command::new(exe)
+        .args(["run", "--metrics-address", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .stdout(if show {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting replica {name}"))?;
+    Ok(Replica {
+        name: name.to_string(),
+        child,
+        output,
+    })
+}
+
+fn terminate(child: &Child) -> anyhow::Result<()> {
+    let Some(pid) = child.id() else { return Ok(()) };
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
+    if !status.success() {
+        bail!("kill -TERM {pid} failed");
+    }
+    Ok(())
+}
+
+fn server_url(kubeconfig: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(kubeconfig)?;
+    text.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("server:")
+                .map(|s| s.trim().trim_matches('"').to_string())
+        })
+        .context("no server in the kubeconfig")
+}
+
+async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        if Instant::now() > deadline {
+            bail!("timed out after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+async fn holder(leases: &Api<Lease>) -> String {
+    leases
+        .get_opt(LEASE)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default()
+}
+
+async fn wait_holder(
+    leases: &Api<Lease>,
+    limit: Duration,
+    want: impl Fn(&str) -> bool,
+) -> anyhow::Result<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let h = holder(leases).await;
+        if want(&h) {
+            return Ok(h);
+        }
+        if Instant::now() > deadline {
+            bail!("no lease holder as expected after {limit:?} (holder {h:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Records every change of the Lease holder, polled every 10 ms, until the returned sender is dropped.
+fn monitor_holder(
+    leases: Api<Lease>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Vec<(Instant, String)>>,
+) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut changes: Vec<(Instant, String)> = Vec::new();
+        loop {
+            let h = holder(&leases).await;
+            if changes.last().is_none_or(|(_, last)| *last != h) {
+                changes.push((Instant::now(), h));
+            }
+            tokio::select! {
+                _ = &mut stopped => return changes,
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+        }
+    });
+    (stop, task)
+}
+
+/// Handovers and their gaps: from the release (holder emptied) to the next holder.
+fn handovers(changes: &[(Instant, String)]) -> Vec<Duration> {
+    let mut gaps = Vec::new();
+    let mut released: Option<Instant> = None;
+    let mut current = String::new();
+    for (at, h) in changes {
+        if h.is_empty() {
+            released.get_or_insert(*at);
+        } else {
+            if (!current.is_empty() || released.is_some()) && *h != current {
+                gaps.push(released.map(|r| at.duration_since(r)).unwrap_or_default());
+            }
+            released = None;
+            current = h.clone();
+        }
+    }
+    gaps
+}
+
+async fn wait_generated(
+    http: &reqwest::Client,
+    url: &str,
+    total: u64,
+) -> anyhow::Result<Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let keys: Vec<String> = http
+            .get(format!("{url}/admin/generated"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if keys.len() as u64 >= total || Instant::now() > deadline {
+            return Ok(keys);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn keys_in(path: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .filter_map(|l| serde_json::from_str::<Event>(l).ok())
+        .map(|e| e.occurrence_key())
+        .collect()
+}

@@ -1,0 +1,170 @@
+//! file: NDJSON appended to `path`, rotated by size like lumberjack (the Go exporter's library):
+//! before a write that would pass `maxsize` MB the file is renamed to
+//! `<stem>-<UTC time>.<ext>` and a new one started; backups beyond `maxbackups` or older than
+//! `maxage` days are removed.
+//!
+//! Writes are plain blocking `write` calls on purpose: a batch goes to the page cache in
+//! microseconds, and an fsync per batch would cost more than the whole pipeline. The ack means "in
+//! the OS", as for lumberjack; a host crash can lose what the kernel had not flushed.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use super::{Doc, SendError, Sink, SinkError, stdout::ndjson};
+use crate::config::FileConfig;
+
+pub struct FileSink {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    max_size: u64,
+    max_backups: usize,
+    max_age: Option<Duration>,
+    buf: Vec<u8>,
+}
+
+fn open(path: &Path) -> std::io::Result<(File, u64)> {
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let size = file.metadata()?.len();
+    Ok((file, size))
+}
+
+impl FileSink {
+    pub fn open(receiver: &str, cfg: &FileConfig) -> Result<Self, SinkError> {
+        let (file, size) = open(&cfg.path).map_err(|source| SinkError::File {
+            receiver: receiver.to_string(),
+            path: cfg.path.display().to_string(),
+            source,
+        })?;
+        Ok(Self {
+            path: cfg.path.clone(),
+            file,
+            size,
+            max_size: cfg.max_size_mb.max(1).saturating_mul(1024 * 1024),
+            max_backups: cfg.max_backups,
+            max_age: (cfg.max_age_days > 0).then(|| Duration::from_secs(cfg.max_age_days * 86_400)),
+            buf: Vec::new(),
+        })
+    }
+
+    #[cfg(test)]
+    pub fn with_max_bytes(mut self, bytes: u64) -> Self {
+        self.max_size = bytes;
+        self
+    }
+
+    fn write_batch(&mut self) -> std::io::Result<()> {
+        // Rotate between whole lines only, so no line is ever split across files. A single batch
+        // larger than the limit still goes to one file.
+        if self.size > 0 && self.size + self.buf.len() as u64 > self.max_size {
+            self.rotate()?;
+        }
+        let written = self
+            .file
+            .write_all(&self.buf)
+            .and_then(|()| self.file.flush());
+        if let Err(e) = written {
+            // Cut a partial batch off, so the retry does not leave a torn line or a duplicate.
+            let _ = self.file.set_len(self.size);
+            return Err(e);
+        }
+        self.size += self.buf.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let stamp = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H-%M-%S%.3f")
+            .to_string();
+        let backup = self.backup_name(&stamp);
+        std::fs::rename(&self.path, &backup)?;
+        let (file, size) = open(&self.path)?;
+        self.file = file;
+        self.size = size;
+        self.prune();
+        Ok(())
+    }
+
+    fn stem_ext(&self) -> (String, String) {
+        let stem = self
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let ext = self
+            .path
+            .extension()
+            .map(|s| format!(".{}", s.to_string_lossy()))
+            .unwrap_or_default();
+        (stem, ext)
+    }
+
+    fn backup_name(&self, stamp: &str) -> PathBuf {
+        let (stem, ext) = self.stem_ext();
+        let mut candidate = self.path.with_file_name(format!("{stem}-{stamp}{ext}"));
+        let mut n = 1;
+        while candidate.exists() {
+            candidate = self.path.with_file_name(format!("{stem}-{stamp}.{n}{ext}"));
+            n += 1;
+        }
+        candidate
+    }
+
+    /// Removes backups beyond `maxbackups` (oldest first) and older than `maxage`. Failures are
+    /// logged, never fatal: they cost disk, not events.
+    fn prune(&self) {
+        let (stem, ext) = self.stem_ext();
+        let prefix = format!("{stem}-");
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut backups: Vec<(SystemTime, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with(&prefix) && name.ends_with(&ext) && e.path() != self.path
+            })
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        backups.sort();
+        let now = SystemTime::now();
+        let excess = if self.max_backups > 0 {
+            backups.len().saturating_sub(self.max_backups)
+        } else {
+            0
+        };
+        for (i, (modified, path)) in backups.iter().enumerate() {
+            let too_old = self
+                .max_age
+                .is_some_and(|age| now.duration_since(*modified).unwrap_or_default() > age);
+            if (i < excess || too_old)
+                && let Err(e) = std::fs::remove_file(path)
+            {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove an old backup");
+            }
+        }
+    }
+}
+
+impl Sink for FileSink {
+    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
+        async move {
+            ndjson(&mut self.buf, batch);
+            self.write_batch().map_err(|e| SendError::Transient {
+                reason: format!("writing {}: {e}", self.path.display()),
+                retry_after: None,
+            })
+        }
+        .boxed()
+    }
+}

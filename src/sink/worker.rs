@@ -1,0 +1,173 @@
+//! The worker of one receiver: batch → encode → send with retries → acknowledge.
+
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Delivery, Doc, Encoder, SendError, Sink, retry::Backoff};
+use crate::config::{DeliveryConfig, ReceiverConfig};
+use crate::progress::Ack;
+use crate::telemetry::{Metrics, metrics::ReceiverLabel};
+
+pub struct Worker {
+    name: String,
+    delivery: DeliveryConfig,
+    sink: Box<dyn Sink>,
+    encoder: Encoder,
+    metrics: Metrics,
+    label: ReceiverLabel,
+    abort: CancellationToken,
+}
+
+impl Worker {
+    pub fn new(
+        rc: &ReceiverConfig,
+        sink: Box<dyn Sink>,
+        encoder: Encoder,
+        metrics: Metrics,
+        abort: CancellationToken,
+    ) -> Self {
+        Self {
+            name: rc.name.clone(),
+            delivery: rc.delivery.clone(),
+            sink,
+            encoder,
+            label: Metrics::receiver(&rc.name),
+            metrics,
+            abort,
+        }
+    }
+
+    /// Runs until the queue is closed and drained, or `abort` fires (then whatever is unsent keeps
+    /// its ack un-done).
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Delivery>) {
+        let max = self.delivery.batch.max_events.max(1);
+        let mut batch: Vec<Delivery> = Vec::with_capacity(max);
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = self.abort.cancelled() => return,
+                d = rx.recv() => d,
+            };
+            let Some(first) = first else { return };
+            batch.push(first);
+            // Fill the batch with what is already queued, then wait up to maxWait for more.
+            if max > 1 {
+                let deadline = tokio::time::Instant::now() + self.delivery.batch.max_wait;
+                while batch.len() < max {
+                    match rx.try_recv() {
+                        Ok(d) => batch.push(d),
+                        Err(mpsc::error::TryRecvError::Disconnected) => break,
+                        Err(mpsc::error::TryRecvError::Empty) => {
+                            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                                Ok(Some(d)) => batch.push(d),
+                                _ => break,
+                            }
+                        }
+                    }
+                }
+            }
+            self.metrics
+                .queue_depth
+                .get_or_create(&self.label)
+                .dec_by(batch.len() as i64);
+            if !self.deliver(&mut batch).await {
+                return;
+            }
+        }
+    }
+
+    /// Sends one batch. False if aborted (the batch's acks are dropped un-done).
+    async fn deliver(&mut self, batch: &mut Vec<Delivery>) -> bool {
+        let mut docs = Vec::with_capacity(batch.len());
+        let mut acks: Vec<Ack> = Vec::with_capacity(batch.len());
+        for d in batch.drain(..) {
+            match self.encoder.encode(&d.occ) {
+                Ok(body) => {
+                    docs.push(Doc {
+                        key: d.occ.key.clone(),
+                        body,
+                        occ: d.occ,
+                    });
+                    acks.push(d.ack);
+                }
+                Err(e) => {
+                    // Rendering is deterministic: retrying cannot help.
+                    self.metrics.sink_failed.get_or_create(&self.label).inc();
+                    tracing::warn!(receiver = %self.name, key = %d.occ.key, error = %e, "layout failed to render; occurrence not sent");
+                    d.ack.done();
+                }
+            }
+        }
+        if docs.is_empty() {
+            return true;
+        }
+        let mut backoff = Backoff::new(self.delivery.retry.clone());
+        loop {
+            let started = Instant::now();
+            let result = tokio::select! {
+                biased;
+                _ = self.abort.cancelled() => return false,
+                r = tokio::time::timeout(self.delivery.timeout, self.sink.send(&docs)) => r.unwrap_or_else(|_| Err(SendError::Transient {
+                    reason: format!("timed out after {:?}", self.delivery.timeout),
+                    retry_after: None,
+                })),
+            };
+            self.metrics
+                .send_seconds
+                .get_or_create(&self.label)
+                .observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok(()) => {
+                    self.metrics
+                        .batch_size
+                        .get_or_create(&self.label)
+                        .observe(docs.len() as f64);
+                    self.metrics
+                        .sink_sent
+                        .get_or_create(&self.label)
+                        .inc_by(docs.len() as u64);
+                    if backoff.attempts() > 0 {
+                        tracing::info!(receiver = %self.name, attempts = backoff.attempts() + 1, "delivered after retries");
+                    }
+                    acks.into_iter().for_each(Ack::done);
+                    return true;
+                }
+                Err(SendError::Permanent { reason }) => {
+                    self.metrics
+                        .sink_failed
+                        .get_or_create(&self.label)
+                        .inc_by(docs.len() as u64);
+                    tracing::warn!(receiver = %self.name, first = %docs[0].key, count = docs.len(), %reason, "permanent failure; not retried");
+                    acks.into_iter().for_each(Ack::done);
+                    return true;
+                }
+                Err(SendError::Transient {
+                    reason,
+                    retry_after,
+                }) => {
+                    let Some(delay) = backoff.next_delay(retry_after) else {
+                        self.metrics
+                            .sink_failed
+                            .get_or_create(&self.label)
+                            .inc_by(docs.len() as u64);
+                        tracing::warn!(receiver = %self.name, first = %docs[0].key, count = docs.len(), %reason, attempts = backoff.attempts(), "giving up after maxAttempts");
+                        acks.into_iter().for_each(Ack::done);
+                        return true;
+                    };
+                    self.metrics.sink_retried.get_or_create(&self.label).inc();
+                    // First failure and then every 10th, so a long outage does not flood the log.
+                    if backoff.attempts() == 1 || backoff.attempts().is_multiple_of(10) {
+                        tracing::warn!(receiver = %self.name, first = %docs[0].key, count = docs.len(), %reason, attempt = backoff.attempts(), delay_ms = delay.as_millis() as u64, "send failed; retrying");
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = self.abort.cancelled() => return false,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Shared harness of the integration tests: kube-sim in-process over real HTTP, an exporter run
+//! in-process against it with file receivers, and occurrence-key comparison.
+#![allow(dead_code)]
+
+pub mod keys;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kube_event_exporter::config::{self, Config};
+use kube_event_exporter::exporter::{DrainReport, Exporter, Handles};
+use kube_event_exporter::sink::Receivers;
+use kube_event_exporter::source::Start;
+use kube_event_exporter::telemetry::{Health, Metrics};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+pub use keys::{Delivery, keys_in_file};
+
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A client of the simulator without kube's built-in 429/503 retry, so fault tests see our own
+/// handling (the production client keeps it).
+pub fn client(url: &str) -> kube::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut cfg = kube::Config::new(url.parse().expect("sim url"));
+    cfg.default_retry = false;
+    kube::Client::try_from(cfg).expect("client")
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes.
+pub async fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Config text with one file receiver per name in `files`, routed by `route` (YAML, indented by 2).
+pub fn config(dir: &Path, extra: &str, route: &str, files: &[&str]) -> Config {
+    let mut receivers = String::new();
+    for name in files {
+        receivers.push_str(&format!(
+            "  - name: {name}\n    file:\n      path: {}\n",
+            dir.join(format!("{name}.ndjson")).display()
+        ));
+    }
+    let text = format!("{extra}\nroute:\n{route}\nreceivers:\n{receivers}");
+    config::parse(&text, &|_| None).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{text}"))
+}
+
+/// Routes everything to the receiver `all`.
+pub const ROUTE_ALL: &str = "  routes:\n    - match:\n        - receiver: all";
+
+pub struct Running {
+    pub exporter: Exporter,
+    pub metrics: Metrics,
+    pub health: Health,
+    pub dir: PathBuf,
+}
+
+impl Running {
+    pub async fn start(cfg: &Config, url: &str, start: Start, dir: &Path) -> Self {
+        let metrics = Metrics::default();
+        let health = Health::new(Duration::from_secs(600));
+        health.set_config_loaded();
+        let tasks = TaskTracker::new();
+        let abort = CancellationToken::new();
+        let receivers = Receivers::start(&cfg.receivers, &metrics, &tasks, abort.clone())
+            .await
+            .expect("receivers");
+        let handles = Handles {
+            metrics: metrics.clone(),
+            health: health.clone(),
+            tasks,
+            abort,
+        };
+        let exporter = Exporter::start(cfg, client(url), receivers, start, handles);
+        Self {
+            exporter,
+            metrics,
+            health,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn keys(&self, receiver: &str) -> Vec<String> {
+        keys_in_file(&self.dir.join(format!("{receiver}.ndjson")))
+    }
+
+    /// Waits until `receiver` has every key of `want` (or the limit passes), then drains and stops.
+    pub async fn finish(
+        self,
+        receiver: &str,
+        want: &[String],
+        limit: Duration,
+    ) -> (Delivery, DrainReport) {
+        let deadline = Instant::now() + limit;
+        let want_set: std::collections::BTreeSet<&String> = want.iter().collect();
+        loop {
+            let have = self.keys(receiver);
+            let have: std::collections::BTreeSet<&String> = have.iter().collect();
+            if want_set.is_subset(&have) || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let path = self.dir.join(format!("{receiver}.ndjson"));
+        let report = self.exporter.shutdown(Duration::from_secs(10)).await;
+        (Delivery::compare(want, &keys_in_file(&path)), report)
+    }
+
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics.encode();
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
