@@ -31,6 +31,7 @@ async fn steady_watch_exports_every_occurrence_including_repeats_once() {
         &["all"],
     );
     let run = Running::start(&cfg, &sim.url(), Start::Cold, dir.path()).await;
+    common::until_watching(&sim).await;
     let g: Generator = sim.generate(gen_cfg(400.0, 600));
     g.wait().await;
     let generated = g.generated();
@@ -41,4 +42,291 @@ async fn steady_watch_exports_every_occurrence_including_repeats_once() {
     let (d, report) = run.finish("all", &generated, Duration::from_secs(30)).await;
     assert!(d.is_exact(), "{}", d.summary());
     assert!(report.drained, "{report:?}");
+}
+
+/// Config for the fault tests: everything to `all`, generous API rate, short backoff ceiling.
+fn all_cfg(dir: &std::path::Path) -> kube_event_exporter::config::Config {
+    config(
+        dir,
+        "maxEventAgeSeconds: 60\nkubeQPS: 1000\nkubeBurst: 1000\nleaderElection: {enabled: false}",
+        ROUTE_ALL,
+        &["all"],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_start_pages_the_list_and_exports_only_young_events() {
+    init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    // 1100 events: three pages of 500. Only the 400 young ones are exported.
+    let old = Generator::seed_old_events(&sim, 700, Duration::from_secs(3600), 1);
+    let young = Generator::seed_old_events(&sim, 400, Duration::ZERO, 2);
+    assert_eq!((old.len(), young.len()), (700, 400));
+    let dir = tempfile::tempdir().unwrap();
+    let run = Running::start(&all_cfg(dir.path()), &sim.url(), Start::Cold, dir.path()).await;
+    let (d, report) = run.finish("all", &young, Duration::from_secs(30)).await;
+    assert!(d.is_exact(), "{}", d.summary());
+    assert!(report.drained);
+    let lists = sim
+        .request_counts()
+        .get(&("list".to_string(), "events".to_string()))
+        .copied()
+        .unwrap_or(0);
+    assert!(lists >= 3, "the list was paged: {lists} list requests");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn age_filter_never_applies_to_live_watch_events() {
+    init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "maxEventAgeSeconds: 1\nkubeQPS: 1000\nleaderElection: {enabled: false}",
+        ROUTE_ALL,
+        &["all"],
+    );
+    let run = Running::start(&cfg, &sim.url(), Start::Cold, dir.path()).await;
+    common::until_watching(&sim).await;
+    // Events whose last occurrence was an hour ago, arriving live (e.g. a late recorder): exported.
+    let late = Generator::seed_old_events(&sim, 20, Duration::from_secs(3600), 3);
+    let (d, _) = run.finish("all", &late, Duration::from_secs(20)).await;
+    assert!(d.is_exact(), "{}", d.summary());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_watches_resume_without_loss_or_duplicates() {
+    init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = Running::start(&all_cfg(dir.path()), &sim.url(), Start::Cold, dir.path()).await;
+    common::until_watching(&sim).await;
+    let g = sim.generate(gen_cfg(300.0, 900));
+    for threshold in [150, 300, 450, 600, 750] {
+        common::eventually(Duration::from_secs(20), "generator progress", || {
+            g.count() >= threshold
+        })
+        .await;
+        sim.drop_watches();
+    }
+    g.wait().await;
+    let (d, report) = run
+        .finish("all", &g.generated(), Duration::from_secs(30))
+        .await;
+    assert!(d.is_exact(), "{}", d.summary());
+    assert!(report.drained);
+    let watches = sim.request_counts()[&("watch".to_string(), "events".to_string())];
+    assert!(
+        watches >= 6,
+        "the watch was resumed after each drop: {watches} watch requests"
+    );
+}
+
+/// Keeps the exporter off the API (every request fails) while `during` runs, then lets it back.
+async fn outage<F: std::future::Future<Output = ()>>(sim: &kube_sim::SimHandle, during: F) {
+    sim.fail_next(u64::MAX, 500);
+    sim.drop_watches();
+    during.await;
+    sim.fail_next(0, 500);
+}
+
+async fn relist_case(stale_empty_200: bool) -> (common::Delivery, Running, f64) {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    sim.set_stale_watch_empty_200(stale_empty_200);
+    let dir = tempfile::tempdir().unwrap();
+    let run = Running::start(&all_cfg(dir.path()), &sim.url(), Start::Cold, dir.path()).await;
+    common::until_watching(&sim).await;
+    let before = sim.generate(gen_cfg(0.0, 200));
+    before.wait().await;
+    let mut want = before.generated();
+    common::eventually(Duration::from_secs(20), "first batch exported", || {
+        let have: std::collections::BTreeSet<String> = run.keys("all").into_iter().collect();
+        want.iter().all(|k| have.contains(k))
+    })
+    .await;
+    // While the exporter is cut off: new events and repeats, then history is compacted away.
+    outage(&sim, async {
+        let during = sim.generate(GeneratorConfig {
+            seed: 99,
+            ..gen_cfg(0.0, 150)
+        });
+        during.wait().await;
+        want.extend(during.generated());
+        sim.compact();
+    })
+    .await;
+    let gaps_before = run.metric("kube_event_exporter_possible_gaps_total");
+    let after = sim.generate(GeneratorConfig {
+        seed: 100,
+        ..gen_cfg(200.0, 100)
+    });
+    after.wait().await;
+    want.extend(after.generated());
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while std::time::Instant::now() < deadline {
+        let have: std::collections::BTreeSet<String> = run.keys("all").into_iter().collect();
+        if want.iter().all(|k| have.contains(k)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let d = common::Delivery::compare(&want, &run.keys("all"));
+    (d, run, gaps_before)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_resource_version_relists_without_re_exporting() {
+    init();
+    let (d, run, _) = relist_case(false).await;
+    // Repeats of one event during the outage collapse into its latest count: the list only has the
+    // current state. Those intermediate counts are the only keys allowed to be missing.
+    let missing_not_superseded = missing_without_later_count(&d);
+    assert!(
+        missing_not_superseded.is_empty() && d.duplicated.is_empty() && d.unexpected.is_empty(),
+        "{}; missing without a later count: {missing_not_superseded:?}",
+        d.summary()
+    );
+    assert!(
+        run.metric("kube_event_exporter_possible_gaps_total") >= 1.0,
+        "the 410 is counted as a possible gap"
+    );
+    assert!(run.metric("kube_event_exporter_relists_total") >= 2.0);
+    run.exporter.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_watch_answered_with_empty_200_relists() {
+    init();
+    let (d, run, _) = relist_case(true).await;
+    let missing_not_superseded = missing_without_later_count(&d);
+    assert!(
+        missing_not_superseded.is_empty() && d.duplicated.is_empty() && d.unexpected.is_empty(),
+        "{}; missing without a later count: {missing_not_superseded:?}",
+        d.summary()
+    );
+    let text = run.metrics.encode();
+    assert!(
+        text.contains("watch_restarts_total{cause=\"stale\"}"),
+        "stale watch detected:\n{text}"
+    );
+    run.exporter.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Lost keys `uid:n` for which no `uid:m` with m > n was exported either: real losses. A lost
+/// `uid:n` with an exported `uid:m>n` is a repeat that happened while history was gone.
+fn missing_without_later_count(d: &common::Delivery) -> Vec<String> {
+    let exported_max = |uid: &str| -> i64 {
+        d.exported_keys
+            .iter()
+            .filter_map(|k| k.rsplit_once(':'))
+            .filter(|(u, _)| *u == uid)
+            .filter_map(|(_, c)| c.parse().ok())
+            .max()
+            .unwrap_or(0)
+    };
+    d.lost
+        .iter()
+        .filter(|k| {
+            let (uid, n) = k.rsplit_once(':').unwrap();
+            exported_max(uid) <= n.parse::<i64>().unwrap()
+        })
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_429_and_500_bursts_lose_nothing() {
+    init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = Running::start(&all_cfg(dir.path()), &sim.url(), Start::Cold, dir.path()).await;
+    common::until_watching(&sim).await;
+    let g = sim.generate(gen_cfg(300.0, 900));
+    common::eventually(Duration::from_secs(20), "progress", || g.count() >= 200).await;
+    sim.fail_next(5, 429);
+    sim.drop_watches();
+    common::eventually(Duration::from_secs(20), "progress", || g.count() >= 500).await;
+    sim.fail_next(5, 500);
+    sim.drop_watches();
+    g.wait().await;
+    let (d, report) = run
+        .finish("all", &g.generated(), Duration::from_secs(60))
+        .await;
+    assert!(d.is_exact(), "{}", d.summary());
+    assert!(report.drained);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_watch_frame_is_skipped_counted_and_nothing_else_lost() {
+    init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = Running::start(&all_cfg(dir.path()), &sim.url(), Start::Cold, dir.path()).await;
+    common::until_watching(&sim).await;
+    let g = sim.generate(gen_cfg(300.0, 300));
+    common::eventually(Duration::from_secs(20), "progress", || g.count() >= 100).await;
+    sim.inject_raw_event_frame(
+        "team-1",
+        "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"uid\":7}}}",
+    );
+    sim.inject_raw_event_frame("team-1", "this is not json");
+    g.wait().await;
+    let metrics = run.metrics.clone();
+    let (d, _) = run
+        .finish("all", &g.generated(), Duration::from_secs(30))
+        .await;
+    assert!(d.is_exact(), "{}", d.summary());
+    let text = metrics.encode();
+    assert!(
+        text.contains("kube_event_exporter_malformed_frames_total 2"),
+        "both bad frames counted:\n{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_down_at_start_then_up() {
+    init();
+    let port = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let run = Running::start(
+        &all_cfg(dir.path()),
+        &format!("http://127.0.0.1:{port}"),
+        Start::Cold,
+        dir.path(),
+    )
+    .await;
+    common::eventually(Duration::from_secs(10), "list retried", || {
+        run.metric("kube_event_exporter_relists_total") >= 2.0
+    })
+    .await;
+    assert!(
+        !run.health.ready(),
+        "not ready while the API server is unreachable"
+    );
+    let sim = Sim::start(SimConfig {
+        port,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    // Occurrences from before the first list collapse into their current count (the list holds
+    // only current state); generate once the exporter is up, which is what "no loss" is about.
+    let health = run.health.clone();
+    common::eventually(
+        Duration::from_secs(30),
+        "ready once the API answers",
+        || health.ready(),
+    )
+    .await;
+    let g = sim.generate(gen_cfg(300.0, 300));
+    g.wait().await;
+    let (d, _) = run
+        .finish("all", &g.generated(), Duration::from_secs(60))
+        .await;
+    assert!(d.is_exact(), "{}", d.summary());
 }

@@ -311,7 +311,8 @@ impl State {
             involved["namespace"] = json!(obj_ns);
         }
         let event = json!({
-            "metadata": {"name": format!("{name}.{:016x}", self.serial), "namespace": event_ns},
+            // Random, not the serial: several generators (or seedings) share one namespace space.
+            "metadata": {"name": format!("{name}.{:016x}", self.rng.random::<u64>()), "namespace": event_ns},
             "involvedObject": involved,
             "reason": tpl.reason, "message": message, "type": tpl.type_,
             "source": {"component": tpl.component, "host": format!("node-{}", n % 5)},

@@ -120,6 +120,8 @@ pub struct Source {
     request: Request,
     /// The resourceVersion up to which the stream is accounted for.
     last_rv: Option<String>,
+    /// The last watch request was answered (its stream may have broken later).
+    watch_connected: bool,
 }
 
 impl Source {
@@ -136,6 +138,7 @@ impl Source {
             health,
             request: Request::new(path),
             last_rv: None,
+            watch_connected: false,
         }
     }
 
@@ -227,7 +230,13 @@ impl Source {
                     }
                 }
                 Err(e) => {
-                    failures += 1;
+                    // A watch that was established and then broke starts the backoff over; only
+                    // failures to (re)connect escalate it.
+                    failures = if self.watch_connected {
+                        1
+                    } else {
+                        failures + 1
+                    };
                     self.health.set_api_ok(false);
                     self.restart("error");
                     tracing::warn!(error = %e, attempt = failures, resource_version = self.last_rv.as_deref().unwrap_or(""), "watch failed; resuming");
@@ -438,6 +447,7 @@ impl Source {
                 source,
             })?;
         let started = Instant::now();
+        self.watch_connected = false;
         let body = tokio::select! {
             _ = cancel.cancelled() => return Ok(Ok(WatchEnd::Stop)),
             r = self.client.request_stream(req) => r,
@@ -448,6 +458,7 @@ impl Source {
             Err(e) => return Ok(Err(e)),
         };
         self.health.set_api_ok(true);
+        self.watch_connected = true;
         let mut lines = body.lines();
         let idle_limit = Duration::from_secs(u64::from(self.cfg.watch_timeout_secs) + 30);
         let mut frames = 0u64;

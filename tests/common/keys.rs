@@ -14,6 +14,7 @@ pub struct Delivery {
     pub duplicated: Vec<String>,
     /// Exported keys that were never generated (filtered ones leaking through, or garbage).
     pub unexpected: Vec<String>,
+    pub exported_keys: Vec<String>,
 }
 
 impl Delivery {
@@ -41,6 +42,7 @@ impl Delivery {
                 .filter(|k| !want.contains(*k))
                 .map(|k| k.to_string())
                 .collect(),
+            exported_keys: exported.to_vec(),
         }
     }
 
@@ -52,8 +54,23 @@ impl Delivery {
         fn head(v: &[String]) -> String {
             v.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
         }
+        // For the first lost keys: what was exported of the same event (a later count?).
+        let related: Vec<String> = self
+            .lost
+            .iter()
+            .take(3)
+            .map(|k| {
+                let uid = k.rsplit_once(':').map(|(u, _)| u).unwrap_or(k);
+                let same: Vec<&String> = self
+                    .exported_keys
+                    .iter()
+                    .filter(|e| e.starts_with(uid))
+                    .collect();
+                format!("{k} -> exported {same:?}")
+            })
+            .collect();
         format!(
-            "generated {}, exported {}, lost {} [{}], duplicated {} [{}], unexpected {} [{}]",
+            "generated {}, exported {}, lost {} [{}], duplicated {} [{}], unexpected {} [{}]; {related:?}",
             self.generated,
             self.exported,
             self.lost.len(),

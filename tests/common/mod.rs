@@ -129,3 +129,18 @@ impl Running {
             .sum()
     }
 }
+
+/// Waits until an exporter's first list is done and its watch is open: occurrences generated from
+/// then on must all be exported. (Repeats from before a cold list collapse into the current count,
+/// since a list holds only current state.)
+pub async fn until_watching(sim: &kube_sim::SimHandle) {
+    eventually(
+        Duration::from_secs(20),
+        "the exporter's watch to open",
+        || {
+            sim.request_counts()
+                .contains_key(&("watch".to_string(), "events".to_string()))
+        },
+    )
+    .await;
+}
