@@ -137,6 +137,16 @@ async fn serve(cfg: config::Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     let http = tokio::spawn(server);
     tracing::info!(address = %addr, "serving /metrics, /healthz, /readyz");
 
+    // Fail fast on receivers that cannot work (unwritable file, unreadable TLS files), before any
+    // election: a standby must not discover it only when it takes over.
+    {
+        let (tasks, abort) = (TaskTracker::new(), CancellationToken::new());
+        Receivers::start(&cfg.receivers, &metrics, &tasks, abort)
+            .await?
+            .close();
+        tasks.close();
+        tasks.wait().await;
+    }
     let shutdown = shutdown::install()?;
     let client = cluster::client(args.kubeconfig.as_deref()).await?;
     let result = if cfg.leader_election.enabled {

@@ -1,0 +1,115 @@
+//! The command line: check-config's exit codes and messages, --version, and start-up errors.
+
+use std::process::Command;
+
+fn exe() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kube-event-exporter"))
+}
+
+fn check(yaml: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = exe()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_accepts_a_resmoio_config_with_a_one_line_summary() {
+    let (code, out, err) = check(
+        "logLevel: info\nmaxEventAgeSeconds: 10\nroute:\n  routes:\n    - match:\n        - receiver: dump\nreceivers:\n  - name: dump\n    stdout: {}\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("1 receiver"), "{out}");
+}
+
+#[test]
+fn check_config_reports_every_error_with_its_path_and_exits_2() {
+    let (code, _, err) = check(
+        "logLevl: info\nroute:\n  routes:\n    - drop:\n        - namespace: \"*test*\"\n      match:\n        - receiver: missing\nreceivers:\n  - name: dump\n    stdout: {}\n",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("logLevl: unknown key (did you mean \"logLevel\"?)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("route.routes[0].drop[0].namespace: invalid regex \"*test*\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("route.routes[0].match[0].receiver: receiver \"missing\" is not defined"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unsupported_receiver_kinds_are_named() {
+    let (code, _, err) =
+        check("receivers:\n  - name: es\n    elasticsearch: {hosts: [\"http://x\"]}\n");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(
+            "receivers[0].elasticsearch: receiver kind elasticsearch is not supported yet"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn version_names_crate_version_and_revision() {
+    let out = exe().arg("--version").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains(env!("CARGO_PKG_VERSION")) && text.contains('('),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_config_error_never_starts_the_exporter() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, "route: {routes: [{match: [{receiver: nope}]}]}\n").unwrap();
+    let out = exe()
+        .args(["run", "--metrics-address", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("receiver \"nope\" is not defined"));
+}
+
+#[test]
+fn an_unwritable_receiver_directory_is_a_clear_start_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    let kubeconfig = dir.path().join("kubeconfig");
+    // No API server is needed to fail here: receivers are checked before anything is exported.
+    std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"http://127.0.0.1:9\"}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\nusers:\n- name: u\n  user: {}\n").unwrap();
+    // Leader election on (the default): checked before standing by, not when taking over.
+    std::fs::write(&path, "route: {routes: [{match: [{receiver: f}]}]}\nreceivers:\n  - name: f\n    file: {path: /nonexistent-dir/events.log}\n").unwrap();
+    let out = exe()
+        .args(["run", "--metrics-address", "127.0.0.1:0", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("receiver f") && err.contains("/nonexistent-dir/events.log"),
+        "{err}"
+    );
+}
