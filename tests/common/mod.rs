@@ -144,3 +144,4 @@ pub async fn until_watching(sim: &kube_sim::SimHandle) {
     )
     .await;
 }
+pub mod replicas;
