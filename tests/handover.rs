@@ -358,7 +358,7 @@ async fn second_sigterm_during_drain_exits_fast_and_the_successor_replays() {
     })
     .await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while c
+    while !c
         .leases
         .get(common::replicas::LEASE)
         .await
@@ -366,8 +366,7 @@ async fn second_sigterm_during_drain_exits_fast_and_the_successor_replays() {
         .metadata
         .annotations
         .unwrap_or_default()
-        .get("kube-event-exporter.io/cursor")
-        .is_none()
+        .contains_key("kube-event-exporter.io/cursor")
     {
         assert!(Instant::now() < deadline, "no cursor committed");
         tokio::time::sleep(Duration::from_millis(20)).await;
