@@ -127,13 +127,18 @@ impl Replica {
         loop {
             // Standby: try whenever the Lease changes, and every retry period as a fallback.
             let standby_since = Instant::now();
-            let (epoch, cursor) = loop {
+            let (epoch, cursor, previous_renew) = loop {
                 if shutdown.is_cancelled() {
                     tracing::info!(identity = %self.identity, "shutdown: standby exits");
                     return Ok(());
                 }
                 match lock.try_acquire_or_renew(None).await {
-                    Ok(Attempt::Leading { epoch, cursor, .. }) => break (epoch, cursor),
+                    Ok(Attempt::Leading {
+                        epoch,
+                        cursor,
+                        previous_renew,
+                        ..
+                    }) => break (epoch, cursor, previous_renew),
                     Ok(Attempt::Following { holder }) => {
                         tracing::debug!(%holder, "lease held by another replica")
                     }
@@ -152,10 +157,22 @@ impl Replica {
             self.health.set_api_ok(true);
             self.metrics.is_leader.set(1);
             self.metrics.leader_transitions.inc();
+            // Takeover: from the previous holder's last write (its release, or its last renewal before
+            // it died) to now — the time nobody exported.
+            let takeover = previous_renew.map(|t| {
+                jiff::Timestamp::now()
+                    .duration_since(t)
+                    .as_secs_f64()
+                    .max(0.0)
+            });
+            if let Some(t) = takeover {
+                self.metrics.takeover_seconds.set(t);
+            }
             tracing::info!(
                 identity = %self.identity, epoch,
                 cursor = cursor.as_ref().map(|c| c.resource_version.as_str()).unwrap_or(""),
                 standby_ms = standby_since.elapsed().as_millis() as u64,
+                takeover_ms = takeover.map(|t| (t * 1000.0) as u64),
                 "acquired lease"
             );
             let start = match &cursor {

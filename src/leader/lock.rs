@@ -31,11 +31,12 @@ pub enum LockError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attempt {
     /// We hold the Lease. `epoch` is its `leaseTransitions`; `acquired` is true when this attempt took
-    /// it (then `cursor` is what the previous holder left).
+    /// it (then `cursor` is what the previous holder left, and `previous_renew` its last write).
     Leading {
         epoch: i32,
         acquired: bool,
         cursor: Option<StoredCursor>,
+        previous_renew: Option<jiff::Timestamp>,
     },
     /// Someone else holds it (empty if it is being created concurrently).
     Following { holder: String },
@@ -129,6 +130,7 @@ impl LeaseLock {
                         epoch,
                         acquired: false,
                         cursor: None,
+                        previous_renew: None,
                     });
                 }
                 // Someone else wrote the Lease: re-read and re-decide below.
@@ -209,6 +211,7 @@ impl LeaseLock {
                     epoch,
                     acquired: true,
                     cursor: previous_cursor,
+                    previous_renew: spec.renew_time.as_ref().map(|t| t.0),
                 })
             }
             Err(e) if is_conflict(&e) => Ok(Attempt::Following { holder }),
@@ -241,6 +244,7 @@ impl LeaseLock {
                     epoch: 0,
                     acquired: true,
                     cursor: None,
+                    previous_renew: None,
                 })
             }
             Err(e) if is_conflict(&e) => Ok(Attempt::Following {

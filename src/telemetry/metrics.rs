@@ -61,6 +61,7 @@ pub struct Metrics {
     pub is_leader: Gauge,
     pub leader_transitions: Counter,
     pub cursor_lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub takeover_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub watch_restarts: Counters<CauseLabel>,
     pub relists: Counter,
     pub possible_gaps: Counter,
@@ -106,6 +107,7 @@ impl Metrics {
             is_leader: Gauge::default(),
             leader_transitions: Counter::default(),
             cursor_lag_seconds: Gauge::default(),
+            takeover_seconds: Gauge::default(),
             watch_restarts: Family::default(),
             relists: Counter::default(),
             possible_gaps: Counter::default(),
@@ -183,6 +185,11 @@ impl Metrics {
             "cursor_lag_seconds",
             "Age of the event at the delivery cursor",
             m.cursor_lag_seconds.clone(),
+        );
+        reg.register(
+            "takeover_seconds",
+            "Last takeover: from the previous holder's last Lease write to this replica's acquisition",
+            m.takeover_seconds.clone(),
         );
         reg.register(
             "watch_restarts",

@@ -1,0 +1,180 @@
+//! The Lease lock against kube-sim: optimistic concurrency, client-go expiry, release, and the
+//! cursor riding on renewals.
+
+mod common;
+
+use std::time::Duration;
+
+use kube_event_exporter::leader::cursor::StoredCursor;
+use kube_event_exporter::leader::lock::{Attempt, LeaseLock};
+use kube_sim::{Sim, SimConfig};
+
+fn lock(client: &kube::Client, id: &str, lease: Duration) -> LeaseLock {
+    LeaseLock::new(client.clone(), "default", "exporter", id, lease)
+}
+
+fn cursor(rv: &str, epoch: i32) -> StoredCursor {
+    StoredCursor {
+        resource_version: rv.into(),
+        event_time: None,
+        epoch,
+    }
+}
+
+fn leading(a: &Attempt) -> Option<(i32, bool)> {
+    match a {
+        Attempt::Leading {
+            epoch, acquired, ..
+        } => Some((*epoch, *acquired)),
+        Attempt::Following { .. } => None,
+    }
+}
+
+#[tokio::test]
+async fn only_one_of_two_concurrent_candidates_wins_every_time() {
+    common::init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let client = common::client(&sim.url());
+    for round in 0..20 {
+        let name = format!("race-{round}");
+        let (mut a, mut b) = (
+            LeaseLock::new(
+                client.clone(),
+                "default",
+                &name,
+                "a",
+                Duration::from_secs(15),
+            ),
+            LeaseLock::new(
+                client.clone(),
+                "default",
+                &name,
+                "b",
+                Duration::from_secs(15),
+            ),
+        );
+        let (ra, rb) = tokio::join!(a.try_acquire_or_renew(None), b.try_acquire_or_renew(None));
+        let winners = [ra.unwrap(), rb.unwrap()]
+            .iter()
+            .filter(|r| leading(r).is_some())
+            .count();
+        assert_eq!(winners, 1, "round {round}: exactly one leader");
+    }
+}
+
+#[tokio::test]
+async fn release_hands_over_at_once_with_the_cursor_and_a_new_epoch() {
+    common::init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let client = common::client(&sim.url());
+    let (mut a, mut b) = (
+        lock(&client, "a", Duration::from_secs(15)),
+        lock(&client, "b", Duration::from_secs(15)),
+    );
+    assert_eq!(
+        leading(&a.try_acquire_or_renew(None).await.unwrap()),
+        Some((0, true))
+    );
+    assert!(
+        leading(&b.try_acquire_or_renew(None).await.unwrap()).is_none(),
+        "held by a"
+    );
+    assert_eq!(
+        leading(
+            &a.try_acquire_or_renew(Some(&cursor("41", 0)))
+                .await
+                .unwrap()
+        ),
+        Some((0, false)),
+        "renewal"
+    );
+    assert_eq!(
+        b.read_cursor().await.unwrap(),
+        Some(cursor("41", 0)),
+        "the renewal carried the cursor"
+    );
+    assert!(a.release(Some(&cursor("42", 0))).await.unwrap());
+    match b.try_acquire_or_renew(None).await.unwrap() {
+        Attempt::Leading {
+            epoch,
+            acquired,
+            cursor: c,
+            ..
+        } => {
+            assert_eq!(
+                (epoch, acquired),
+                (1, true),
+                "takeover increments leaseTransitions"
+            );
+            assert_eq!(
+                c,
+                Some(cursor("42", 0)),
+                "the successor reads the final cursor"
+            );
+        }
+        other => panic!("b should take over a released lease at once: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_only_after_its_duration_by_our_clock() {
+    common::init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let client = common::client(&sim.url());
+    let (mut a, mut b) = (
+        lock(&client, "a", Duration::from_secs(1)),
+        lock(&client, "b", Duration::from_secs(1)),
+    );
+    assert!(leading(&a.try_acquire_or_renew(None).await.unwrap()).is_some());
+    // a stops renewing (crashed). b first observes the record now…
+    assert!(leading(&b.try_acquire_or_renew(None).await.unwrap()).is_none());
+    let observed = std::time::Instant::now();
+    // …and may take it once the record has not changed for the lease duration.
+    let deadline = observed + Duration::from_secs(5);
+    loop {
+        if let Some((epoch, _)) = leading(&b.try_acquire_or_renew(None).await.unwrap()) {
+            assert_eq!(epoch, 1);
+            assert!(
+                observed.elapsed() >= Duration::from_secs(1),
+                "took over after {:?}",
+                observed.elapsed()
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never took over an expired lease"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The deposed holder's next renewal fails with a conflict: it must learn it lost.
+    assert!(
+        leading(
+            &a.try_acquire_or_renew(Some(&cursor("99", 0)))
+                .await
+                .unwrap()
+        )
+        .is_none()
+    );
+    assert_ne!(
+        b.read_cursor().await.unwrap(),
+        Some(cursor("99", 0)),
+        "a deposed leader never writes the cursor"
+    );
+}
+
+#[tokio::test]
+async fn a_partitioned_holder_cannot_renew() {
+    common::init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let client = common::client(&sim.url());
+    let mut a = lock(&client, "a", Duration::from_secs(15));
+    assert!(leading(&a.try_acquire_or_renew(None).await.unwrap()).is_some());
+    sim.refuse_lease_writes(Some("a"));
+    assert!(a.try_acquire_or_renew(Some(&cursor("5", 0))).await.is_err());
+    sim.refuse_lease_writes(None);
+    assert!(
+        leading(&a.try_acquire_or_renew(None).await.unwrap()).is_some(),
+        "renews again once healed"
+    );
+}
