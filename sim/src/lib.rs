@@ -6,6 +6,7 @@
 
 mod admin;
 mod api;
+pub mod bench;
 mod faults;
 pub mod generator;
 pub mod resources;

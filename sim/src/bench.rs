@@ -1,0 +1,566 @@
+//! The benchmark: throughput, memory and API cost of the real exporter binary against kube-sim on
+//! loopback, next to the decode limit of a minimal client (issue "Benchmark…").
+//!
+//! Phases: cold start (N events already in the API, file receiver), sustained watch (M occurrences
+//! streamed from history as fast as the exporter reads them; file receiver, then a batching webhook),
+//! the baseline (the same watch request, only decoding each frame into `k8s_openapi` `Event`), and
+//! idle API cost (requests per minute while nothing happens). Every phase verifies exported ==
+//! generated: a fast wrong run is a failure.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::AsyncBufReadExt;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::{Generator, GeneratorConfig, Sim, SimConfig, SimHandle};
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// The exporter binary (release build for real figures).
+    pub exporter: PathBuf,
+    pub cold_events: usize,
+    pub sustained_events: usize,
+    pub idle: Duration,
+    pub work_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub name: String,
+    pub occurrences: usize,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub cpu_seconds: Option<f64>,
+    pub cpu_seconds_per_million: Option<f64>,
+    pub peak_rss_mib: Option<f64>,
+    pub lost: usize,
+    pub duplicated: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub machine: String,
+    pub phases: Vec<Phase>,
+    pub ratio: f64,
+    pub idle_requests_per_minute: f64,
+    pub idle_requests: BTreeMap<String, u64>,
+}
+
+impl Report {
+    pub fn phase(&self, name: &str) -> Option<&Phase> {
+        self.phases.iter().find(|p| p.name == name)
+    }
+
+    pub fn exact(&self) -> bool {
+        self.phases.iter().all(|p| p.lost == 0 && p.duplicated == 0)
+    }
+
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "{:<18} {:>10} {:>9} {:>12} {:>10} {:>10} {:>8} {:>6} {:>5}\n",
+            "phase",
+            "events",
+            "seconds",
+            "events/s",
+            "cpu s/1M",
+            "peak MiB",
+            "cpu s",
+            "lost",
+            "dup"
+        );
+        let opt =
+            |v: Option<f64>, p: usize| v.map(|v| format!("{v:.p$}")).unwrap_or_else(|| "-".into());
+        for p in &self.phases {
+            s.push_str(&format!(
+                "{:<18} {:>10} {:>9.2} {:>12.0} {:>10} {:>10} {:>8} {:>6} {:>5}\n",
+                p.name,
+                p.occurrences,
+                p.seconds,
+                p.per_second,
+                opt(p.cpu_seconds_per_million, 2),
+                opt(p.peak_rss_mib, 1),
+                opt(p.cpu_seconds, 2),
+                p.lost,
+                p.duplicated
+            ));
+        }
+        s.push_str(&format!(
+            "idle API: {:.1} requests/min {:?}\n",
+            self.idle_requests_per_minute, self.idle_requests
+        ));
+        s
+    }
+
+    pub fn last_line(&self) -> String {
+        let f = |n: &str| self.phase(n).map(|p| p.per_second).unwrap_or(0.0);
+        let rss = self
+            .phases
+            .iter()
+            .filter(|p| p.name.starts_with("sustained"))
+            .filter_map(|p| p.peak_rss_mib)
+            .fold(0.0, f64::max);
+        let cold = self.phase("cold-start");
+        format!(
+            "bench: throughput {:.0} ev/s, baseline {:.0} ev/s, ratio {:.2}, peak RSS {:.1} MiB, cold {}k {:.2} s, idle API {:.1} req/min",
+            f("sustained-file"),
+            f("baseline-decode"),
+            self.ratio,
+            rss,
+            cold.map(|c| c.occurrences / 1000).unwrap_or(0),
+            cold.map(|c| c.seconds).unwrap_or(0.0),
+            self.idle_requests_per_minute
+        )
+    }
+}
+
+/// Peak RSS (VmHWM) and CPU seconds (utime + stime) of a live process, from /proc.
+fn proc_stats(pid: u32) -> (Option<f64>, Option<f64>) {
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+                .map(|kib| kib / 1024.0)
+        });
+    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0) // USER_HZ is 100 on Linux
+        });
+    (rss, cpu)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!("{cores} cores, {cpu}")
+}
+
+#[derive(Deserialize)]
+struct KeyFields {
+    #[serde(default)]
+    metadata: KeyMeta,
+    #[serde(default)]
+    count: Option<i64>,
+    #[serde(default)]
+    series: Option<KeySeries>,
+}
+
+#[derive(Deserialize, Default)]
+struct KeyMeta {
+    #[serde(default)]
+    uid: String,
+}
+
+#[derive(Deserialize)]
+struct KeySeries {
+    #[serde(default)]
+    count: Option<i64>,
+}
+
+fn key_of(doc: &[u8]) -> Option<String> {
+    let k: KeyFields = serde_json::from_slice(doc).ok()?;
+    let n = k
+        .series
+        .and_then(|s| s.count)
+        .unwrap_or(0)
+        .max(k.count.unwrap_or(0))
+        .max(1);
+    Some(format!("{}:{n}", k.metadata.uid))
+}
+
+/// Lost and duplicated, comparing key lists.
+fn compare(generated: &[String], exported: &[String]) -> (usize, usize) {
+    let mut counts: HashMap<&str, usize> = HashMap::with_capacity(exported.len());
+    for k in exported {
+        *counts.entry(k.as_str()).or_default() += 1;
+    }
+    let lost = generated
+        .iter()
+        .filter(|k| !counts.contains_key(k.as_str()))
+        .count();
+    let dup = counts.values().filter(|n| **n > 1).map(|n| n - 1).sum();
+    (lost, dup)
+}
+
+/// Counts complete lines of a growing file without re-reading it.
+struct LineCounter {
+    path: PathBuf,
+    offset: u64,
+    lines: usize,
+}
+
+impl LineCounter {
+    fn poll(&mut self) -> usize {
+        if let Ok(mut f) = std::fs::File::open(&self.path) {
+            use std::io::Seek;
+            if f.seek(std::io::SeekFrom::Start(self.offset)).is_ok() {
+                let mut buf = Vec::new();
+                if f.read_to_end(&mut buf).is_ok() {
+                    self.offset += buf.len() as u64;
+                    self.lines += buf.iter().filter(|b| **b == b'\n').count();
+                }
+            }
+        }
+        self.lines
+    }
+}
+
+fn file_keys(path: &Path) -> Vec<String> {
+    std::fs::read(path)
+        .map(|b| {
+            b.split(|c| *c == b'\n')
+                .filter(|l| !l.is_empty())
+                .filter_map(key_of)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+struct Exporter {
+    child: Child,
+}
+
+impl Exporter {
+    fn start(
+        exe: &Path,
+        dir: &Path,
+        name: &str,
+        kubeconfig: &Path,
+        receiver: &str,
+    ) -> anyhow::Result<Self> {
+        let config = dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "logLevel: warn\nomitLookup: true\nmaxEventAgeSeconds: 86400\nleaderElection:\n  identity: bench-{name}\n  leaseNamespace: default\n  shutdownLinger: 0s\nroute:\n  routes:\n    - match:\n        - receiver: out\nreceivers:\n  - name: out\n{receiver}"
+            ),
+        )?;
+        let child = Command::new(exe)
+            .args(["run", "--metrics-address", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("{name}.log")))?)
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        Ok(Self { child })
+    }
+
+    fn stats(&self) -> (Option<f64>, Option<f64>) {
+        proc_stats(self.child.id())
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_lines(
+    counter: &mut LineCounter,
+    want: usize,
+    limit: Duration,
+) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    while counter.poll() < want {
+        if start.elapsed() > limit {
+            bail!("only {} of {want} exported after {limit:?}", counter.lines);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(start.elapsed())
+}
+
+/// A Lease released with a cursor at `rv`: the exporter acquires it and resumes the watch there.
+fn seed_lease(sim: &SimHandle, rv: u64) -> anyhow::Result<()> {
+    let cursor = json!({"resourceVersion": rv.to_string(), "epoch": 0}).to_string();
+    sim.put_object(json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "kube-event-exporter", "namespace": "default", "annotations": {"kube-event-exporter.io/cursor": cursor}},
+        "spec": {"holderIdentity": "", "leaseDurationSeconds": 1, "leaseTransitions": 0}}))
+    .map_err(|e| anyhow::anyhow!("seeding the lease: {}", e.message))?;
+    Ok(())
+}
+
+fn phase(
+    name: &str,
+    n: usize,
+    took: Duration,
+    stats: (Option<f64>, Option<f64>),
+    (lost, duplicated): (usize, usize),
+) -> Phase {
+    let (rss, cpu) = stats;
+    Phase {
+        name: name.into(),
+        occurrences: n,
+        seconds: took.as_secs_f64(),
+        per_second: n as f64 / took.as_secs_f64().max(1e-9),
+        cpu_seconds: cpu,
+        cpu_seconds_per_million: cpu.map(|c| c * 1e6 / n.max(1) as f64),
+        peak_rss_mib: rss,
+        lost,
+        duplicated,
+    }
+}
+
+pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result<Report> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    std::fs::create_dir_all(&opts.work_dir)?;
+    let dir = opts.work_dir.as_path();
+    let mut phases = Vec::new();
+    let limit = Duration::from_secs(600);
+
+    // 1. Cold start.
+    progress(&format!("cold start: seeding {} events", opts.cold_events));
+    let sim = Sim::start(SimConfig {
+        history_limit: opts.cold_events + 1000,
+        event_ttl: None,
+        ..SimConfig::default()
+    })
+    .await?;
+    let kubeconfig = dir.join("cold.kubeconfig");
+    sim.write_kubeconfig(&kubeconfig)?;
+    let cold_keys = Generator::seed_old_events(&sim, opts.cold_events, Duration::ZERO, 11);
+    let out = dir.join("cold.ndjson");
+    let _ = std::fs::remove_file(&out);
+    let exporter = Exporter::start(
+        &opts.exporter,
+        dir,
+        "cold",
+        &kubeconfig,
+        &format!("    file: {{path: {}}}\n", out.display()),
+    )?;
+    let mut counter = LineCounter {
+        path: out.clone(),
+        offset: 0,
+        lines: 0,
+    };
+    let took = wait_lines(&mut counter, cold_keys.len(), limit).await?;
+    let stats = exporter.stats();
+    exporter.stop();
+    phases.push(phase(
+        "cold-start",
+        cold_keys.len(),
+        took,
+        stats,
+        compare(&cold_keys, &file_keys(&out)),
+    ));
+    sim.shutdown();
+
+    // 2. Sustained: occurrences already in the watch history, read from a cursor as fast as possible.
+    progress(&format!(
+        "sustained: generating {} occurrences",
+        opts.sustained_events
+    ));
+    let sim = Sim::start(SimConfig {
+        history_limit: opts.sustained_events * 3 + 1000,
+        event_ttl: None,
+        ..SimConfig::default()
+    })
+    .await?;
+    let kubeconfig = dir.join("sustained.kubeconfig");
+    sim.write_kubeconfig(&kubeconfig)?;
+    let rv0 = sim.current_resource_version();
+    let g = sim.generate(GeneratorConfig {
+        rate_per_sec: 0.0,
+        total: Some(opts.sustained_events as u64),
+        repeat_ratio: 0.3,
+        namespaces: 16,
+        seed: 12,
+    });
+    g.wait().await;
+    let generated = g.generated();
+
+    progress("sustained: file receiver");
+    seed_lease(&sim, rv0)?;
+    let out = dir.join("sustained.ndjson");
+    let _ = std::fs::remove_file(&out);
+    let exporter = Exporter::start(
+        &opts.exporter,
+        dir,
+        "sustained-file",
+        &kubeconfig,
+        &format!("    file: {{path: {}}}\n", out.display()),
+    )?;
+    let mut counter = LineCounter {
+        path: out.clone(),
+        offset: 0,
+        lines: 0,
+    };
+    // Time from the first exported line, so process start and lease acquisition are not counted.
+    wait_lines(&mut counter, 1, limit).await?;
+    let took = wait_lines(&mut counter, generated.len(), limit).await?;
+    let stats = exporter.stats();
+    exporter.stop();
+    phases.push(phase(
+        "sustained-file",
+        generated.len(),
+        took,
+        stats,
+        compare(&generated, &file_keys(&out)),
+    ));
+
+    progress("sustained: webhook receiver");
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let r = received.clone();
+    let app = axum::Router::new().route(
+        "/events",
+        axum::routing::post(move |body: bytes::Bytes| {
+            let r = r.clone();
+            async move {
+                let docs: Vec<Box<serde_json::value::RawValue>> =
+                    serde_json::from_slice(&body).unwrap_or_default();
+                let keys: Vec<String> = docs
+                    .iter()
+                    .filter_map(|d| key_of(d.get().as_bytes()))
+                    .collect();
+                r.lock().expect("keys").extend(keys);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hook = format!("http://{}/events", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    seed_lease(&sim, rv0)?;
+    let exporter = Exporter::start(
+        &opts.exporter,
+        dir,
+        "sustained-webhook",
+        &kubeconfig,
+        &format!(
+            "    batch: {{maxEvents: 1000, maxWait: 50ms}}\n    queue: 4096\n    webhook: {{endpoint: \"{hook}\"}}\n"
+        ),
+    )?;
+    let count = || received.lock().expect("keys").len();
+    let wait_received = |want: usize| {
+        let count = &count;
+        async move {
+            let start = Instant::now();
+            while count() < want {
+                if start.elapsed() > limit {
+                    bail!("webhook: only {} of {want} after {limit:?}", count());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok(start.elapsed())
+        }
+    };
+    wait_received(1).await?;
+    let took = wait_received(generated.len()).await?;
+    let stats = exporter.stats();
+
+    // 4. Idle API cost, with this exporter leading and nothing happening.
+    progress(&format!("idle: counting API requests for {:?}", opts.idle));
+    let before = sim.request_counts();
+    tokio::time::sleep(opts.idle).await;
+    let after = sim.request_counts();
+    let mut idle = BTreeMap::new();
+    for (k, v) in &after {
+        let d = v - before.get(k).copied().unwrap_or(0);
+        if d > 0 {
+            idle.insert(format!("{} {}", k.0, k.1), d);
+        }
+    }
+    let idle_total: u64 = idle.values().sum();
+    exporter.stop();
+    server.abort();
+    let webhook_keys = received.lock().expect("keys").clone();
+    phases.push(phase(
+        "sustained-webhook",
+        generated.len(),
+        took,
+        stats,
+        compare(&generated, &webhook_keys),
+    ));
+
+    // 3. Baseline: the same watch, only decoding each frame into the Event type.
+    progress("baseline: decode-only client");
+    let mut cfg = kube::Config::new(sim.url().parse()?);
+    cfg.default_retry = false;
+    let client = kube::Client::try_from(cfg)?;
+    let req = kube::core::Request::new("/api/v1/events")
+        .watch(
+            &kube::api::WatchParams::default().timeout(290),
+            &rv0.to_string(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let started = Instant::now();
+    let body = client.request_stream(req).await?;
+    let mut lines = body.lines();
+    let mut frames = 0usize;
+    let mut keys = Vec::with_capacity(generated.len());
+    #[derive(Deserialize)]
+    struct Frame {
+        object: k8s_openapi::api::core::v1::Event,
+    }
+    while frames < generated.len() {
+        let Some(line) = lines.next().await else {
+            bail!("baseline watch ended after {frames} frames")
+        };
+        let f: Frame = serde_json::from_str(&line?)?;
+        let n = f.object.count.unwrap_or(1).max(1);
+        keys.push(format!("{}:{n}", f.object.metadata.uid.unwrap_or_default()));
+        frames += 1;
+    }
+    let took = started.elapsed();
+    phases.push(phase(
+        "baseline-decode",
+        frames,
+        took,
+        (None, None),
+        compare(&generated, &keys),
+    ));
+    sim.shutdown();
+
+    let exporter_rate = phases
+        .iter()
+        .find(|p| p.name == "sustained-file")
+        .map(|p| p.per_second)
+        .unwrap_or(0.0);
+    let baseline_rate = phases
+        .iter()
+        .find(|p| p.name == "baseline-decode")
+        .map(|p| p.per_second)
+        .unwrap_or(1.0);
+    Ok(Report {
+        machine: machine(),
+        ratio: exporter_rate / baseline_rate.max(1e-9),
+        idle_requests_per_minute: idle_total as f64 * 60.0 / opts.idle.as_secs_f64().max(1e-9),
+        idle_requests: idle,
+        phases,
+    })
+}

@@ -1,0 +1,44 @@
+//! A reduced run of the benchmark (`kube_sim::bench`), so it cannot rot: every phase must export
+//! exactly what was generated. Speed is not asserted here (shared, noisy machines); the figures come
+//! from `exporter-bench` and are written in the README.
+
+use std::time::Duration;
+
+use kube_sim::bench::{BenchOptions, run};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reduced_benchmark_exports_exactly_what_was_generated_in_every_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = BenchOptions {
+        exporter: env!("CARGO_BIN_EXE_kube-event-exporter").into(),
+        cold_events: 600,
+        sustained_events: 3000,
+        idle: Duration::from_secs(3),
+        work_dir: dir.path().to_path_buf(),
+    };
+    let report = run(&opts, |m| eprintln!("bench: {m}")).await.unwrap();
+    eprintln!("{}{}", report.table(), report.last_line());
+    for name in [
+        "cold-start",
+        "sustained-file",
+        "sustained-webhook",
+        "baseline-decode",
+    ] {
+        let p = report
+            .phase(name)
+            .unwrap_or_else(|| panic!("phase {name} missing"));
+        assert_eq!(
+            (p.lost, p.duplicated),
+            (0, 0),
+            "{name}: lost {}, duplicated {}",
+            p.lost,
+            p.duplicated
+        );
+    }
+    assert!(
+        report.idle_requests.keys().any(|k| k == "update leases"),
+        "idle requests are counted: {:?}",
+        report.idle_requests
+    );
+    assert!(report.last_line().starts_with("bench: throughput "));
+}
