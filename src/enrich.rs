@@ -49,6 +49,7 @@ pub struct Enricher {
     metrics: Metrics,
     discovery: tokio::sync::Mutex<HashMap<String, DiscoveredVersion>>,
     cache: Mutex<LruCache<String, Arc<ObjectInfo>>>,
+    inflight: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Option<Arc<ObjectInfo>>>>>>,
     limiter: RateLimiter,
 }
 
@@ -83,6 +84,7 @@ impl Enricher {
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(cache_size.max(1)).expect("non-zero"),
             )),
+            inflight: Mutex::new(HashMap::new()),
             limiter: RateLimiter::new(qps, burst),
         }
     }
@@ -129,6 +131,45 @@ impl Enricher {
             self.metrics.enrich_cache_hits.inc();
             return Ok(Some(hit));
         }
+        // Lookups of one object already in flight are joined, not repeated: a burst of events
+        // about one object (a crash-looping pod) costs one GET.
+        let cell = {
+            let mut inflight = self.inflight.lock().expect("enrich inflight lock");
+            inflight.entry(key.clone()).or_default().clone()
+        };
+        let fetched = std::sync::atomic::AtomicBool::new(false);
+        let result = cell
+            .get_or_try_init(|| async {
+                fetched.store(true, std::sync::atomic::Ordering::Relaxed);
+                self.fetch(io, kind, name, namespace).await
+            })
+            .await
+            .cloned();
+        if fetched.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut inflight = self.inflight.lock().expect("enrich inflight lock");
+            if inflight.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                inflight.remove(&key);
+            }
+            if let Ok(Some(info)) = &result {
+                self.cache
+                    .lock()
+                    .expect("enrich cache lock")
+                    .put(key, info.clone());
+            }
+        } else if result.is_ok() {
+            self.metrics.enrich_cache_hits.inc();
+        }
+        result
+    }
+
+    /// One GET of the involved object (after discovery); NotFound is `deleted: true`.
+    async fn fetch(
+        &self,
+        io: &crate::source::event::InvolvedObject,
+        kind: &str,
+        name: &str,
+        namespace: &str,
+    ) -> Result<Option<Arc<ObjectInfo>>, EnrichError> {
         let api_version = io
             .api_version
             .as_deref()
@@ -167,12 +208,7 @@ impl Enricher {
                 });
             }
         };
-        let info = Arc::new(info);
-        self.cache
-            .lock()
-            .expect("enrich cache lock")
-            .put(key, info.clone());
-        Ok(Some(info))
+        Ok(Some(Arc::new(info)))
     }
 
     /// Maps apiVersion + kind to a resource through cached discovery.

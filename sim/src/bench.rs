@@ -361,7 +361,7 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
         dir,
         "cold",
         &kubeconfig,
-        &format!("    file: {{path: {}}}\n", out.display()),
+        &format!("    file: {{path: {}, maxsize: 1000000}}\n", out.display()),
     )?;
     let mut counter = LineCounter {
         path: out.clone(),
@@ -413,7 +413,7 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
         dir,
         "sustained-file",
         &kubeconfig,
-        &format!("    file: {{path: {}}}\n", out.display()),
+        &format!("    file: {{path: {}, maxsize: 1000000}}\n", out.display()),
     )?;
     let mut counter = LineCounter {
         path: out.clone(),
