@@ -44,12 +44,15 @@ struct DiscoveredVersion {
     kinds: HashMap<String, Resource>,
 }
 
+/// One lookup in flight, shared by every event about the same object meanwhile.
+type Lookup = tokio::sync::OnceCell<Option<Arc<ObjectInfo>>>;
+
 pub struct Enricher {
     client: kube::Client,
     metrics: Metrics,
     discovery: tokio::sync::Mutex<HashMap<String, DiscoveredVersion>>,
     cache: Mutex<LruCache<String, Arc<ObjectInfo>>>,
-    inflight: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Option<Arc<ObjectInfo>>>>>>,
+    inflight: Mutex<HashMap<String, Arc<Lookup>>>,
     limiter: RateLimiter,
 }
 
