@@ -23,6 +23,10 @@ use crate::source::event::Event;
 use crate::telemetry::Metrics;
 
 const DISCOVERY_REFRESH: Duration = Duration::from_secs(30);
+/// How long lookups of a resource that RBAC refused are skipped before trying again (the
+/// ClusterRole may have been widened meanwhile). Without it every event about, say, a custom
+/// resource would spend a rate-limited GET on a certain 403.
+const FORBIDDEN_RETRY: Duration = Duration::from_secs(300);
 
 /// What enrichment adds to `involvedObject`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -53,6 +57,8 @@ pub struct Enricher {
     discovery: tokio::sync::Mutex<HashMap<String, DiscoveredVersion>>,
     cache: Mutex<LruCache<String, Arc<ObjectInfo>>>,
     inflight: Mutex<HashMap<String, Arc<Lookup>>>,
+    /// `group/plural` → when its GET was last refused with 403.
+    forbidden: Mutex<HashMap<String, Instant>>,
     limiter: RateLimiter,
 }
 
@@ -70,6 +76,11 @@ pub enum EnrichError {
         name: String,
         source: kube::Error,
     },
+    #[error(
+        "get {resource} is forbidden by RBAC (skipped for {}s after a 403)",
+        FORBIDDEN_RETRY.as_secs()
+    )]
+    Forbidden { resource: String },
 }
 
 impl Enricher {
@@ -88,6 +99,7 @@ impl Enricher {
                 NonZeroUsize::new(cache_size.max(1)).expect("non-zero"),
             )),
             inflight: Mutex::new(HashMap::new()),
+            forbidden: Mutex::new(HashMap::new()),
             limiter: RateLimiter::new(qps, burst),
         }
     }
@@ -181,6 +193,16 @@ impl Enricher {
         let Some(resource) = self.resolve(api_version, kind).await? else {
             return Ok(None);
         };
+        let rbac_key = format!("{}/{}", resource.api.group, resource.api.plural);
+        let refused_at = self
+            .forbidden
+            .lock()
+            .expect("enrich forbidden lock")
+            .get(&rbac_key)
+            .copied();
+        if refused_at.is_some_and(|at| at.elapsed() < FORBIDDEN_RETRY) {
+            return Err(EnrichError::Forbidden { resource: rbac_key });
+        }
         self.metrics.enrich_cache_misses.inc();
         self.limiter.acquire().await;
         let api: Api<DynamicObject> = if resource.namespaced && !namespace.is_empty() {
@@ -202,6 +224,23 @@ impl Enricher {
                 deleted: true,
                 ..ObjectInfo::default()
             },
+            Err(kube::Error::Api(status)) if status.code == 403 => {
+                // Lookups already in flight get the same 403; warn once per FORBIDDEN_RETRY.
+                let previous = self
+                    .forbidden
+                    .lock()
+                    .expect("enrich forbidden lock")
+                    .insert(rbac_key.clone(), Instant::now());
+                if previous.is_none_or(|at| at.elapsed() >= FORBIDDEN_RETRY) {
+                    tracing::warn!(
+                        group = %resource.api.group,
+                        resource = %resource.api.plural,
+                        message = %status.message,
+                        "involved-object lookups are forbidden; exporting these events without labels, annotations and owners. Grant get on this resource in the exporter's ClusterRole (see deploy/base/rbac.yaml)"
+                    );
+                }
+                return Err(EnrichError::Forbidden { resource: rbac_key });
+            }
             Err(source) => {
                 return Err(EnrichError::Get {
                     kind: kind.to_string(),

@@ -165,3 +165,84 @@ async fn metrics_and_health_endpoints_answer() {
     stop.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// RBAC without `get` on a kind (a custom resource, say): its events are all exported, without
+/// metadata, and the exporter stops spending GETs on a certain 403 after the first one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forbidden_lookups_export_without_metadata_and_are_not_repeated() {
+    init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    sim.forbid("apps", "deployments");
+    sim.put_object(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}}}))
+        .unwrap();
+    sim.put_object(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-1", "namespace": "shop", "labels": {"app": "web"}}}))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "kubeQPS: 1000\nleaderElection: {enabled: false}",
+        common::ROUTE_ALL,
+        &["all"],
+    );
+    let run = Running::start(&cfg, &sim.url(), Start::Cold, dir.path()).await;
+    common::until_watching(&sim).await;
+    let mut want = Vec::new();
+    let mut pods = Vec::new();
+    for i in 0..160 {
+        // Distinct Deployment names, so neither the object cache nor joined lookups hide GETs.
+        let (kind, api, name) = if i % 4 == 0 {
+            ("Pod", "v1", "web-1".to_string())
+        } else {
+            ("Deployment", "apps/v1", format!("web-{i}"))
+        };
+        let e = sim
+            .create_event("shop", json!({"metadata": {"generateName": "e-"},
+                "involvedObject": {"apiVersion": api, "kind": kind, "name": name, "namespace": "shop"},
+                "reason": "R", "count": 1}))
+            .unwrap();
+        let key = format!("{}:1", e["metadata"]["uid"].as_str().unwrap());
+        if kind == "Pod" {
+            pods.push(key.clone());
+        }
+        want.push(key);
+    }
+    let metrics = run.metrics.clone();
+    let text_path = dir.path().join("all.ndjson");
+    let (d, _) = run.finish("all", &want, Duration::from_secs(20)).await;
+    assert!(d.is_exact(), "{}", d.summary());
+
+    let gets = sim
+        .request_counts()
+        .get(&("get".to_string(), "deployments".to_string()))
+        .copied()
+        .unwrap_or(0);
+    // 120 Deployment events; up to 16 lookups run at once (the pipeline's enrichment
+    // concurrency), so those may be in flight when the first 403 comes back, but no more.
+    assert!(
+        (1..=16).contains(&gets),
+        "{gets} GETs of deployments for 120 events after a 403"
+    );
+    let enrich_errors: f64 = metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("kube_event_exporter_enrich_errors") && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(enrich_errors, 120.0, "every Deployment event counted once");
+    let text = std::fs::read_to_string(text_path).unwrap();
+    for line in text.lines() {
+        let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = format!("{}:1", doc["metadata"]["uid"].as_str().unwrap());
+        let labels = &doc["involvedObject"]["labels"];
+        if pods.contains(&key) {
+            assert_eq!(labels, &json!({"app": "web"}), "pods are still enriched");
+        } else {
+            assert!(
+                labels.is_null() || labels == &json!({}),
+                "forbidden kind exported without labels: {labels}"
+            );
+        }
+    }
+}

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::Shared;
+use crate::faults::Access;
 use crate::resources::{self, ResourceType};
 use crate::store::ApiError;
 use crate::watch::{self, WatchRequest};
@@ -40,6 +41,26 @@ fn value_response(code: u16, v: &Value) -> Response {
 
 fn error(e: ApiError) -> Response {
     value_response(e.code, &e.status())
+}
+
+/// The 403 a real API server answers when RBAC has no rule for the request.
+fn forbidden(verb: &str, t: &Target) -> ApiError {
+    let what = match &t.name {
+        Some(n) => format!("{} \"{n}\"", t.rt.plural),
+        None => t.rt.plural.to_string(),
+    };
+    let scope = match &t.namespace {
+        Some(ns) => format!(" in the namespace \"{ns}\""),
+        None => " at the cluster scope".to_string(),
+    };
+    ApiError::new(
+        403,
+        "Forbidden",
+        format!(
+            "{what} is forbidden: User \"system:serviceaccount:kube-event-exporter:kube-event-exporter\" cannot {verb} resource \"{}\" in API group \"{}\"{scope}",
+            t.rt.plural, t.rt.group
+        ),
+    )
 }
 
 /// What a request path names.
@@ -189,6 +210,20 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         _ => ("get", "discovery"),
     };
     shared.faults.count(verb, resource);
+    shared.faults.record(match &route {
+        Route::Object(t) => Access::Resource {
+            verb: verb.to_string(),
+            group: t.rt.group.to_string(),
+            resource: t.rt.plural.to_string(),
+            namespace: t.namespace.clone(),
+        },
+        _ => Access::NonResource { path: path.clone() },
+    });
+    if let Route::Object(t) = &route
+        && shared.faults.is_forbidden(t.rt.group, t.rt.plural)
+    {
+        return error(forbidden(verb, t));
+    }
     if let Some(code) = shared.faults.take_failure() {
         let e = match code {
             429 => ApiError::new(

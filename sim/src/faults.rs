@@ -1,6 +1,6 @@
 //! Fault injection and request accounting, shared by the HTTP layer and the admin controls.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,6 +17,24 @@ struct FaultState {
     stale_empty_200: bool,
     partitioned: Option<String>,
     counts: BTreeMap<(String, String), u64>,
+    accesses: BTreeSet<Access>,
+    forbidden: BTreeSet<(String, String)>,
+}
+
+/// One kind of request the API server served, in the terms RBAC authorises: what an audit log
+/// would show and what a Role or ClusterRole must allow.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    Resource {
+        verb: String,
+        group: String,
+        resource: String,
+        /// None for cluster-scoped resources and for requests across all namespaces.
+        namespace: Option<String>,
+    },
+    /// `/api`, `/apis/...`, `/version`: discovery, allowed to every authenticated user by the
+    /// default `system:discovery` ClusterRole.
+    NonResource { path: String },
 }
 
 impl Faults {
@@ -72,5 +90,34 @@ impl Faults {
 
     pub fn counts(&self) -> BTreeMap<(String, String), u64> {
         self.inner.lock().expect("faults lock").counts.clone()
+    }
+
+    pub fn record(&self, access: Access) {
+        self.inner
+            .lock()
+            .expect("faults lock")
+            .accesses
+            .insert(access);
+    }
+
+    pub fn accesses(&self) -> BTreeSet<Access> {
+        self.inner.lock().expect("faults lock").accesses.clone()
+    }
+
+    /// Every request on `group`/`resource` is refused with 403, as RBAC would without a rule.
+    pub fn forbid(&self, group: &str, resource: &str) {
+        self.inner
+            .lock()
+            .expect("faults lock")
+            .forbidden
+            .insert((group.to_string(), resource.to_string()));
+    }
+
+    pub fn is_forbidden(&self, group: &str, resource: &str) -> bool {
+        self.inner
+            .lock()
+            .expect("faults lock")
+            .forbidden
+            .contains(&(group.to_string(), resource.to_string()))
     }
 }

@@ -23,6 +23,7 @@ use anyhow::Context;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+pub use faults::Access;
 pub use generator::{Generator, GeneratorConfig};
 use store::{ApiError, Store};
 
@@ -339,6 +340,17 @@ impl SimHandle {
     /// Requests served, by (verb, resource), e.g. `("watch", "events")`, `("update", "leases")`.
     pub fn request_counts(&self) -> BTreeMap<(String, String), u64> {
         self.shared.faults.counts()
+    }
+
+    /// Every distinct kind of request served so far (verb, group, resource, namespace), for
+    /// checking RBAC rules against what a client really calls.
+    pub fn accesses(&self) -> std::collections::BTreeSet<Access> {
+        self.shared.faults.accesses()
+    }
+
+    /// Answers every request on `group`/`resource` with 403 Forbidden, as RBAC does without a rule.
+    pub fn forbid(&self, group: &str, resource: &str) {
+        self.shared.faults.forbid(group, resource);
     }
 
     /// Starts a generator (stopping any previous one); its keys are read with `generated`.
