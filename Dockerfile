@@ -1,0 +1,24 @@
+# syntax=docker/dockerfile:1
+# The exporter alone: built without the `demo` feature (no simulator, no demo command), run as
+# UID 65532 from a distroless image (no shell, no package manager), on a read-only root filesystem.
+#
+#   docker build --build-arg KEE_GIT_REVISION=$(git rev-parse --short=12 HEAD) -t kube-event-exporter .
+#
+# .ci/run runs the same `cargo build` line (there is no Docker engine in CI).
+
+FROM docker.io/library/rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+# Shown by --version and the build_info metric (.git is not sent to the build context).
+ARG KEE_GIT_REVISION=unknown
+ENV KEE_GIT_REVISION=${KEE_GIT_REVISION}
+RUN cargo build --release --locked --no-default-features --bin kube-event-exporter
+
+# glibc from the same Debian release as the build stage; nothing else.
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /src/target/release/kube-event-exporter /kube-event-exporter
+USER 65532:65532
+EXPOSE 2112
+ENTRYPOINT ["/kube-event-exporter"]
+# The same flags as deploy/base/deployment.yaml (tests/rbac.rs runs the exporter with them).
+CMD ["run", "--config", "/etc/kube-event-exporter/config.yaml", "--metrics-address", "0.0.0.0:2112"]
