@@ -138,10 +138,7 @@ async fn every_api_call_is_allowed_by_the_shipped_rbac() {
     let metrics_arg = args.iter().position(|a| a == "--metrics-address").unwrap() + 1;
     let start = |name: &str| {
         let mut args = args.clone();
-        args[config_arg] = root()
-            .join("deploy/base/config.yaml")
-            .display()
-            .to_string();
+        args[config_arg] = root().join("deploy/base/config.yaml").display().to_string();
         args[metrics_arg] = "127.0.0.1:0".into();
         let out = dir.path().join(format!("{name}.ndjson"));
         let child = Command::new(env!("CARGO_BIN_EXE_kube-event-exporter"))
