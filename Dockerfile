@@ -12,11 +12,11 @@ COPY . .
 # Shown by --version and the build_info metric (.git is not sent to the build context).
 ARG KEE_GIT_REVISION=unknown
 ENV KEE_GIT_REVISION=${KEE_GIT_REVISION}
-RUN cargo build --release --locked --no-default-features --bin kube-event-exporter
+RUN cargo build --profile dist --locked --no-default-features --bin kube-event-exporter
 
 # glibc from the same Debian release as the build stage; nothing else.
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/kube-event-exporter /kube-event-exporter
+COPY --from=build /src/target/dist/kube-event-exporter /kube-event-exporter
 USER 65532:65532
 EXPOSE 2112
 ENTRYPOINT ["/kube-event-exporter"]
