@@ -75,6 +75,42 @@ const UNSUPPORTED_KINDS: &[&str] = &[
     "inMemory",
 ];
 const DELIVERY_KEYS: &[&str] = &["queue", "dropWhenFull", "timeout", "retry", "batch"];
+const RETRY_KEYS: &[&str] = &["initialBackoff", "maxBackoff", "maxAttempts"];
+const BATCH_KEYS: &[&str] = &["maxEvents", "maxWait"];
+const STDOUT_KEYS: &[&str] = &["deDot", "layout"];
+const FILE_KEYS: &[&str] = &["path", "layout", "maxsize", "maxage", "maxbackups", "deDot"];
+const WEBHOOK_KEYS: &[&str] = &["endpoint", "headers", "layout", "tls"];
+const TLS_KEYS: &[&str] = &[
+    "insecureSkipVerify",
+    "serverName",
+    "caFile",
+    "certFile",
+    "keyFile",
+];
+
+/// Every key the loader accepts, as documented in docs/configuration.md: `leaderElection.leaseName`,
+/// `rule.reason` (an item of `drop`/`match`), `receivers[].webhook.tls.caFile`, … Built from the
+/// same lists the loader checks against, so the reference cannot drift from the code.
+pub fn key_paths() -> Vec<String> {
+    let under = |prefix: &str, keys: &[&str]| -> Vec<String> {
+        keys.iter().map(|k| format!("{prefix}{k}")).collect()
+    };
+    let mut out = under("", TOP_KEYS);
+    out.extend(under("leaderElection.", LEADER_KEYS));
+    out.extend(under("route.", ROUTE_KEYS));
+    out.extend(under("rule.", RULE_KEYS));
+    out.extend(under("receivers[].", &["name"]));
+    out.extend(under("receivers[].", DELIVERY_KEYS));
+    out.extend(under("receivers[].retry.", RETRY_KEYS));
+    out.extend(under("receivers[].batch.", BATCH_KEYS));
+    out.extend(under("receivers[].", SUPPORTED_KINDS));
+    out.extend(under("receivers[].stdout.", STDOUT_KEYS));
+    out.extend(under("receivers[].file.", FILE_KEYS));
+    out.extend(under("receivers[].webhook.", WEBHOOK_KEYS));
+    out.extend(under("receivers[].webhook.tls.", TLS_KEYS));
+    out.extend(under("receivers[].", UNSUPPORTED_KINDS));
+    out
+}
 
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -496,18 +532,14 @@ fn sink(ctx: &mut Ctx, r: &Fields, kind: &str) -> Option<SinkConfig> {
     let before = ctx.errors.len();
     let sink = match kind {
         "stdout" => {
-            let f = ctx.map(n, &path, &["deDot", "layout"])?;
+            let f = ctx.map(n, &path, STDOUT_KEYS)?;
             SinkConfig::Stdout(StdoutConfig {
                 de_dot: ctx.bool(&f, "deDot").unwrap_or(false),
                 layout: layout(ctx, &f),
             })
         }
         "file" => {
-            let f = ctx.map(
-                n,
-                &path,
-                &["path", "layout", "maxsize", "maxage", "maxbackups", "deDot"],
-            )?;
+            let f = ctx.map(n, &path, FILE_KEYS)?;
             let file = ctx.opt_string(&f, "path");
             if file.is_none() {
                 ctx.error(&f.path("path"), f.line, "is required");
@@ -525,7 +557,7 @@ fn sink(ctx: &mut Ctx, r: &Fields, kind: &str) -> Option<SinkConfig> {
             })
         }
         _ => {
-            let f = ctx.map(n, &path, &["endpoint", "headers", "layout", "tls"])?;
+            let f = ctx.map(n, &path, WEBHOOK_KEYS)?;
             let endpoint = ctx.opt_string(&f, "endpoint");
             match &endpoint {
                 None => ctx.error(&f.path("endpoint"), f.line, "is required"),
@@ -588,17 +620,7 @@ fn tls(ctx: &mut Ctx, f: &Fields) -> TlsConfig {
     let Some(n) = f.get("tls") else {
         return TlsConfig::default();
     };
-    let Some(t) = ctx.map(
-        n,
-        &f.path("tls"),
-        &[
-            "insecureSkipVerify",
-            "serverName",
-            "caFile",
-            "certFile",
-            "keyFile",
-        ],
-    ) else {
+    let Some(t) = ctx.map(n, &f.path("tls"), TLS_KEYS) else {
         return TlsConfig::default();
     };
     let cfg = TlsConfig {
@@ -681,16 +703,12 @@ fn leaf_line(mut n: &Node, path: &str) -> Option<u64> {
 
 fn delivery(ctx: &mut Ctx, f: &Fields, sink: Option<&SinkConfig>) -> DeliveryConfig {
     let webhook = matches!(sink, Some(SinkConfig::Webhook(_))) || f.has("webhook");
-    let retry = f.get("retry").and_then(|n| {
-        ctx.map(
-            n,
-            &f.path("retry"),
-            &["initialBackoff", "maxBackoff", "maxAttempts"],
-        )
-    });
+    let retry = f
+        .get("retry")
+        .and_then(|n| ctx.map(n, &f.path("retry"), RETRY_KEYS));
     let batch = f
         .get("batch")
-        .and_then(|n| ctx.map(n, &f.path("batch"), &["maxEvents", "maxWait"]));
+        .and_then(|n| ctx.map(n, &f.path("batch"), BATCH_KEYS));
     let retry = match retry {
         Some(r) => {
             let initial = ctx

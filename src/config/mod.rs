@@ -222,4 +222,4 @@ mod summary;
 mod tests;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{load, parse};
+pub use load::{key_paths, load, parse};
