@@ -18,7 +18,7 @@ RUN cargo build --profile dist --locked --no-default-features --bin kube-event-e
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/dist/kube-event-exporter /kube-event-exporter
 USER 65532:65532
-# mimalloc commits its arenas on demand rather than eagerly: same CPU, about 40% less peak RSS in
+# mimalloc commits its arenas on demand rather than eagerly: same CPU, less peak RSS in
 # the benchmark (README "Performance"). It reads this at process start, before main.
 ENV MIMALLOC_ARENA_EAGER_COMMIT=0
 EXPOSE 2112

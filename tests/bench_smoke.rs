@@ -15,6 +15,7 @@ async fn reduced_benchmark_exports_exactly_what_was_generated_in_every_phase() {
         sustained_events: 3000,
         idle: Duration::from_secs(3),
         work_dir: dir.path().to_path_buf(),
+        baseline_exe: None,
     };
     let report = run(&opts, |m| eprintln!("bench: {m}")).await.unwrap();
     eprintln!("{}{}", report.table(), report.last_line());

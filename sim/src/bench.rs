@@ -3,7 +3,8 @@
 //!
 //! Phases: cold start (N events already in the API, file receiver), sustained watch (M occurrences
 //! streamed from history as fast as the exporter reads them; file receiver, then a batching webhook),
-//! the baseline (the same watch request, only decoding each frame into `k8s_openapi` `Event`), and
+//! two baselines (the same watch request, only decoding each frame: into `k8s_openapi` `Event`,
+//! and into the occurrence key alone, the decode limit the ratio is measured against), and
 //! idle API cost (requests per minute while nothing happens). Every phase verifies exported ==
 //! generated: a fast wrong run is a failure.
 
@@ -30,6 +31,10 @@ pub struct BenchOptions {
     pub sustained_events: usize,
     pub idle: Duration,
     pub work_dir: PathBuf,
+    /// Runs the baseline client in its own process (`exporter-bench --baseline-client …`), as
+    /// the exporter runs in its own: then both compete with kube-sim the same way and the
+    /// baseline's CPU is measured. None: in this process (quick runs, the test suite).
+    pub baseline_exe: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -111,7 +116,7 @@ impl Report {
         format!(
             "bench: throughput {:.0} ev/s, baseline {:.0} ev/s, ratio {:.2}, peak RSS {:.1} MiB, cold {}k {:.2} s, idle API {:.1} req/min",
             f("sustained-file"),
-            f("baseline-decode"),
+            f("baseline-minimal"),
             self.ratio,
             rss,
             cold.map(|c| c.occurrences / 1000).unwrap_or(0),
@@ -181,14 +186,17 @@ struct KeySeries {
 }
 
 fn key_of(doc: &[u8]) -> Option<String> {
-    let k: KeyFields = serde_json::from_slice(doc).ok()?;
+    Some(key_fields(serde_json::from_slice(doc).ok()?))
+}
+
+fn key_fields(k: KeyFields) -> String {
     let n = k
         .series
         .and_then(|s| s.count)
         .unwrap_or(0)
         .max(k.count.unwrap_or(0))
         .max(1);
-    Some(format!("{}:{n}", k.metadata.uid))
+    format!("{}:{n}", k.metadata.uid)
 }
 
 /// Lost and duplicated, comparing key lists.
@@ -334,6 +342,120 @@ fn phase(
         lost,
         duplicated,
     }
+}
+
+/// How a baseline client decodes each watch frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Decode {
+    /// Into `k8s_openapi`'s full `Event`, from kube-rs's line stream: what a straightforward
+    /// client does.
+    Event,
+    /// Only the occurrence key (uid, count, series.count), from raw bytes: the least any exporter
+    /// must do per frame, i.e. the decode limit.
+    Key,
+}
+
+impl Decode {
+    fn phase_name(self) -> &'static str {
+        match self {
+            Decode::Event => "baseline-decode",
+            Decode::Key => "baseline-minimal",
+        }
+    }
+
+    fn flag(self) -> &'static str {
+        match self {
+            Decode::Event => "event",
+            Decode::Key => "key",
+        }
+    }
+}
+
+/// What the baseline client process reports: its keys, time, and its own CPU and peak RSS.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BaselineRun {
+    pub seconds: f64,
+    pub cpu_seconds: Option<f64>,
+    pub peak_rss_mib: Option<f64>,
+    pub keys: Vec<String>,
+}
+
+/// The baseline as a process of its own: watches from `rv`, decodes `count` frames, and writes a
+/// `BaselineRun` as JSON to `out`.
+pub async fn baseline_client(
+    url: &str,
+    rv: u64,
+    count: usize,
+    decode: Decode,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let started = Instant::now();
+    let keys = baseline_watch(url, rv, count, decode).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (peak_rss_mib, cpu_seconds) = proc_stats(std::process::id());
+    let run = BaselineRun {
+        seconds,
+        cpu_seconds,
+        peak_rss_mib,
+        keys,
+    };
+    std::fs::write(out, serde_json::to_vec(&run)?)?;
+    Ok(())
+}
+
+/// The minimal client: one watch request from `rv`, each frame decoded as `decode` says and
+/// nothing else; returns the occurrence keys of the first `count` frames.
+async fn baseline_watch(
+    url: &str,
+    rv: u64,
+    count: usize,
+    decode: Decode,
+) -> anyhow::Result<Vec<String>> {
+    let mut cfg = kube::Config::new(url.parse()?);
+    cfg.default_retry = false;
+    let client = kube::Client::try_from(cfg)?;
+    let req = kube::core::Request::new("/api/v1/events")
+        .watch(
+            &kube::api::WatchParams::default().timeout(290),
+            &rv.to_string(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut body = client.request_stream(req).await?;
+    let mut keys = Vec::with_capacity(count);
+    match decode {
+        Decode::Event => {
+            #[derive(Deserialize)]
+            struct Frame {
+                object: k8s_openapi::api::core::v1::Event,
+            }
+            let mut lines = body.lines();
+            while keys.len() < count {
+                let Some(line) = lines.next().await else {
+                    bail!("baseline watch ended after {} frames", keys.len())
+                };
+                let f: Frame = serde_json::from_str(&line?)?;
+                let n = f.object.count.unwrap_or(1).max(1);
+                keys.push(format!("{}:{n}", f.object.metadata.uid.unwrap_or_default()));
+            }
+        }
+        Decode::Key => {
+            #[derive(Deserialize)]
+            struct Frame {
+                object: KeyFields,
+            }
+            let mut line = Vec::with_capacity(4096);
+            while keys.len() < count {
+                line.clear();
+                if body.read_until(b'\n', &mut line).await? == 0 {
+                    bail!("baseline watch ended after {} frames", keys.len())
+                }
+                let f: Frame = serde_json::from_slice(&line)?;
+                keys.push(key_fields(f.object));
+            }
+        }
+    }
+    Ok(keys)
 }
 
 pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result<Report> {
@@ -507,43 +629,45 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
         compare(&generated, &webhook_keys),
     ));
 
-    // 3. Baseline: the same watch, only decoding each frame into the Event type.
-    progress("baseline: decode-only client");
-    let mut cfg = kube::Config::new(sim.url().parse()?);
-    cfg.default_retry = false;
-    let client = kube::Client::try_from(cfg)?;
-    let req = kube::core::Request::new("/api/v1/events")
-        .watch(
-            &kube::api::WatchParams::default().timeout(290),
-            &rv0.to_string(),
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let started = Instant::now();
-    let body = client.request_stream(req).await?;
-    let mut lines = body.lines();
-    let mut frames = 0usize;
-    let mut keys = Vec::with_capacity(generated.len());
-    #[derive(Deserialize)]
-    struct Frame {
-        object: k8s_openapi::api::core::v1::Event,
-    }
-    while frames < generated.len() {
-        let Some(line) = lines.next().await else {
-            bail!("baseline watch ended after {frames} frames")
+    // 3. Baselines: the same watch, only decoding each frame, into the full Event type and into
+    // the occurrence key alone (the limit).
+    for decode in [Decode::Event, Decode::Key] {
+        progress(&format!("baseline: decode-only client ({})", decode.flag()));
+        let (took, stats, keys) = match &opts.baseline_exe {
+            Some(exe) => {
+                let out = dir.join("baseline.json");
+                let status = Command::new(exe)
+                    .arg("--baseline-client")
+                    .arg(sim.url())
+                    .args(["--baseline-rv", &rv0.to_string()])
+                    .args(["--baseline-count", &generated.len().to_string()])
+                    .args(["--baseline-decode", decode.flag()])
+                    .arg("--baseline-out")
+                    .arg(&out)
+                    .status()
+                    .with_context(|| format!("starting {}", exe.display()))?;
+                anyhow::ensure!(status.success(), "baseline client failed: {status}");
+                let r: BaselineRun = serde_json::from_slice(&std::fs::read(&out)?)?;
+                (
+                    Duration::from_secs_f64(r.seconds),
+                    (r.peak_rss_mib, r.cpu_seconds),
+                    r.keys,
+                )
+            }
+            None => {
+                let started = Instant::now();
+                let keys = baseline_watch(&sim.url(), rv0, generated.len(), decode).await?;
+                (started.elapsed(), (None, None), keys)
+            }
         };
-        let f: Frame = serde_json::from_str(&line?)?;
-        let n = f.object.count.unwrap_or(1).max(1);
-        keys.push(format!("{}:{n}", f.object.metadata.uid.unwrap_or_default()));
-        frames += 1;
+        phases.push(phase(
+            decode.phase_name(),
+            keys.len(),
+            took,
+            stats,
+            compare(&generated, &keys),
+        ));
     }
-    let took = started.elapsed();
-    phases.push(phase(
-        "baseline-decode",
-        frames,
-        took,
-        (None, None),
-        compare(&generated, &keys),
-    ));
     sim.shutdown();
 
     let exporter_rate = phases
@@ -551,9 +675,10 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
         .find(|p| p.name == "sustained-file")
         .map(|p| p.per_second)
         .unwrap_or(0.0);
+    // The limit is the key-only decode: the least work per frame.
     let baseline_rate = phases
         .iter()
-        .find(|p| p.name == "baseline-decode")
+        .find(|p| p.name == "baseline-minimal")
         .map(|p| p.per_second)
         .unwrap_or(1.0);
     Ok(Report {

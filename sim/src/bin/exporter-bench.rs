@@ -4,6 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
+
+// The exporter's allocator: the baseline clients (this binary in another mode) are compared with
+// the exporter on equal terms. kube-sim, in this process too, gets it as well.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use kube_sim::bench::{BenchOptions, run};
 
@@ -28,11 +35,47 @@ struct Args {
     /// Write every figure as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Internal: run as the baseline client against this kube-sim URL (the benchmark starts
+    /// itself this way, so the baseline runs in its own process like the exporter).
+    #[arg(long, hide = true)]
+    baseline_client: Option<String>,
+    #[arg(long, hide = true, default_value_t = 0)]
+    baseline_rv: u64,
+    #[arg(long, hide = true, default_value_t = 0)]
+    baseline_count: usize,
+    #[arg(long, hide = true, value_enum, default_value = "key")]
+    baseline_decode: kube_sim::bench::Decode,
+    #[arg(long, hide = true)]
+    baseline_out: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(url) = &args.baseline_client {
+        let out = args
+            .baseline_out
+            .as_deref()
+            .context("--baseline-out is required with --baseline-client")?;
+        // One thread: a minimal client does not pay for waking a second one on every chunk
+        // (on a multi-thread runtime the baseline spent most of its time in futex wake-ups).
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(kube_sim::bench::baseline_client(
+                url,
+                args.baseline_rv,
+                args.baseline_count,
+                args.baseline_decode,
+                out,
+            ));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench(args))
+}
+
+async fn bench(args: Args) -> anyhow::Result<()> {
     let exporter = match args.exporter {
         Some(p) => p,
         None => std::env::current_exe()?.with_file_name("kube-event-exporter"),
@@ -49,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
         sustained_events: args.events,
         idle: Duration::from_secs(args.idle_seconds),
         work_dir: work.clone(),
+        baseline_exe: Some(std::env::current_exe()?),
     };
     let report = run(&opts, |m| eprintln!("bench: {m}")).await;
     let _ = std::fs::remove_dir_all(&work);
