@@ -224,12 +224,7 @@ async fn forbidden_lookups_export_without_metadata_and_are_not_repeated() {
         (1..=16).contains(&gets),
         "{gets} GETs of deployments for 120 events after a 403"
     );
-    let enrich_errors: f64 = metrics
-        .encode()
-        .lines()
-        .filter(|l| l.starts_with("kube_event_exporter_enrich_errors") && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let enrich_errors = common::metric(&metrics, "kube_event_exporter_enrich_errors");
     assert_eq!(enrich_errors, 120.0, "every Deployment event counted once");
     let text = std::fs::read_to_string(text_path).unwrap();
     for line in text.lines() {

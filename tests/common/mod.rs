@@ -122,12 +122,18 @@ impl Running {
     }
 
     pub fn metric(&self, name: &str) -> f64 {
-        let text = self.metrics.encode();
-        text.lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric(&self.metrics, name)
     }
+}
+
+/// The sum of every sample of the metrics whose names start with `name`.
+pub fn metric(metrics: &Metrics, name: &str) -> f64 {
+    metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Waits until an exporter's first list is done and its watch is open: occurrences generated from
