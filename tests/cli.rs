@@ -113,3 +113,28 @@ fn an_unwritable_receiver_directory_is_a_clear_start_error() {
         "{err}"
     );
 }
+
+#[test]
+fn text_logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"http://127.0.0.1:9\"}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\nusers:\n- name: u\n  user: {}\n").unwrap();
+    // Logs "starting" (info, with a level and fields that a terminal would colour), then fails.
+    std::fs::write(&path, "logFormat: text\nroute: {routes: [{match: [{receiver: f}]}]}\nreceivers:\n  - name: f\n    file: {path: /nonexistent-dir/events.log}\n").unwrap();
+    let out = exe()
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .args(["run", "--metrics-address", "127.0.0.1:0", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("starting"), "{err}");
+    assert!(
+        !err.contains('\x1b'),
+        "ANSI escape codes on a pipe:\n{err:?}"
+    );
+}
