@@ -15,6 +15,7 @@ struct FaultState {
     fail_status: u16,
     latency: Duration,
     stale_empty_200: bool,
+    watch_frame_limit: Option<u64>,
     partitioned: Option<String>,
     counts: BTreeMap<(String, String), u64>,
     accesses: BTreeSet<Access>,
@@ -60,6 +61,15 @@ impl Faults {
 
     pub fn latency(&self) -> Duration {
         self.inner.lock().expect("faults lock").latency
+    }
+
+    /// Every watch opened from now on ends after this many frames (a connection that breaks).
+    pub fn set_watch_frame_limit(&self, limit: Option<u64>) {
+        self.inner.lock().expect("faults lock").watch_frame_limit = limit;
+    }
+
+    pub fn watch_frame_limit(&self) -> Option<u64> {
+        self.inner.lock().expect("faults lock").watch_frame_limit
     }
 
     pub fn set_stale_empty_200(&self, on: bool) {

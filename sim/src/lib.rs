@@ -326,6 +326,12 @@ impl SimHandle {
 
     /// Watches from a compacted resourceVersion answer 200 with an empty body (kubernetes#104171)
     /// instead of the ERROR 410 frame.
+    /// Every watch opened from now on ends after `limit` frames, as if its connection broke
+    /// (None: no limit).
+    pub fn cut_watches_after(&self, limit: Option<u64>) {
+        self.shared.faults.set_watch_frame_limit(limit);
+    }
+
     pub fn set_stale_watch_empty_200(&self, on: bool) {
         self.shared.faults.set_stale_empty_200(on);
     }

@@ -100,8 +100,10 @@ fn meta_str<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
 impl Store {
     pub fn new(history_limit: usize, event_ttl: Option<Duration>) -> Self {
         Self {
+            // Like a fresh etcd behind an API server that already wrote its own objects: history
+            // is kept from the start until the first compaction (the history limit, or `compact`).
             rv: 100,
-            compacted: 100,
+            compacted: 0,
             objects: BTreeMap::new(),
             history: VecDeque::new(),
             history_limit: history_limit.max(1),

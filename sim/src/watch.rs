@@ -44,6 +44,8 @@ struct State {
     next_bookmark: Option<Instant>,
     changed: tokio::sync::watch::Receiver<u64>,
     dropped: tokio::sync::watch::Receiver<u64>,
+    /// Frames this stream may still send (a fault: the connection breaks after them).
+    frames_left: Option<u64>,
 }
 
 pub fn start(shared: Arc<Shared>, req: WatchRequest) -> Start {
@@ -84,7 +86,9 @@ pub fn start(shared: Arc<Shared>, req: WatchRequest) -> Start {
     };
     let bookmarks = req.bookmarks && (req.rt.plural != "events" || shared.cfg.event_bookmarks);
     let next_bookmark = bookmarks.then(|| Instant::now() + shared.cfg.bookmark_interval);
+    let frames_left = shared.faults.watch_frame_limit();
     let state = State {
+        frames_left,
         deadline: Instant::now() + req.timeout,
         shared,
         req,
@@ -99,7 +103,11 @@ pub fn start(shared: Arc<Shared>, req: WatchRequest) -> Start {
 
 async fn step(mut s: State) -> Option<(Result<Bytes, Infallible>, State)> {
     loop {
+        if s.frames_left == Some(0) {
+            return None;
+        }
         if let Some(frame) = s.pending.pop_front() {
+            s.frames_left = s.frames_left.map(|n| n - 1);
             return Some((Ok(frame), s));
         }
         // Mark the current version seen before reading, so a change after the read wakes us.

@@ -4,7 +4,8 @@
 //! re-delivering everything, and busy-loops on the empty 200 that real API servers give a stale
 //! events watch. Here:
 //! - a cold start lists page by page (never the whole list in memory) and exports what is younger
-//!   than `maxEventAgeSeconds`; a resumed start watches from the cursor;
+//!   than `maxEventAgeSeconds`, then replays the API's history for the earlier counts of what it
+//!   listed (see `replay`); a resumed start watches from the cursor;
 //! - the watch is resumed from the last resourceVersion seen, after timeouts and transport errors;
 //! - 410 Gone (HTTP or ERROR frame) and repeated immediately-empty watches (a stale resourceVersion)
 //!   relist, exporting only what this process has not seen;
@@ -13,6 +14,7 @@
 
 pub mod event;
 pub mod frames;
+pub mod replay;
 pub mod seen;
 
 use std::time::{Duration, Instant};
@@ -30,6 +32,7 @@ use crate::telemetry::{
 };
 use event::Event;
 use frames::{Frame, ListPage, decode_event, decode_frame};
+use replay::{ListScan, Replay, Step};
 use seen::Seen;
 
 #[derive(Debug, Clone)]
@@ -122,6 +125,8 @@ pub struct Source {
     last_rv: Option<String>,
     /// The last watch request was answered (its stream may have broken later).
     watch_connected: bool,
+    /// After a cold list: replaying history for the earlier counts of listed events.
+    replay: Option<Replay>,
 }
 
 impl Source {
@@ -139,6 +144,7 @@ impl Source {
             request: Request::new(path),
             last_rv: None,
             watch_connected: false,
+            replay: None,
         }
     }
 
@@ -183,6 +189,20 @@ impl Source {
             }
             match self.watch(&tx, &cancel).await? {
                 Ok(WatchEnd::Stop) => return Ok(()),
+                Ok(WatchEnd::Expired) if self.replay.is_some() => {
+                    if !self.abandon_replay("410 Gone", &tx, &cancel).await {
+                        return Ok(());
+                    }
+                }
+                Ok(WatchEnd::Closed { frames: 0, elapsed })
+                    if self.replay.is_some() && elapsed < Duration::from_secs(1) =>
+                {
+                    // A healthy replay carries at least the listed events' own writes: an empty
+                    // answer is a stale resourceVersion (kubernetes#104171).
+                    if !self.abandon_replay("empty watch", &tx, &cancel).await {
+                        return Ok(());
+                    }
+                }
                 Ok(WatchEnd::Expired) => {
                     // The history after our resourceVersion is gone: the relist recovers every event
                     // still in the API, but one deleted meanwhile, or a count that moved more than once,
@@ -298,6 +318,7 @@ impl Source {
         let now = jiff::Timestamp::now();
         let (mut exported, mut items) = (0u64, 0u64);
         let started = Instant::now();
+        let mut scan = (kind == ListKind::Cold).then(|| ListScan::new(now, self.cfg.max_event_age));
         loop {
             // Later pages come from the first page's snapshot through the continue token (the API
             // server rejects a resourceVersion next to a continue token).
@@ -342,7 +363,11 @@ impl Source {
                         continue;
                     }
                 };
-                if self.keep_listed(kind, &event, now) {
+                let keep = self.keep_listed(kind, &event, now);
+                if let Some(scan) = scan.as_mut() {
+                    scan.record(&event, keep);
+                }
+                if keep {
                     exported += 1;
                     let item = Item::Occurrence {
                         event: Box::new(event),
@@ -371,18 +396,108 @@ impl Source {
             kind = ?kind, resource_version = %rv, items, exported,
             elapsed_ms = started.elapsed().as_millis() as u64, "listed events"
         );
+        if let Some(replay) = scan.and_then(|s| s.plan(&rv)) {
+            // The list's checkpoint waits for the replay (see `replay`).
+            tracing::info!(
+                from_resource_version = replay.from, list_resource_version = %rv,
+                listed_with_earlier_counts = replay.listed_behind(),
+                "cold start: replaying watch history for the earlier counts of listed events"
+            );
+            self.last_rv = Some(replay.from.to_string());
+            self.replay = Some(replay);
+            return Ok(Ok(true));
+        }
         self.last_rv = Some(rv.clone());
-        let ok = self
-            .emit(
-                tx,
-                Item::Checkpoint(Position {
-                    resource_version: rv,
-                    event_time: None,
-                }),
-                cancel,
-            )
-            .await;
+        let ok = self.emit(tx, list_checkpoint(rv), cancel).await;
         Ok(Ok(ok))
+    }
+
+    /// The replay's history is gone (410, stale): watch from the list's resourceVersion instead.
+    /// False if the receiving side is gone.
+    async fn abandon_replay(
+        &mut self,
+        why: &str,
+        tx: &mpsc::Sender<Item>,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let Some(mut replay) = self.replay.take() else {
+            return true;
+        };
+        let list_rv = replay.list_rv.to_string();
+        tracing::warn!(
+            why, from_resource_version = replay.from, list_resource_version = %list_rv,
+            listed_with_earlier_counts = replay.listed_behind(), exported_earlier = replay.exported,
+            "cold start: watch history before the list is gone; earlier counts of listed events may not be exported; watching from the list"
+        );
+        self.last_rv = Some(list_rv.clone());
+        !replay.abandon() || self.emit(tx, list_checkpoint(list_rv), cancel).await
+    }
+
+    /// One frame while replaying: Ok(true) handled here; Ok(false) past the replay, handle as live;
+    /// Err(()) the receiving side is gone.
+    async fn replay_frame(
+        &mut self,
+        frame: &mut Option<Frame>,
+        tx: &mpsc::Sender<Item>,
+        cancel: &CancellationToken,
+    ) -> Result<bool, ()> {
+        let Some(replay) = self.replay.as_mut() else {
+            return Ok(false);
+        };
+        let (rv, event) = match frame.as_ref() {
+            Some(Frame::Added(e) | Frame::Modified(e)) => (e.resource_version(), Some(&**e)),
+            Some(Frame::Deleted(e)) => (e.resource_version(), None),
+            Some(Frame::Bookmark(rv)) => (rv.as_str(), None),
+            Some(Frame::Error(_)) | None => return Ok(false),
+        };
+        let rv = rv.to_string();
+        let step = replay.step(&rv, event);
+        let list_rv = replay.list_rv.to_string();
+        let done = |r: &Replay| {
+            tracing::info!(
+                list_resource_version = %list_rv, listed_with_earlier_counts = r.listed_behind(),
+                exported_earlier = r.exported, "cold start: replay complete"
+            )
+        };
+        match step {
+            Step::Past { checkpoint } => {
+                done(replay);
+                self.replay = None;
+                if checkpoint && !self.emit(tx, list_checkpoint(list_rv), cancel).await {
+                    return Err(());
+                }
+                Ok(false)
+            }
+            Step::Inside { export, checkpoint } => {
+                if checkpoint {
+                    done(replay);
+                }
+                self.received(match frame.as_ref() {
+                    Some(Frame::Added(_)) => "ADDED",
+                    Some(Frame::Modified(_)) => "MODIFIED",
+                    Some(Frame::Deleted(_)) => "DELETED",
+                    _ => "BOOKMARK",
+                });
+                self.last_rv = Some(rv);
+                match frame.take() {
+                    Some(Frame::Added(event) | Frame::Modified(event)) if export => {
+                        let item = Item::Occurrence {
+                            event,
+                            position: None,
+                        };
+                        if !self.emit(tx, item, cancel).await {
+                            return Err(());
+                        }
+                    }
+                    Some(Frame::Added(_) | Frame::Modified(_)) => self.filtered("already_exported"),
+                    _ => {}
+                }
+                if checkpoint && !self.emit(tx, list_checkpoint(list_rv), cancel).await {
+                    return Err(());
+                }
+                Ok(true)
+            }
+        }
     }
 
     /// Whether a listed event is exported; records it as seen either way.
@@ -500,6 +615,13 @@ impl Source {
                     continue;
                 }
             };
+            let mut frame = Some(frame);
+            match self.replay_frame(&mut frame, tx, cancel).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(()) => return Ok(Ok(WatchEnd::Stop)),
+            }
+            let Some(frame) = frame else { continue };
             let item = match frame {
                 Frame::Error(status) => {
                     self.metrics
@@ -583,6 +705,14 @@ impl Source {
             Item::Checkpoint(position)
         }
     }
+}
+
+/// "Everything up to the list's resourceVersion is accounted for."
+fn list_checkpoint(resource_version: String) -> Item {
+    Item::Checkpoint(Position {
+        resource_version,
+        event_time: None,
+    })
 }
 
 /// `a <= b` for resourceVersions, compared as integers (KEP-5504: comparable within a resource;

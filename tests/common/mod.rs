@@ -99,6 +99,26 @@ impl Running {
         keys_in_file(&self.dir.join(format!("{receiver}.ndjson")))
     }
 
+    /// Waits until `receiver` has every key of `want`; panics after `limit` with what is missing.
+    pub async fn wait_for_keys(&self, receiver: &str, want: &[String], limit: Duration) {
+        let want: std::collections::BTreeSet<&String> = want.iter().collect();
+        let deadline = Instant::now() + limit;
+        loop {
+            let have = self.keys(receiver);
+            let have: std::collections::BTreeSet<&String> = have.iter().collect();
+            let missing: Vec<&&String> = want.difference(&have).take(5).collect();
+            if missing.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "after {limit:?}, {receiver} still lacks {} keys, e.g. {missing:?}",
+                want.difference(&have).count()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until `receiver` has every key of `want` (or the limit passes), then drains and stops.
     pub async fn finish(
         self,
