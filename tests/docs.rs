@@ -42,7 +42,7 @@ fn configuration_reference_lists_exactly_the_schema_keys() {
 
 #[test]
 fn metrics_reference_lists_exactly_the_registered_metrics() {
-    // Registration names, as written in the registry's constructor.
+    // Registration names, as written in the registry's constructor: every one must be exposed.
     let source = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("src/telemetry/metrics.rs"),
     )
@@ -53,27 +53,91 @@ fn metrics_reference_lists_exactly_the_registered_metrics() {
         .filter_map(|s| s.split('"').nth(1).map(str::to_string))
         .collect();
     assert!(registered.len() > 20, "found {registered:?}");
-    // Documented with the exposed suffixes; compare the base names.
-    let documented: BTreeSet<String> = first_column(&doc("metrics.md"))
-        .into_iter()
-        .map(|m| {
-            let m = m
-                .strip_prefix("kube_event_exporter_")
-                .unwrap_or_else(|| panic!("{m}: not under the default prefix"));
-            m.strip_suffix("_total")
-                .or_else(|| m.strip_suffix("_info"))
-                .unwrap_or(m)
+
+    // Every family as a Prometheus scrape sees it: exposed name and type (`# TYPE name type`).
+    // Labelled families are exposed once they have a sample.
+    use kube_event_exporter::telemetry::metrics::{CauseLabel, ReasonLabel, TypeLabel};
+    let metrics = kube_event_exporter::telemetry::Metrics::default();
+    let m = &metrics;
+    let r = kube_event_exporter::telemetry::Metrics::receiver("r");
+    m.events_received
+        .get_or_create(&TypeLabel {
+            r#type: "ADDED".into(),
+        })
+        .inc();
+    m.events_filtered
+        .get_or_create(&ReasonLabel {
+            reason: "too_old".into(),
+        })
+        .inc();
+    m.watch_restarts
+        .get_or_create(&CauseLabel {
+            cause: "closed".into(),
+        })
+        .inc();
+    for f in [
+        &m.routed,
+        &m.sink_sent,
+        &m.sink_failed,
+        &m.sink_retried,
+        &m.sink_dropped,
+    ] {
+        f.get_or_create(&r).inc();
+    }
+    m.queue_depth.get_or_create(&r).set(1);
+    m.send_seconds.get_or_create(&r).observe(0.1);
+    m.batch_size.get_or_create(&r).observe(1.0);
+    let exposed: BTreeSet<(String, String)> = metrics
+        .encode_prometheus()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(name, kind)| (name.to_string(), kind.to_string()))
+        .collect();
+    let exposed_names: BTreeSet<String> = exposed
+        .iter()
+        .map(|(n, _)| {
+            n.strip_prefix("kube_event_exporter_")
+                .unwrap_or_else(|| panic!("{n}: not under the default prefix"))
                 .to_string()
         })
         .collect();
-    assert_same("metrics", &documented, &registered);
-
-    // The suffixes in the docs are the ones exposed: render every unlabelled metric.
-    let text = kube_event_exporter::telemetry::Metrics::default().encode();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let name = line.split([' ', '{']).next().unwrap();
+    for r in &registered {
         assert!(
-            first_column(&doc("metrics.md")).contains(name),
+            exposed_names.contains(r) || exposed_names.contains(&format!("{r}_total")),
+            "{r} is registered but not exposed: {exposed_names:?}"
+        );
+    }
+
+    // The table: `| name | type | labels | meaning |`, both name and type as exposed.
+    let text = doc("metrics.md");
+    let documented: BTreeSet<(String, String)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| {
+            let mut cells = l.split('|').map(str::trim);
+            let name = cells.next()?.trim_end_matches('`').to_string();
+            let kind = cells.next()?.to_string();
+            Some((name, kind))
+        })
+        .collect();
+    let pairs = |s: &BTreeSet<(String, String)>| -> BTreeSet<String> {
+        s.iter().map(|(n, k)| format!("{n} ({k})")).collect()
+    };
+    assert_same("metrics", &pairs(&documented), &pairs(&exposed));
+
+    // OpenMetrics scrapes see the same samples: every sample name is documented (histograms as
+    // their family, with the `_bucket`, `_sum` and `_count` series).
+    let names: BTreeSet<String> = documented.into_iter().map(|(n, _)| n).collect();
+    for line in metrics.encode().lines().filter(|l| !l.starts_with('#')) {
+        let name = line.split([' ', '{']).next().unwrap();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .filter_map(|s| name.strip_suffix(s))
+            .find(|f| names.contains(*f))
+            .unwrap_or(name);
+        assert!(
+            names.contains(family),
             "{name} is exposed as such but documented under another name"
         );
     }

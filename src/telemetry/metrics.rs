@@ -10,7 +10,6 @@ use prometheus_client::{
         family::Family,
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
-        info::Info,
     },
     registry::Registry,
 };
@@ -34,6 +33,12 @@ pub struct ReasonLabel {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CauseLabel {
     pub cause: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    revision: String,
 }
 
 type Counters<L> = Family<L, Counter>;
@@ -221,13 +226,19 @@ impl Metrics {
             "Involved-object lookups that failed (event exported without metadata)",
             m.enrich_errors.clone(),
         );
+        // The usual `*_build_info` gauge (always 1) rather than an OpenMetrics `info` metric, which
+        // the Prometheus text format and promtool do not know.
+        let build_info: Family<BuildLabels, Gauge> = Family::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                revision: env!("KEE_GIT_REVISION").to_string(),
+            })
+            .set(1);
         reg.register(
-            "build",
-            "Build information",
-            Info::new(vec![
-                ("version", env!("CARGO_PKG_VERSION").to_string()),
-                ("revision", env!("KEE_GIT_REVISION").to_string()),
-            ]),
+            "build_info",
+            "Build information: version and git revision (always 1)",
+            build_info,
         );
         Self {
             registry: Arc::new(reg),
@@ -241,11 +252,201 @@ impl Metrics {
         }
     }
 
-    /// Prometheus/OpenMetrics text of every metric.
+    /// OpenMetrics text of every metric (ends with `# EOF`).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("encoding into a String cannot fail");
         out
+    }
+
+    /// The Prometheus text format (version 0.0.4) of every metric, for scrapers that ask for it
+    /// (and `promtool check metrics`).
+    pub fn encode_prometheus(&self) -> String {
+        openmetrics_to_prometheus(&self.encode())
+    }
+}
+
+/// Rewrites prometheus-client's OpenMetrics text as Prometheus text 0.0.4. The two differ, for
+/// what we expose, in three ways: a counter family is named without `_total` in OpenMetrics and
+/// with it (as its samples) in Prometheus text; `# UNIT` and `# EOF` do not exist in Prometheus
+/// text; and samples may carry exemplars (` # {…} value`), which it cannot express. OpenMetrics
+/// types without a Prometheus equivalent become `untyped`.
+fn openmetrics_to_prometheus(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    // A `# HELP` line waits for its `# TYPE` line, which decides the family's name.
+    let mut help: Option<(&str, &str)> = None;
+    let flush = |out: &mut String, help: &mut Option<(&str, &str)>| {
+        if let Some((name, text)) = help.take() {
+            out.push_str(&format!("# HELP {name} {text}\n"));
+        }
+    };
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            flush(&mut out, &mut help);
+            help = Some(rest.split_once(' ').unwrap_or((rest, "")));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (family, kind) = rest.split_once(' ').unwrap_or((rest, "unknown"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{family}_total"), "counter"),
+                "gauge" | "histogram" | "summary" => (family.to_string(), kind),
+                _ => (family.to_string(), "untyped"),
+            };
+            if let Some((h, text)) = help
+                && h == family
+            {
+                out.push_str(&format!("# HELP {name} {text}\n"));
+                help = None;
+            }
+            flush(&mut out, &mut help);
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+        } else if line.starts_with('#') {
+            // `# UNIT`, `# EOF`.
+            flush(&mut out, &mut help);
+        } else if !line.is_empty() {
+            flush(&mut out, &mut help);
+            let sample = line.split_once(" # ").map_or(line, |(s, _)| s);
+            out.push_str(sample);
+            out.push('\n');
+        }
+    }
+    flush(&mut out, &mut help);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_names_counter_families_as_their_samples_and_has_no_eof() {
+        let m = Metrics::default();
+        m.relists.inc();
+        m.sink_sent
+            .get_or_create(&Metrics::receiver("dump"))
+            .inc_by(3);
+        m.send_seconds
+            .get_or_create(&Metrics::receiver("dump"))
+            .observe(0.01);
+        let text = m.encode_prometheus();
+        assert!(
+            text.contains("# TYPE kube_event_exporter_relists_total counter\n")
+                && text.contains("# HELP kube_event_exporter_relists_total ")
+                && text.contains("\nkube_event_exporter_relists_total 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kube_event_exporter_sink_sent_total{receiver=\"dump\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE kube_event_exporter_send_seconds histogram\n")
+                && text.contains(
+                    "kube_event_exporter_send_seconds_bucket{le=\"+Inf\",receiver=\"dump\"} 1\n"
+                ),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE kube_event_exporter_build_info gauge\n"),
+            "{text}"
+        );
+        let build = text
+            .lines()
+            .find(|l| l.starts_with("kube_event_exporter_build_info{"))
+            .unwrap_or_else(|| panic!("no build_info sample:\n{text}"));
+        assert!(
+            build.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION")))
+                && build.contains("revision=\"")
+                && build.ends_with("} 1"),
+            "{build}"
+        );
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        assert!(!text.contains(" info\n"), "{text}");
+        // Every sample belongs to the family declared before it.
+        let mut family = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                family = rest.split(' ').next().unwrap().to_string();
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .filter(|b| *b == family)
+                    .unwrap_or(name);
+                assert_eq!(base, family, "{line}");
+            }
+        }
+    }
+
+    /// What promtool thinks of the Prometheus text of every metric, each with a sample; `None`
+    /// when promtool is not installed (`.ci/run` installs it and checks a live exporter too).
+    fn promtool(text: &str) -> Option<(bool, String)> {
+        use std::io::Write;
+        let mut child = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .ok()?;
+        child.stdin.take()?.write_all(text.as_bytes()).ok()?;
+        let out = child.wait_with_output().ok()?;
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some((out.status.success(), report))
+    }
+
+    #[test]
+    fn promtool_accepts_the_prometheus_text() {
+        let m = Metrics::default();
+        let r = Metrics::receiver("dump");
+        m.events_received
+            .get_or_create(&TypeLabel {
+                r#type: "ADDED".into(),
+            })
+            .inc();
+        m.events_filtered
+            .get_or_create(&ReasonLabel {
+                reason: "too_old".into(),
+            })
+            .inc();
+        m.watch_restarts
+            .get_or_create(&CauseLabel {
+                cause: "closed".into(),
+            })
+            .inc();
+        for f in [
+            &m.routed,
+            &m.sink_sent,
+            &m.sink_failed,
+            &m.sink_retried,
+            &m.sink_dropped,
+        ] {
+            f.get_or_create(&r).inc();
+        }
+        m.queue_depth.get_or_create(&r).set(2);
+        m.send_seconds.get_or_create(&r).observe(0.002);
+        m.batch_size.get_or_create(&r).observe(3.0);
+        let text = m.encode_prometheus();
+        match promtool(&text) {
+            Some((ok, report)) => assert!(ok, "promtool check metrics:\n{report}\n{text}"),
+            None => eprintln!("promtool not installed: skipped (apt-get install prometheus)"),
+        }
+    }
+
+    #[test]
+    fn exemplars_units_and_unknown_types_are_translated() {
+        let om = "# HELP a_seconds A.\n# TYPE a_seconds counter\n# UNIT a_seconds seconds\na_seconds_total 2 # {trace_id=\"x\"} 1\n# HELP s State.\n# TYPE s stateset\ns{s=\"x\"} 1\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_prometheus(om),
+            "# HELP a_seconds_total A.\n# TYPE a_seconds_total counter\na_seconds_total 2\n# HELP s State.\n# TYPE s untyped\ns{s=\"x\"} 1\n"
+        );
     }
 }
