@@ -112,11 +112,50 @@ pub fn key_paths() -> Vec<String> {
     out
 }
 
+/// Config files above this size are refused while reading: `--config /dev/zero` (or a log file
+/// given by mistake) must not grow the process until the kernel kills it.
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors::one("", format!("cannot read {}: {e}", path.display())))?;
+    let text = read(path, MAX_CONFIG_BYTES)?;
     parse(&text, &|name| std::env::var(name).ok())
+}
+
+/// Reads at most `limit` bytes of UTF-8 text from `path`; more is an error naming the limit.
+fn read(path: &Path, limit: u64) -> Result<String, ConfigErrors> {
+    let cannot =
+        |why: String| ConfigErrors::one("", format!("cannot read {}: {why}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| cannot(e.to_string()))?;
+    read_limited(file, limit).map_err(cannot)
+}
+
+pub(super) fn read_limited(r: impl std::io::Read, limit: u64) -> Result<String, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    r.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!(
+            "larger than {}, the limit for a config file",
+            human_size(limit)
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+fn human_size(bytes: u64) -> String {
+    if bytes >= 1024 * 1024 && bytes % (1024 * 1024) == 0 {
+        format!("{} MiB", bytes / (1024 * 1024))
+    } else {
+        format!("{bytes} bytes")
+    }
 }
 
 /// Parses and validates config text; `env` resolves `${VAR}` references.
@@ -588,7 +627,9 @@ fn sink(ctx: &mut Ctx, r: &Fields, kind: &str) -> Option<SinkConfig> {
                         return None;
                     }
                 };
-                if let Err(e) = Template::parse(&s) {
+                if let Err(why) = check_header_value(&s) {
+                    ctx.error(p, v.line, why);
+                } else if let Err(e) = Template::parse(&s) {
                     ctx.error(p, v.line, e.to_string());
                 }
                 Some(s)
@@ -603,6 +644,33 @@ fn sink(ctx: &mut Ctx, r: &Fields, kind: &str) -> Option<SinkConfig> {
         }
     };
     (ctx.errors.len() == before).then_some(sink)
+}
+
+/// What `http` accepts in a header value: visible ASCII, space, tab and bytes >= 0x80. The error
+/// names the offending character by position, never the value: it is often a secret.
+fn check_header_value(value: &str) -> Result<(), String> {
+    if http::HeaderValue::from_str(value).is_ok() {
+        return Ok(());
+    }
+    let (i, c) = value
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_ascii_control() && *c != '\t')
+        .unwrap_or((0, '\0'));
+    let what = match c {
+        '\n' | '\r' => "a line break".to_owned(),
+        c => format!("the control character U+{:04X}", c as u32),
+    };
+    let hint = if matches!(c, '\n' | '\r') && i + 1 == value.chars().count() {
+        " (a secret read from a file or `kubectl create secret --from-file` often ends with a newline: strip it)"
+    } else {
+        ""
+    };
+    Err(format!(
+        "not a valid HTTP header value: {what} at character {} of {}{hint}; the header would not be sent",
+        i + 1,
+        value.chars().count()
+    ))
 }
 
 fn check_url(e: &str) -> Result<(), String> {
@@ -659,21 +727,50 @@ fn layout(ctx: &mut Ctx, f: &Fields) -> Option<LayoutConfig> {
         return None;
     }
     let value = to_json(ctx, n, &path);
-    if let Err(e) = Layout::compile(&value) {
-        let leaf = if e.path.starts_with('[') {
-            format!("{path}{}", e.path)
-        } else {
-            format!("{path}.{}", e.path)
-        };
-        let line = leaf_line(n, &e.path).unwrap_or(n.line);
-        let message = crate::template::TemplateError {
-            path: String::new(),
-            ..e
-        }
-        .to_string();
-        ctx.error(&leaf, line, message);
+    // Every leaf on its own, so each bad template is reported, not only the first.
+    let before = ctx.errors.len();
+    check_leaves(ctx, n, &path, &value, "");
+    if ctx.errors.len() == before
+        && let Err(e) = Layout::compile(&value)
+    {
+        ctx.error(&path, n.line, e.to_string());
     }
     Some(value)
+}
+
+/// Parses every string leaf of a layout that holds a template (`{{`, as `Layout::compile`),
+/// reporting each error at the leaf's path and line. `rel` is the leaf's path inside the layout.
+fn check_leaves(ctx: &mut Ctx, layout: &Node, path: &str, v: &serde_json::Value, rel: &str) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if s.contains("{{") => {
+            if let Err(e) = Template::parse(s) {
+                let leaf = match rel {
+                    "" => path.to_owned(),
+                    r if r.starts_with('[') => format!("{path}{r}"),
+                    r => format!("{path}.{r}"),
+                };
+                let line = leaf_line(layout, rel).unwrap_or(layout.line);
+                ctx.error(&leaf, line, e.to_string());
+            }
+        }
+        Value::Object(m) => {
+            for (k, child) in m {
+                let rel = if rel.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{rel}.{k}")
+                };
+                check_leaves(ctx, layout, path, child, &rel);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                check_leaves(ctx, layout, path, child, &format!("{rel}[{i}]"));
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The line of a layout leaf given its path (`a.b[1]`), for error messages.

@@ -699,3 +699,87 @@ fn load_reads_files() {
     let e = load(&dir.path().join("missing.yaml")).unwrap_err();
     assert!(e.to_string().starts_with("cannot read "));
 }
+
+#[test]
+fn load_refuses_a_file_over_the_size_limit_while_reading() {
+    let limit = load::MAX_CONFIG_BYTES;
+    assert_eq!(limit, 4 * 1024 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("big.yaml");
+    // A valid YAML document (comments) one byte over the limit.
+    let mut text = "# padding\n".repeat((limit / 10) as usize + 1);
+    text.truncate(limit as usize);
+    text.push_str("\nclusterName: x\n");
+    std::fs::write(&p, &text).unwrap();
+    let e = load(&p).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "cannot read {}: larger than 4 MiB, the limit for a config file",
+            p.display()
+        )
+    );
+    // An endless source (what /dev/zero is) stops at the limit instead of filling the memory.
+    let e = load::read_limited(std::io::Read::take(std::io::repeat(b'#'), u64::MAX), limit);
+    assert_eq!(
+        e.unwrap_err(),
+        "larger than 4 MiB, the limit for a config file"
+    );
+    // Up to the limit is fine.
+    assert_eq!(
+        load::read_limited(&b"clusterName: x\n"[..], 15).unwrap(),
+        "clusterName: x\n"
+    );
+    assert!(
+        load::read_limited(&b"a: \xff\n"[..], 100)
+            .unwrap_err()
+            .starts_with("not UTF-8 text")
+    );
+}
+
+#[test]
+fn every_bad_template_is_reported_each_at_its_leaf() {
+    let e = errs(
+        "receivers:\n  - name: w\n    webhook:\n      endpoint: http://x\n      headers:\n        X-A: '{{ if }}'\n        X-B: '{{ .Reason'\n      layout:\n        a: '{{ nosuch }}'\n        ok: '{{ .Reason }}'\n        nested:\n          b: '{{ .X '\n        tags: [ok, '{{ end }}']\n",
+    );
+    let paths: Vec<(&str, Option<u64>)> =
+        e.errors.iter().map(|e| (e.path.as_str(), e.line)).collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("receivers[0].webhook.headers.X-A", Some(6)),
+            ("receivers[0].webhook.headers.X-B", Some(7)),
+            ("receivers[0].webhook.layout.a", Some(9)),
+            ("receivers[0].webhook.layout.nested.b", Some(12)),
+            ("receivers[0].webhook.layout.tags[1]", Some(13)),
+        ],
+        "{e}"
+    );
+}
+
+#[test]
+fn header_values_that_http_refuses_are_load_errors_that_do_not_show_the_value() {
+    let yaml = "receivers:\n  - name: w\n    webhook:\n      endpoint: http://x\n      headers:\n        Authorization: 'Bearer ${TOKEN}'\n";
+    // A secret mounted from a file, with its trailing newline.
+    let env = |name: &str| (name == "TOKEN").then(|| "s3cr3t\n".to_owned());
+    let e = parse(yaml, &env).unwrap_err();
+    assert_eq!(e.errors.len(), 1, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(
+            "receivers[0].webhook.headers.Authorization: not a valid HTTP header value: a line break at character 14 of 14 (a secret"
+        ),
+        "{msg}"
+    );
+    assert!(!msg.contains("s3cr3t"), "the error shows the secret: {msg}");
+    let env = |name: &str| (name == "TOKEN").then(|| "a\u{1}b".to_owned());
+    assert!(
+        parse(yaml, &env)
+            .unwrap_err()
+            .to_string()
+            .contains("the control character U+0001 at character 9 of 10"),
+    );
+    // Tabs, spaces and non-ASCII text are valid.
+    let env = |name: &str| (name == "TOKEN").then(|| "a\tb c é".to_owned());
+    assert!(parse(yaml, &env).is_ok());
+}
