@@ -414,7 +414,10 @@ fn receivers_checked() {
     );
     // Defined but unused: a warning, not an error.
     assert_eq!(
-        ok(STDOUT).warnings(),
+        ok(&format!(
+            "{STDOUT}  - name: used\n    stdout: {{}}\nroute: {{match: [{{receiver: used}}]}}\n"
+        ))
+        .warnings(),
         vec!["receiver \"out\" is defined but no rule sends to it".to_owned()]
     );
 }
@@ -782,4 +785,131 @@ fn header_values_that_http_refuses_are_load_errors_that_do_not_show_the_value() 
     // Tabs, spaces and non-ASCII text are valid.
     let env = |name: &str| (name == "TOKEN").then(|| "a\tb c é".to_owned());
     assert!(parse(yaml, &env).is_ok());
+}
+
+#[test]
+fn a_config_that_exports_nothing_is_warned_about() {
+    assert_eq!(
+        ok("").warnings(),
+        vec!["receivers: none defined: nothing will be exported".to_owned()]
+    );
+    assert_eq!(
+        ok(&format!("{STDOUT}route: {{drop: [{{namespace: x}}]}}\n")).warnings(),
+        vec!["route: no rule sends to a receiver: nothing will be exported".to_owned()]
+    );
+}
+
+/// Warnings of a stdout receiver with this layout, routed (so only template warnings remain).
+fn layout_warnings(layout: &str) -> Vec<String> {
+    ok(&format!(
+        "route: {{match: [{{receiver: out}}]}}\nreceivers:\n  - name: out\n    stdout:\n      layout:\n{layout}"
+    ))
+    .warnings()
+}
+
+#[test]
+fn templates_reading_fields_the_event_lacks_are_warned_about() {
+    assert_eq!(
+        layout_warnings("        reason: '{{ .Resaon }}'\n"),
+        vec![
+            "receivers[0].stdout.layout.reason: .Resaon: the event has no field Resaon, so this exports \"<no value>\" (did you mean .Reason?)"
+                .to_owned()
+        ]
+    );
+    assert_eq!(
+        layout_warnings(
+            "        kind: '{{ .InvolvedObject.Knd }}'\n        all: ['{{ if .Seris }}x{{ end }}', '{{ default \"-\" $.Mesage }}']\n"
+        ),
+        vec![
+            "receivers[0].stdout.layout.all[0]: .Seris: the event has no field Seris, so this exports \"<no value>\" (did you mean .Series?)".to_owned(),
+            "receivers[0].stdout.layout.all[1]: .Mesage: the event has no field Mesage, so this exports \"<no value>\" (did you mean .Message?)".to_owned(),
+            "receivers[0].stdout.layout.kind: .InvolvedObject.Knd: .InvolvedObject has no field Knd, so this exports \"<no value>\" (did you mean .Kind?)".to_owned(),
+        ]
+    );
+    // In a range or with, `.` is the element: only `$.` chains are the event's.
+    assert_eq!(
+        layout_warnings(
+            "        o: '{{ range .InvolvedObject.OwnerReferences }}{{ .Kind }} {{ $.Resaon }}{{ end }}'\n"
+        ),
+        vec![
+            "receivers[0].stdout.layout.o: .Resaon: the event has no field Resaon, so this exports \"<no value>\" (did you mean .Reason?)".to_owned()
+        ]
+    );
+    // A template that fails on an event fails on every event.
+    assert_eq!(
+        layout_warnings("        r: '{{ .Reason.Text }}'\n"),
+        vec![
+            "receivers[0].stdout.layout.r: fails on a sample event, so it would fail on real ones: line 1, column 4: can't evaluate field Text in type string".to_owned()
+        ]
+    );
+    // Webhook headers too.
+    let c = ok(
+        "route: {match: [{receiver: w}]}\nreceivers:\n  - name: w\n    webhook:\n      endpoint: http://x\n      headers: {X-Reason: '{{ .Reasn }}'}\n",
+    );
+    assert_eq!(
+        c.warnings(),
+        vec![
+            "receivers[0].webhook.headers.X-Reason: .Reasn: the event has no field Reasn, so this exports \"<no value>\" (did you mean .Reason?)".to_owned()
+        ]
+    );
+}
+
+#[test]
+fn every_field_of_the_exported_event_passes_the_template_check() {
+    let fields = [
+        ".Reason",
+        ".Message",
+        ".Type",
+        ".Count",
+        ".Action",
+        ".EventTime",
+        ".FirstTimestamp",
+        ".LastTimestamp",
+        ".Series.Count",
+        ".Series.LastObservedTime",
+        ".Related.Kind",
+        ".Related.Name",
+        ".ReportingController",
+        ".ReportingComponent",
+        ".ReportingInstance",
+        ".Source.Component",
+        ".Source.Host",
+        ".ClusterName",
+        ".Name",
+        ".Namespace",
+        ".UID",
+        ".ResourceVersion",
+        ".CreationTimestamp",
+        ".Labels.anything",
+        ".Annotations.x",
+        ".ObjectMeta.Name",
+        ".Metadata.Name",
+        ".InvolvedObject.Kind",
+        ".InvolvedObject.Name",
+        ".InvolvedObject.Namespace",
+        ".InvolvedObject.UID",
+        ".InvolvedObject.APIVersion",
+        ".InvolvedObject.ResourceVersion",
+        ".InvolvedObject.FieldPath",
+        ".InvolvedObject.Labels.app",
+        ".InvolvedObject.Labels.missing",
+        ".InvolvedObject.Annotations.x",
+        ".InvolvedObject.OwnerReferences",
+        ".InvolvedObject.Deleted",
+        ".GetTimestampMs",
+        ".GetTimestampISO8601",
+    ];
+    let layout: String = fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("        f{i}: '{{{{ {f} }}}}'\n"))
+        .collect();
+    assert_eq!(layout_warnings(&layout), Vec::<String>::new());
+    // Literals, variables, numbers and comments are not field chains.
+    assert_eq!(
+        layout_warnings(
+            "        a: '{{ printf \"%s .Nope\" .Reason }} {{ $x := .InvolvedObject }}{{ $x.Nope }} {{ add 1.5 2 }} {{/* .Nope */}}'\n"
+        ),
+        Vec::<String>::new()
+    );
 }
