@@ -244,6 +244,10 @@ impl Drop for Ack {
 }
 
 #[cfg(test)]
+#[path = "progress_props.rs"]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

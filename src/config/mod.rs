@@ -219,6 +219,8 @@ mod schema;
 mod summary;
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
 
 pub use error::{ConfigError, ConfigErrors};

@@ -1,17 +1,29 @@
 //! Decoding of list pages and watch frames, item by item, so one malformed item is skipped and
 //! counted instead of failing the whole page or stream.
 
-use serde::Deserialize;
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::event::Event;
 
 #[derive(Deserialize)]
 pub struct ListPage<'a> {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: ListMeta,
-    #[serde(borrow, default)]
+    /// `"items": null` (Go's encoding of an empty slice) is an empty page, as in kube-rs.
+    #[serde(borrow, default, deserialize_with = "null_as_default")]
     pub items: Vec<&'a RawValue>,
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Deserialize, Default)]
@@ -25,8 +37,9 @@ pub struct ListMeta {
 
 #[derive(Deserialize)]
 struct RawFrame<'a> {
-    #[serde(rename = "type")]
-    type_: &'a str,
+    /// Borrowed unless written with escapes (`"ADD\u0045D"` is valid JSON for `"ADDED"`).
+    #[serde(rename = "type", borrow)]
+    type_: Cow<'a, str>,
     #[serde(borrow)]
     object: &'a RawValue,
 }
@@ -63,17 +76,41 @@ pub enum Frame {
     Error(Status),
 }
 
+/// Messages are bounded (they are logged for every malformed frame, and serde_json quotes a
+/// wrongly typed string whole).
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    #[error("not a watch frame: {0}")]
+    #[error("not a watch frame: {}", Short(.0))]
     Envelope(serde_json::Error),
-    #[error("{type_} frame with an undecodable object: {source}")]
+    #[error("{type_} frame with an undecodable object: {}", Short(.source))]
     Object {
         type_: String,
         source: serde_json::Error,
     },
+    /// The type, cut to `MAX_TYPE_CHARS`.
     #[error("unknown watch frame type {0:?}")]
     UnknownType(String),
+}
+
+const MAX_TYPE_CHARS: usize = 64;
+const MAX_MESSAGE_BYTES: usize = 300;
+
+/// A serde_json error with its message cut to `MAX_MESSAGE_BYTES`, keeping the location.
+struct Short<'a>(&'a serde_json::Error);
+
+impl fmt::Display for Short<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let full = self.0.to_string();
+        if full.len() <= MAX_MESSAGE_BYTES {
+            return f.write_str(&full);
+        }
+        let (message, location) = full.split_at(full.rfind(" at line ").unwrap_or(full.len()));
+        let mut cut = MAX_MESSAGE_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        write!(f, "{}…{location}", &message[..cut])
+    }
 }
 
 pub fn decode_frame(line: &str) -> Result<Frame, FrameError> {
@@ -86,7 +123,7 @@ pub fn decode_frame(line: &str) -> Result<Frame, FrameError> {
                 source,
             })
     };
-    Ok(match raw.type_ {
+    Ok(match &*raw.type_ {
         "ADDED" => Frame::Added(object("ADDED")?),
         "MODIFIED" => Frame::Modified(object("MODIFIED")?),
         "DELETED" => Frame::Deleted(object("DELETED")?),
@@ -106,7 +143,11 @@ pub fn decode_frame(line: &str) -> Result<Frame, FrameError> {
                 }),
             )
         }
-        other => return Err(FrameError::UnknownType(other.to_string())),
+        other => {
+            return Err(FrameError::UnknownType(
+                other.chars().take(MAX_TYPE_CHARS).collect(),
+            ));
+        }
     })
 }
 
@@ -116,6 +157,10 @@ pub fn decode_event(json: &str) -> Result<Event, serde_json::Error> {
     event.metadata.managed_fields = None;
     Ok(event)
 }
+
+#[cfg(test)]
+#[path = "frames_props.rs"]
+mod props;
 
 #[cfg(test)]
 mod tests {

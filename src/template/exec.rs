@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use super::TemplateError;
+use super::funcs::{MAX_BUILT, weight};
 use super::parse::{Arg, Cmd, Name, Node, Pipe};
 use super::time::event_timestamp;
 use super::value::{V, to_go_string, truth, type_name, write_go};
@@ -20,10 +21,21 @@ impl<'a> State<'a> {
         TemplateError::at(self.src, pos, msg.as_ref())
     }
 
+    /// The output is capped at `MAX_BUILT`, like every value a template builds: a layout must
+    /// not be able to exhaust memory (e.g. by ranging over a large count).
     pub fn walk(&mut self, dot: &V<'a>, nodes: &'a [Node]) -> R<()> {
         for node in nodes {
             match node {
-                Node::Text(t) => self.out.push_str(t),
+                Node::Text(t) => {
+                    if self.out.len() + t.len() > MAX_BUILT {
+                        return Err(TemplateError {
+                            line: 0,
+                            column: 0,
+                            ..self.err(0, "output too large")
+                        });
+                    }
+                    self.out.push_str(t)
+                }
                 Node::Action(pipe) => {
                     let v = self.pipe(dot, pipe, true)?;
                     if pipe.decl.is_empty() {
@@ -32,6 +44,9 @@ impl<'a> State<'a> {
                             Value::Null => self.out.push_str("<no value>"),
                             Value::String(s) => self.out.push_str(s),
                             other => write_go(&mut self.out, other),
+                        }
+                        if self.out.len() > MAX_BUILT {
+                            return Err(self.err(pipe.pos, "output too large"));
                         }
                     }
                 }
@@ -149,7 +164,27 @@ impl<'a> State<'a> {
         if let Some(p) = piped {
             args.push(p);
         }
-        (f.f)(args).map_err(|m| self.err(cmd.pos, format!("error calling {}: {m}", f.name)))
+        // Every value is at most MAX_BUILT, but a function of many (`list $a $a …`, `print`)
+        // could still build their sum: bound what goes in and what comes out.
+        let too_large = |ctx: &Self| {
+            ctx.err(
+                cmd.pos,
+                format!("error calling {}: result too large", f.name),
+            )
+        };
+        let mut total = 0usize;
+        for a in &args {
+            total = total.saturating_add(weight(a.get(), 4 * MAX_BUILT));
+            if total > 4 * MAX_BUILT {
+                return Err(too_large(self));
+            }
+        }
+        let v =
+            (f.f)(args).map_err(|m| self.err(cmd.pos, format!("error calling {}: {m}", f.name)))?;
+        if matches!(v, V::Own(_)) && weight(v.get(), MAX_BUILT) > MAX_BUILT {
+            return Err(too_large(self));
+        }
+        Ok(v)
     }
 
     fn arg(&mut self, dot: &V<'a>, arg: &'a Arg, pos: usize) -> R<V<'a>> {

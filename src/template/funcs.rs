@@ -62,7 +62,7 @@ funcs! {
     "trimAll" 2..2 => |a| { let c = strval(&a[0]); Ok(V::str(strval(&a[1]).trim_matches(|x| c.contains(x)))) },
     "trimPrefix" 2..2 => |a| { let s = strval(&a[1]); Ok(V::str(s.strip_prefix(strval(&a[0]).as_str()).unwrap_or(&s))) },
     "trimSuffix" 2..2 => |a| { let s = strval(&a[1]); Ok(V::str(s.strip_suffix(strval(&a[0]).as_str()).unwrap_or(&s))) },
-    "replace" 3..3 => |a| Ok(V::str(strval(&a[2]).replace(strval(&a[0]).as_str(), &strval(&a[1])))),
+    "replace" 3..3 => f_replace,
     "contains" 2..2 => |a| Ok(bool_v(strval(&a[1]).contains(strval(&a[0]).as_str()))),
     "hasPrefix" 2..2 => |a| Ok(bool_v(strval(&a[1]).starts_with(strval(&a[0]).as_str()))),
     "hasSuffix" 2..2 => |a| Ok(bool_v(strval(&a[1]).ends_with(strval(&a[0]).as_str()))),
@@ -70,7 +70,11 @@ funcs! {
     "squote" 0..many => |a| Ok(V::str(a.iter().filter(|v| !v.is_nil()).map(|v| format!("'{}'", strval(v))).collect::<Vec<_>>().join(" "))),
     "join" 2..2 => f_join,
     "split" 2..2 => f_split,
-    "splitList" 2..2 => |a| Ok(V::Own(Value::Array(strval(&a[1]).split(strval(&a[0]).as_str()).map(|s| Value::String(s.into())).collect()))),
+    "splitList" 2..2 => |a| {
+        let (sep, s) = (strval(&a[0]), strval(&a[1]));
+        check_pieces(&sep, &s)?;
+        Ok(V::Own(Value::Array(s.split(sep.as_str()).map(|s| Value::String(s.into())).collect())))
+    },
     "trunc" 2..2 => f_trunc,
     "abbrev" 2..2 => f_abbrev,
     "repeat" 2..2 => f_repeat,
@@ -343,13 +347,49 @@ fn f_join<'a>(a: Vec<V<'a>>) -> Result<V<'a>, String> {
         Value::Null => Vec::new(),
         other => vec![to_go_string(other)],
     };
+    let len = parts.iter().map(String::len).sum::<usize>();
+    if len.saturating_add(sep.len().saturating_mul(parts.len())) > MAX_BUILT {
+        return Err("result too large".into());
+    }
     Ok(V::str(parts.join(&sep)))
+}
+
+fn f_replace<'a>(a: Vec<V<'a>>) -> Result<V<'a>, String> {
+    let (old, new, s) = (strval(&a[0]), strval(&a[1]), strval(&a[2]));
+    if new.len() > old.len() {
+        let n = if old.is_empty() {
+            s.chars().count() + 1
+        } else {
+            s.matches(old.as_str()).count()
+        };
+        if s.len()
+            .saturating_add(n.saturating_mul(new.len() - old.len()))
+            > MAX_BUILT
+        {
+            return Err("result too large".into());
+        }
+    }
+    Ok(V::str(s.replace(old.as_str(), &new)))
+}
+
+/// `split`/`splitList` make one value per piece: an empty separator makes one per character.
+fn check_pieces(sep: &str, s: &str) -> Result<(), String> {
+    let pieces = if sep.is_empty() {
+        s.chars().count() + 2
+    } else {
+        s.matches(sep).count() + 1
+    };
+    if s.len().saturating_add(pieces.saturating_mul(NODE_WEIGHT)) > MAX_BUILT {
+        return Err("result too large".into());
+    }
+    Ok(())
 }
 
 /// sprig's `split` returns a dict `{_0: …, _1: …}`.
 fn f_split<'a>(a: Vec<V<'a>>) -> Result<V<'a>, String> {
     let sep = strval(&a[0]);
     let s = strval(&a[1]);
+    check_pieces(&sep, &s)?;
     let mut m = Map::new();
     for (i, p) in s.split(sep.as_str()).enumerate() {
         m.insert(format!("_{i}"), Value::String(p.into()));
@@ -414,7 +454,43 @@ fn f_substr<'a>(a: Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 /// Largest string `repeat`/`indent` may build: a layout must not be able to exhaust memory.
-const MAX_BUILT: usize = 1 << 24;
+/// Also the largest weight of any value a function returns, and the largest output.
+pub(crate) const MAX_BUILT: usize = 1 << 24;
+
+/// What one JSON node costs besides its string bytes, roughly (a `Value` plus bookkeeping).
+const NODE_WEIGHT: usize = 32;
+
+/// Roughly the bytes a value holds, counted until it exceeds `limit` (cheap on large values).
+pub(crate) fn weight(v: &Value, limit: usize) -> usize {
+    fn go(v: &Value, limit: usize, acc: &mut usize) {
+        *acc = acc.saturating_add(NODE_WEIGHT);
+        match v {
+            // A string's bytes, or the node's cost if more: a MAX_BUILT string weighs MAX_BUILT.
+            Value::String(s) => *acc = acc.saturating_add(s.len().saturating_sub(NODE_WEIGHT)),
+            Value::Array(l) => {
+                for x in l {
+                    if *acc > limit {
+                        return;
+                    }
+                    go(x, limit, acc);
+                }
+            }
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if *acc > limit {
+                        return;
+                    }
+                    *acc = acc.saturating_add(k.len());
+                    go(x, limit, acc);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut acc = 0;
+    go(v, limit, &mut acc);
+    acc
+}
 
 fn f_repeat<'a>(a: Vec<V<'a>>) -> Result<V<'a>, String> {
     let s = strval(&a[1]);

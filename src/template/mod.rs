@@ -22,6 +22,8 @@ mod time;
 mod value;
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
@@ -55,14 +57,26 @@ impl std::fmt::Display for TemplateError {
 }
 
 impl TemplateError {
+    /// The message is cut to `MAX_MESSAGE` bytes: messages quote values (`not a time: …`), which
+    /// can be as large as an event's message, and render errors are logged per occurrence.
     pub(crate) fn at(src: &str, pos: usize, msg: &str) -> TemplateError {
+        const MAX_MESSAGE: usize = 512;
         let pos = pos.min(src.len());
         let before = src.get(..pos).unwrap_or(src);
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let message = if msg.len() > MAX_MESSAGE {
+            let mut cut = MAX_MESSAGE;
+            while !msg.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{}…", &msg[..cut])
+        } else {
+            msg.to_owned()
+        };
         TemplateError {
             path: String::new(),
-            message: msg.to_owned(),
+            message,
             line,
             column,
         }
