@@ -24,9 +24,13 @@ pub struct DemoArgs {
     /// Occurrences generated per second (new events and repeats).
     #[arg(long, default_value_t = 200.0)]
     pub rate: f64,
-    /// Print every exported event (the leader's stdout receiver) instead of only the summary.
+    /// Print every exported event (each replica's stdout receiver, so whichever leads) instead of
+    /// only the summary.
     #[arg(long)]
     pub show_events: bool,
+    /// Keep the working directory (replica configs, logs and outputs) even when nothing was lost.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// The hidden `sim` subcommand: kube-sim in its own process for the demo.
@@ -108,7 +112,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     eprintln!("demo: kube-sim at {url}; starting replicas a and b");
     let mut replicas = vec![
         start_replica(&exe, dir.path(), &kubeconfig, "a", args.show_events).await?,
-        start_replica(&exe, dir.path(), &kubeconfig, "b", false).await?,
+        start_replica(&exe, dir.path(), &kubeconfig, "b", args.show_events).await?,
     ];
     let first = wait_holder(&leases, Duration::from_secs(30), |h| !h.is_empty()).await?;
     let (stop_monitor, monitor) = monitor_holder(leases.clone());
@@ -134,7 +138,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         .context("leader is not one of ours")?;
     terminate(&replicas[leader].child)?;
     eprintln!("demo: SIGTERM to leader {first}; starting replacement c");
-    replicas.push(start_replica(&exe, dir.path(), &kubeconfig, "c", false).await?);
+    replicas.push(start_replica(&exe, dir.path(), &kubeconfig, "c", args.show_events).await?);
     let successor = wait_holder(&leases, Duration::from_secs(60), |h| {
         !h.is_empty() && h != first
     })
@@ -180,13 +184,29 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     let duplicated: usize = counts.values().filter(|n| **n > 1).map(|n| n - 1).sum();
     let max_gap = gaps.iter().copied().max().unwrap_or_default();
     let handovers = gaps.len();
+    let exact = lost == 0 && duplicated == 0;
+    if !exact {
+        let lost_keys: Vec<&String> = want.iter().filter(|k| !counts.contains_key(k)).collect();
+        let dup_keys: Vec<&&String> = counts
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(k, _)| k)
+            .collect();
+        eprintln!("demo: lost {:?}", &lost_keys[..lost_keys.len().min(10)]);
+        eprintln!("demo: duplicated {:?}", &dup_keys[..dup_keys.len().min(10)]);
+    }
+    if !exact || args.keep {
+        // Logs, configs and every replica's output, for whoever investigates.
+        let kept = dir.keep();
+        eprintln!("demo: kept {}", kept.display());
+    }
     println!(
         "demo: generated {} occurrences, exported {}, lost {lost}, duplicated {duplicated}, handovers {handovers}, max gap {}ms",
         want.len(),
         exported.len(),
         max_gap.as_millis()
     );
-    Ok(lost == 0 && duplicated == 0)
+    Ok(exact)
 }
 
 async fn start_replica(
@@ -198,6 +218,8 @@ async fn start_replica(
 ) -> anyhow::Result<Replica> {
     let output = dir.join(format!("{name}.ndjson"));
     let config = dir.join(format!("{name}.yaml"));
+    let log = std::fs::File::create(dir.join(format!("{name}.log")))
+        .with_context(|| format!("creating the log of replica {name}"))?;
     let stdout_receiver = if show {
         "\n        - receiver: screen"
     } else {
@@ -211,7 +233,7 @@ async fn start_replica(
     std::fs::write(
         &config,
         format!(
-            "logLevel: warn
+            "logLevel: info
 leaderElection:
   identity: {name}
   leaseNamespace: default
@@ -241,6 +263,7 @@ receivers:
         } else {
             Stdio::null()
         })
+        .stderr(log)
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting replica {name}"))?;

@@ -62,7 +62,11 @@ fn record_cursor(run: &Running) -> tokio::task::JoinHandle<Vec<u64>> {
     tokio::spawn(async move {
         let mut seen = Vec::new();
         while rx.changed().await.is_ok() {
-            let rv = rx.borrow().position.as_ref().map(|p| p.resource_version.clone());
+            let rv = rx
+                .borrow()
+                .position
+                .as_ref()
+                .map(|p| p.resource_version.clone());
             if let Some(rv) = rv {
                 seen.push(rv.parse().expect("integer resourceVersion"));
             }
@@ -131,7 +135,8 @@ async fn without_history(stale_empty_200: bool) {
     let mut want = current_counts(&before);
     assert!(want.len() < before.len());
     let listed = want.clone();
-    run.wait_for_keys("all", &listed, Duration::from_secs(30)).await;
+    run.wait_for_keys("all", &listed, Duration::from_secs(30))
+        .await;
     let live = sim.generate(gen_cfg(400.0, 200, 32));
     live.wait().await;
     want.extend(live.generated());
@@ -165,9 +170,13 @@ async fn a_replay_interrupted_by_broken_watches_exports_each_occurrence_once() {
     let dir = tempfile::tempdir().unwrap();
     let run = Running::start(&cfg(dir.path()), &sim.url(), Start::Cold, dir.path()).await;
     let cursors = record_cursor(&run);
-    run.wait_for_keys("all", &want, Duration::from_secs(60)).await;
+    run.wait_for_keys("all", &want, Duration::from_secs(60))
+        .await;
     let watches = sim.request_counts()[&("watch".to_string(), "events".to_string())];
-    assert!(watches >= 5, "the replay was resumed: {watches} watch requests");
+    assert!(
+        watches >= 5,
+        "the replay was resumed: {watches} watch requests"
+    );
     sim.cut_watches_after(None);
     let (d, _) = run.finish("all", &want, Duration::from_secs(10)).await;
     assert!(d.is_exact(), "{}", d.summary());

@@ -94,7 +94,15 @@ impl ListScan {
             behind: self
                 .behind
                 .into_iter()
-                .map(|(uid, listed)| (uid, Behind { listed, replayed: 0 }))
+                .map(|(uid, listed)| {
+                    (
+                        uid,
+                        Behind {
+                            listed,
+                            replayed: 0,
+                        },
+                    )
+                })
                 .collect(),
             checkpointed: false,
             exported: 0,
@@ -247,12 +255,27 @@ mod tests {
         scan.record(&ev("b", 1, 102, 1, now), true);
         let mut r = scan.plan("108").unwrap();
         let inside = |export, checkpoint| Step::Inside { export, checkpoint };
-        assert_eq!(r.step("101", Some(&ev("a", 1, 101, 2, now))), inside(true, false));
-        assert_eq!(r.step("102", Some(&ev("b", 1, 102, 2, now))), inside(false, false));
-        assert_eq!(r.step("103", Some(&ev("a", 2, 103, 2, now))), inside(true, false));
+        assert_eq!(
+            r.step("101", Some(&ev("a", 1, 101, 2, now))),
+            inside(true, false)
+        );
+        assert_eq!(
+            r.step("102", Some(&ev("b", 1, 102, 2, now))),
+            inside(false, false)
+        );
+        assert_eq!(
+            r.step("103", Some(&ev("a", 2, 103, 2, now))),
+            inside(true, false)
+        );
         // A watch resumed mid-replay may see a frame again: not exported twice.
-        assert_eq!(r.step("103", Some(&ev("a", 2, 103, 2, now))), inside(false, false));
-        assert_eq!(r.step("106", Some(&ev("a", 3, 106, 1, now))), inside(false, true));
+        assert_eq!(
+            r.step("103", Some(&ev("a", 2, 103, 2, now))),
+            inside(false, false)
+        );
+        assert_eq!(
+            r.step("106", Some(&ev("a", 3, 106, 1, now))),
+            inside(false, true)
+        );
         assert_eq!(r.step("107", None), inside(false, false));
         assert_eq!(r.step("109", None), Step::Past { checkpoint: false });
         assert_eq!(r.exported, 2);
