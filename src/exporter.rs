@@ -10,6 +10,7 @@
 //! every task. The delivery cursor is `tracker().cursor()`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -45,6 +46,10 @@ pub struct Exporter {
     abort: CancellationToken,
     tracker: Tracker,
     pipeline_done: tokio::sync::oneshot::Receiver<()>,
+    /// Occurrences the source handed on, and those the pipeline registered for delivery: the
+    /// difference was read but never reached a receiver (an aborted drain).
+    emitted: Arc<AtomicU64>,
+    dispatched: Arc<AtomicU64>,
 }
 
 /// How a shutdown went.
@@ -55,6 +60,8 @@ pub struct DrainReport {
     pub cursor: Cursor,
     /// Items still not complete (only when `drained` is false).
     pub in_flight: usize,
+    /// Of those, occurrences that some receiver never acknowledged.
+    pub undelivered: usize,
 }
 
 impl Exporter {
@@ -92,13 +99,16 @@ impl Exporter {
         });
         let (tx, rx) = mpsc::channel(SOURCE_BUFFER);
         let stop_source = CancellationToken::new();
-        let source = Source::new(client, source_cfg, metrics.clone(), health);
+        let (emitted, dispatched) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let source =
+            Source::new(client, source_cfg, metrics.clone(), health).count_emitted(emitted.clone());
         let source_stop = stop_source.clone();
         tasks.spawn(async move {
             if let Err(e) = source.run(start, tx, source_stop).await {
                 tracing::error!(error = %e, "event source stopped");
             }
         });
+        tasks.spawn(report_lag(tracker.clone(), metrics.clone(), abort.clone()));
         let (done_tx, pipeline_done) = tokio::sync::oneshot::channel();
         let pipeline = Pipeline {
             abort: abort.clone(),
@@ -107,6 +117,7 @@ impl Exporter {
             receivers,
             tracker: tracker.clone(),
             metrics,
+            dispatched: dispatched.clone(),
         };
         tasks.spawn(async move {
             pipeline.run(rx, enricher).await;
@@ -118,6 +129,8 @@ impl Exporter {
             abort,
             tracker,
             pipeline_done,
+            emitted,
+            dispatched,
         }
     }
 
@@ -139,7 +152,7 @@ impl Exporter {
         if !drained {
             tracing::warn!(
                 in_flight = self.tracker.in_flight(),
-                "drain timed out; aborting undelivered occurrences (a successor replays them)"
+                "drain timed out; aborting undelivered occurrences"
             );
         }
         self.abort.cancel();
@@ -149,6 +162,12 @@ impl Exporter {
             drained,
             cursor: self.tracker.cursor(),
             in_flight: self.tracker.in_flight(),
+            undelivered: self.tracker.undelivered()
+                + self
+                    .emitted
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(self.dispatched.load(Ordering::Relaxed))
+                    as usize,
         }
     }
 }
@@ -162,6 +181,7 @@ struct Pipeline {
     receivers: Receivers,
     tracker: Tracker,
     metrics: Metrics,
+    dispatched: Arc<AtomicU64>,
 }
 
 impl Pipeline {
@@ -206,6 +226,7 @@ impl Pipeline {
             Item::Occurrence { event, position } => (event, position),
         };
         self.metrics.occurrences.inc();
+        self.dispatched.fetch_add(1, Ordering::Relaxed);
         event.cluster_name.clone_from(&self.cluster_name);
         let ticket = self.tracker.begin(position);
         let names: Vec<String> = route::receivers_for(&self.route, &event)
@@ -232,6 +253,23 @@ impl Pipeline {
         }
         ticket.release();
     }
+}
+
+/// Keeps `cursor_lag_seconds` at the age of the oldest occurrence not yet acknowledged by every
+/// receiver (0 when nothing is owed), until the run is aborted at the end of its shutdown.
+async fn report_lag(tracker: Tracker, metrics: Metrics, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        metrics
+            .cursor_lag_seconds
+            .set(tracker.oldest_pending_age().as_secs_f64());
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+    }
+    metrics.cursor_lag_seconds.set(0.0);
 }
 
 /// An mpsc receiver as a `Stream`.

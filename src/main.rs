@@ -163,13 +163,20 @@ async fn serve(cfg: config::Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         Replica::new(cfg, client, metrics, health)
             .run(shutdown)
             .await
+            .map(|()| ExitCode::SUCCESS)
     } else {
         run_without_election(&cfg, client, metrics, health, shutdown).await
     };
     shutdown_http.cancel();
     let _ = http.await;
-    result.map(|()| ExitCode::SUCCESS)
+    if let Ok(code) = &result {
+        tracing::info!(success = *code == ExitCode::SUCCESS, "shutdown: done");
+    }
+    result
 }
+
+/// Exit status when a shutdown without leader election left occurrences undelivered.
+const UNDELIVERED_EXIT: u8 = 3;
 
 /// `leaderElection.enabled: false`: export from a cold start until a signal, then drain.
 async fn run_without_election(
@@ -178,7 +185,7 @@ async fn run_without_election(
     metrics: telemetry::Metrics,
     health: telemetry::Health,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ExitCode> {
     tracing::warn!(
         "leader election is disabled: run exactly one replica, or events are exported twice"
     );
@@ -200,10 +207,16 @@ async fn run_without_election(
     shutdown.cancelled().await;
     tracing::info!("shutdown: draining");
     let report = exporter.shutdown(cfg.leader_election.drain_timeout).await;
-    tracing::info!(
-        drained = report.drained,
-        in_flight = report.in_flight,
-        "shutdown: done"
+    if report.drained {
+        tracing::info!("shutdown: drained; everything read was delivered");
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Without election there is no successor to replay what the receivers did not take.
+    tracing::error!(
+        undelivered = report.undelivered,
+        drain_timeout_ms = cfg.leader_election.drain_timeout.as_millis() as u64,
+        "shutdown: {} occurrences were not delivered within the drain timeout and are lost (no successor without leader election)",
+        report.undelivered
     );
-    Ok(())
+    Ok(ExitCode::from(UNDELIVERED_EXIT))
 }

@@ -41,6 +41,8 @@ struct Slot {
     seq: u64,
     position: Option<Position>,
     done: bool,
+    /// When the source emitted it: the cursor lag is the age of the oldest incomplete item.
+    begun: std::time::Instant,
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +96,7 @@ impl Tracker {
             seq,
             position,
             done: false,
+            begun: std::time::Instant::now(),
         });
         drop(st);
         Ticket {
@@ -118,6 +121,24 @@ impl Tracker {
     /// Items registered but not complete (including abandoned ones).
     pub fn in_flight(&self) -> usize {
         self.state.lock().expect("progress lock").pending.len()
+    }
+
+    /// How long the oldest item not yet acknowledged by every receiver has waited: what the
+    /// exporter owes. Zero when nothing is pending (a quiet cluster owes nothing).
+    pub fn oldest_pending_age(&self) -> std::time::Duration {
+        let st = self.state.lock().expect("progress lock");
+        // Complete items at the front are popped at once, so the front is the oldest incomplete.
+        st.pending
+            .front()
+            .map(|s| s.begun.elapsed())
+            .unwrap_or_default()
+    }
+
+    /// Occurrences not acknowledged by every receiver (in flight or abandoned); complete items
+    /// waiting behind them are not counted.
+    pub fn undelivered(&self) -> usize {
+        let st = self.state.lock().expect("progress lock");
+        st.pending.iter().filter(|s| !s.done).count()
     }
 
     /// Items whose delivery was abandoned (an `Ack` dropped without `done`).
@@ -278,6 +299,22 @@ mod tests {
         assert_eq!(t.cursor().position, pos("12"));
         assert_eq!(t.cursor().seq, 3);
         assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn lag_is_the_age_of_the_oldest_unacknowledged_item_and_zero_when_idle() {
+        let t = Tracker::new(None);
+        assert_eq!(t.oldest_pending_age(), std::time::Duration::ZERO);
+        let a = t.begin(pos("10"));
+        let ack = a.ack();
+        a.release();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let b = t.begin(pos("11"));
+        b.release();
+        let owed = t.oldest_pending_age();
+        assert!(owed >= std::time::Duration::from_millis(30), "{owed:?}");
+        ack.done();
+        assert_eq!(t.oldest_pending_age(), std::time::Duration::ZERO);
     }
 
     #[test]

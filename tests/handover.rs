@@ -224,6 +224,16 @@ async fn partitioned_leader_stops_delivering_within_the_renew_deadline() {
         replicas[idx].log_text().contains("lost lease")
     })
     .await;
+    // It says why: the writes' own error (here the API's 500), not a generic timeout.
+    let lost = common::transitions(&replicas[idx].log_text())
+        .into_iter()
+        .find(|t| t.kind == "lost")
+        .expect("a lost transition line");
+    assert!(
+        lost.field("last_error").contains("simulated partition"),
+        "lost lease names the failed writes' error: {lost:?}"
+    );
+    assert!(!lost.field("last_renewal").is_empty(), "{lost:?}");
     let last_write = std::fs::metadata(&replicas[idx].output)
         .unwrap()
         .modified()

@@ -23,13 +23,13 @@ use tokio::time::Instant;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::cursor::StoredCursor;
-use super::lock::{Attempt, LeaseLock};
+use super::lock::{Attempt, Freed, LeaseLock};
 use crate::config::{Config, LeaderElectionConfig};
 use crate::exporter::{Exporter, Handles};
 use crate::progress::Tracker;
 use crate::sink::Receivers;
 use crate::source::Start;
-use crate::telemetry::{Health, Metrics};
+use crate::telemetry::{Health, Metrics, error_chain};
 
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
@@ -63,8 +63,17 @@ pub fn identity(cfg: &LeaderElectionConfig) -> String {
 }
 
 enum Outcome {
-    Lost(String),
+    Lost(Lost),
     ShutdownRequested,
+}
+
+/// Why a leader stopped leading without a release.
+#[derive(Debug, Clone)]
+struct Lost {
+    reason: String,
+    /// The last failed renewal's error (a 500, a timeout, a refused connection), if any.
+    last_error: Option<String>,
+    last_renewal: jiff::Timestamp,
 }
 
 pub struct Replica {
@@ -111,7 +120,7 @@ impl Replica {
             changed.clone(),
             le.retry_period,
         ));
-        tracing::info!(identity = %self.identity, lease = %format!("{}/{}", self.namespace, le.lease_name), "standing by for the lease");
+        tracing::info!(identity = %self.identity, lease = %format!("{}/{}", self.namespace, le.lease_name), "candidate for the lease");
         let result = self.lifecycle(&mut lock, &changed, &shutdown).await;
         watcher.abort();
         result
@@ -127,7 +136,8 @@ impl Replica {
         loop {
             // Standby: try whenever the Lease changes, and every retry period as a fallback.
             let standby_since = Instant::now();
-            let (epoch, cursor, previous_renew) = loop {
+            let mut following: Option<String> = None;
+            let (epoch, cursor, previous_renew, previous_holder, freed) = loop {
                 if shutdown.is_cancelled() {
                     tracing::info!(identity = %self.identity, "shutdown: standby exits");
                     return Ok(());
@@ -137,14 +147,39 @@ impl Replica {
                         epoch,
                         cursor,
                         previous_renew,
+                        previous_holder,
+                        freed,
                         ..
-                    }) => break (epoch, cursor, previous_renew),
+                    }) => {
+                        // A released Lease names nobody: the holder we last followed released it.
+                        let previous_holder = match (&previous_holder, &following) {
+                            (p, Some(f)) if p.is_empty() => f.clone(),
+                            _ => previous_holder,
+                        };
+                        break (epoch, cursor, previous_renew, previous_holder, freed);
+                    }
                     Ok(Attempt::Following { holder }) => {
-                        tracing::debug!(%holder, "lease held by another replica")
+                        if !holder.is_empty() && following.as_deref() != Some(holder.as_str()) {
+                            tracing::info!(
+                                transition = "standby", identity = %self.identity, holder = %holder,
+                                "standing by: the lease is held by another replica"
+                            );
+                            following = Some(holder);
+                        }
+                        // Ready once the Lease is observed and this standby announced on it, so a
+                        // leader shut down after our readiness knows it has a successor.
+                        match lock.announce_standby().await {
+                            Ok(true) => self.health.set_api_ok(true),
+                            Ok(false) => {}
+                            Err(e) => {
+                                self.health.set_api_ok(false);
+                                tracing::warn!(error = %error_chain(&e), "announcing this standby on the lease failed; retrying");
+                            }
+                        }
                     }
                     Err(e) => {
                         self.health.set_api_ok(false);
-                        tracing::warn!(error = %e, "lease read/acquire failed; retrying");
+                        tracing::warn!(error = %error_chain(&e), "lease read/acquire failed; retrying");
                     }
                 }
                 self.health.heartbeat();
@@ -169,10 +204,11 @@ impl Replica {
                 self.metrics.takeover_seconds.set(t);
             }
             tracing::info!(
-                identity = %self.identity, epoch,
+                transition = "acquired", identity = %self.identity, previous_holder = %previous_holder,
+                why = freed.as_str(), epoch,
                 cursor = cursor.as_ref().map(|c| c.resource_version.as_str()).unwrap_or(""),
                 standby_ms = standby_since.elapsed().as_millis() as u64,
-                takeover_ms = takeover.map(|t| (t * 1000.0) as u64),
+                takeover_ms = takeover.filter(|_| freed != Freed::FirstHolder).map(|t| (t * 1000.0) as u64),
                 "acquired lease"
             );
             let start = match &cursor {
@@ -202,17 +238,20 @@ impl Replica {
             let exporter =
                 Exporter::start(&self.cfg, self.client.clone(), receivers, start, handles);
             let tracker = exporter.tracker().clone();
-            let mut renewer = Renewer::new(le, epoch, tracker, self.metrics.clone());
+            let mut renewer = Renewer::new(le, epoch, tracker);
 
             let outcome = tokio::select! {
-                lost = renewer.keep(lock, std::future::pending::<()>()) => Outcome::Lost(lost.err().unwrap_or_default()),
+                lost = renewer.keep(lock, std::future::pending::<()>()) => match lost {
+                    Err(lost) => Outcome::Lost(lost),
+                    Ok(()) => unreachable!("a pending future never completes"),
+                },
                 _ = shutdown.cancelled() => Outcome::ShutdownRequested,
             };
             match outcome {
-                Outcome::Lost(reason) => {
+                Outcome::Lost(lost) => {
                     self.metrics.is_leader.set(0);
                     self.metrics.leader_transitions.inc();
-                    tracing::error!(identity = %self.identity, epoch, reason = %reason, "lost lease; stopped delivering, back to standby");
+                    self.log_lost(epoch, &lost, "stopped delivering, back to standby");
                     // Stop at once: nothing more is delivered or committed; the successor replays.
                     exporter.shutdown(Duration::ZERO).await;
                     lock.forget();
@@ -231,16 +270,19 @@ impl Replica {
     ) -> anyhow::Result<()> {
         let le = &self.cfg.leader_election;
         let started = Instant::now();
-        tracing::info!(identity = %self.identity, epoch = renewer.epoch, linger_ms = le.shutdown_linger.as_millis() as u64, "shutdown: lingering");
-        if let Err(reason) = renewer
-            .keep(lock, tokio::time::sleep(le.shutdown_linger))
-            .await
-        {
-            tracing::error!(identity = %self.identity, reason = %reason, "lost lease while lingering; stopping without committing");
+        let linger = self.linger(lock).await;
+        tracing::info!(identity = %self.identity, epoch = renewer.epoch, linger_ms = linger.as_millis() as u64, "shutdown: lingering");
+        if let Err(lost) = renewer.keep(lock, tokio::time::sleep(linger)).await {
+            self.log_lost(
+                renewer.epoch,
+                &lost,
+                "while lingering; stopping without committing",
+            );
             exporter.shutdown(Duration::ZERO).await;
             self.metrics.is_leader.set(0);
             return Ok(());
         }
+        let lingered = started.elapsed();
         tracing::info!(identity = %self.identity, epoch = renewer.epoch, in_flight = exporter.tracker().in_flight(), "shutdown: draining");
         let drain = le.drain_timeout;
         let (report, renewed) = {
@@ -260,10 +302,15 @@ impl Replica {
             (report, renewed)
         };
         self.metrics.is_leader.set(0);
-        if let Err(reason) = renewed {
-            tracing::error!(identity = %self.identity, reason = %reason, "lost lease while draining; not committing the cursor");
+        if let Err(lost) = renewed {
+            self.log_lost(
+                renewer.epoch,
+                &lost,
+                "while draining; not committing the cursor",
+            );
             return Ok(());
         }
+        let drained_in = started.elapsed().saturating_sub(lingered);
         let cursor = report
             .cursor
             .position
@@ -271,9 +318,10 @@ impl Replica {
             .map(|p| StoredCursor::new(p, renewer.epoch));
         match lock.release(cursor.as_ref()).await {
             Ok(true) => tracing::info!(
-                identity = %self.identity, epoch = renewer.epoch,
+                transition = "released", identity = %self.identity, epoch = renewer.epoch,
                 cursor = cursor.as_ref().map(|c| c.resource_version.as_str()).unwrap_or(""),
-                drained = report.drained, in_flight = report.in_flight,
+                drained = report.drained, pending = report.in_flight,
+                linger_ms = linger.as_millis() as u64, drain_ms = drained_in.as_millis() as u64,
                 handover_ms = started.elapsed().as_millis() as u64,
                 "released lease"
             ),
@@ -281,10 +329,43 @@ impl Replica {
                 tracing::warn!(identity = %self.identity, "lease was taken over before release; cursor not written")
             }
             Err(e) => {
-                tracing::error!(error = %e, "releasing the lease failed; the successor takes over after it expires")
+                tracing::error!(error = %error_chain(&e), "releasing the lease failed; the successor takes over after it expires")
             }
         }
         Ok(())
+    }
+
+    /// How long to keep exporting after a shutdown signal: the configured linger, unless no standby
+    /// has announced itself on the Lease lately — then nobody would take over during it.
+    async fn linger(&self, lock: &LeaseLock) -> Duration {
+        let le = &self.cfg.leader_election;
+        if le.shutdown_linger.is_zero() {
+            return Duration::ZERO;
+        }
+        // Standbys announce every half lease duration; allow a missed one.
+        match lock.standby_seen(le.lease_duration + le.retry_period).await {
+            Ok(Some(_)) => le.shutdown_linger,
+            Ok(None) => {
+                tracing::info!(
+                    identity = %self.identity,
+                    "shutdown: no standby has announced itself on the lease; skipping the linger"
+                );
+                Duration::ZERO
+            }
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "shutdown: could not read the lease for standbys; lingering");
+                le.shutdown_linger
+            }
+        }
+    }
+
+    fn log_lost(&self, epoch: i32, lost: &Lost, what: &str) {
+        tracing::error!(
+            transition = "lost", identity = %self.identity, epoch, reason = %lost.reason,
+            last_error = lost.last_error.as_deref().unwrap_or(""),
+            last_renewal = %lost.last_renewal,
+            "lost lease; {what}"
+        );
     }
 }
 
@@ -294,34 +375,37 @@ struct Renewer {
     renew_deadline: Duration,
     epoch: i32,
     tracker: Tracker,
-    metrics: Metrics,
     /// The last successful write: the renew deadline counts from here.
     last_success: Instant,
+    last_success_at: jiff::Timestamp,
+    /// The error of the last failed attempt since the last success.
+    last_error: Option<String>,
     next_attempt: Instant,
     written: Option<StoredCursor>,
 }
 
 impl Renewer {
-    fn new(le: &LeaderElectionConfig, epoch: i32, tracker: Tracker, metrics: Metrics) -> Self {
+    fn new(le: &LeaderElectionConfig, epoch: i32, tracker: Tracker) -> Self {
         Self {
             retry_period: le.retry_period,
             renew_deadline: le.renew_deadline,
             epoch,
             tracker,
-            metrics,
             last_success: Instant::now(),
+            last_success_at: jiff::Timestamp::now(),
+            last_error: None,
             next_attempt: Instant::now() + le.retry_period,
             written: None,
         }
     }
 
-    /// Runs `work` to completion while renewing. Err(reason) as soon as the lease is lost (then
-    /// `work` is dropped unfinished).
+    /// Runs `work` to completion while renewing. Err as soon as the lease is lost (then `work` is
+    /// dropped unfinished).
     async fn keep(
         &mut self,
         lock: &mut LeaseLock,
         work: impl Future<Output = ()>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Lost> {
         tokio::pin!(work);
         loop {
             tokio::select! {
@@ -332,7 +416,15 @@ impl Renewer {
         }
     }
 
-    async fn renew_once(&mut self, lock: &mut LeaseLock) -> Result<(), String> {
+    async fn renew_once(&mut self, lock: &mut LeaseLock) -> Result<(), Lost> {
+        self.try_renew(lock).await.map_err(|reason| Lost {
+            reason,
+            last_error: self.last_error.clone(),
+            last_renewal: self.last_success_at,
+        })
+    }
+
+    async fn try_renew(&mut self, lock: &mut LeaseLock) -> Result<(), String> {
         let cursor = self
             .tracker
             .cursor()
@@ -353,16 +445,9 @@ impl Renewer {
                     ));
                 }
                 self.last_success = Instant::now();
+                self.last_success_at = jiff::Timestamp::now();
+                self.last_error = None;
                 self.next_attempt = self.last_success + self.retry_period;
-                if let Some(c) = &cursor
-                    && let Some(t) = c.event_time
-                {
-                    let lag = jiff::Timestamp::now()
-                        .duration_since(t)
-                        .as_secs_f64()
-                        .max(0.0);
-                    self.metrics.cursor_lag_seconds.set(lag);
-                }
                 if cursor != self.written {
                     tracing::debug!(
                         cursor = cursor
@@ -379,20 +464,25 @@ impl Renewer {
                 Err(format!("lease is now held by {holder:?}"))
             }
             Ok(Err(e)) => {
+                let error = error_chain(&e);
+                self.last_error = Some(error.clone());
                 if Instant::now() >= deadline {
-                    Err(format!(
-                        "no successful renewal within the renew deadline: {e}"
-                    ))
+                    Err("no successful renewal within the renew deadline".to_string())
                 } else {
-                    tracing::warn!(error = %e, "lease renewal failed; retrying");
+                    tracing::warn!(error = %error, "lease renewal failed; retrying");
                     // Retry sooner than a full period, while the deadline allows.
                     self.next_attempt = (Instant::now() + self.retry_period / 2).min(deadline);
                     Ok(())
                 }
             }
-            Err(_) => Err(
-                "no successful renewal within the renew deadline (request timed out)".to_string(),
-            ),
+            Err(_) => Err(match &self.last_error {
+                Some(_) => "no successful renewal within the renew deadline".to_string(),
+                None => {
+                    self.last_error = Some("request timed out".to_string());
+                    "no successful renewal within the renew deadline (the request timed out)"
+                        .to_string()
+                }
+            }),
         }
     }
 }

@@ -6,6 +6,8 @@
 //! since we first saw it, so clock skew between replicas does not matter.
 //!
 //! The delivery cursor rides in an annotation and is written by the same request as the renewal.
+//! Standbys announce themselves in another annotation (a write every half lease duration), so a
+//! leader shutting down knows whether anyone will take over and whether lingering is worth it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,6 +29,33 @@ pub enum LockError {
     },
 }
 
+/// Annotation in which standbys announce themselves: `{identity} {RFC 3339 time}`.
+pub const STANDBY_ANNOTATION: &str = "kube-event-exporter.io/standby";
+
+/// Why the Lease could be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freed {
+    /// No Lease existed: we created it.
+    FirstHolder,
+    /// The previous holder released it (empty holder).
+    Released,
+    /// The previous holder stopped renewing for its lease duration (by our clock).
+    Expired,
+    /// It named us already (a restart under the same identity).
+    Ours,
+}
+
+impl Freed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Freed::FirstHolder => "first holder",
+            Freed::Released => "released",
+            Freed::Expired => "expired",
+            Freed::Ours => "held by this identity before",
+        }
+    }
+}
+
 /// The outcome of one acquire-or-renew attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attempt {
@@ -37,13 +66,19 @@ pub enum Attempt {
         acquired: bool,
         cursor: Option<StoredCursor>,
         previous_renew: Option<jiff::Timestamp>,
+        /// When `acquired`: who held it before (empty if nobody) and why it was free.
+        previous_holder: String,
+        freed: Freed,
     },
     /// Someone else holds it (empty if it is being created concurrently).
     Following { holder: String },
 }
 
+/// The leader-election record (the Lease's spec) as first seen, and when. Only the holder's
+/// writes change the spec; annotations (a standby's announcement) do not, so they never postpone
+/// an expiry — as client-go compares the record, not the resourceVersion.
 struct Observed {
-    resource_version: String,
+    record: LeaseSpec,
     at: Instant,
 }
 
@@ -56,6 +91,10 @@ pub struct LeaseLock {
     /// The Lease as we last wrote it while holding it.
     held: Option<Lease>,
     observed: Option<Observed>,
+    /// The Lease as last read while someone else held it (a standby announces on this version).
+    followed: Option<Lease>,
+    /// When this replica last announced itself as a standby.
+    announced: Option<Instant>,
 }
 
 fn now_micro() -> MicroTime {
@@ -82,6 +121,8 @@ impl LeaseLock {
             lease_duration,
             held: None,
             observed: None,
+            followed: None,
+            announced: None,
         }
     }
 
@@ -131,6 +172,8 @@ impl LeaseLock {
                         acquired: false,
                         cursor: None,
                         previous_renew: None,
+                        previous_holder: self.identity.clone(),
+                        freed: Freed::Ours,
                     });
                 }
                 // Someone else wrote the Lease: re-read and re-decide below.
@@ -146,31 +189,31 @@ impl LeaseLock {
         let Some(current) = current else {
             return self.create(cursor).await;
         };
-        let rv = current
-            .metadata
-            .resource_version
-            .clone()
-            .unwrap_or_default();
         let now = Instant::now();
-        if self
-            .observed
-            .as_ref()
-            .is_none_or(|o| o.resource_version != rv)
-        {
+        let spec = current.spec.clone().unwrap_or_default();
+        if self.observed.as_ref().is_none_or(|o| o.record != spec) {
             self.observed = Some(Observed {
-                resource_version: rv,
+                record: spec.clone(),
                 at: now,
             });
         }
-        let spec = current.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.clone().unwrap_or_default();
         let record_duration =
             Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
         let observed_at = self.observed.as_ref().map(|o| o.at).unwrap_or(now);
         let held_by_other = !holder.is_empty() && holder != self.identity;
         if held_by_other && observed_at + record_duration > now {
+            self.followed = Some(current);
             return Ok(Attempt::Following { holder });
         }
+        self.followed = None;
+        let freed = if holder.is_empty() {
+            Freed::Released
+        } else if held_by_other {
+            Freed::Expired
+        } else {
+            Freed::Ours
+        };
         // Free, expired, or ours (e.g. we restarted under the same identity): take it.
         let previous_cursor = current
             .metadata
@@ -212,6 +255,8 @@ impl LeaseLock {
                     acquired: true,
                     cursor: previous_cursor,
                     previous_renew: spec.renew_time.as_ref().map(|t| t.0),
+                    previous_holder: holder,
+                    freed,
                 })
             }
             Err(e) if is_conflict(&e) => Ok(Attempt::Following { holder }),
@@ -245,6 +290,8 @@ impl LeaseLock {
                     acquired: true,
                     cursor: None,
                     previous_renew: None,
+                    previous_holder: String::new(),
+                    freed: Freed::FirstHolder,
                 })
             }
             Err(e) if is_conflict(&e) => Ok(Attempt::Following {
@@ -261,20 +308,85 @@ impl LeaseLock {
         let Some(mut lease) = self.held.take() else {
             return Ok(false);
         };
-        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
-        spec.holder_identity = Some(String::new());
-        spec.lease_duration_seconds = Some(1);
-        spec.renew_time = Some(now_micro());
-        set_cursor(&mut lease, cursor);
+        // A conflict may only be a standby's announcement: re-read, and release if still ours.
+        for _ in 0..3 {
+            let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+            spec.holder_identity = Some(String::new());
+            spec.lease_duration_seconds = Some(1);
+            spec.renew_time = Some(now_micro());
+            set_cursor(&mut lease, cursor);
+            match self
+                .api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(e) if is_conflict(&e) => {}
+                Err(e) => return Err(self.err(e)),
+            }
+            let current = self
+                .api
+                .get_opt(&self.name)
+                .await
+                .map_err(|e| self.err(e))?;
+            match current {
+                Some(l) if holder_of(&l) == self.identity => lease = l,
+                _ => return Ok(false),
+            }
+        }
+        Ok(false)
+    }
+
+    /// As a standby: records on the Lease (last read by `try_acquire_or_renew`) that this replica
+    /// stands by, at most every half lease duration. A conflict (the leader renewed meanwhile) is
+    /// not an error: the next call tries again. Ok(true) when the announcement is on the Lease.
+    pub async fn announce_standby(&mut self) -> Result<bool, LockError> {
+        let fresh = self
+            .announced
+            .is_some_and(|at| at.elapsed() < self.lease_duration / 2);
+        if fresh {
+            return Ok(true);
+        }
+        let Some(mut lease) = self.followed.take() else {
+            return Ok(false);
+        };
+        let value = format!("{} {}", self.identity, jiff::Timestamp::now());
+        lease
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(STANDBY_ANNOTATION.to_string(), value);
         match self
             .api
             .replace(&self.name, &PostParams::default(), &lease)
             .await
         {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                self.announced = Some(Instant::now());
+                Ok(true)
+            }
             Err(e) if is_conflict(&e) => Ok(false),
             Err(e) => Err(self.err(e)),
         }
+    }
+
+    /// As the leader: the identity of a standby that announced itself within `within`, if any
+    /// (a read of the Lease).
+    pub async fn standby_seen(&self, within: Duration) -> Result<Option<String>, LockError> {
+        let lease = self
+            .api
+            .get_opt(&self.name)
+            .await
+            .map_err(|e| self.err(e))?;
+        let announced = lease
+            .and_then(|l| l.metadata.annotations)
+            .and_then(|a| a.get(STANDBY_ANNOTATION).cloned());
+        Ok(announced.and_then(|v| {
+            let (identity, at) = v.split_once(' ')?;
+            let at: jiff::Timestamp = at.parse().ok()?;
+            let age = jiff::Timestamp::now().duration_since(at).unsigned_abs();
+            (identity != self.identity && age <= within).then(|| identity.to_string())
+        }))
     }
 
     /// The cursor currently stored on the Lease (a read, for standbys and tools).
@@ -289,6 +401,14 @@ impl LeaseLock {
             .and_then(|a| a.get(ANNOTATION).cloned())
             .and_then(|s| StoredCursor::decode(&s).ok()))
     }
+}
+
+fn holder_of(lease: &Lease) -> &str {
+    lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.as_deref())
+        .unwrap_or("")
 }
 
 fn epoch_of(lease: &Lease) -> i32 {

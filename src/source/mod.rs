@@ -17,6 +17,10 @@ pub mod frames;
 pub mod replay;
 pub mod seen;
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 use std::time::{Duration, Instant};
 
 use futures::{AsyncBufReadExt, StreamExt};
@@ -127,6 +131,8 @@ pub struct Source {
     watch_connected: bool,
     /// After a cold list: replaying history for the earlier counts of listed events.
     replay: Option<Replay>,
+    /// Occurrences handed to the pipeline (so a shutdown can tell how many it never delivered).
+    emitted: Arc<AtomicU64>,
 }
 
 impl Source {
@@ -145,7 +151,14 @@ impl Source {
             last_rv: None,
             watch_connected: false,
             replay: None,
+            emitted: Arc::default(),
         }
+    }
+
+    /// Counts every occurrence handed on into `counter`.
+    pub fn count_emitted(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.emitted = counter;
+        self
     }
 
     /// Runs until `cancel` fires or the receiving side of `tx` is dropped.
@@ -179,7 +192,7 @@ impl Source {
                     Err(e) => {
                         failures += 1;
                         self.health.set_api_ok(false);
-                        tracing::warn!(error = %e, attempt = failures, "listing events failed; retrying");
+                        tracing::warn!(error = %crate::telemetry::error_chain(&e), attempt = failures, "listing events failed; retrying");
                         if !self.backoff(failures, &cancel).await {
                             return Ok(());
                         }
@@ -259,7 +272,7 @@ impl Source {
                     };
                     self.health.set_api_ok(false);
                     self.restart("error");
-                    tracing::warn!(error = %e, attempt = failures, resource_version = self.last_rv.as_deref().unwrap_or(""), "watch failed; resuming");
+                    tracing::warn!(error = %crate::telemetry::error_chain(&e), attempt = failures, resource_version = self.last_rv.as_deref().unwrap_or(""), "watch failed; resuming");
                     if !self.backoff(failures, &cancel).await {
                         return Ok(());
                     }
@@ -298,11 +311,16 @@ impl Source {
     }
 
     async fn emit(&self, tx: &mpsc::Sender<Item>, item: Item, cancel: &CancellationToken) -> bool {
-        tokio::select! {
+        let occurrence = matches!(item, Item::Occurrence { .. });
+        let sent = tokio::select! {
             biased;
             _ = cancel.cancelled() => false,
             r = tx.send(item) => r.is_ok(),
+        };
+        if sent && occurrence {
+            self.emitted.fetch_add(1, Ordering::Relaxed);
         }
+        sent
     }
 
     /// One whole paginated list. Ok(true): done; Ok(false): stop requested; Err: retry later.
@@ -461,7 +479,9 @@ impl Source {
         };
         match step {
             Step::Past { checkpoint } => {
-                done(replay);
+                if checkpoint {
+                    done(replay);
+                }
                 self.replay = None;
                 if checkpoint && !self.emit(tx, list_checkpoint(list_rv), cancel).await {
                     return Err(());

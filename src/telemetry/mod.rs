@@ -1,8 +1,10 @@
 //! Metrics, health endpoints and logging.
+pub mod chain;
 pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod server;
 
+pub use chain::chain as error_chain;
 pub use health::Health;
 pub use metrics::Metrics;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod keys;
+pub mod logs;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use kube_event_exporter::telemetry::{Health, Metrics};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use keys::{Delivery, keys_in_file};
+pub use logs::transitions;
 
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();

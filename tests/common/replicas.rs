@@ -63,6 +63,63 @@ impl Replica {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// `http://127.0.0.1:P`, once the replica logged where it serves.
+    pub async fn http_url(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(addr) = super::logs::metrics_address(&self.log_text()) {
+                return format!("http://{addr}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never logged its metrics address",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The status `/readyz` answers now.
+    pub async fn readyz(&self) -> u16 {
+        let url = format!("{}/readyz", self.http_url().await);
+        match reqwest::get(&url).await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+
+    /// Waits until `/readyz` answers 200, as a Deployment's rollout does before it goes on.
+    pub async fn wait_ready(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let status = self.readyz().await;
+            if status == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready after {limit:?} (/readyz {status})",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// One sample of a metric on the replica's `/metrics` (summed over labels).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let url = format!("{}/metrics", self.http_url().await);
+        let text = reqwest::get(&url)
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("scrape body");
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
 }
 
 pub struct Cluster {
