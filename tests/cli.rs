@@ -109,7 +109,9 @@ fn an_unwritable_receiver_directory_is_a_clear_start_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("receiver f") && err.contains("/nonexistent-dir/events.log"),
+        err.contains(
+            "receivers[0].file.path: cannot write /nonexistent-dir/events.log: directory /nonexistent-dir does not exist (receiver"
+        ),
         "{err}"
     );
 }

@@ -34,6 +34,55 @@ fn open(path: &Path) -> std::io::Result<(File, u64)> {
     Ok((file, size))
 }
 
+/// Whether `path` can be appended to, found without creating or changing anything the receiver
+/// owns: an existing file is opened for appending; otherwise its directory must exist and accept a
+/// new file (a probe file, created and removed at once).
+pub fn check_writable(path: &Path) -> Result<(), String> {
+    let cannot = |why: String| format!("cannot write {}: {why}", path.display());
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => return Err(cannot("it is a directory".into())),
+        Ok(_) => {
+            return OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map(drop)
+                .map_err(|e| cannot(e.to_string()));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(cannot(e.to_string())),
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(cannot(format!("{} is not a directory", dir.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(cannot(format!(
+                "directory {} does not exist",
+                dir.display()
+            )));
+        }
+        Err(e) => return Err(cannot(format!("directory {}: {e}", dir.display()))),
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let probe = dir.join(format!(".{name}.check-{}", std::process::id()));
+    match OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(cannot(format!(
+            "cannot create a file in {}: {e}",
+            dir.display()
+        ))),
+    }
+}
+
 impl FileSink {
     pub fn open(receiver: &str, cfg: &FileConfig) -> Result<Self, SinkError> {
         let (file, size) = open(&cfg.path).map_err(|source| SinkError::File {

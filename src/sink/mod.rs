@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::config::{ReceiverConfig, SinkConfig};
+use crate::config::{ConfigError, ConfigErrors, ReceiverConfig, SinkConfig};
 use crate::progress::Ack;
 use crate::source::event::Occurrence;
 use crate::telemetry::Metrics;
@@ -37,6 +37,9 @@ pub struct Delivery {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
+    /// What [`check`] found, every problem with its YAML path.
+    #[error("receivers cannot start: {}", .0.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(ConfigErrors),
     #[error("receiver {receiver}: {message}")]
     Config { receiver: String, message: String },
     #[error("receiver {receiver}: cannot write {path}: {source}")]
@@ -74,6 +77,50 @@ pub trait Sink: Send + 'static {
     ) -> futures::future::BoxFuture<'a, Result<(), SendError>>;
 }
 
+/// Every check [`Receivers::start`] makes before it spawns a worker, made without starting,
+/// sending or creating anything: each file receiver's file can be appended to (its directory
+/// exists and is writable), each webhook receiver's TLS files exist and parse, its
+/// `tls.serverName` is usable and its client builds, and every layout compiles. Every problem is
+/// reported with its YAML path. `check-config` runs this after loading; `start` runs it first.
+pub fn check(configs: &[ReceiverConfig]) -> Result<(), ConfigErrors> {
+    let mut errors = Vec::new();
+    for (i, rc) in configs.iter().enumerate() {
+        let base = format!("receivers[{i}].{}", rc.sink.kind());
+        let mut problem = |key: &str, why: String| {
+            errors.push(ConfigError {
+                path: format!("{base}.{key}"),
+                message: format!("{why} (receiver {:?})", rc.name),
+                line: None,
+            })
+        };
+        let (layout, de_dot) = match &rc.sink {
+            SinkConfig::Stdout(c) => (c.layout.as_ref(), c.de_dot),
+            SinkConfig::File(c) => {
+                if let Err(why) = file::check_writable(&c.path) {
+                    problem("path", why);
+                }
+                (c.layout.as_ref(), c.de_dot)
+            }
+            SinkConfig::Webhook(c) => {
+                if let Err(problems) = webhook::WebhookSink::build(c, rc.delivery.timeout) {
+                    for (key, why) in problems {
+                        problem(key, why);
+                    }
+                }
+                (c.layout.as_ref(), false)
+            }
+        };
+        if let Err(e) = Encoder::new(layout, de_dot) {
+            problem("layout", e.to_string());
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors { errors })
+    }
+}
+
 /// Every configured receiver, by name.
 pub struct Receivers {
     handles: BTreeMap<String, ReceiverHandle>,
@@ -89,8 +136,9 @@ pub struct ReceiverHandle {
 }
 
 impl Receivers {
-    /// Builds every receiver and spawns its worker on `tasks`. Anything checkable at start fails here
-    /// with the receiver's name: unwritable file, unreadable CA/cert/key, invalid template.
+    /// Builds every receiver and spawns its worker on `tasks`. Anything checkable at start fails here,
+    /// before any worker runs: everything [`check`] checks (unwritable file, missing or unparsable
+    /// CA/cert/key, invalid template, …).
     pub async fn start(
         configs: &[ReceiverConfig],
         metrics: &Metrics,
@@ -111,6 +159,7 @@ impl Receivers {
         abort: CancellationToken,
         stdout: impl Fn() -> stdout::Writer,
     ) -> Result<Receivers, SinkError> {
+        check(configs).map_err(SinkError::Invalid)?;
         let mut built = Vec::new();
         for rc in configs {
             let cfg_err = |message: String| SinkError::Config {

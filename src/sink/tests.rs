@@ -511,3 +511,287 @@ async fn full_queue_blocks_or_drops_when_asked() {
         "nothing was delivered, the cursor did not move"
     );
 }
+
+#[test]
+fn check_finds_every_problem_start_would_hit_without_creating_anything() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    std::fs::write(dir.path().join("garbage.pem"), "not PEM at all\n").unwrap();
+    std::fs::write(
+        dir.path().join("broken.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let cfgs = receivers(&format!(
+        "  - name: f-missing\n    file: {{path: /nonexistent-dir/x/events.log}}\n\
+         \x20 - name: f-dir\n    file: {{path: {d}}}\n\
+         \x20 - name: f-ok\n    file: {{path: {d}/ok.log}}\n\
+         \x20 - name: w-files\n    webhook:\n      endpoint: https://example.test/hook\n      tls: {{caFile: {d}/missing.pem, certFile: {d}/garbage.pem, keyFile: {d}/garbage.pem}}\n\
+         \x20 - name: w-http\n    webhook:\n      endpoint: http://example.test/hook\n      tls: {{serverName: webhook.test}}\n\
+         \x20 - name: w-ip\n    webhook:\n      endpoint: https://example.test/hook\n      tls: {{caFile: {d}/broken.pem, serverName: 10.0.0.1}}\n"
+    ));
+    let errors = check(&cfgs).unwrap_err();
+    let got: Vec<String> = errors.errors.iter().map(ToString::to_string).collect();
+    let want = [
+        "receivers[0].file.path: cannot write /nonexistent-dir/x/events.log: directory /nonexistent-dir/x does not exist (receiver \"f-missing\")".to_string(),
+        format!("receivers[1].file.path: cannot write {d}: it is a directory (receiver \"f-dir\")"),
+        format!("receivers[3].webhook.tls.caFile: cannot read {d}/missing.pem: No such file or directory (os error 2) (receiver \"w-files\")"),
+        format!("receivers[3].webhook.tls.certFile: {d}/garbage.pem: no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----) (receiver \"w-files\")"),
+        format!("receivers[3].webhook.tls.keyFile: {d}/garbage.pem: no private key in it (expected PEM: -----BEGIN PRIVATE KEY-----): no items found (receiver \"w-files\")"),
+        "receivers[4].webhook.tls.serverName: needs an https:// endpoint, not http:// (receiver \"w-http\")".to_string(),
+    ];
+    assert_eq!(got[..want.len()], want, "{got:#?}");
+    assert!(
+        got[6].starts_with(&format!(
+            "receivers[5].webhook.tls.caFile: {d}/broken.pem: certificate 1 does not parse: "
+        )),
+        "{got:#?}"
+    );
+    assert_eq!(
+        got[7],
+        "receivers[5].webhook.tls.serverName: \"10.0.0.1\" is an IP address: write it in endpoint instead (serverName is a DNS name) (receiver \"w-ip\")"
+    );
+    assert_eq!(got.len(), 8, "{got:#?}");
+    // Checking did not create the file it checked, nor leave a probe behind.
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "only garbage.pem and broken.pem"
+    );
+    // An existing file is checked by opening it for appending, unchanged.
+    std::fs::write(dir.path().join("ok.log"), "kept\n").unwrap();
+    check(&cfgs[2..3]).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("ok.log")).unwrap(),
+        "kept\n"
+    );
+}
+
+#[tokio::test]
+async fn start_refuses_what_check_refuses_and_starts_nothing() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let cfgs = receivers(&format!(
+        "  - name: out\n    stdout: {{}}\n  - name: w\n    webhook:\n      endpoint: https://example.test/hook\n      tls: {{caFile: {}/missing.pem}}\n",
+        dir.path().display()
+    ));
+    let tasks = TaskTracker::new();
+    let err = Receivers::start(&cfgs, &Metrics::default(), &tasks, CancellationToken::new())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, SinkError::Invalid(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("receivers[1].webhook.tls.caFile: cannot read"),
+        "{err}"
+    );
+    assert!(tasks.is_empty(), "a worker was started");
+}
+
+type SeenHeaders = Arc<Mutex<Vec<HeaderMap>>>;
+
+async fn record_headers(State(seen): State<SeenHeaders>, headers: HeaderMap) -> StatusCode {
+    seen.lock().unwrap().push(headers);
+    StatusCode::OK
+}
+
+/// An HTTP server on 127.0.0.1 that records the headers of every request; its `/hook` URL.
+async fn header_recorder() -> (SeenHeaders, String) {
+    let seen = SeenHeaders::default();
+    let app = Router::new()
+        .route("/hook", post(record_headers))
+        .with_state(seen.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (seen, url)
+}
+
+fn webhook_sink(yaml: &str) -> webhook::WebhookSink {
+    let rc = receivers(yaml).remove(0);
+    let SinkConfig::Webhook(c) = &rc.sink else {
+        panic!("not a webhook")
+    };
+    webhook::WebhookSink::build(c, Duration::from_secs(5)).unwrap_or_else(|p| panic!("{p:?}"))
+}
+
+fn doc(occ: Arc<Occurrence>) -> Doc {
+    Doc {
+        key: occ.key.clone(),
+        body: occ.json().clone(),
+        occ,
+    }
+}
+
+#[tokio::test]
+async fn webhook_headers_from_the_config_replace_ours_instead_of_doubling_them() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (seen, url) = header_recorder().await;
+    let mut sink = webhook_sink(&format!(
+        "  - name: w\n    webhook:\n      endpoint: {url}\n      headers:\n        content-type: application/cloudevents+json\n        Idempotency-Key: 'custom-{{{{ .Reason }}}}'\n        X-Message: '{{{{ .Message }}}}'\n"
+    ));
+    let e: Event = serde_json::from_value(serde_json::json!({
+        "metadata": {"uid": "u1", "namespace": "ns"},
+        "reason": "BackOff", "count": 2, "message": "first line\nsecond line"
+    }))
+    .unwrap();
+    sink.send(&[doc(Arc::new(Occurrence::new(e)))])
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let h = seen.lock().unwrap().remove(0);
+    let all = |name: &str| -> Vec<String> {
+        h.get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect()
+    };
+    assert_eq!(all("content-type"), ["application/cloudevents+json"]);
+    assert_eq!(all("idempotency-key"), ["custom-BackOff"]);
+    // A rendered value with a line break is sent cleaned, not silently dropped.
+    assert_eq!(all("x-message"), ["first line second line"]);
+    // Without headers in the config: ours, once each.
+    let (seen, url) = header_recorder().await;
+    let mut sink = webhook_sink(&format!("  - name: w\n    webhook: {{endpoint: {url}}}\n"));
+    sink.send(&[doc(occurrence(7))])
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let h = &seen.lock().unwrap()[0];
+    assert_eq!(h.get_all("content-type").iter().count(), 1);
+    assert_eq!(h["content-type"], "application/json");
+    assert_eq!(h["idempotency-key"], "uid-7:1");
+}
+
+// A test CA and a certificate it signed for `webhook.test` only (EC P-256, valid 2020–2125),
+// made with `openssl ca`. The key is the certificate's; nothing else trusts this CA.
+const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBXjCCAQWgAwIBAgIBATAKBggqhkjOPQQDAjAWMRQwEgYDVQQDDAtrZWUgdGVz
+dCBDQTAgFw0yMDAxMDEwMDAwMDBaGA8yMTI1MDEwMTAwMDAwMFowFjEUMBIGA1UE
+AwwLa2VlIHRlc3QgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAQ2q2+wIbsI
+bTOIimE5TrbpKj3MlTNuKDTBTAysop1aS9oNl3A1sAFTjkZ+Qqau1uFDxWs7mh40
+N6GsoWpHBVT8o0IwQDAPBgNVHRMBAf8EBTADAQH/MA4GA1UdDwEB/wQEAwIBBjAd
+BgNVHQ4EFgQUwDl/PCLY7FmI4tufGrpOv3u6mqUwCgYIKoZIzj0EAwIDRwAwRAIg
+HIEc5X2ATrROA7/Momf2lCGrvGmeWL9c2xRvnXgRMeYCIDQWhBaXHXXxJlBjbeko
+mFhF10ffZhvzhVUXtY0dBSDf
+-----END CERTIFICATE-----
+";
+const TEST_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBrjCCAVSgAwIBAgIBAjAKBggqhkjOPQQDAjAWMRQwEgYDVQQDDAtrZWUgdGVz
+dCBDQTAgFw0yMDAxMDEwMDAwMDBaGA8yMTI1MDEwMTAwMDAwMFowFzEVMBMGA1UE
+AwwMd2ViaG9vay50ZXN0MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAETJNemSDv
+Jt7WkcMBDMgasFMEgIA8F/KkzZkydDr3G1TT8TdUft1Dws2at0TaFcYD30ERjOyZ
+9sgsR3r8VNvGwqOBjzCBjDAXBgNVHREEEDAOggx3ZWJob29rLnRlc3QwDAYDVR0T
+AQH/BAIwADAOBgNVHQ8BAf8EBAMCB4AwEwYDVR0lBAwwCgYIKwYBBQUHAwEwHwYD
+VR0jBBgwFoAUwDl/PCLY7FmI4tufGrpOv3u6mqUwHQYDVR0OBBYEFNqqBy9TbvP4
+mL8r0gbwHX0+Fmb0MAoGCCqGSM49BAMCA0gAMEUCIQC9yS1a/ZyKck+Uf1f4+enx
+QSzBX8/SG5tfmuyL0zdz7gIgabXOSL6NFpOcrOwd1RFRZGIqZJLyzrm0ls73ThWj
+0z4=
+-----END CERTIFICATE-----
+";
+const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgvBBY6P4T0jzYPViz
+AI0ACmR2XnagBNBcbWqtDQiGyBKhRANCAARMk16ZIO8m3taRwwEMyBqwUwSAgDwX
+8qTNmTJ0OvcbVNPxN1R+3UPCzZq3RNoVxgPfQRGM7Jn2yCxHevxU28bC
+-----END PRIVATE KEY-----
+";
+
+/// What a TLS server saw of one connection: the SNI name and, if the handshake succeeded and a
+/// request came, its Host header.
+type TlsSeen = std::sync::mpsc::Receiver<(Option<String>, Option<String>)>;
+
+/// An HTTPS server on 127.0.0.1 presenting the `webhook.test` certificate, answering 200 to every
+/// request; its address and, connection by connection, what it saw.
+fn tls_server() -> (std::net::SocketAddr, TlsSeen) {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    use std::io::{Read, Write};
+    let cfg = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from_pem_slice(TEST_CERT.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(TEST_KEY.as_bytes()).unwrap(),
+        )
+        .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (record, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(tcp) = tcp else { continue };
+            let mut tls =
+                rustls::StreamOwned::new(rustls::ServerConnection::new(cfg.clone()).unwrap(), tcp);
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match tls.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let sni = tls.conn.server_name().map(str::to_owned);
+            if !head.ends_with(b"\r\n\r\n") {
+                let _ = record.send((sni, None));
+                continue;
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let header = |name: &str| {
+                head.lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.trim().to_owned())
+            };
+            let len: usize = header("content-length").map_or(0, |l| l.parse().unwrap());
+            let mut body = vec![0; len];
+            let _ = tls.read_exact(&mut body);
+            let _ =
+                tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+            let _ = record.send((sni, header("host")));
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn webhook_tls_server_name_is_used_for_sni_and_certificate_verification() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (addr, seen) = tls_server();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, TEST_CA).unwrap();
+    let receiver = |tls: &str| {
+        format!(
+            "  - name: w\n    webhook:\n      endpoint: https://{addr}/hook\n      tls: {{caFile: {}{tls}}}\n",
+            ca.display()
+        )
+    };
+
+    // The certificate names webhook.test, the endpoint is an IP: verified against serverName.
+    let mut sink = webhook_sink(&receiver(", serverName: webhook.test"));
+    sink.send(&[doc(occurrence(1))])
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    // What the server saw of that connection (it records once the response is written).
+    let next = || seen.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        next(),
+        (Some("webhook.test".to_owned()), Some(addr.to_string())),
+        "SNI is serverName, Host is the endpoint's"
+    );
+
+    // Without serverName the same server is refused: its certificate is not for 127.0.0.1.
+    let mut sink = webhook_sink(&receiver(""));
+    let err = sink.send(&[doc(occurrence(2))]).await.unwrap_err();
+    let SendError::Transient { reason, .. } = err else {
+        panic!("{err:?}")
+    };
+    assert!(reason.contains("certificate"), "{reason}");
+    assert_eq!(next().1, None, "no request on the refused connection");
+}
