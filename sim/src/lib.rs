@@ -10,6 +10,7 @@ pub mod bench;
 mod faults;
 pub mod generator;
 pub mod resources;
+pub mod soak;
 pub mod store;
 mod watch;
 
@@ -243,6 +244,33 @@ impl SimHandle {
             .lock()
             .expect("store lock")
             .count(resources::events())
+    }
+
+    /// Any served object as stored, read in-process: no injected fault or latency applies (for
+    /// observers such as the soak's Lease monitor).
+    pub fn get_object(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        let rt = Self::rt(api_version, kind)?;
+        let ns = if rt.namespaced { namespace } else { "" };
+        Ok(self
+            .shared
+            .store
+            .lock()
+            .expect("store lock")
+            .get(rt, ns, name)?
+            .value
+            .clone())
+    }
+
+    /// Changes on every write of any object (the value is the current resourceVersion), so an
+    /// in-process observer sees every version of an object without polling the API.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.changed.subscribe()
     }
 
     /// Creates (or replaces) any served object; its `apiVersion` and `kind` pick the resource.
