@@ -99,9 +99,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// The checks `run` makes before it starts: the file, then the receivers (file directories, TLS
+/// files, …; `sink::check` starts nothing). Warnings go to stderr, the summary to stdout; exit 2
+/// with every error.
 fn check_config(path: &std::path::Path) -> ExitCode {
-    match config::load(path) {
+    let checked = config::load(path)
+        .and_then(|cfg| kube_event_exporter::sink::check(&cfg.receivers).map(|()| cfg));
+    match checked {
         Ok(cfg) => {
+            for warning in cfg.warnings() {
+                eprintln!("warning: {warning}");
+            }
             println!("{}: {}", path.display(), cfg.summary());
             ExitCode::SUCCESS
         }

@@ -140,3 +140,106 @@ fn text_logs_to_a_pipe_carry_no_colour_codes() {
         "ANSI escape codes on a pipe:\n{err:?}"
     );
 }
+
+fn check_env(yaml: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = exe()
+        .envs(env.iter().copied())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_refuses_what_run_refuses_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    std::fs::write(dir.path().join("garbage.pem"), "not a certificate\n").unwrap();
+    let (code, out, err) = check(&format!(
+        "route: {{routes: [{{match: [{{receiver: f}}, {{receiver: w}}]}}]}}\n\
+         receivers:\n\
+         \x20 - name: f\n    file: {{path: /nonexistent-dir/events.log}}\n\
+         \x20 - name: w\n    webhook:\n      endpoint: https://hooks.example.com/k8s\n      tls: {{caFile: {d}/garbage.pem, certFile: {d}/missing.pem, keyFile: {d}/garbage.pem, serverName: hooks.internal}}\n"
+    ));
+    assert_eq!(code, 2, "{out}{err}");
+    for e in [
+        "receivers[0].file.path: cannot write /nonexistent-dir/events.log: directory /nonexistent-dir does not exist (receiver \"f\")".to_string(),
+        format!("receivers[1].webhook.tls.caFile: {d}/garbage.pem: no certificate in it"),
+        format!("receivers[1].webhook.tls.certFile: cannot read {d}/missing.pem: "),
+        format!("receivers[1].webhook.tls.keyFile: {d}/garbage.pem: no private key in it"),
+    ] {
+        assert!(err.contains(&e), "{e}\nnot in\n{err}");
+    }
+    // serverName is supported now: no error for it.
+    assert!(!err.contains("serverName"), "{err}");
+    assert!(out.is_empty(), "{out}");
+}
+
+#[test]
+fn a_config_file_over_4_mib_is_refused_by_check_config_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.yaml");
+    // Valid YAML (comments) past the limit: without a limit both commands would accept it.
+    std::fs::write(&path, "# padding\n".repeat(500_000)).unwrap();
+    let want = format!(
+        "cannot read {}: larger than 4 MiB, the limit for a config file",
+        path.display()
+    );
+    let out = exe()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&want), "{err}");
+    let out = exe()
+        .args(["run", "--metrics-address", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&want), "{err}");
+}
+
+#[test]
+fn check_config_prints_warnings_but_passes() {
+    let (code, out, err) = check(
+        "route: {routes: [{match: [{receiver: dump}]}]}\nreceivers:\n  - name: dump\n    stdout:\n      layout: {reason: '{{ .Resaon }}', kind: '{{ .InvolvedObject.Kind }}'}\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert_eq!(
+        err,
+        "warning: receivers[0].stdout.layout.reason: .Resaon: the event has no field Resaon, so this exports \"<no value>\" (did you mean .Reason?)\n"
+    );
+    let (code, _, err) = check("clusterName: x\n");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: receivers: none defined: nothing will be exported"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_header_secret_ending_in_a_newline_is_refused_without_showing_it() {
+    let (code, _, err) = check_env(
+        "route: {routes: [{match: [{receiver: w}]}]}\nreceivers:\n  - name: w\n    webhook:\n      endpoint: https://hooks.example.com/k8s\n      headers: {Authorization: 'Bearer ${HOOK_TOKEN}'}\n",
+        &[("HOOK_TOKEN", "s3cr3t-t0ken\n")],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("receivers[0].webhook.headers.Authorization: not a valid HTTP header value: a line break at character 20 of 20"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cr3t"), "{err}");
+}
