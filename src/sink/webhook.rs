@@ -4,6 +4,12 @@
 //!
 //! Redirects are not followed: a POST silently turned into a GET by a 302 would lose the event;
 //! a 3xx is reported as a permanent failure naming the Location instead.
+//!
+//! Headers from the config are set after ours, so a configured `Content-Type` or
+//! `Idempotency-Key` replaces ours. TLS: `caFile` replaces the system roots (as Go's `RootCAs`),
+//! `certFile`/`keyFile` are the client identity, and `serverName` is the name for SNI and
+//! certificate verification: requests go to `https://{serverName}:{port}` through a resolver that
+//! maps that name to the endpoint's host, with the endpoint's `Host` header, over HTTP/1.1.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -62,15 +68,16 @@ impl WebhookSink {
             .user_agent(USER_AGENT)
             .tls_danger_accept_invalid_certs(cfg.tls.insecure_skip_verify);
         if let Some(ca) = &cfg.tls.ca_file {
+            // The bundle replaces the system roots, as resmoio's `caFile` does (Go's RootCAs).
             match read_certificates(ca) {
                 Ok(certs) => {
-                    for der in certs {
-                        match reqwest::Certificate::from_der(&der) {
-                            Ok(c) => builder = builder.add_root_certificate(c),
-                            Err(e) => {
-                                problems.push(("tls.caFile", format!("{}: {e}", ca.display())))
-                            }
-                        }
+                    let certs: Result<Vec<_>, _> = certs
+                        .iter()
+                        .map(|der| reqwest::Certificate::from_der(der))
+                        .collect();
+                    match certs {
+                        Ok(certs) => builder = builder.tls_certs_only(certs),
+                        Err(e) => problems.push(("tls.caFile", format!("{}: {e}", ca.display()))),
                     }
                 }
                 Err(why) => problems.push(("tls.caFile", why)),
