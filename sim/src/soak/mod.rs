@@ -119,8 +119,14 @@ struct Soak {
 }
 
 /// Polls `cond` every 20 ms until it holds; Err after `limit`.
-async fn wait_for(
+async fn wait_for(limit: Duration, what: &str, cond: impl FnMut() -> bool) -> anyhow::Result<()> {
+    wait_for_every(limit, Duration::from_millis(20), what, cond).await
+}
+
+/// Polls `cond` every `every` until it holds; Err after `limit`.
+async fn wait_for_every(
     limit: Duration,
+    every: Duration,
     what: &str,
     mut cond: impl FnMut() -> bool,
 ) -> anyhow::Result<()> {
@@ -129,7 +135,7 @@ async fn wait_for(
         if Instant::now() >= deadline {
             bail!("timed out after {limit:?} waiting for {what}");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(every).await;
     }
     Ok(())
 }
@@ -438,8 +444,10 @@ impl Soak {
             self.now(),
             generated.len()
         );
-        let caught_up = wait_for(
+        // Each check reads every delivery so far: twice a second is plenty.
+        let caught_up = wait_for_every(
             Duration::from_secs(120),
+            Duration::from_millis(500),
             "both receivers to catch up",
             || self.missing(&generated) == 0,
         )
