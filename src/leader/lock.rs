@@ -19,8 +19,17 @@ use tokio::time::Instant;
 
 use super::cursor::{ANNOTATION, StoredCursor};
 
+/// Read-decide-write rounds one attempt makes while the Lease names us but keeps changing.
+const CONFLICT_RETRIES: u32 = 3;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
+    #[error("lease {namespace}/{name}: changed under us {attempts} times in a row (409 Conflict)")]
+    Contended {
+        namespace: String,
+        name: String,
+        attempts: u32,
+    },
     #[error("lease {namespace}/{name}: {source}")]
     Api {
         namespace: String,
@@ -153,6 +162,25 @@ impl LeaseLock {
         &mut self,
         cursor: Option<&StoredCursor>,
     ) -> Result<Attempt, LockError> {
+        // A conflict on a Lease that still names us is another replica's annotation write (a
+        // standby's announcement), not a lost lease: read and write again.
+        for _ in 0..CONFLICT_RETRIES {
+            if let Some(attempt) = self.attempt(cursor).await? {
+                return Ok(attempt);
+            }
+        }
+        Err(LockError::Contended {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            attempts: CONFLICT_RETRIES,
+        })
+    }
+
+    /// One read-decide-write. None: our write conflicted although the Lease names us.
+    async fn attempt(
+        &mut self,
+        cursor: Option<&StoredCursor>,
+    ) -> Result<Option<Attempt>, LockError> {
         if let Some(held) = self.held.clone() {
             let mut lease = held;
             let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
@@ -167,14 +195,14 @@ impl LeaseLock {
                 Ok(written) => {
                     let epoch = epoch_of(&written);
                     self.held = Some(written);
-                    return Ok(Attempt::Leading {
+                    return Ok(Some(Attempt::Leading {
                         epoch,
                         acquired: false,
                         cursor: None,
                         previous_renew: None,
                         previous_holder: self.identity.clone(),
                         freed: Freed::Ours,
-                    });
+                    }));
                 }
                 // Someone else wrote the Lease: re-read and re-decide below.
                 Err(e) if is_conflict(&e) => self.held = None,
@@ -187,7 +215,7 @@ impl LeaseLock {
             .await
             .map_err(|e| self.err(e))?;
         let Some(current) = current else {
-            return self.create(cursor).await;
+            return self.create(cursor).await.map(Some);
         };
         let now = Instant::now();
         let spec = current.spec.clone().unwrap_or_default();
@@ -204,7 +232,7 @@ impl LeaseLock {
         let held_by_other = !holder.is_empty() && holder != self.identity;
         if held_by_other && observed_at + record_duration > now {
             self.followed = Some(current);
-            return Ok(Attempt::Following { holder });
+            return Ok(Some(Attempt::Following { holder }));
         }
         self.followed = None;
         let freed = if holder.is_empty() {
@@ -250,16 +278,17 @@ impl LeaseLock {
             Ok(written) => {
                 let epoch = epoch_of(&written);
                 self.held = Some(written);
-                Ok(Attempt::Leading {
+                Ok(Some(Attempt::Leading {
                     epoch,
                     acquired: true,
                     cursor: previous_cursor,
                     previous_renew: spec.renew_time.as_ref().map(|t| t.0),
                     previous_holder: holder,
                     freed,
-                })
+                }))
             }
-            Err(e) if is_conflict(&e) => Ok(Attempt::Following { holder }),
+            Err(e) if is_conflict(&e) && freed == Freed::Ours => Ok(None),
+            Err(e) if is_conflict(&e) => Ok(Some(Attempt::Following { holder })),
             Err(e) => Err(self.err(e)),
         }
     }
