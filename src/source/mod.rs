@@ -14,6 +14,7 @@
 
 pub mod event;
 pub mod frames;
+pub mod lines;
 pub mod replay;
 pub mod seen;
 
@@ -23,7 +24,6 @@ use std::sync::{
 };
 use std::time::{Duration, Instant};
 
-use futures::{AsyncBufReadExt, StreamExt};
 use kube::api::{ListParams, WatchParams};
 use kube::core::Request;
 use rand::Rng;
@@ -192,7 +192,16 @@ impl Source {
                     Err(e) => {
                         failures += 1;
                         self.health.set_api_ok(false);
-                        tracing::warn!(error = %crate::telemetry::error_chain(&e), attempt = failures, "listing events failed; retrying");
+                        // A page that does not decode can quote itself whole in the error.
+                        let error: String = crate::telemetry::error_chain(&e)
+                            .chars()
+                            .take(1000)
+                            .collect();
+                        tracing::warn!(
+                            error,
+                            attempt = failures,
+                            "listing events failed; retrying"
+                        );
                         if !self.backoff(failures, &cancel).await {
                             return Ok(());
                         }
@@ -562,7 +571,9 @@ impl Source {
 
     fn malformed(&self, error: &str, raw: &str) {
         self.metrics.malformed_frames.inc();
+        // Decode errors can quote the input whole: keep both bounded.
         let snippet: String = raw.chars().take(200).collect();
+        let error: String = error.chars().take(500).collect();
         tracing::warn!(error, frame = %snippet, "skipping malformed event");
     }
 
@@ -594,14 +605,14 @@ impl Source {
         };
         self.health.set_api_ok(true);
         self.watch_connected = true;
-        let mut lines = body.lines();
+        let mut lines = lines::LineReader::new(body, lines::MAX_LINE);
         let idle_limit = Duration::from_secs(u64::from(self.cfg.watch_timeout_secs) + 30);
         let mut frames = 0u64;
         loop {
             let line = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Ok(Ok(WatchEnd::Stop)),
-                l = tokio::time::timeout(idle_limit, lines.next()) => l,
+                l = tokio::time::timeout(idle_limit, lines.next_line()) => l,
             };
             let line = match line {
                 Err(_) => {
@@ -614,14 +625,28 @@ impl Source {
                         elapsed: started.elapsed(),
                     }));
                 }
-                Ok(None) => {
+                Ok(Ok(None)) => {
                     return Ok(Ok(WatchEnd::Closed {
                         frames,
                         elapsed: started.elapsed(),
                     }));
                 }
-                Ok(Some(Err(e))) => return Ok(Err(kube::Error::ReadEvents(e))),
-                Ok(Some(Ok(line))) => line,
+                Ok(Err(e)) => return Ok(Err(kube::Error::ReadEvents(e))),
+                Ok(Ok(Some(lines::Line::Text(line)))) => line,
+                Ok(Ok(Some(lines::Line::TooLong { bytes }))) => {
+                    self.malformed(
+                        &format!(
+                            "watch frame of {bytes} bytes is over the {} byte limit",
+                            lines::MAX_LINE
+                        ),
+                        "",
+                    );
+                    continue;
+                }
+                Ok(Ok(Some(lines::Line::NotUtf8 { bytes }))) => {
+                    self.malformed(&format!("watch frame of {bytes} bytes is not UTF-8"), "");
+                    continue;
+                }
             };
             if line.trim().is_empty() {
                 continue;

@@ -1,0 +1,136 @@
+//! Newline-delimited watch frames, read with a size limit: a peer (or a proxy) that never sends a
+//! newline must not grow our memory without bound. An over-long line is skipped to its end and
+//! reported, like any other malformed frame.
+
+use futures::{AsyncBufRead, AsyncBufReadExt};
+
+/// Far above any real frame: etcd refuses objects over 1.5 MiB.
+pub const MAX_LINE: usize = 16 << 20;
+
+#[derive(Debug, PartialEq)]
+pub enum Line {
+    Text(String),
+    /// Longer than the limit: skipped, `bytes` long.
+    TooLong {
+        bytes: usize,
+    },
+    /// Not UTF-8 (JSON must be).
+    NotUtf8 {
+        bytes: usize,
+    },
+}
+
+pub struct LineReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    max: usize,
+}
+
+impl<R: AsyncBufRead + Unpin> LineReader<R> {
+    pub fn new(inner: R, max: usize) -> Self {
+        Self {
+            inner,
+            buf: Vec::new(),
+            max,
+        }
+    }
+
+    /// The next line without its newline; None at the end of the stream.
+    pub async fn next_line(&mut self) -> std::io::Result<Option<Line>> {
+        self.buf.clear();
+        let mut too_long: Option<usize> = None;
+        loop {
+            let available = self.inner.fill_buf().await?;
+            if available.is_empty() {
+                if self.buf.is_empty() && too_long.is_none() {
+                    return Ok(None);
+                }
+                break;
+            }
+            let (chunk, used, end) = match available.iter().position(|b| *b == b'\n') {
+                Some(i) => (&available[..i], i + 1, true),
+                None => (available, available.len(), false),
+            };
+            match too_long.as_mut() {
+                Some(skipped) => *skipped += chunk.len(),
+                None if self.buf.len() + chunk.len() > self.max => {
+                    too_long = Some(self.buf.len() + chunk.len());
+                    self.buf = Vec::new();
+                }
+                None => self.buf.extend_from_slice(chunk),
+            }
+            self.inner.consume_unpin(used);
+            if end {
+                break;
+            }
+        }
+        if let Some(bytes) = too_long {
+            return Ok(Some(Line::TooLong { bytes }));
+        }
+        let bytes = std::mem::take(&mut self.buf);
+        let len = bytes.len();
+        Ok(Some(match String::from_utf8(bytes) {
+            Ok(s) => Line::Text(s),
+            Err(_) => Line::NotUtf8 { bytes: len },
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn all(input: &[u8], max: usize, chunk: usize) -> Vec<Line> {
+        // A reader that hands out `chunk` bytes at a time, as a network stream does.
+        let chunks: Vec<std::io::Result<Vec<u8>>> =
+            input.chunks(chunk).map(|c| Ok(c.to_vec())).collect();
+        let stream = futures::stream::iter(chunks);
+        let mut r = LineReader::new(futures::TryStreamExt::into_async_read(stream), max);
+        let mut out = Vec::new();
+        while let Some(l) = r.next_line().await.unwrap() {
+            out.push(l);
+        }
+        out
+    }
+
+    fn text(s: &str) -> Line {
+        Line::Text(s.to_string())
+    }
+
+    #[tokio::test]
+    async fn splits_lines_across_chunks_and_keeps_a_last_partial_line() {
+        for chunk in [1, 3, 64] {
+            assert_eq!(
+                all(b"ab\n\ncde\nf", 10, chunk).await,
+                [text("ab"), text(""), text("cde"), text("f")]
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn skips_an_over_long_line_and_goes_on() {
+        for chunk in [1, 4, 100] {
+            assert_eq!(
+                all(b"ok\n0123456789abcdef\nnext\n", 8, chunk).await,
+                [text("ok"), Line::TooLong { bytes: 16 }, text("next")]
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endless_line_is_bounded() {
+        let endless = vec![b'x'; 1 << 16];
+        assert_eq!(
+            all(&endless, 1024, 4096).await,
+            [Line::TooLong { bytes: 1 << 16 }]
+        );
+    }
+
+    #[tokio::test]
+    async fn reports_invalid_utf8() {
+        assert_eq!(
+            all(b"\xff\xfe\nok\n", 10, 2).await,
+            [Line::NotUtf8 { bytes: 2 }, text("ok")]
+        );
+    }
+}
