@@ -88,6 +88,12 @@ const TLS_KEYS: &[&str] = &[
     "keyFile",
 ];
 
+// Bounds of sizes that are allocated up front (a channel, a batch buffer, an LRU): larger values
+// would make the exporter abort at start instead of failing here with the key's path.
+const MAX_CACHE_SIZE: i64 = 1 << 20;
+const MAX_QUEUE: i64 = 1 << 20;
+const MAX_BATCH_EVENTS: i64 = 1 << 16;
+
 /// Every key the loader accepts, as documented in docs/configuration.md: `leaderElection.leaseName`,
 /// `rule.reason` (an item of `drop`/`match`), `receivers[].webhook.tls.caFile`, … Built from the
 /// same lists the loader checks against, so the reference cannot drift from the code.
@@ -296,7 +302,7 @@ fn build(ctx: &mut Ctx, root: &Node) -> Option<Config> {
     };
     let omit_lookup = ctx.bool(&f, "omitLookup").unwrap_or(false);
     let cache_size = ctx
-        .int(&f, "cacheSize", 0, i64::MAX)
+        .int(&f, "cacheSize", 0, MAX_CACHE_SIZE)
         .filter(|c| *c > 0)
         .unwrap_or(1024) as usize;
 
@@ -846,7 +852,7 @@ fn delivery(ctx: &mut Ctx, f: &Fields, sink: Option<&SinkConfig>) -> DeliveryCon
     let batch = match batch {
         Some(b) => BatchConfig {
             max_events: ctx
-                .int(&b, "maxEvents", 1, i64::MAX)
+                .int(&b, "maxEvents", 1, MAX_BATCH_EVENTS)
                 .unwrap_or(default_max_events) as usize,
             max_wait: ctx
                 .duration(&b, "maxWait")
@@ -868,7 +874,7 @@ fn delivery(ctx: &mut Ctx, f: &Fields, sink: Option<&SinkConfig>) -> DeliveryCon
         );
     }
     DeliveryConfig {
-        queue: ctx.int(f, "queue", 1, i64::MAX).unwrap_or(1024) as usize,
+        queue: ctx.int(f, "queue", 1, MAX_QUEUE).unwrap_or(1024) as usize,
         drop_when_full: ctx.bool(f, "dropWhenFull").unwrap_or(false),
         timeout,
         retry,

@@ -459,7 +459,7 @@ fn durations_and_types() {
     );
     assert_eq!(
         only("cacheSize: -1"),
-        "cacheSize: must be at least 0, found -1"
+        "cacheSize: must be between 0 and 1048576, found -1"
     );
     assert_eq!(
         only("logLevel: loud"),
@@ -475,7 +475,7 @@ fn durations_and_types() {
     );
     assert_eq!(
         only(&format!("{STDOUT}    queue: 0\n")),
-        "receivers[0].queue: must be at least 1, found 0"
+        "receivers[0].queue: must be between 1 and 1048576, found 0"
     );
     assert_eq!(
         only(&format!("{STDOUT}    retry: {{maxAttempts: 0}}\n")),
@@ -483,7 +483,7 @@ fn durations_and_types() {
     );
     assert_eq!(
         only(&format!("{STDOUT}    batch: {{maxEvents: 0}}\n")),
-        "receivers[0].batch.maxEvents: must be at least 1, found 0"
+        "receivers[0].batch.maxEvents: must be between 1 and 65536, found 0"
     );
     assert_eq!(
         only(&format!(
@@ -912,4 +912,27 @@ fn every_field_of_the_exported_event_passes_the_template_check() {
         ),
         Vec::<String>::new()
     );
+}
+
+#[test]
+fn sizes_allocated_at_start_are_bounded() {
+    // Each passed check-config once and then aborted the exporter at start (a channel, a batch
+    // buffer or an LRU of that many entries).
+    let big = i64::MAX;
+    assert_eq!(
+        only(&format!("cacheSize: {big}\n")),
+        format!("cacheSize: must be between 0 and 1048576, found {big}")
+    );
+    assert_eq!(
+        only(&format!("{STDOUT}    queue: {big}\n")),
+        format!("receivers[0].queue: must be between 1 and 1048576, found {big}")
+    );
+    assert_eq!(
+        only(&format!("{STDOUT}    batch: {{maxEvents: {big}}}\n")),
+        format!("receivers[0].batch.maxEvents: must be between 1 and 65536, found {big}")
+    );
+    let c = ok(&format!(
+        "cacheSize: 1048576\n{STDOUT}    queue: 1048576\n    batch: {{maxEvents: 65536}}\n"
+    ));
+    assert_eq!(c.cache_size, 1 << 20);
 }
