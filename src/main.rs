@@ -121,7 +121,11 @@ fn check_config(path: &std::path::Path) -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> ExitCode {
-    let cfg = match config::load(&args.config) {
+    // The same checks as check-config, before anything starts: receivers that cannot work
+    // (unwritable file, unreadable TLS files) fail here, not when a standby takes over.
+    let checked = config::load(&args.config)
+        .and_then(|cfg| kube_event_exporter::sink::check(&cfg.receivers).map(|()| cfg));
+    let cfg = match checked {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{}: invalid config\n{errors}", args.config.display());
@@ -129,6 +133,9 @@ async fn run(args: RunArgs) -> ExitCode {
         }
     };
     telemetry::logging::init(cfg.log_level, cfg.log_format);
+    for warning in cfg.warnings() {
+        tracing::warn!(config = %args.config.display(), "{warning}");
+    }
     match serve(cfg, args).await {
         Ok(code) => code,
         Err(e) => {
@@ -155,16 +162,6 @@ async fn serve(cfg: config::Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     let http = tokio::spawn(server);
     tracing::info!(address = %addr, "serving /metrics, /healthz, /readyz");
 
-    // Fail fast on receivers that cannot work (unwritable file, unreadable TLS files), before any
-    // election: a standby must not discover it only when it takes over.
-    {
-        let (tasks, abort) = (TaskTracker::new(), CancellationToken::new());
-        Receivers::start(&cfg.receivers, &metrics, &tasks, abort)
-            .await?
-            .close();
-        tasks.close();
-        tasks.wait().await;
-    }
     let shutdown = shutdown::install()?;
     let client = cluster::client(args.kubeconfig.as_deref()).await?;
     let result = if cfg.leader_election.enabled {

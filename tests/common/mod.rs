@@ -16,6 +16,7 @@ use kube_event_exporter::telemetry::{Health, Metrics};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use keys::{Delivery, keys_in_file};
+#[allow(unused_imports)] // not every test binary reads transition lines
 pub use logs::transitions;
 
 pub fn init() {
