@@ -63,7 +63,11 @@ async fn rolling_update_waits_for_ready_standbys_and_the_logs_tell_the_story() {
     let want = g.generated();
     c.wait_exported(&want, Duration::from_secs(30)).await;
     let d_ = delivery(&want, &c);
-    assert!(d_.is_exact(), "{}", d_.summary());
+    if !d_.is_exact() {
+        let dir = c.dir.path().to_path_buf();
+        std::mem::forget(c);
+        panic!("{}; logs kept in {}", d_.summary(), dir.display());
+    }
 
     // The story, from the logs alone.
     let (la, lb) = (transitions(&a.log_text()), transitions(&b.log_text()));
