@@ -7,11 +7,11 @@
 //! - **duplicated**: a second delivery of an occurrence is allowed only after an *incident* — the
 //!   leader crashed (SIGKILL, SIGHUP while it still kills, a second signal), lost its lease, or
 //!   released it without having drained — and only of an occurrence the cursor committed by then
-//!   did not cover: a resourceVersion after that cursor, and acknowledged by every receiver no
-//!   earlier than the holder's last cursor write before the incident (one renewal period, longer
-//!   only while renewals failed). One exception to the time bound: while a relist is being
-//!   delivered the cursor cannot move (listed events are not in resourceVersion order), so a crash
-//!   then replays the whole relist.
+//!   did not cover: a resourceVersion after that cursor, and not acknowledged by every receiver
+//!   (from that holder, since it last acquired the lease) earlier than the holder's last cursor
+//!   write before the incident (one renewal period, longer only while renewals failed). One
+//!   exception to the time bound: while a relist is being delivered the cursor cannot move
+//!   (listed events are not in resourceVersion order), so a crash then replays the whole relist.
 //! - **one deliverer per epoch**: a replica delivers only while the Lease names it holder.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -53,6 +53,8 @@ pub struct Incident {
     pub cursor: Option<u64>,
     /// A relist was being delivered since the cursor last moved: the cursor could not move.
     pub relisting: bool,
+    /// When the replica last acquired the lease: only what it delivered since moved its cursor.
+    pub tenure: f64,
 }
 
 #[derive(Debug, Default)]
@@ -179,6 +181,15 @@ pub fn incidents(replicas: &[Replica], logs: &[LogEvent], timeline: &Timeline) -
                     && e.t >= advanced - ACK_SLACK
                     && e.t <= t + TOLERANCE
             });
+            let tenure = logs
+                .iter()
+                .filter(|e| {
+                    e.replica == replica
+                        && matches!(e.kind, LogKind::Acquired { .. })
+                        && e.t <= t + TOLERANCE
+                })
+                .map(|e| e.t)
+                .fold(f64::NEG_INFINITY, f64::max);
             out.push(Incident {
                 t,
                 replica: replica.to_string(),
@@ -186,6 +197,7 @@ pub fn incidents(replicas: &[Replica], logs: &[LogEvent], timeline: &Timeline) -
                 committed,
                 cursor,
                 relisting,
+                tenure,
             });
         };
     for r in replicas {
@@ -228,19 +240,25 @@ fn index(deliveries: &[Delivery]) -> Index<'_> {
     idx
 }
 
-/// When every receiver had an occurrence (None: some receiver never got it).
-fn fully_acked(idx: &Index, key: &str) -> Option<f64> {
+/// When every receiver had the occurrence from the incident's replica during its tenure (None:
+/// some receiver did not): only those acknowledgements could move the cursor it committed.
+fn acked_in_tenure(idx: &Index, key: &str, incident: &Incident) -> Option<f64> {
     Receiver::ALL
         .iter()
-        .map(|r| idx.get(&(*r, key)).and_then(|v| v.first()).map(|d| d.t))
+        .map(|r| {
+            idx.get(&(*r, key))?
+                .iter()
+                .find(|d| d.replica == incident.replica && d.t >= incident.tenure - TOLERANCE)
+                .map(|d| d.t)
+        })
         .try_fold(f64::NEG_INFINITY, |acc, t| t.map(|t| acc.max(t)))
 }
 
-/// Whether a replay of an occurrence (resourceVersion `rv`, acknowledged by every receiver at
-/// `acked`) is legitimate after `incident`: the cursor committed by then did not cover it.
-fn replayable(incident: &Incident, rv: u64, acked: Option<f64>) -> bool {
+/// Whether a replay of `key` (resourceVersion `rv`) is legitimate after `incident`: the cursor
+/// committed by then did not cover it.
+fn replayable(incident: &Incident, idx: &Index, key: &str, rv: u64) -> bool {
     let after_cursor = rv == 0 || incident.cursor.is_none_or(|c| rv > c);
-    let recent = match acked {
+    let recent = match acked_in_tenure(idx, key, incident) {
         None => true,
         Some(a) => a > incident.t + TOLERANCE || a >= incident.committed - ACK_SLACK,
     };
@@ -420,11 +438,10 @@ fn duplicates(idx: &Index, timeline: &Timeline, v: &mut Verdict) {
             continue;
         }
         *per_receiver.entry(*r).or_default() += ds.len() - 1;
-        let acked = fully_acked(idx, key);
         let rv = key_rv(ds);
         for pair in ds.windows(2) {
             let (a, b) = (pair[0], pair[1]);
-            if let Some(why) = unexplained_duplicate(v, timeline, a, b, rv, acked) {
+            if let Some(why) = unexplained_duplicate(v, timeline, idx, key, a, b, rv) {
                 unexplained.push((b.t, format!("{key} in {}: {why}", r.name())));
             }
         }
@@ -486,10 +503,11 @@ fn duplicates(idx: &Index, timeline: &Timeline, v: &mut Verdict) {
 fn unexplained_duplicate(
     v: &Verdict,
     timeline: &Timeline,
+    idx: &Index,
+    key: &str,
     a: &Delivery,
     b: &Delivery,
     rv: u64,
-    acked: Option<f64>,
 ) -> Option<String> {
     let from = format!(
         "first by {} at {:.1}s, again by {} at {:.1}s",
@@ -512,7 +530,7 @@ fn unexplained_duplicate(
     if candidates.is_empty() {
         return Some(format!("{from}, with no crash or lost lease in between"));
     }
-    if candidates.iter().any(|i| replayable(i, rv, acked)) {
+    if candidates.iter().any(|i| replayable(i, idx, key, rv)) {
         return None;
     }
     let last = candidates[candidates.len() - 1];
@@ -525,8 +543,9 @@ fn unexplained_duplicate(
         ));
     }
     Some(format!(
-        "{from}: every receiver had it at {:.1}s, more than one renewal before {} at {:.1}s (cursor {} committed at {:.1}s)",
-        acked.unwrap_or_default(),
+        "{from}: every receiver had it from {} at {:.1}s, more than one renewal before {} at {:.1}s (cursor {} committed at {:.1}s)",
+        last.replica,
+        acked_in_tenure(idx, key, last).unwrap_or_default(),
         last.what,
         last.t,
         last.cursor.unwrap_or_default(),
@@ -552,10 +571,9 @@ fn bound(idx: &Index, incidents: &[Incident]) -> usize {
     }
     let mut total = 0;
     for (key, ds) in by_key {
-        let acked = fully_acked(idx, key);
         let rv = key_rv(&ds);
         for i in incidents {
-            if !replayable(i, rv, acked) {
+            if !replayable(i, idx, key, rv) {
                 continue;
             }
             total += Receiver::ALL
