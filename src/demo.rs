@@ -105,7 +105,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         .await
         .context("kube-sim did not write its kubeconfig")?;
     let url = server_url(&kubeconfig)?;
-    let http = reqwest::Client::new();
+    let http = admin_client(&kubeconfig)?;
     let client = crate::cluster::client(Some(&kubeconfig)).await?;
     let leases: Api<Lease> = Api::namespaced(client, "default");
 
@@ -283,6 +283,28 @@ fn terminate(child: &Child) -> anyhow::Result<()> {
         bail!("kill -TERM {pid} failed");
     }
     Ok(())
+}
+
+/// A client of kube-sim's admin endpoints, trusting the CA its kubeconfig names (admin requests
+/// need no token).
+fn admin_client(kubeconfig: &Path) -> anyhow::Result<reqwest::Client> {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(kubeconfig)?;
+    let mut builder = reqwest::Client::builder();
+    let ca = text.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("certificate-authority-data:")
+            .map(|s| s.trim().to_string())
+    });
+    if let Some(ca) = ca {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(ca)
+            .context("kube-sim's CA in the kubeconfig is not base64")?;
+        builder = builder.add_root_certificate(
+            reqwest::Certificate::from_pem(&pem).context("kube-sim's CA certificate")?,
+        );
+    }
+    builder.build().context("building the admin client")
 }
 
 fn server_url(kubeconfig: &Path) -> anyhow::Result<String> {

@@ -107,7 +107,8 @@ fn an_unwritable_receiver_directory_is_a_clear_start_error() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    // As for every invalid config: exit 2 with every error, before anything starts.
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains(
             "receivers[0].file.path: cannot write /nonexistent-dir/events.log: directory /nonexistent-dir does not exist (receiver"
@@ -122,13 +123,14 @@ fn text_logs_to_a_pipe_carry_no_colour_codes() {
     let path = dir.path().join("c.yaml");
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"http://127.0.0.1:9\"}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\nusers:\n- name: u\n  user: {}\n").unwrap();
-    // Logs "starting" (info, with a level and fields that a terminal would colour), then fails.
-    std::fs::write(&path, "logFormat: text\nroute: {routes: [{match: [{receiver: f}]}]}\nreceivers:\n  - name: f\n    file: {path: /nonexistent-dir/events.log}\n").unwrap();
+    // Logs "starting" (info, with a level and fields that a terminal would colour), then fails
+    // reading the kubeconfig.
+    std::fs::write(&path, "logFormat: text\nroute: {routes: [{match: [{receiver: out}]}]}\nreceivers:\n  - name: out\n    stdout: {}\n").unwrap();
     let out = exe()
         .env_remove("NO_COLOR")
         .env_remove("RUST_LOG")
         .args(["run", "--metrics-address", "127.0.0.1:0", "--kubeconfig"])
-        .arg(&kubeconfig)
+        .arg(dir.path().join("missing-kubeconfig"))
         .arg("--config")
         .arg(&path)
         .output()

@@ -90,7 +90,7 @@ async fn repeats_before_the_first_list_are_exported_from_the_watch_history() {
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let mut want = before_start(&sim, 400, 11).await;
     let dir = tempfile::tempdir().unwrap();
-    let run = Running::start(&cfg(dir.path()), &sim.url(), Start::Cold, dir.path()).await;
+    let run = Running::start(&cfg(dir.path()), sim.kube_config(), Start::Cold, dir.path()).await;
     let cursors = record_cursor(&run);
     common::until_watching(&sim).await;
     let live = sim.generate(gen_cfg(400.0, 200, 12));
@@ -112,7 +112,7 @@ async fn replay_starts_after_the_newest_event_older_than_the_window() {
     sim.compact();
     let want = before_start(&sim, 300, 21).await;
     let dir = tempfile::tempdir().unwrap();
-    let run = Running::start(&cfg(dir.path()), &sim.url(), Start::Cold, dir.path()).await;
+    let run = Running::start(&cfg(dir.path()), sim.kube_config(), Start::Cold, dir.path()).await;
     let (d, _) = run.finish("all", &want, Duration::from_secs(30)).await;
     assert!(d.is_exact(), "{}", d.summary());
     assert!(
@@ -129,7 +129,7 @@ async fn without_history(stale_empty_200: bool) {
     let before = before_start(&sim, 300, 31).await;
     sim.compact();
     let dir = tempfile::tempdir().unwrap();
-    let run = Running::start(&cfg(dir.path()), &sim.url(), Start::Cold, dir.path()).await;
+    let run = Running::start(&cfg(dir.path()), sim.kube_config(), Start::Cold, dir.path()).await;
     let cursors = record_cursor(&run);
     // The replay is abandoned and the watch continues from the list: live occurrences arrive.
     let mut want = current_counts(&before);
@@ -168,7 +168,7 @@ async fn a_replay_interrupted_by_broken_watches_exports_each_occurrence_once() {
     // Every watch breaks after 300 frames: the replay of ~2000 writes resumes several times.
     sim.cut_watches_after(Some(300));
     let dir = tempfile::tempdir().unwrap();
-    let run = Running::start(&cfg(dir.path()), &sim.url(), Start::Cold, dir.path()).await;
+    let run = Running::start(&cfg(dir.path()), sim.kube_config(), Start::Cold, dir.path()).await;
     let cursors = record_cursor(&run);
     run.wait_for_keys("all", &want, Duration::from_secs(60))
         .await;

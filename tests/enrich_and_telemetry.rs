@@ -28,7 +28,7 @@ async fn involved_objects_are_enriched_cached_and_missing_ones_marked_deleted() 
         route,
         &["all", "front"],
     );
-    let run = Running::start(&cfg, &sim.url(), Start::Cold, dir.path()).await;
+    let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
     common::until_watching(&sim).await;
     let mk = |ns: &str, api: &str, kind: &str, name: &str| {
         let mut io = json!({"apiVersion": api, "kind": kind, "name": name});
@@ -186,7 +186,7 @@ async fn forbidden_lookups_export_without_metadata_and_are_not_repeated() {
         common::ROUTE_ALL,
         &["all"],
     );
-    let run = Running::start(&cfg, &sim.url(), Start::Cold, dir.path()).await;
+    let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
     common::until_watching(&sim).await;
     let mut want = Vec::new();
     let mut pods = Vec::new();

@@ -34,7 +34,7 @@ fn leading(a: &Attempt) -> Option<(i32, bool)> {
 async fn only_one_of_two_concurrent_candidates_wins_every_time() {
     common::init();
     let sim = Sim::start(SimConfig::default()).await.unwrap();
-    let client = common::client(&sim.url());
+    let client = common::client(&sim);
     for round in 0..20 {
         let name = format!("race-{round}");
         let (mut a, mut b) = (
@@ -66,7 +66,7 @@ async fn only_one_of_two_concurrent_candidates_wins_every_time() {
 async fn release_hands_over_at_once_with_the_cursor_and_a_new_epoch() {
     common::init();
     let sim = Sim::start(SimConfig::default()).await.unwrap();
-    let client = common::client(&sim.url());
+    let client = common::client(&sim);
     let (mut a, mut b) = (
         lock(&client, "a", Duration::from_secs(15)),
         lock(&client, "b", Duration::from_secs(15)),
@@ -120,7 +120,7 @@ async fn release_hands_over_at_once_with_the_cursor_and_a_new_epoch() {
 async fn an_expired_lease_is_taken_over_only_after_its_duration_by_our_clock() {
     common::init();
     let sim = Sim::start(SimConfig::default()).await.unwrap();
-    let client = common::client(&sim.url());
+    let client = common::client(&sim);
     let (mut a, mut b) = (
         lock(&client, "a", Duration::from_secs(1)),
         lock(&client, "b", Duration::from_secs(1)),
@@ -167,7 +167,7 @@ async fn an_expired_lease_is_taken_over_only_after_its_duration_by_our_clock() {
 async fn a_partitioned_holder_cannot_renew() {
     common::init();
     let sim = Sim::start(SimConfig::default()).await.unwrap();
-    let client = common::client(&sim.url());
+    let client = common::client(&sim);
     let mut a = lock(&client, "a", Duration::from_secs(15));
     assert!(leading(&a.try_acquire_or_renew(None).await.unwrap()).is_some());
     sim.refuse_lease_writes(Some("a"));
@@ -186,7 +186,7 @@ async fn a_partitioned_holder_cannot_renew() {
 async fn renewals_survive_concurrent_annotation_writes() {
     common::init();
     let sim = Sim::start(SimConfig::default()).await.unwrap();
-    let client = common::client(&sim.url());
+    let client = common::client(&sim);
     let mut a = lock(&client, "a", Duration::from_secs(15));
     assert!(leading(&a.try_acquire_or_renew(None).await.unwrap()).is_some());
     // Another writer changes only an annotation, as fast as it can (no precondition: every write

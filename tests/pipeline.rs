@@ -30,7 +30,7 @@ async fn steady_watch_exports_every_occurrence_including_repeats_once() {
         ROUTE_ALL,
         &["all"],
     );
-    let run = Running::start(&cfg, &sim.url(), Start::Cold, dir.path()).await;
+    let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
     common::until_watching(&sim).await;
     let g: Generator = sim.generate(gen_cfg(400.0, 600));
     g.wait().await;
@@ -63,7 +63,13 @@ async fn cold_start_pages_the_list_and_exports_only_young_events() {
     let young = Generator::seed_old_events(&sim, 400, Duration::ZERO, 2);
     assert_eq!((old.len(), young.len()), (700, 400));
     let dir = tempfile::tempdir().unwrap();
-    let run = Running::start(&all_cfg(dir.path()), &sim.url(), Start::Cold, dir.path()).await;
+    let run = Running::start(
+        &all_cfg(dir.path()),
+        sim.kube_config(),
+        Start::Cold,
+        dir.path(),
+    )
+    .await;
     let (d, report) = run.finish("all", &young, Duration::from_secs(30)).await;
     assert!(d.is_exact(), "{}", d.summary());
     assert!(report.drained);
@@ -86,7 +92,7 @@ async fn age_filter_never_applies_to_live_watch_events() {
         ROUTE_ALL,
         &["all"],
     );
-    let run = Running::start(&cfg, &sim.url(), Start::Cold, dir.path()).await;
+    let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
     common::until_watching(&sim).await;
     // Events whose last occurrence was an hour ago, arriving live (e.g. a late recorder): exported.
     let late = Generator::seed_old_events(&sim, 20, Duration::from_secs(3600), 3);
@@ -99,7 +105,13 @@ async fn dropped_watches_resume_without_loss_or_duplicates() {
     init();
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let run = Running::start(&all_cfg(dir.path()), &sim.url(), Start::Cold, dir.path()).await;
+    let run = Running::start(
+        &all_cfg(dir.path()),
+        sim.kube_config(),
+        Start::Cold,
+        dir.path(),
+    )
+    .await;
     common::until_watching(&sim).await;
     let g = sim.generate(gen_cfg(300.0, 900));
     for threshold in [150, 300, 450, 600, 750] {
@@ -134,7 +146,13 @@ async fn relist_case(stale_empty_200: bool) -> (common::Delivery, Running, f64) 
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     sim.set_stale_watch_empty_200(stale_empty_200);
     let dir = tempfile::tempdir().unwrap();
-    let run = Running::start(&all_cfg(dir.path()), &sim.url(), Start::Cold, dir.path()).await;
+    let run = Running::start(
+        &all_cfg(dir.path()),
+        sim.kube_config(),
+        Start::Cold,
+        dir.path(),
+    )
+    .await;
     common::until_watching(&sim).await;
     let before = sim.generate(gen_cfg(0.0, 200));
     before.wait().await;
@@ -239,7 +257,13 @@ async fn api_429_and_500_bursts_lose_nothing() {
     init();
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let run = Running::start(&all_cfg(dir.path()), &sim.url(), Start::Cold, dir.path()).await;
+    let run = Running::start(
+        &all_cfg(dir.path()),
+        sim.kube_config(),
+        Start::Cold,
+        dir.path(),
+    )
+    .await;
     common::until_watching(&sim).await;
     let g = sim.generate(gen_cfg(300.0, 900));
     common::eventually(Duration::from_secs(20), "progress", || g.count() >= 200).await;
@@ -261,7 +285,13 @@ async fn malformed_watch_frame_is_skipped_counted_and_nothing_else_lost() {
     init();
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let run = Running::start(&all_cfg(dir.path()), &sim.url(), Start::Cold, dir.path()).await;
+    let run = Running::start(
+        &all_cfg(dir.path()),
+        sim.kube_config(),
+        Start::Cold,
+        dir.path(),
+    )
+    .await;
     common::until_watching(&sim).await;
     let g = sim.generate(gen_cfg(300.0, 300));
     common::eventually(Duration::from_secs(20), "progress", || g.count() >= 100).await;
@@ -293,9 +323,10 @@ async fn api_server_down_at_start_then_up() {
         .unwrap()
         .port();
     let dir = tempfile::tempdir().unwrap();
+    // Plain HTTP: the server's CA and token do not exist before it starts.
     let run = Running::start(
         &all_cfg(dir.path()),
-        &format!("http://127.0.0.1:{port}"),
+        kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap()),
         Start::Cold,
         dir.path(),
     )
@@ -310,6 +341,7 @@ async fn api_server_down_at_start_then_up() {
     );
     let sim = Sim::start(SimConfig {
         port,
+        tls: kube_sim::TlsMode::Off,
         ..SimConfig::default()
     })
     .await

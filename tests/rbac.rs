@@ -156,7 +156,7 @@ async fn every_api_call_is_allowed_by_the_shipped_rbac() {
     };
     let (_leader, leader_out) = start("exporter-a");
     let leases = kube::Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
-        common::client(&sim.url()),
+        common::client(&sim),
         NAMESPACE,
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

@@ -57,7 +57,7 @@ async fn route_tree_drop_beats_match_subtrees_and_several_receivers() {
         route,
         &["elastic", "prod-failures", "pods", "kube"],
     );
-    let run = Running::start(&cfg, &sim.url(), Start::Cold, dir.path()).await;
+    let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
     common::until_watching(&sim).await;
     let failed_prod = event(&sim, "prod", "Pod", "FailedCreatePodContainer", "Warning");
     let failed_dev = event(&sim, "dev", "Pod", "FailedCreatePodContainer", "Warning");
@@ -122,7 +122,7 @@ async fn webhook_down_then_up_loses_nothing_and_keys_are_idempotency_keys() {
         "omitLookup: true\nleaderElection: {{enabled: false}}\nroute:\n  routes:\n    - match:\n        - receiver: hook\nreceivers:\n  - name: hook\n    retry: {{initialBackoff: 50ms, maxBackoff: 500ms}}\n    batch: {{maxEvents: 20, maxWait: 50ms}}\n    webhook:\n      endpoint: http://127.0.0.1:{port}/events\n"
     );
     let cfg = kube_event_exporter::config::parse(&text, &|_| None).unwrap();
-    let run = Running::start(&cfg, &sim.url(), Start::Cold, dir.path()).await;
+    let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
     common::until_watching(&sim).await;
     let g = sim.generate(GeneratorConfig {
         rate_per_sec: 200.0,

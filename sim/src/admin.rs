@@ -61,6 +61,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request) -> Response {
     let handle = SimHandle {
         addr: shared
             .url
+            .trim_start_matches("https://")
             .trim_start_matches("http://")
             .parse()
             .unwrap_or_else(|_| ([127, 0, 0, 1], 0).into()),

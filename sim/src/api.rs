@@ -196,6 +196,17 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     if path.starts_with("/admin/") || path == "/admin" {
         return crate::admin::handle(shared, req).await;
     }
+    if let Some(token) = &shared.token {
+        let sent = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if sent != Some(token.as_str()) {
+            // What kube-apiserver answers for a missing or wrong token.
+            return error(ApiError::new(401, "Unauthorized", "Unauthorized"));
+        }
+    }
     let latency = shared.faults.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;

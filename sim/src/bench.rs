@@ -470,6 +470,9 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
     let sim = Sim::start(SimConfig {
         history_limit: opts.cold_events + 1000,
         event_ttl: None,
+        // Plain HTTP: the benchmark measures the exporter's own work, and its baselines are
+        // plain clients (TLS costs both sides alike).
+        tls: crate::TlsMode::Off,
         ..SimConfig::default()
     })
     .await?;
@@ -510,6 +513,9 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
     let sim = Sim::start(SimConfig {
         history_limit: opts.sustained_events * 3 + 1000,
         event_ttl: None,
+        // Plain HTTP: the benchmark measures the exporter's own work, and its baselines are
+        // plain clients (TLS costs both sides alike).
+        tls: crate::TlsMode::Off,
         ..SimConfig::default()
     })
     .await?;

@@ -12,6 +12,7 @@ pub mod generator;
 pub mod resources;
 pub mod soak;
 pub mod store;
+pub mod tls;
 mod watch;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 pub use faults::Access;
 pub use generator::{Generator, GeneratorConfig};
 use store::{ApiError, Store};
+pub use tls::TlsMode;
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -39,6 +41,9 @@ pub struct SimConfig {
     /// Send BOOKMARK frames on events watches (real servers do not: events have no watch cache).
     pub event_bookmarks: bool,
     pub bookmark_interval: Duration,
+    /// HTTPS with a generated CA and a bearer token (the default), or plain HTTP, or a broken
+    /// certificate for error tests.
+    pub tls: TlsMode,
 }
 
 impl Default for SimConfig {
@@ -49,6 +54,7 @@ impl Default for SimConfig {
             event_ttl: Some(Duration::from_secs(3600)),
             event_bookmarks: false,
             bookmark_interval: Duration::from_secs(60),
+            tls: TlsMode::default(),
         }
     }
 }
@@ -65,6 +71,10 @@ pub(crate) struct Shared {
     pub(crate) next_list_id: AtomicU64,
     pub(crate) generator: Mutex<Option<Generator>>,
     pub(crate) url: String,
+    /// Every API request must carry `Authorization: Bearer {token}` (None: plain HTTP, no auth).
+    pub(crate) token: Option<String>,
+    /// What clients must trust (None: plain HTTP).
+    pub(crate) ca: Option<(String, Vec<u8>)>,
 }
 
 impl Shared {
@@ -100,6 +110,18 @@ impl Sim {
             .await
             .with_context(|| format!("binding 127.0.0.1:{}", cfg.port))?;
         let addr = listener.local_addr()?;
+        let pki = match cfg.tls {
+            TlsMode::Off => None,
+            mode => Some(tls::Pki::generate(mode)?),
+        };
+        let token = pki.as_ref().map(|_| {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            (0..32)
+                .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
+                .collect::<String>()
+        });
+        let scheme = if pki.is_some() { "https" } else { "http" };
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::new(cfg.history_limit, cfg.event_ttl)),
             changed: tokio::sync::watch::channel(0).0,
@@ -108,7 +130,9 @@ impl Sim {
             lists: Mutex::new(VecDeque::new()),
             next_list_id: AtomicU64::new(1),
             generator: Mutex::new(None),
-            url: format!("http://{addr}"),
+            url: format!("{scheme}://{addr}"),
+            token,
+            ca: pki.as_ref().map(|p| (p.ca_pem.clone(), p.ca_der.clone())),
             cfg,
         });
         let stop = CancellationToken::new();
@@ -116,19 +140,34 @@ impl Sim {
             .fallback(api::handle)
             .with_state(shared.clone());
         let (s, token) = (shared.clone(), stop.clone());
-        tokio::spawn(async move {
-            let shutdown = async move {
-                token.cancelled().await;
-                // Open watches would hold graceful shutdown forever.
-                s.drop_watches.send_modify(|g| *g += 1);
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "kube-sim server failed");
+        let shutdown = async move {
+            token.cancelled().await;
+            // Open watches would hold graceful shutdown forever.
+            s.drop_watches.send_modify(|g| *g += 1);
+        };
+        match pki {
+            Some(pki) => {
+                let listener = tls::TlsListener::new(listener, pki.server, stop.clone())?;
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                    {
+                        tracing::error!(error = %e, "kube-sim server failed");
+                    }
+                });
             }
-        });
+            None => {
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                    {
+                        tracing::error!(error = %e, "kube-sim server failed");
+                    }
+                });
+            }
+        }
         if shared.cfg.event_ttl.is_some() {
             let (s, token) = (shared.clone(), stop.clone());
             tokio::spawn(async move {
@@ -167,12 +206,31 @@ impl SimHandle {
         self.stop.cancel();
     }
 
-    /// A kubeconfig pointing at this server over plain HTTP, without auth.
+    /// PEM of the certificate authority clients must trust (None over plain HTTP).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.shared.ca.as_ref().map(|(pem, _)| pem.as_str())
+    }
+
+    /// The bearer token API requests must carry (None over plain HTTP).
+    pub fn token(&self) -> Option<&str> {
+        self.shared.token.as_deref()
+    }
+
+    /// A client configuration for this server: its CA trusted, its token sent.
+    pub fn kube_config(&self) -> kube::Config {
+        let mut cfg = kube::Config::new(self.url().parse().expect("kube-sim's own URL parses"));
+        if let Some((_, der)) = &self.shared.ca {
+            cfg.root_cert = Some(vec![der.clone()]);
+        }
+        if let Some(token) = &self.shared.token {
+            cfg.auth_info.token = Some(token.clone().into());
+        }
+        cfg
+    }
+
+    /// A kubeconfig pointing at this server, trusting its CA and sending its token.
     pub fn write_kubeconfig(&self, path: &Path) -> anyhow::Result<()> {
-        let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-sim\n  cluster:\n    server: {}\ncontexts:\n- name: kube-sim\n  context:\n    cluster: kube-sim\n    user: kube-sim\n    namespace: default\ncurrent-context: kube-sim\nusers:\n- name: kube-sim\n  user: {{}}\n",
-            self.url()
-        );
+        let text = tls::kubeconfig(&self.url(), self.ca_pem(), self.token());
         // Written whole, then renamed: a reader polling for the file never sees half of it.
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;

@@ -40,6 +40,10 @@ enum Command {
         generate_rate: Option<f64>,
         #[arg(long)]
         generate_total: Option<u64>,
+        /// Serve plain HTTP without authentication (default: HTTPS with a generated CA and a
+        /// bearer token, both written into the kubeconfig).
+        #[arg(long)]
+        insecure_http: bool,
     },
 }
 
@@ -72,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
                 event_bookmarks,
                 generate_rate,
                 generate_total,
+                insecure_http,
             },
     } = Cli::parse();
     let sim = Sim::start(SimConfig {
@@ -79,6 +84,11 @@ async fn main() -> anyhow::Result<()> {
         history_limit: history,
         event_ttl: Some(event_ttl),
         event_bookmarks,
+        tls: if insecure_http {
+            kube_sim::TlsMode::Off
+        } else {
+            kube_sim::TlsMode::On
+        },
         ..SimConfig::default()
     })
     .await?;

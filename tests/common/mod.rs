@@ -29,11 +29,15 @@ pub fn init() {
         .try_init();
 }
 
-/// A client of the simulator without kube's built-in 429/503 retry, so fault tests see our own
-/// handling (the production client keeps it).
-pub fn client(url: &str) -> kube::Client {
+/// A client of the simulator (its CA trusted, its token sent) without kube's built-in 429/503
+/// retry, so fault tests see our own handling (the production client keeps it).
+pub fn client(sim: &kube_sim::SimHandle) -> kube::Client {
+    client_for(sim.kube_config())
+}
+
+/// A client for `cfg`, without kube's built-in retry.
+pub fn client_for(mut cfg: kube::Config) -> kube::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut cfg = kube::Config::new(url.parse().expect("sim url"));
     cfg.default_retry = false;
     kube::Client::try_from(cfg).expect("client")
 }
@@ -74,7 +78,7 @@ pub struct Running {
 }
 
 impl Running {
-    pub async fn start(cfg: &Config, url: &str, start: Start, dir: &Path) -> Self {
+    pub async fn start(cfg: &Config, api: kube::Config, start: Start, dir: &Path) -> Self {
         let metrics = Metrics::default();
         let health = Health::new(Duration::from_secs(600));
         health.set_config_loaded();
@@ -89,7 +93,7 @@ impl Running {
             tasks,
             abort,
         };
-        let exporter = Exporter::start(cfg, client(url), receivers, start, handles);
+        let exporter = Exporter::start(cfg, client_for(api), receivers, start, handles);
         Self {
             exporter,
             metrics,

@@ -142,7 +142,7 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         sim.write_kubeconfig(&kubeconfig).unwrap();
-        let leases = Api::namespaced(super::client(&sim.url()), "default");
+        let leases = Api::namespaced(super::client(sim), "default");
         Self {
             dir,
             kubeconfig,

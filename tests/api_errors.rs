@@ -1,0 +1,136 @@
+//! Every way of not reaching the API server gets its own words in the log, not the
+//! `ServiceError: client error (Connect)` they all used to read as. kube-sim serves HTTPS with its
+//! own CA and a bearer token, and can serve the usual misconfigurations.
+
+mod common;
+
+use std::time::Duration;
+
+use kube_sim::tls::kubeconfig;
+use kube_sim::{Sim, SimConfig, TlsMode};
+
+async fn sim(tls: TlsMode) -> kube_sim::SimHandle {
+    Sim::start(SimConfig {
+        tls,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Runs the exporter with this kubeconfig until it logs its first failed Lease read; returns the
+/// error it logged.
+async fn first_error(kubeconfig_text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    std::fs::write(&kc, kubeconfig_text).unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "logFormat: json\nleaderElection:\n  identity: a\n  leaseNamespace: default\nroute:\n  routes:\n    - match:\n        - receiver: out\nreceivers:\n  - name: out\n    stdout: {}\n",
+    )
+    .unwrap();
+    let log = dir.path().join("a.log");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kube-event-exporter"))
+        .args(["run", "--metrics-address", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    common::eventually(Duration::from_secs(30), "a failed lease read", || {
+        read().contains("lease read/acquire failed")
+    })
+    .await;
+    let _ = child.kill().await;
+    common::logs::lines(&read())
+        .into_iter()
+        .find(|l| common::logs::message(l).starts_with("lease read/acquire failed"))
+        .and_then(|l| Some(common::logs::field(&l, "error")?.as_str()?.to_string()))
+        .unwrap_or_default()
+}
+
+fn assert_says(error: &str, words: &[&str]) {
+    let lower = error.to_lowercase();
+    assert!(
+        words.iter().any(|w| lower.contains(&w.to_lowercase())),
+        "expected one of {words:?} in: {error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_from_an_unknown_authority_is_named() {
+    common::init();
+    let (a, other) = (sim(TlsMode::On).await, sim(TlsMode::On).await);
+    let e = first_error(&kubeconfig(&a.url(), other.ca_pem(), a.token())).await;
+    assert_says(&e, &["UnknownIssuer"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_certificate_served_as_the_server_certificate_is_named() {
+    common::init();
+    let s = sim(TlsMode::CaAsServerCert).await;
+    let e = first_error(&kubeconfig(&s.url(), s.ca_pem(), s.token())).await;
+    assert_says(&e, &["CaUsedAsEndEntity"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_name_mismatch_is_named() {
+    common::init();
+    let s = sim(TlsMode::WrongName).await;
+    let e = first_error(&kubeconfig(&s.url(), s.ca_pem(), s.token())).await;
+    assert_says(&e, &["not valid for name", "NotValidForName"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_a_plain_http_port_is_named() {
+    common::init();
+    let (plain, other) = (sim(TlsMode::Off).await, sim(TlsMode::On).await);
+    let https = plain.url().replacen("http://", "https://", 1);
+    let e = first_error(&kubeconfig(&https, other.ca_pem(), None)).await;
+    assert_says(&e, &["InvalidContentType", "corrupt message"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unresolvable_host_is_named() {
+    common::init();
+    let e = first_error(&kubeconfig("https://kube-sim.invalid:6443", None, None)).await;
+    assert_says(
+        &e,
+        &["dns error", "failed to lookup", "name or service not known"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_is_named() {
+    common::init();
+    let s = sim(TlsMode::On).await;
+    let e = first_error(&kubeconfig(&s.url(), s.ca_pem(), Some("not-the-token"))).await;
+    assert_says(&e, &["Unauthorized"]);
+}
+
+/// The happy path of the same: the kubeconfig kube-sim writes (its CA, its token) works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubeconfig_kube_sim_writes_is_trusted_and_authorised() {
+    common::init();
+    let s = sim(TlsMode::On).await;
+    assert!(s.url().starts_with("https://"));
+    let client = common::client(&s);
+    let v = client
+        .apiserver_version()
+        .await
+        .expect("version over HTTPS");
+    assert!(!v.git_version.is_empty());
+    // Without the token, the API refuses like kube-apiserver.
+    let mut anonymous = s.kube_config();
+    anonymous.auth_info.token = None;
+    let err = common::client_for(anonymous)
+        .apiserver_version()
+        .await
+        .expect_err("no token, no API");
+    assert_says(&err.to_string(), &["401", "Unauthorized"]);
+}
