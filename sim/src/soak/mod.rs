@@ -232,6 +232,11 @@ impl Soak {
                 sim.set_stale_watch_empty_200(false);
             }
             Action::Partition { target, lasting } => {
+                // Between handovers nobody may hold the Lease for a moment.
+                let _ = wait_for(Duration::from_secs(5), "a replica to partition", || {
+                    self.pick(*target).is_some()
+                })
+                .await;
                 let Some(name) = self.pick(*target) else {
                     return Ok(Some(format!("no {target:?} to partition")));
                 };
