@@ -688,6 +688,78 @@ mod tests {
         );
     }
 
+    fn log(t: f64, replica: &str, kind: LogKind) -> LogEvent {
+        LogEvent {
+            t,
+            replica: replica.into(),
+            kind,
+            line: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_re_acquired_leader_only_commits_what_it_acknowledged_since() {
+        // a loses the lease at 3.0 (renewals failing since 1.0), takes it back at 4.0 and replays
+        // u1:1 to the file while the webhook hangs, so its cursor stays at 100; it is killed at
+        // 5.0 and b replays u1:1 once more.
+        let l = [
+            lease(0.0, "a", 1, 100),
+            lease(1.0, "a", 1, 100),
+            lease(4.0, "a", 1, 100),
+            lease(4.5, "a", 1, 100),
+            lease(8.0, "b", 2, 100),
+        ];
+        let ds = [
+            d(Receiver::File, "a", "u1:1", 101, 1.2),
+            d(Receiver::Webhook, "a", "u1:1", 101, 1.2),
+            d(Receiver::File, "a", "u1:1", 101, 4.2),
+            d(Receiver::File, "b", "u1:1", 101, 8.1),
+            d(Receiver::Webhook, "b", "u1:1", 101, 8.1),
+            d(Receiver::File, "b", "u2:1", 102, 8.1),
+            d(Receiver::Webhook, "b", "u2:1", 102, 8.1),
+        ];
+        let logs = [
+            log(
+                0.0,
+                "a",
+                LogKind::Acquired {
+                    epoch: 1,
+                    cold: false,
+                },
+            ),
+            log(3.0, "a", LogKind::LostLease),
+            log(
+                4.0,
+                "a",
+                LogKind::Acquired {
+                    epoch: 1,
+                    cold: false,
+                },
+            ),
+            log(
+                8.0,
+                "b",
+                LogKind::Acquired {
+                    epoch: 2,
+                    cold: false,
+                },
+            ),
+        ];
+        let generated = vec!["u1:1".to_string(), "u2:1".to_string()];
+        let v = judge(&Inputs {
+            generated: &generated,
+            deliveries: &ds,
+            lease: &l,
+            logs: &logs,
+            replicas: &[replica("a", (5.0, Sig::Kill), Exit::Signal(9))],
+            generated_at: &[(0.0, 2)],
+            deleted: &BTreeMap::new(),
+        });
+        assert!(v.violations.is_empty(), "{:?}", v.violations);
+        assert_eq!((v.lost, v.duplicated, v.incidents.len()), (0, 3, 2));
+        assert!(v.bound >= 3, "bound {}", v.bound);
+    }
+
     #[test]
     fn delivering_without_the_lease_and_losing_are_violations() {
         let l = [lease(0.0, "a", 1, 100), lease(2.0, "b", 2, 100)];
