@@ -245,3 +245,38 @@ fn a_header_secret_ending_in_a_newline_is_refused_without_showing_it() {
     );
     assert!(!err.contains("s3cr3t"), "{err}");
 }
+
+/// `demo --show-events` prints what every replica exports (whichever leads), so the printed keys
+/// are exactly the generated ones; it used to print only the first replica's.
+#[test]
+fn demo_show_events_prints_every_replicas_exports() {
+    let out = exe()
+        .args(["demo", "--duration", "3s", "--rate", "100", "--show-events"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let summary = stdout.lines().last().expect("a summary line").to_string();
+    let generated: usize = summary
+        .strip_prefix("demo: generated ")
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("summary: {summary}"));
+    let printed: std::collections::BTreeSet<String> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            let uid = v.pointer("/metadata/uid")?.as_str()?.to_string();
+            let count = v.get("count").and_then(|c| c.as_i64()).unwrap_or(1);
+            Some(format!("{uid}:{count}"))
+        })
+        .collect();
+    assert!(summary.contains("lost 0, duplicated 0"), "{summary}");
+    assert_eq!(
+        printed.len(),
+        generated,
+        "printed keys vs generated: {summary}"
+    );
+    assert!(stderr.contains("leads"), "{stderr}");
+}

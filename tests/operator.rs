@@ -277,6 +277,10 @@ async fn lag_is_what_is_owed_and_an_undelivered_shutdown_without_election_fails(
         !x.log_text().contains("successor replays"),
         "no successor is promised without election"
     );
+    assert!(
+        x.log_text().contains("shutdown: done"),
+        "shutdown: done without election too"
+    );
     held.abort();
 }
 
