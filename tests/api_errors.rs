@@ -1,6 +1,7 @@
 //! Every way of not reaching the API server gets its own words in the log, not the
 //! `ServiceError: client error (Connect)` they all used to read as. kube-sim serves HTTPS with its
-//! own CA and a bearer token, and can serve the usual misconfigurations.
+//! own CA and a bearer token, and can serve the usual misconfigurations. (Each test fails with the
+//! old logging, which printed only the outermost error.)
 
 mod common;
 
@@ -24,29 +25,19 @@ async fn first_error(kubeconfig_text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("kubeconfig");
     std::fs::write(&kc, kubeconfig_text).unwrap();
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
+    let mut a = common::replicas::Replica::spawn(
+        "a",
+        dir.path(),
         "logFormat: json\nleaderElection:\n  identity: a\n  leaseNamespace: default\nroute:\n  routes:\n    - match:\n        - receiver: out\nreceivers:\n  - name: out\n    stdout: {}\n",
-    )
-    .unwrap();
-    let log = dir.path().join("a.log");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kube-event-exporter"))
-        .args(["run", "--metrics-address", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--kubeconfig")
-        .arg(&kc)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        &kc,
+    );
+    let log = a.log.clone();
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
     common::eventually(Duration::from_secs(30), "a failed lease read", || {
         read().contains("lease read/acquire failed")
     })
     .await;
-    let _ = child.kill().await;
+    let _ = a.child.kill().await;
     common::logs::lines(&read())
         .into_iter()
         .find(|l| common::logs::message(l).starts_with("lease read/acquire failed"))
@@ -93,6 +84,19 @@ async fn tls_to_a_plain_http_port_is_named() {
     let https = plain.url().replacen("http://", "https://", 1);
     let e = first_error(&kubeconfig(&https, other.ca_pem(), None)).await;
     assert_says(&e, &["InvalidContentType", "corrupt message"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_named() {
+    common::init();
+    // A port with nothing listening: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = first_error(&kubeconfig(&format!("http://127.0.0.1:{port}"), None, None)).await;
+    assert_says(&e, &["Connection refused"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

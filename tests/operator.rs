@@ -222,31 +222,14 @@ async fn lag_is_what_is_owed_and_an_undelivered_shutdown_without_election_fails(
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     sim2.write_kubeconfig(&kubeconfig).unwrap();
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
+    let mut x = Replica::spawn(
+        "x",
+        dir.path(),
+        &format!(
             "logFormat: json\nleaderElection:\n  enabled: false\n  drainTimeout: 1s\nroute:\n  routes:\n    - match:\n        - receiver: hook\nreceivers:\n  - name: hook\n    timeout: 60s\n    webhook:\n      endpoint: http://{hang_addr}/\n"
         ),
-    )
-    .unwrap();
-    let log = dir.path().join("x.log");
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kube-event-exporter"))
-        .args(["run", "--metrics-address", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut x = Replica {
-        name: "x".into(),
-        child,
-        output: dir.path().join("none"),
-        log,
-    };
+        &kubeconfig,
+    );
     common::until_watching(&sim2).await;
     let g = sim2.generate(gen_cfg(0.0, 40, 54));
     g.wait().await;
@@ -282,63 +265,4 @@ async fn lag_is_what_is_owed_and_an_undelivered_shutdown_without_election_fails(
         "shutdown: done without election too"
     );
     held.abort();
-}
-
-/// An API server that refuses connections is named as such, not as `client error (Connect)`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connection_errors_name_their_cause() {
-    common::init();
-    // A port with nothing listening: bind, note it, close.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {{}}\n"
-        ),
-    )
-    .unwrap();
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        "logFormat: json\nleaderElection:\n  identity: a\n  leaseNamespace: default\nroute:\n  routes:\n    - match:\n        - receiver: out\nreceivers:\n  - name: out\n    stdout: {}\n",
-    )
-    .unwrap();
-    let log = dir.path().join("a.log");
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kube-event-exporter"))
-        .args(["run", "--metrics-address", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let a = Replica {
-        name: "a".into(),
-        child,
-        output: dir.path().join("none"),
-        log,
-    };
-    common::eventually(Duration::from_secs(20), "a failed lease read", || {
-        a.log_text().contains("lease read/acquire failed")
-    })
-    .await;
-    let line = common::logs::lines(&a.log_text())
-        .into_iter()
-        .find(|l| common::logs::message(l).starts_with("lease read/acquire failed"))
-        .unwrap();
-    let error = common::logs::field(&line, "error")
-        .and_then(|v| v.as_str())
-        .unwrap_or("");
-    assert!(
-        error.to_lowercase().contains("connection refused"),
-        "the cause is named: {error}"
-    );
-    a.signal("KILL");
 }

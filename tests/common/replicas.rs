@@ -41,6 +41,30 @@ pub struct Replica {
 }
 
 impl Replica {
+    /// An exporter process with the config `config_text` (written into `dir`), its stderr in
+    /// `dir/{name}.log`, stdout discarded.
+    pub fn spawn(name: &str, dir: &Path, config_text: &str, kubeconfig: &Path) -> Replica {
+        let config = dir.join(format!("{name}.yaml"));
+        std::fs::write(&config, config_text).unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_kube-event-exporter"))
+            .args(["run", "--metrics-address", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Replica {
+            name: name.to_string(),
+            child,
+            output: dir.join(format!("{name}.ndjson")),
+            log,
+        }
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }
