@@ -56,37 +56,8 @@ fn metrics_reference_lists_exactly_the_registered_metrics() {
 
     // Every family as a Prometheus scrape sees it: exposed name and type (`# TYPE name type`).
     // Labelled families are exposed once they have a sample.
-    use kube_event_exporter::telemetry::metrics::{CauseLabel, ReasonLabel, TypeLabel};
     let metrics = kube_event_exporter::telemetry::Metrics::default();
-    let m = &metrics;
-    let r = kube_event_exporter::telemetry::Metrics::receiver("r");
-    m.events_received
-        .get_or_create(&TypeLabel {
-            r#type: "ADDED".into(),
-        })
-        .inc();
-    m.events_filtered
-        .get_or_create(&ReasonLabel {
-            reason: "too_old".into(),
-        })
-        .inc();
-    m.watch_restarts
-        .get_or_create(&CauseLabel {
-            cause: "closed".into(),
-        })
-        .inc();
-    for f in [
-        &m.routed,
-        &m.sink_sent,
-        &m.sink_failed,
-        &m.sink_retried,
-        &m.sink_dropped,
-    ] {
-        f.get_or_create(&r).inc();
-    }
-    m.queue_depth.get_or_create(&r).set(1);
-    m.send_seconds.get_or_create(&r).observe(0.1);
-    m.batch_size.get_or_create(&r).observe(1.0);
+    metrics.sample_every_family("r");
     let exposed: BTreeSet<(String, String)> = metrics
         .encode_prometheus()
         .lines()
