@@ -4,7 +4,8 @@
 //! The invariants of DESIGN §3 are checked while it runs and at the end (see `verdict`).
 //!
 //! Everything a failing run leaves behind is in its work directory: the schedule, each replica's
-//! config, log and file receiver output.
+//! config, log and file receiver output, every Lease version (`lease.tsv`) and every delivery
+//! (`deliveries.tsv`).
 
 pub mod observe;
 pub mod replicas;

@@ -304,9 +304,30 @@ pub fn judge(input: &Inputs) -> Verdict {
 /// Possible gaps reported: (when, by which replica).
 type Gaps<'a> = [(f64, &'a str)];
 
+/// (receiver, uid) → every count delivered: (count, first delivery, by whom).
+type Counts<'a> = HashMap<(Receiver, &'a str), Vec<(i64, f64, &'a str)>>;
+
+/// Whether a later count than `n` of the event reached `r` from a list that replica started
+/// (one of `lists`) after the occurrence was generated at `born`: that list could only see the
+/// latest count.
+fn superseded_by_list(
+    counts: &Counts,
+    r: Receiver,
+    (uid, n): (&str, i64),
+    born: f64,
+    lists: &Gaps,
+) -> bool {
+    counts.get(&(r, uid)).is_some_and(|c| {
+        c.iter().any(|(m, t, by)| {
+            *m > n
+                && lists
+                    .iter()
+                    .any(|(g, who)| who == by && *g >= born - 1.0 && *t >= g - TOLERANCE)
+        })
+    })
+}
+
 fn losses(input: &Inputs, idx: &Index, gaps: &Gaps, v: &mut Verdict) {
-    // (receiver, uid) → every count delivered: (count, first delivery, by whom).
-    type Counts<'a> = HashMap<(Receiver, &'a str), Vec<(i64, f64, &'a str)>>;
     let mut counts: Counts = HashMap::new();
     for ((r, key), ds) in idx {
         let (uid, n) = split_key(key);
@@ -315,8 +336,16 @@ fn losses(input: &Inputs, idx: &Index, gaps: &Gaps, v: &mut Verdict) {
             .or_default()
             .push((n, ds[0].t, ds[0].replica.as_str()));
     }
+    // Relists that did not report a possible gap (a stale watch, say).
+    let silent: Vec<(f64, &str)> = input
+        .logs
+        .iter()
+        .filter(|e| e.kind == LogKind::Relisting)
+        .map(|e| (e.t, e.replica.as_str()))
+        .collect();
     let generated: BTreeSet<&str> = input.generated.iter().map(String::as_str).collect();
-    let mut lost: BTreeMap<Receiver, Vec<&str>> = BTreeMap::new();
+    // Per receiver: lost keys, and how many of them a silent relist superseded.
+    let mut lost: BTreeMap<Receiver, (Vec<&str>, usize)> = BTreeMap::new();
     for (i, key) in input.generated.iter().enumerate() {
         let (uid, n) = split_key(key);
         let born = generated_time(input.generated_at, i);
@@ -331,19 +360,14 @@ fn losses(input: &Inputs, idx: &Index, gaps: &Gaps, v: &mut Verdict) {
             {
                 // Deleted while nobody watched, and a later resume reported the gap.
                 verdicts.push(1);
-            } else if counts.get(&(r, uid)).is_some_and(|c| {
-                // A later count came with a relist that reported a possible gap after this
-                // occurrence was generated: the relist could only see the latest count.
-                c.iter().any(|(m, t, by)| {
-                    *m > n
-                        && gaps
-                            .iter()
-                            .any(|(g, who)| who == by && *g >= born - 1.0 && *t >= g - TOLERANCE)
-                })
-            }) {
+            } else if superseded_by_list(&counts, r, (uid, n), born, gaps) {
                 verdicts.push(2);
             } else {
-                lost.entry(r).or_default().push(key);
+                let entry = lost.entry(r).or_default();
+                entry.0.push(key);
+                if superseded_by_list(&counts, r, (uid, n), born, &silent) {
+                    entry.1 += 1;
+                }
                 verdicts.push(3);
             }
         }
@@ -354,14 +378,21 @@ fn losses(input: &Inputs, idx: &Index, gaps: &Gaps, v: &mut Verdict) {
             _ => v.lost += 1,
         }
     }
-    for (r, keys) in &lost {
+    for (r, (keys, silent)) in &lost {
         let examples: Vec<String> = keys
             .iter()
             .take(5)
             .map(|k| describe(k, idx, input))
             .collect();
+        let why = if *silent > 0 {
+            format!(
+                " ({silent} of them superseded by a later count from a relist that reported no possible gap: lost without saying so)"
+            )
+        } else {
+            String::new()
+        };
         v.violations.push(format!(
-            "lost {} occurrences in the {} receiver, e.g. {}",
+            "lost {} occurrences in the {} receiver{why}, e.g. {}",
             keys.len(),
             r.name(),
             examples.join("; ")
