@@ -227,6 +227,11 @@ async fn stale_watch_answered_with_empty_200_relists() {
         text.contains("watch_restarts_total{cause=\"stale\"}"),
         "stale watch detected:\n{text}"
     );
+    // The history was gone as surely as after a 410: repeats in it may be superseded.
+    assert!(
+        run.metric("kube_event_exporter_possible_gaps_total") >= 1.0,
+        "a stale watch is counted as a possible gap"
+    );
     run.exporter.shutdown(Duration::from_secs(5)).await;
 }
 

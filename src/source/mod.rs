@@ -133,6 +133,9 @@ pub struct Source {
     replay: Option<Replay>,
     /// Occurrences handed to the pipeline (so a shutdown can tell how many it never delivered).
     emitted: Arc<AtomicU64>,
+    /// During a relist: occurrences (and their events) whose counts moved past more than one
+    /// occurrence while the history was gone — exported at their latest count only.
+    superseded: (u64, u64),
 }
 
 impl Source {
@@ -152,6 +155,7 @@ impl Source {
             watch_connected: false,
             replay: None,
             emitted: Arc::default(),
+            superseded: (0, 0),
         }
     }
 
@@ -245,10 +249,12 @@ impl Source {
                         if empty_watches >= self.cfg.stale_after_empty_watches {
                             // Events have no watch cache: a stale resourceVersion is answered with
                             // an empty 200 instead of 410 (kubernetes#104171).
+                            // The history after it is gone, as after a 410: a possible gap.
+                            self.metrics.possible_gaps.inc();
                             tracing::warn!(
                                 resource_version = self.last_rv.as_deref().unwrap_or(""),
                                 empty_watches,
-                                "watch keeps ending at once with nothing in it; treating the resourceVersion as stale and relisting"
+                                "possible gap: watch keeps ending at once with nothing in it; treating the resourceVersion as stale and relisting"
                             );
                             self.restart("stale");
                             next_list = Some(ListKind::Relist);
@@ -346,6 +352,7 @@ impl Source {
         let (mut exported, mut items) = (0u64, 0u64);
         let started = Instant::now();
         let mut scan = (kind == ListKind::Cold).then(|| ListScan::new(now, self.cfg.max_event_age));
+        self.superseded = (0, 0);
         loop {
             // Later pages come from the first page's snapshot through the continue token (the API
             // server rejects a resourceVersion next to a continue token).
@@ -423,6 +430,13 @@ impl Source {
             kind = ?kind, resource_version = %rv, items, exported,
             elapsed_ms = started.elapsed().as_millis() as u64, "listed events"
         );
+        let (superseded, events) = self.superseded;
+        if superseded > 0 {
+            tracing::warn!(
+                superseded, events, resource_version = %rv,
+                "possible gap: {superseded} occurrences of {events} events happened while the watch history was gone; each event is exported at its current count"
+            );
+        }
         if let Some(replay) = scan.and_then(|s| s.plan(&rv)) {
             // The list's checkpoint waits for the replay (see `replay`).
             tracing::info!(
@@ -545,15 +559,22 @@ impl Source {
                 !too_old
             }
             ListKind::Relist => {
-                let unseen_before = self.seen.get(uid).is_none();
+                let before = self.seen.get(uid);
                 if !self.seen.observe(uid, count) {
                     self.filtered("already_exported");
                     return false;
                 }
                 // A uid evicted from `seen` but older than our stream position was seen already.
-                if unseen_before && rv_le(event.resource_version(), self.last_rv.as_deref()) {
+                if before.is_none() && rv_le(event.resource_version(), self.last_rv.as_deref()) {
                     self.filtered("already_exported");
                     return false;
+                }
+                // Counts between the last one we saw (none: the event is new) and this one
+                // happened while the history was gone.
+                let skipped = i64::from(count) - i64::from(before.unwrap_or(0)) - 1;
+                if skipped > 0 {
+                    self.superseded.0 += skipped as u64;
+                    self.superseded.1 += 1;
                 }
                 true
             }
