@@ -235,7 +235,7 @@ impl Enricher {
                     tracing::warn!(
                         group = %resource.api.group,
                         resource = %resource.api.plural,
-                        message = %status.message,
+                        status_message = %status.message,
                         "involved-object lookups are forbidden; exporting these events without labels, annotations and owners. Grant get on this resource in the exporter's ClusterRole (see deploy/base/rbac.yaml)"
                     );
                 }

@@ -697,10 +697,10 @@ impl Source {
                         })
                         .inc();
                     if status.code == 410 {
-                        tracing::info!(message = %status.message, "watch resourceVersion expired; relisting");
+                        tracing::info!(status_message = %status.message, "watch resourceVersion expired; relisting");
                         return Ok(Ok(WatchEnd::Expired));
                     }
-                    tracing::warn!(code = status.code, reason = %status.reason, message = %status.message, "watch ERROR frame; resuming");
+                    tracing::warn!(code = status.code, reason = %status.reason, status_message = %status.message, "watch ERROR frame; resuming");
                     return Ok(Ok(WatchEnd::Closed {
                         frames,
                         elapsed: started.elapsed(),

@@ -16,10 +16,9 @@ use super::observe::{Clock, Followed, Observations};
 use super::schedule::Sig;
 use super::webhook::REPLICA_HEADER;
 
-/// SIGHUP is being made graceful (like SIGTERM); until that lands, SIGHUP's default action kills
-/// the process. While this is true, a replica that died by SIGHUP counts as crashed (duplicates
-/// allowed, no exit 0 required). Set it to false to require a graceful exit 0 on SIGHUP.
-pub const SIGHUP_MAY_KILL: bool = true;
+/// SIGHUP is a graceful shutdown like SIGTERM (src/shutdown.rs): a replica that dies by it is a
+/// violation, not a crash. (True would count a SIGHUP death as a crash, for an older exporter.)
+pub const SIGHUP_MAY_KILL: bool = false;
 
 /// Exit status of a second signal during shutdown (src/shutdown.rs `FORCED_EXIT`).
 pub const FORCED_EXIT: i32 = 130;
