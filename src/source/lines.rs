@@ -8,16 +8,13 @@ use futures::{AsyncBufRead, AsyncBufReadExt};
 pub const MAX_LINE: usize = 16 << 20;
 
 #[derive(Debug, PartialEq)]
-pub enum Line {
-    Text(String),
+pub enum Line<'a> {
+    /// Borrowed from the reader's buffer, reused for every line (no allocation per frame).
+    Text(&'a str),
     /// Longer than the limit: skipped, `bytes` long.
-    TooLong {
-        bytes: usize,
-    },
+    TooLong { bytes: usize },
     /// Not UTF-8 (JSON must be).
-    NotUtf8 {
-        bytes: usize,
-    },
+    NotUtf8 { bytes: usize },
 }
 
 pub struct LineReader<R> {
@@ -36,7 +33,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     }
 
     /// The next line without its newline; None at the end of the stream.
-    pub async fn next_line(&mut self) -> std::io::Result<Option<Line>> {
+    pub async fn next_line(&mut self) -> std::io::Result<Option<Line<'_>>> {
         self.buf.clear();
         let mut too_long: Option<usize> = None;
         loop {
@@ -55,6 +52,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                 Some(skipped) => *skipped += chunk.len(),
                 None if self.buf.len() + chunk.len() > self.max => {
                     too_long = Some(self.buf.len() + chunk.len());
+                    // Give the memory back: a normal line needs far less.
                     self.buf = Vec::new();
                 }
                 None => self.buf.extend_from_slice(chunk),
@@ -67,11 +65,11 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
         if let Some(bytes) = too_long {
             return Ok(Some(Line::TooLong { bytes }));
         }
-        let bytes = std::mem::take(&mut self.buf);
-        let len = bytes.len();
-        Ok(Some(match String::from_utf8(bytes) {
+        Ok(Some(match std::str::from_utf8(&self.buf) {
             Ok(s) => Line::Text(s),
-            Err(_) => Line::NotUtf8 { bytes: len },
+            Err(_) => Line::NotUtf8 {
+                bytes: self.buf.len(),
+            },
         }))
     }
 }
@@ -80,7 +78,14 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
 mod tests {
     use super::*;
 
-    async fn all(input: &[u8], max: usize, chunk: usize) -> Vec<Line> {
+    #[derive(Debug, PartialEq)]
+    enum Owned {
+        Text(String),
+        TooLong { bytes: usize },
+        NotUtf8 { bytes: usize },
+    }
+
+    async fn all(input: &[u8], max: usize, chunk: usize) -> Vec<Owned> {
         // A reader that hands out `chunk` bytes at a time, as a network stream does.
         let chunks: Vec<std::io::Result<Vec<u8>>> =
             input.chunks(chunk).map(|c| Ok(c.to_vec())).collect();
@@ -88,13 +93,17 @@ mod tests {
         let mut r = LineReader::new(futures::TryStreamExt::into_async_read(stream), max);
         let mut out = Vec::new();
         while let Some(l) = r.next_line().await.unwrap() {
-            out.push(l);
+            out.push(match l {
+                Line::Text(s) => Owned::Text(s.to_string()),
+                Line::TooLong { bytes } => Owned::TooLong { bytes },
+                Line::NotUtf8 { bytes } => Owned::NotUtf8 { bytes },
+            });
         }
         out
     }
 
-    fn text(s: &str) -> Line {
-        Line::Text(s.to_string())
+    fn text(s: &str) -> Owned {
+        Owned::Text(s.to_string())
     }
 
     #[tokio::test]
@@ -112,7 +121,7 @@ mod tests {
         for chunk in [1, 4, 100] {
             assert_eq!(
                 all(b"ok\n0123456789abcdef\nnext\n", 8, chunk).await,
-                [text("ok"), Line::TooLong { bytes: 16 }, text("next")]
+                [text("ok"), Owned::TooLong { bytes: 16 }, text("next")]
             );
         }
     }
@@ -122,7 +131,7 @@ mod tests {
         let endless = vec![b'x'; 1 << 16];
         assert_eq!(
             all(&endless, 1024, 4096).await,
-            [Line::TooLong { bytes: 1 << 16 }]
+            [Owned::TooLong { bytes: 1 << 16 }]
         );
     }
 
@@ -130,7 +139,7 @@ mod tests {
     async fn reports_invalid_utf8() {
         assert_eq!(
             all(b"\xff\xfe\nok\n", 10, 2).await,
-            [Line::NotUtf8 { bytes: 2 }, text("ok")]
+            [Owned::NotUtf8 { bytes: 2 }, text("ok")]
         );
     }
 }
