@@ -674,10 +674,10 @@ impl Source {
             }
             frames += 1;
             self.health.heartbeat();
-            let frame = match decode_frame(&line) {
+            let frame = match decode_frame(line) {
                 Ok(f) => f,
                 Err(e) => {
-                    self.malformed(&e.to_string(), &line);
+                    self.malformed(&e.to_string(), line);
                     continue;
                 }
             };
