@@ -103,9 +103,7 @@ fn main() -> ExitCode {
 /// files, …; `sink::check` starts nothing). Warnings go to stderr, the summary to stdout; exit 2
 /// with every error.
 fn check_config(path: &std::path::Path) -> ExitCode {
-    let checked = config::load(path)
-        .and_then(|cfg| kube_event_exporter::sink::check(&cfg.receivers).map(|()| cfg));
-    match checked {
+    match load_checked(path) {
         Ok(cfg) => {
             for warning in cfg.warnings() {
                 eprintln!("warning: {warning}");
@@ -120,12 +118,16 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// The config, and every receiver check `start` would make (check-config and run alike).
+fn load_checked(path: &std::path::Path) -> Result<config::Config, config::ConfigErrors> {
+    config::load(path)
+        .and_then(|cfg| kube_event_exporter::sink::check(&cfg.receivers).map(|()| cfg))
+}
+
 async fn run(args: RunArgs) -> ExitCode {
     // The same checks as check-config, before anything starts: receivers that cannot work
     // (unwritable file, unreadable TLS files) fail here, not when a standby takes over.
-    let checked = config::load(&args.config)
-        .and_then(|cfg| kube_event_exporter::sink::check(&cfg.receivers).map(|()| cfg));
-    let cfg = match checked {
+    let cfg = match load_checked(&args.config) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{}: invalid config\n{errors}", args.config.display());

@@ -147,6 +147,11 @@ impl LeaseLock {
         }
     }
 
+    /// The Lease as it is now (None: it does not exist).
+    async fn read(&self) -> Result<Option<Lease>, LockError> {
+        self.api.get_opt(&self.name).await.map_err(|e| self.err(e))
+    }
+
     fn duration_secs(&self) -> i32 {
         self.lease_duration.as_secs().clamp(1, i32::MAX as u64) as i32
     }
@@ -209,11 +214,7 @@ impl LeaseLock {
                 Err(e) => return Err(self.err(e)),
             }
         }
-        let current = self
-            .api
-            .get_opt(&self.name)
-            .await
-            .map_err(|e| self.err(e))?;
+        let current = self.read().await?;
         let Some(current) = current else {
             return self.create(cursor).await.map(Some);
         };
@@ -338,7 +339,7 @@ impl LeaseLock {
             return Ok(false);
         };
         // A conflict may only be a standby's announcement: re-read, and release if still ours.
-        for _ in 0..3 {
+        for _ in 0..CONFLICT_RETRIES {
             let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
             spec.holder_identity = Some(String::new());
             spec.lease_duration_seconds = Some(1);
@@ -353,11 +354,7 @@ impl LeaseLock {
                 Err(e) if is_conflict(&e) => {}
                 Err(e) => return Err(self.err(e)),
             }
-            let current = self
-                .api
-                .get_opt(&self.name)
-                .await
-                .map_err(|e| self.err(e))?;
+            let current = self.read().await?;
             match current {
                 Some(l) if holder_of(&l) == self.identity => lease = l,
                 _ => return Ok(false),
@@ -402,11 +399,7 @@ impl LeaseLock {
     /// As the leader: the identity of a standby that announced itself within `within`, if any
     /// (a read of the Lease).
     pub async fn standby_seen(&self, within: Duration) -> Result<Option<String>, LockError> {
-        let lease = self
-            .api
-            .get_opt(&self.name)
-            .await
-            .map_err(|e| self.err(e))?;
+        let lease = self.read().await?;
         let announced = lease
             .and_then(|l| l.metadata.annotations)
             .and_then(|a| a.get(STANDBY_ANNOTATION).cloned());
@@ -420,11 +413,7 @@ impl LeaseLock {
 
     /// The cursor currently stored on the Lease (a read, for standbys and tools).
     pub async fn read_cursor(&self) -> Result<Option<StoredCursor>, LockError> {
-        let lease = self
-            .api
-            .get_opt(&self.name)
-            .await
-            .map_err(|e| self.err(e))?;
+        let lease = self.read().await?;
         Ok(lease
             .and_then(|l| l.metadata.annotations)
             .and_then(|a| a.get(ANNOTATION).cloned())
