@@ -76,6 +76,19 @@ pub enum Frame {
     Error(Status),
 }
 
+impl Frame {
+    /// The watch event type, as the API writes it (the `events_received` label).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Frame::Added(_) => "ADDED",
+            Frame::Modified(_) => "MODIFIED",
+            Frame::Deleted(_) => "DELETED",
+            Frame::Bookmark(_) => "BOOKMARK",
+            Frame::Error(_) => "ERROR",
+        }
+    }
+}
+
 /// Messages are bounded (they are logged for every malformed frame, and serde_json quotes a
 /// wrongly typed string whole).
 #[derive(Debug, thiserror::Error)]

@@ -474,56 +474,55 @@ impl Source {
         !replay.abandon() || self.emit(tx, list_checkpoint(list_rv), cancel).await
     }
 
-    /// One frame while replaying: Ok(true) handled here; Ok(false) past the replay, handle as live;
-    /// Err(()) the receiving side is gone.
+    /// One frame while replaying: Ok(None) handled here; Ok(Some(frame)) not part of the replay
+    /// (past it, or an ERROR), handle it as live; Err(()) the receiving side is gone.
     async fn replay_frame(
         &mut self,
-        frame: &mut Option<Frame>,
+        frame: Frame,
         tx: &mpsc::Sender<Item>,
         cancel: &CancellationToken,
-    ) -> Result<bool, ()> {
+    ) -> Result<Option<Frame>, ()> {
         let Some(replay) = self.replay.as_mut() else {
-            return Ok(false);
+            return Ok(Some(frame));
         };
-        let (rv, event) = match frame.as_ref() {
-            Some(Frame::Added(e) | Frame::Modified(e)) => (e.resource_version(), Some(&**e)),
-            Some(Frame::Deleted(e)) => (e.resource_version(), None),
-            Some(Frame::Bookmark(rv)) => (rv.as_str(), None),
-            Some(Frame::Error(_)) | None => return Ok(false),
+        let (rv, event) = match &frame {
+            Frame::Added(e) | Frame::Modified(e) => (e.resource_version(), Some(&**e)),
+            Frame::Deleted(e) => (e.resource_version(), None),
+            Frame::Bookmark(rv) => (rv.as_str(), None),
+            Frame::Error(_) => return Ok(Some(frame)),
         };
         let rv = rv.to_string();
         let step = replay.step(&rv, event);
-        let list_rv = replay.list_rv.to_string();
-        let done = |r: &Replay| {
-            tracing::info!(
-                list_resource_version = %list_rv, listed_with_earlier_counts = r.listed_behind(),
-                exported_earlier = r.exported, "cold start: replay complete"
-            )
-        };
-        match step {
-            Step::Past { checkpoint } => {
-                if checkpoint {
-                    done(replay);
+        let checkpoint = matches!(
+            step,
+            Step::Past { checkpoint: true }
+                | Step::Inside {
+                    checkpoint: true,
+                    ..
                 }
+        );
+        let list_rv = replay.list_rv;
+        if checkpoint {
+            tracing::info!(
+                list_resource_version = list_rv,
+                listed_with_earlier_counts = replay.listed_behind(),
+                exported_earlier = replay.exported,
+                "cold start: replay complete"
+            );
+        }
+        let checkpoint_item = || list_checkpoint(list_rv.to_string());
+        match step {
+            Step::Past { .. } => {
                 self.replay = None;
-                if checkpoint && !self.emit(tx, list_checkpoint(list_rv), cancel).await {
+                if checkpoint && !self.emit(tx, checkpoint_item(), cancel).await {
                     return Err(());
                 }
-                Ok(false)
+                Ok(Some(frame))
             }
-            Step::Inside { export, checkpoint } => {
-                if checkpoint {
-                    done(replay);
-                }
-                self.received(match frame.as_ref() {
-                    Some(Frame::Added(_)) => "ADDED",
-                    Some(Frame::Modified(_)) => "MODIFIED",
-                    Some(Frame::Deleted(_)) => "DELETED",
-                    _ => "BOOKMARK",
-                });
+            Step::Inside { export, .. } => {
                 self.last_rv = Some(rv);
-                match frame.take() {
-                    Some(Frame::Added(event) | Frame::Modified(event)) if export => {
+                match frame {
+                    Frame::Added(event) | Frame::Modified(event) if export => {
                         let item = Item::Occurrence {
                             event,
                             position: None,
@@ -532,13 +531,13 @@ impl Source {
                             return Err(());
                         }
                     }
-                    Some(Frame::Added(_) | Frame::Modified(_)) => self.filtered("already_exported"),
+                    Frame::Added(_) | Frame::Modified(_) => self.filtered("already_exported"),
                     _ => {}
                 }
-                if checkpoint && !self.emit(tx, list_checkpoint(list_rv), cancel).await {
+                if checkpoint && !self.emit(tx, checkpoint_item(), cancel).await {
                     return Err(());
                 }
-                Ok(true)
+                Ok(None)
             }
         }
     }
@@ -681,21 +680,14 @@ impl Source {
                     continue;
                 }
             };
-            let mut frame = Some(frame);
-            match self.replay_frame(&mut frame, tx, cancel).await {
-                Ok(true) => continue,
-                Ok(false) => {}
+            self.received(frame.type_name());
+            let frame = match self.replay_frame(frame, tx, cancel).await {
+                Ok(Some(live)) => live,
+                Ok(None) => continue,
                 Err(()) => return Ok(Ok(WatchEnd::Stop)),
-            }
-            let Some(frame) = frame else { continue };
+            };
             let item = match frame {
                 Frame::Error(status) => {
-                    self.metrics
-                        .events_received
-                        .get_or_create(&TypeLabel {
-                            r#type: "ERROR".into(),
-                        })
-                        .inc();
                     if status.code == 410 {
                         tracing::info!(status_message = %status.message, "watch resourceVersion expired; relisting");
                         return Ok(Ok(WatchEnd::Expired));
@@ -707,7 +699,6 @@ impl Source {
                     }));
                 }
                 Frame::Bookmark(rv) => {
-                    self.received("BOOKMARK");
                     self.last_rv = Some(rv.clone());
                     Item::Checkpoint(Position {
                         resource_version: rv,
@@ -715,17 +706,11 @@ impl Source {
                     })
                 }
                 Frame::Deleted(event) => {
-                    self.received("DELETED");
                     self.seen.forget(event.uid());
                     self.filtered("deleted");
                     self.checkpoint_of(&event)
                 }
-                Frame::Added(event) => {
-                    self.received("ADDED");
-                    self.occurrence_or_checkpoint(event)
-                }
-                Frame::Modified(event) => {
-                    self.received("MODIFIED");
+                Frame::Added(event) | Frame::Modified(event) => {
                     self.occurrence_or_checkpoint(event)
                 }
             };
