@@ -104,8 +104,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     wait_for(Duration::from_secs(20), || kubeconfig.exists())
         .await
         .context("kube-sim did not write its kubeconfig")?;
-    let url = server_url(&kubeconfig)?;
-    let http = admin_client(&kubeconfig)?;
+    let (url, http) = admin_endpoint(&kubeconfig)?;
     let client = crate::cluster::client(Some(&kubeconfig)).await?;
     let leases: Api<Lease> = Api::namespaced(client, "default");
 
@@ -285,18 +284,22 @@ fn terminate(child: &Child) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client of kube-sim's admin endpoints, trusting the CA its kubeconfig names (admin requests
-/// need no token).
-fn admin_client(kubeconfig: &Path) -> anyhow::Result<reqwest::Client> {
+/// kube-sim's URL and a client of its admin endpoints, trusting the CA its kubeconfig names
+/// (admin requests need no token).
+fn admin_endpoint(kubeconfig: &Path) -> anyhow::Result<(String, reqwest::Client)> {
     use base64::Engine as _;
-    let text = std::fs::read_to_string(kubeconfig)?;
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let cluster = kc
+        .clusters
+        .into_iter()
+        .find_map(|c| c.cluster)
+        .context("no cluster in kube-sim's kubeconfig")?;
+    let url = cluster
+        .server
+        .context("no server in kube-sim's kubeconfig")?;
     let mut builder = reqwest::Client::builder();
-    let ca = text.lines().find_map(|l| {
-        l.trim()
-            .strip_prefix("certificate-authority-data:")
-            .map(|s| s.trim().to_string())
-    });
-    if let Some(ca) = ca {
+    if let Some(ca) = cluster.certificate_authority_data {
         let pem = base64::engine::general_purpose::STANDARD
             .decode(ca)
             .context("kube-sim's CA in the kubeconfig is not base64")?;
@@ -304,18 +307,7 @@ fn admin_client(kubeconfig: &Path) -> anyhow::Result<reqwest::Client> {
             reqwest::Certificate::from_pem(&pem).context("kube-sim's CA certificate")?,
         );
     }
-    builder.build().context("building the admin client")
-}
-
-fn server_url(kubeconfig: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(kubeconfig)?;
-    text.lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("server:")
-                .map(|s| s.trim().trim_matches('"').to_string())
-        })
-        .context("no server in the kubeconfig")
+    Ok((url, builder.build().context("building the admin client")?))
 }
 
 async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> anyhow::Result<()> {

@@ -103,6 +103,23 @@ pub struct SimHandle {
 
 pub struct Sim;
 
+/// Serves `app` on `listener` (plain TCP or TLS) until `shutdown` completes.
+async fn serve<L>(
+    listener: L,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %e, "kube-sim server failed");
+    }
+}
+
 impl Sim {
     /// Binds 127.0.0.1 and serves until `shutdown`.
     pub async fn start(cfg: SimConfig) -> anyhow::Result<SimHandle> {
@@ -148,24 +165,10 @@ impl Sim {
         match pki {
             Some(pki) => {
                 let listener = tls::TlsListener::new(listener, pki.server, stop.clone())?;
-                tokio::spawn(async move {
-                    if let Err(e) = axum::serve(listener, app)
-                        .with_graceful_shutdown(shutdown)
-                        .await
-                    {
-                        tracing::error!(error = %e, "kube-sim server failed");
-                    }
-                });
+                tokio::spawn(serve(listener, app, shutdown));
             }
             None => {
-                tokio::spawn(async move {
-                    if let Err(e) = axum::serve(listener, app)
-                        .with_graceful_shutdown(shutdown)
-                        .await
-                    {
-                        tracing::error!(error = %e, "kube-sim server failed");
-                    }
-                });
+                tokio::spawn(serve(listener, app, shutdown));
             }
         }
         if shared.cfg.event_ttl.is_some() {

@@ -155,9 +155,12 @@ impl Running {
 
 /// The sum of every sample of the metrics whose names start with `name`.
 pub fn metric(metrics: &Metrics, name: &str) -> f64 {
-    metrics
-        .encode()
-        .lines()
+    sum_samples(&metrics.encode(), name)
+}
+
+/// The sum of every sample in an exposition text whose metric name starts with `name`.
+pub fn sum_samples(text: &str, name: &str) -> f64 {
+    text.lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()

@@ -139,10 +139,7 @@ impl Replica {
             .text()
             .await
             .expect("scrape body");
-        text.lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        super::sum_samples(&text, name)
     }
 }
 
