@@ -377,7 +377,6 @@ struct Renewer {
     tracker: Tracker,
     /// The last successful write: the renew deadline counts from here.
     last_success: Instant,
-    last_success_at: jiff::Timestamp,
     /// The error of the last failed attempt since the last success.
     last_error: Option<String>,
     next_attempt: Instant,
@@ -392,7 +391,6 @@ impl Renewer {
             epoch,
             tracker,
             last_success: Instant::now(),
-            last_success_at: jiff::Timestamp::now(),
             last_error: None,
             next_attempt: Instant::now() + le.retry_period,
             written: None,
@@ -420,7 +418,10 @@ impl Renewer {
         self.try_renew(lock).await.map_err(|reason| Lost {
             reason,
             last_error: self.last_error.clone(),
-            last_renewal: self.last_success_at,
+            // The wall-clock time of the last success, for the log line.
+            last_renewal: jiff::Timestamp::now()
+                .checked_sub(self.last_success.elapsed())
+                .unwrap_or_else(|_| jiff::Timestamp::now()),
         })
     }
 
@@ -445,7 +446,6 @@ impl Renewer {
                     ));
                 }
                 self.last_success = Instant::now();
-                self.last_success_at = jiff::Timestamp::now();
                 self.last_error = None;
                 self.next_attempt = self.last_success + self.retry_period;
                 if cursor != self.written {
@@ -475,14 +475,12 @@ impl Renewer {
                     Ok(())
                 }
             }
-            Err(_) => Err(match &self.last_error {
-                Some(_) => "no successful renewal within the renew deadline".to_string(),
-                None => {
-                    self.last_error = Some("request timed out".to_string());
-                    "no successful renewal within the renew deadline (the request timed out)"
-                        .to_string()
-                }
-            }),
+            Err(_) => {
+                // The attempt in flight timed out; an earlier attempt's error says more.
+                self.last_error
+                    .get_or_insert_with(|| "request timed out".to_string());
+                Err("no successful renewal within the renew deadline".to_string())
+            }
         }
     }
 }
