@@ -42,8 +42,8 @@ pub struct ListScan {
     before_window: Timestamp,
     newest_before_window: Option<u64>,
     max_rv: u64,
-    /// Young listed events whose count says earlier occurrences exist: uid → listed count.
-    behind: HashMap<String, i32>,
+    /// Young listed events whose count says earlier occurrences exist.
+    behind: HashMap<String, Behind>,
     /// Every resourceVersion was an integer (comparable; KEP-5504).
     comparable: bool,
 }
@@ -75,7 +75,11 @@ impl ListScan {
         }
         let count = event.occurrence_count();
         if exported && count > 1 {
-            self.behind.insert(event.uid().to_string(), count);
+            let b = Behind {
+                listed: count,
+                replayed: 0,
+            };
+            self.behind.insert(event.uid().to_string(), b);
         }
     }
 
@@ -86,24 +90,12 @@ impl ListScan {
         }
         let list_rv_n = list_rv.parse::<u64>().ok()?;
         let from = self.newest_before_window.unwrap_or(HISTORY_START);
-        (from < list_rv_n).then(|| Replay {
+        (from < list_rv_n).then_some(Replay {
             from,
             list_rv: list_rv_n,
             max_listed_rv: self.max_rv,
             young_after: self.young_after,
-            behind: self
-                .behind
-                .into_iter()
-                .map(|(uid, listed)| {
-                    (
-                        uid,
-                        Behind {
-                            listed,
-                            replayed: 0,
-                        },
-                    )
-                })
-                .collect(),
+            behind: self.behind,
             checkpointed: false,
             exported: 0,
         })
