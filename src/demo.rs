@@ -14,7 +14,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use tokio::process::{Child, Command};
 
-use crate::source::event::Event;
+use crate::event::Event;
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {

@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ApiResource, DynamicObject};
 use lru::LruCache;
 
-use crate::source::event::Event;
+use crate::event::Event;
 use crate::telemetry::Metrics;
 
 const DISCOVERY_REFRESH: Duration = Duration::from_secs(30);
@@ -180,7 +180,7 @@ impl Enricher {
     /// One GET of the involved object (after discovery); NotFound is `deleted: true`.
     async fn fetch(
         &self,
-        io: &crate::source::event::InvolvedObject,
+        io: &crate::event::InvolvedObject,
         kind: &str,
         name: &str,
         namespace: &str,

@@ -4,6 +4,7 @@
 //! The data flow, one module per stage:
 //! `source` (list + watch) → `enrich` (involved-object metadata) → `route` (the rule tree) →
 //! `sink` (one bounded queue and worker per receiver) → `progress` (acks → the delivery cursor).
+//! `event` is the model every stage shares; `pipeline` runs enrich → route → sink for one run;
 //! `exporter` wires the stages together; `config` and `telemetry` serve them all.
 
 pub mod cluster;
@@ -11,8 +12,10 @@ pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod enrich;
+pub mod event;
 pub mod exporter;
 pub mod leader;
+pub mod pipeline;
 pub mod progress;
 pub mod route;
 pub mod shutdown;

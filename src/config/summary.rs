@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::{Config, Route, SinkConfig};
-use crate::source::event::{Event, Occurrence};
+use crate::event::{Event, Occurrence};
 use crate::template::Template;
 
 impl Config {

@@ -6,7 +6,7 @@
 //! - Sub-routes are visited only when *every* match rule of this node matched (vacuously true).
 
 use crate::config::{Regex, Route, Rule};
-use crate::source::event::Event;
+use crate::event::Event;
 
 /// Receiver names an event is routed to, in first-reached order, without repeats.
 pub fn receivers_for<'a>(route: &'a Route, event: &Event) -> Vec<&'a str> {

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::source::event::Occurrence;
+use crate::event::Occurrence;
 use crate::template::{Layout, TemplateError};
 
 #[derive(Clone)]

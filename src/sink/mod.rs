@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::config::{ConfigError, ConfigErrors, ReceiverConfig, SinkConfig};
+use crate::event::Occurrence;
 use crate::progress::Ack;
-use crate::source::event::Occurrence;
 use crate::telemetry::Metrics;
 
 pub use encode::Encoder;

@@ -9,8 +9,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::*;
 use crate::config::{self, ReceiverConfig};
+use crate::event::Event;
 use crate::progress::{Position, Tracker};
-use crate::source::event::Event;
 
 fn receivers(yaml: &str) -> Vec<ReceiverConfig> {
     let text = format!("route:\n  routes: []\nreceivers:\n{yaml}");

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use super::event::Event;
+use crate::event::Event;
 
 #[derive(Deserialize)]
 pub struct ListPage<'a> {

@@ -12,7 +12,6 @@
 //! - every ADDED is an occurrence, every MODIFIED whose count grew is one; the rest only move the
 //!   position (as checkpoints), so the cursor advances through quiet filtered stretches too.
 
-pub mod event;
 pub mod frames;
 pub mod lines;
 pub mod replay;
@@ -30,11 +29,11 @@ use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::event::Event;
 use crate::progress::Position;
 use crate::telemetry::{
     Health, Metrics, metrics::CauseLabel, metrics::ReasonLabel, metrics::TypeLabel,
 };
-use event::Event;
 use frames::{Frame, ListPage, decode_event, decode_frame};
 use replay::{ListScan, Replay, Step};
 use seen::Seen;

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::event::Event;
+use crate::event::Event;
 
 /// Slack between the age window and the replay's start, for clocks of event reporters (kubelets,
 /// controllers), the API server and this process that do not agree.
