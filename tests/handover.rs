@@ -491,7 +491,7 @@ async fn hanging_webhook() -> (Gate, String, Received) {
                 let mut r = r.lock().unwrap();
                 for d in docs {
                     r.push(
-                        serde_json::from_value::<kube_event_exporter::source::event::Event>(d)
+                        serde_json::from_value::<kube_event_exporter::event::Event>(d)
                             .unwrap()
                             .occurrence_key(),
                     );

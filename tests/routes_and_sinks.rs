@@ -179,7 +179,7 @@ async fn webhook_down_then_up_loses_nothing_and_keys_are_idempotency_keys() {
                     .unwrap_or_else(|| vec![body.clone()])
             })
             .map(|doc| {
-                serde_json::from_value::<kube_event_exporter::source::event::Event>(doc)
+                serde_json::from_value::<kube_event_exporter::event::Event>(doc)
                     .unwrap()
                     .occurrence_key()
             })
@@ -198,10 +198,9 @@ async fn webhook_down_then_up_loses_nothing_and_keys_are_idempotency_keys() {
             .as_array()
             .cloned()
             .unwrap_or_else(|| vec![body.clone()]);
-        let first =
-            serde_json::from_value::<kube_event_exporter::source::event::Event>(docs[0].clone())
-                .unwrap()
-                .occurrence_key();
+        let first = serde_json::from_value::<kube_event_exporter::event::Event>(docs[0].clone())
+            .unwrap()
+            .occurrence_key();
         assert!(
             key.starts_with(&first),
             "Idempotency-Key {key} starts with the first occurrence key {first}"

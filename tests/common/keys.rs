@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use kube_event_exporter::source::event::Event;
+use kube_event_exporter::event::Event;
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Delivery {
