@@ -5,40 +5,42 @@
 //!                                                        progress::Tracker ◄──ack──┘
 //! ```
 //!
-//! `Exporter::start` spawns the stages on a `TaskTracker`; `Exporter::shutdown` stops the source,
-//! lets everything already read drain through the sinks (bounded by the drain timeout), and joins
-//! every task. The delivery cursor is `tracker().cursor()`.
+//! `Exporter::start` starts the receivers and spawns the stages on a [`Scope`] of the process-wide
+//! tasks. Its end is made of the steps the shutdown coordinator (`shutdown::coordinate`) puts in
+//! order: `stop_reading`, `drain`, `join` — or `abort` when the lease is lost. The delivery cursor
+//! is `tracker().cursor()`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::enrich::Enricher;
 use crate::progress::{Cursor, Tracker};
-use crate::sink::Receivers;
+use crate::shutdown::{Scope, Tasks};
+use crate::sink::{Receivers, SinkError};
 use crate::source::{Source, SourceConfig, Start};
 use crate::telemetry::{Health, Metrics};
 
 /// Items buffered between the source and enrichment.
 const SOURCE_BUFFER: usize = 1024;
 
-/// What every stage of a run shares: metrics, health, the task tracker everything is spawned on,
-/// and the token that aborts delivery (after a drain timeout).
+/// What a run shares with the rest of the process: metrics, health, and the tasks everything is
+/// spawned on.
 #[derive(Clone)]
 pub struct Handles {
     pub metrics: Metrics,
     pub health: Health,
-    pub tasks: TaskTracker,
-    pub abort: CancellationToken,
+    pub tasks: Tasks,
 }
 
 pub struct Exporter {
-    tasks: TaskTracker,
+    tasks: Scope,
     stop_source: CancellationToken,
+    /// Aborts delivery: sinks drop what they hold unacknowledged, the pipeline stops.
     abort: CancellationToken,
     tracker: Tracker,
     pipeline_done: tokio::sync::oneshot::Receiver<()>,
@@ -48,7 +50,7 @@ pub struct Exporter {
     dispatched: Arc<AtomicU64>,
 }
 
-/// How a shutdown went.
+/// How a drain went.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DrainReport {
     /// Everything read from the API was delivered (or deliberately not: filtered, dropped, failed).
@@ -61,20 +63,23 @@ pub struct DrainReport {
 }
 
 impl Exporter {
-    /// Starts exporting. `receivers` are already started (their workers run on `tasks` too).
-    pub fn start(
+    /// Starts the receivers, then exporting from `start`. A receiver that cannot start fails here,
+    /// with nothing left running.
+    pub async fn start(
         config: &Config,
         client: kube::Client,
-        receivers: Receivers,
         start: Start,
         handles: Handles,
-    ) -> Self {
+    ) -> Result<Self, SinkError> {
         let Handles {
             metrics,
             health,
             tasks,
-            abort,
         } = handles;
+        let tasks = tasks.scope();
+        let abort = CancellationToken::new();
+        let receivers =
+            Receivers::start(&config.receivers, &metrics, tasks.tracker(), abort.clone()).await?;
         let tracker = Tracker::new(match &start {
             Start::Resume(p) => Some(p.clone()),
             Start::Cold => None,
@@ -99,12 +104,14 @@ impl Exporter {
         let source =
             Source::new(client, source_cfg, metrics.clone(), health).count_emitted(emitted.clone());
         let source_stop = stop_source.clone();
-        tasks.spawn(async move {
+        tasks.tracker().spawn(async move {
             if let Err(e) = source.run(start, tx, source_stop).await {
                 tracing::error!(error = %e, "event source stopped");
             }
         });
-        tasks.spawn(report_lag(tracker.clone(), metrics.clone(), abort.clone()));
+        tasks
+            .tracker()
+            .spawn(report_lag(tracker.clone(), metrics.clone(), abort.clone()));
         let (done_tx, pipeline_done) = tokio::sync::oneshot::channel();
         let pipeline = crate::pipeline::Pipeline {
             abort: abort.clone(),
@@ -115,11 +122,11 @@ impl Exporter {
             metrics,
             dispatched: dispatched.clone(),
         };
-        tasks.spawn(async move {
+        tasks.tracker().spawn(async move {
             pipeline.run(rx, enricher).await;
             let _ = done_tx.send(());
         });
-        Self {
+        Ok(Self {
             tasks,
             stop_source,
             abort,
@@ -127,19 +134,24 @@ impl Exporter {
             pipeline_done,
             emitted,
             dispatched,
-        }
+        })
     }
 
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
     }
 
-    /// Stops reading from the API, drains what was read through the sinks within `drain_timeout`,
-    /// then aborts whatever is left (its acks are dropped, so the cursor stays before it) and joins
-    /// every task.
-    pub async fn shutdown(mut self, drain_timeout: Duration) -> DrainReport {
+    /// Stops reading from the API: what was read still goes through the sinks.
+    pub fn stop_reading(&self) {
         self.stop_source.cancel();
-        let drained = tokio::time::timeout(drain_timeout, async {
+    }
+
+    /// Waits until everything read was delivered (the pipeline ended after `stop_reading` and every
+    /// occurrence is acknowledged), for at most `timeout`. Then whatever is left is aborted (its
+    /// acks are dropped, so the cursor stays before it) and its tasks have stopped when this
+    /// returns, so the report counts what they did not deliver.
+    pub async fn drain(&mut self, timeout: Duration) -> DrainReport {
+        let drained = tokio::time::timeout(timeout, async {
             let _ = (&mut self.pipeline_done).await;
             self.tracker.wait_idle().await;
         })
@@ -150,10 +162,9 @@ impl Exporter {
                 in_flight = self.tracker.in_flight(),
                 "drain timed out; aborting undelivered occurrences"
             );
+            self.abort.cancel();
+            self.tasks.join().await;
         }
-        self.abort.cancel();
-        self.tasks.close();
-        self.tasks.wait().await;
         DrainReport {
             drained,
             cursor: self.tracker.cursor(),
@@ -165,6 +176,29 @@ impl Exporter {
                     .saturating_sub(self.dispatched.load(Ordering::Relaxed))
                     as usize,
         }
+    }
+
+    /// After `drain`: stops what still runs (the lag reporter; nothing is left to deliver) and waits
+    /// for every task of the run.
+    pub async fn join(self) {
+        self.abort.cancel();
+        self.tasks.join().await;
+    }
+
+    /// Stops at once (a lost lease): nothing more is read or delivered, nothing in flight is
+    /// acknowledged; returns when every task of the run has stopped.
+    pub async fn abort(self) {
+        self.stop_source.cancel();
+        self.abort.cancel();
+        self.tasks.join().await;
+    }
+
+    /// `stop_reading`, `drain` and `join` in one, for a run without a term to end.
+    pub async fn shutdown(mut self, drain_timeout: Duration) -> DrainReport {
+        self.stop_reading();
+        let report = self.drain(drain_timeout).await;
+        self.join().await;
+        report
     }
 }
 

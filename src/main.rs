@@ -4,17 +4,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use kube_event_exporter::{
     cluster, config,
     exporter::{Exporter, Handles},
     leader::elector::Replica,
-    shutdown,
-    sink::Receivers,
+    shutdown::{self, NoLease, Outcome, Tasks},
     source::Start,
     telemetry,
 };
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 // Every event is decoded into, and encoded from, short-lived allocations; glibc malloc spent a
 // quarter of the exporter's CPU on them in the benchmark profile (see README "Performance").
@@ -147,83 +146,70 @@ async fn run(args: RunArgs) -> ExitCode {
     }
 }
 
+/// Exit status when a shutdown without leader election left occurrences undelivered.
+const UNDELIVERED_EXIT: u8 = 3;
+
 async fn serve(cfg: config::Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(version = VERSION, config = %args.config.display(), summary = %cfg.summary(), "starting");
     let metrics = telemetry::Metrics::new(&cfg.metrics_name_prefix);
     // A quiet watch is silent for up to its 290 s timeout; only twice that is a stall.
     let health = telemetry::Health::new(std::time::Duration::from_secs(600));
     health.set_config_loaded();
-    let shutdown_http = CancellationToken::new();
+    // Every task of the process is spawned here and joined at the end, whatever happens between.
+    let tasks = Tasks::default();
     let (addr, server) = telemetry::server::bind(
         &args.metrics_address,
         metrics.clone(),
         health.clone(),
-        shutdown_http.clone(),
+        tasks.joining(),
     )
     .await?;
-    let http = tokio::spawn(server);
+    tasks.spawn(server);
     tracing::info!(address = %addr, "serving /metrics, /healthz, /readyz");
-
-    let shutdown = shutdown::install()?;
-    let client = cluster::client(args.kubeconfig.as_deref()).await?;
-    let result = if cfg.leader_election.enabled {
-        Replica::new(cfg, client, metrics, health)
-            .run(shutdown)
-            .await
-            .map(|()| ExitCode::SUCCESS)
-    } else {
-        run_without_election(&cfg, client, metrics, health, shutdown).await
+    let handles = Handles {
+        metrics,
+        health,
+        tasks: tasks.clone(),
     };
-    shutdown_http.cancel();
-    let _ = http.await;
-    if let Ok(code) = &result {
-        tracing::info!(success = *code == ExitCode::SUCCESS, "shutdown: done");
-    }
-    result
+    let outcome = export_until_shut_down(cfg, &args, handles).await;
+    tasks.join().await;
+    let code = match outcome? {
+        Outcome::Done | Outcome::Lost => ExitCode::SUCCESS,
+        Outcome::Undelivered(_) => ExitCode::from(UNDELIVERED_EXIT),
+    };
+    tracing::info!(success = code == ExitCode::SUCCESS, "shutdown: done");
+    Ok(code)
 }
 
-/// Exit status when a shutdown without leader election left occurrences undelivered.
-const UNDELIVERED_EXIT: u8 = 3;
-
-/// `leaderElection.enabled: false`: export from a cold start until a signal, then drain.
-async fn run_without_election(
-    cfg: &config::Config,
-    client: kube::Client,
-    metrics: telemetry::Metrics,
-    health: telemetry::Health,
-    shutdown: CancellationToken,
-) -> anyhow::Result<ExitCode> {
-    tracing::warn!(
-        "leader election is disabled: run exactly one replica, or events are exported twice"
-    );
-    let tasks = TaskTracker::new();
-    let abort = CancellationToken::new();
-    let receivers = Receivers::start(&cfg.receivers, &metrics, &tasks, abort.clone()).await?;
-    let exporter = Exporter::start(
-        cfg,
-        client,
-        receivers,
-        Start::Cold,
-        Handles {
-            metrics,
-            health,
-            tasks,
-            abort,
-        },
-    );
-    shutdown.cancelled().await;
-    tracing::info!("shutdown: draining");
-    let report = exporter.shutdown(cfg.leader_election.drain_timeout).await;
-    if report.drained {
-        tracing::info!("shutdown: drained; everything read was delivered");
-        return Ok(ExitCode::SUCCESS);
+/// Exports (as the leader, or alone without leader election) until a signal, then hands over
+/// through the shutdown coordinator. A standby just stops.
+async fn export_until_shut_down(
+    cfg: config::Config,
+    args: &RunArgs,
+    handles: Handles,
+) -> anyhow::Result<Outcome> {
+    let tasks = handles.tasks.clone();
+    let signal = shutdown::install(&tasks).context("installing signal handlers")?;
+    let client = cluster::client(args.kubeconfig.as_deref()).await?;
+    let drain_timeout = cfg.leader_election.drain_timeout;
+    if cfg.leader_election.enabled {
+        let replica = Replica::new(cfg, client, handles.metrics, handles.health);
+        let leading = replica
+            .run(&tasks, &signal)
+            .await
+            .context("starting receivers")?;
+        Ok(match leading {
+            Some((term, exporter)) => shutdown::coordinate(term, exporter, drain_timeout).await,
+            None => Outcome::Done,
+        })
+    } else {
+        tracing::warn!(
+            "leader election is disabled: run exactly one replica, or events are exported twice"
+        );
+        let exporter = Exporter::start(&cfg, client, Start::Cold, handles)
+            .await
+            .context("starting receivers")?;
+        signal.cancelled().await;
+        Ok(shutdown::coordinate(NoLease, exporter, drain_timeout).await)
     }
-    // Without election there is no successor to replay what the receivers did not take.
-    tracing::error!(
-        undelivered = report.undelivered,
-        drain_timeout_ms = cfg.leader_election.drain_timeout.as_millis() as u64,
-        "shutdown: {} occurrences were not delivered within the drain timeout and are lost (no successor without leader election)",
-        report.undelivered
-    );
-    Ok(ExitCode::from(UNDELIVERED_EXIT))
 }

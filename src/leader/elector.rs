@@ -2,13 +2,14 @@
 //!
 //! standby ──acquire──► leading ──lost lease──► standby
 //!                         │
-//!                      SIGTERM ──► linger (keep exporting and renewing) ──► drain (renewing)
-//!                                  ──► release with the final cursor, in one write ──► join ──► exit 0
+//!                      SIGTERM ──► the Lease term, ended by `shutdown::coordinate`
 //!
 //! While leading, every renewal also stores the delivery cursor. A leader that cannot renew within
 //! `renewDeadline`, or finds someone else holding the Lease, stops delivering at once and never
 //! writes again — its successor (which can only take over after `leaseDuration` > `renewDeadline`)
-//! resumes from the last committed cursor.
+//! resumes from the last committed cursor. After a shutdown signal the replica hands its term over
+//! as a [`LeaseTerm`]: what the coordinator needs to keep renewing while it lingers and drains, and
+//! to release the Lease with the final cursor.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,21 +21,22 @@ use kube::api::{Api, WatchEvent, WatchParams};
 use rand::Rng;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::sync::CancellationToken;
 
 use super::cursor::StoredCursor;
-use super::lock::{Attempt, Freed, LeaseLock};
+use super::lock::{Attempt, Freed, LeaseLock, LockError};
 use crate::config::{Config, LeaderElectionConfig};
 use crate::exporter::{Exporter, Handles};
-use crate::progress::Tracker;
-use crate::sink::Receivers;
+use crate::progress::{Position, Tracker};
+use crate::shutdown::{Release, Tasks, Term};
+use crate::sink::SinkError;
 use crate::source::Start;
 use crate::telemetry::{Health, Metrics, error_chain};
 
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 /// Lease namespace: configured, else the service account's, else `$POD_NAMESPACE`, else `default`.
-pub fn lease_namespace(cfg: &LeaderElectionConfig) -> String {
+fn lease_namespace(cfg: &LeaderElectionConfig) -> String {
     cfg.lease_namespace
         .clone()
         .or_else(|| {
@@ -49,7 +51,7 @@ pub fn lease_namespace(cfg: &LeaderElectionConfig) -> String {
 
 /// Identity: configured, else `$POD_NAME`, else the hostname plus a random suffix (two processes on
 /// one host must never share an identity).
-pub fn identity(cfg: &LeaderElectionConfig) -> String {
+fn identity(cfg: &LeaderElectionConfig) -> String {
     cfg.identity
         .clone()
         .or_else(|| std::env::var("POD_NAME").ok())
@@ -62,18 +64,47 @@ pub fn identity(cfg: &LeaderElectionConfig) -> String {
         })
 }
 
-enum Outcome {
-    Lost(Lost),
-    ShutdownRequested,
+/// Why a leader stopped leading without a release.
+#[derive(Debug)]
+pub struct Lost {
+    identity: String,
+    epoch: i32,
+    reason: LostReason,
+    /// The last failed renewal's error (a 500, a timeout, a refused connection), if any.
+    last_error: Option<RenewError>,
+    last_renewal: jiff::Timestamp,
 }
 
-/// Why a leader stopped leading without a release.
-#[derive(Debug, Clone)]
-struct Lost {
-    reason: String,
-    /// The last failed renewal's error (a 500, a timeout, a refused connection), if any.
-    last_error: Option<String>,
-    last_renewal: jiff::Timestamp,
+impl Lost {
+    /// The `transition=lost` line; `what` says what the replica does about it.
+    pub fn log(&self, what: &str) {
+        tracing::error!(
+            transition = "lost", identity = %self.identity, epoch = self.epoch, reason = %self.reason,
+            last_error = self.last_error.as_ref().map(|e| error_chain(e)).unwrap_or_default(),
+            last_renewal = %self.last_renewal,
+            "lost lease; {what}"
+        );
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LostReason {
+    /// We lost it and got it back in between: someone else may have delivered.
+    #[error("lease was re-acquired with a new epoch {now} (was {was})")]
+    Reacquired { now: i32, was: i32 },
+    #[error("lease is now held by {0:?}")]
+    HeldBy(String),
+    #[error("no successful renewal within the renew deadline")]
+    RenewDeadline,
+}
+
+/// A renewal that failed without losing the lease (yet).
+#[derive(Debug, thiserror::Error)]
+enum RenewError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("request timed out")]
+    TimedOut,
 }
 
 pub struct Replica {
@@ -99,13 +130,15 @@ impl Replica {
         }
     }
 
-    pub fn identity(&self) -> &str {
-        &self.identity
-    }
-
-    /// Runs until `shutdown` fires (and, as leader, the handover completes).
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let le = self.cfg.leader_election.clone();
+    /// Stands by and leads until `shutdown` fires. Then a standby is done (None); a leader returns
+    /// its term and its exporter, still exporting and renewing, for `shutdown::coordinate` to end.
+    /// Err: the receivers could not start (the Lease was handed back untouched).
+    pub async fn run(
+        self,
+        tasks: &Tasks,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<(LeaseTerm, Exporter)>, SinkError> {
+        let le = &self.cfg.leader_election;
         let mut lock = LeaseLock::new(
             self.client.clone(),
             &self.namespace,
@@ -114,240 +147,191 @@ impl Replica {
             le.lease_duration,
         );
         let changed = Arc::new(Notify::new());
-        let watcher = tokio::spawn(watch_lease(
+        let watcher = watch_lease(
             Api::namespaced(self.client.clone(), &self.namespace),
             le.lease_name.clone(),
             changed.clone(),
             le.retry_period,
-        ));
-        tracing::info!(identity = %self.identity, lease = %format!("{}/{}", self.namespace, le.lease_name), "candidate for the lease");
-        let result = self.lifecycle(&mut lock, &changed, &shutdown).await;
-        watcher.abort();
-        result
-    }
-
-    async fn lifecycle(
-        &self,
-        lock: &mut LeaseLock,
-        changed: &Notify,
-        shutdown: &CancellationToken,
-    ) -> anyhow::Result<()> {
-        let le = &self.cfg.leader_election;
-        loop {
-            // Standby: try whenever the Lease changes, and every retry period as a fallback.
-            let standby_since = Instant::now();
-            let mut following: Option<String> = None;
-            let (epoch, cursor, previous_renew, previous_holder, freed) = loop {
-                if shutdown.is_cancelled() {
-                    tracing::info!(identity = %self.identity, "shutdown: standby exits");
-                    return Ok(());
-                }
-                match lock.try_acquire_or_renew(None).await {
-                    Ok(Attempt::Leading {
-                        epoch,
-                        cursor,
-                        previous_renew,
-                        previous_holder,
-                        freed,
-                        ..
-                    }) => {
-                        // A released Lease names nobody: the holder we last followed released it.
-                        let previous_holder = match (&previous_holder, &following) {
-                            (p, Some(f)) if p.is_empty() => f.clone(),
-                            _ => previous_holder,
-                        };
-                        break (epoch, cursor, previous_renew, previous_holder, freed);
-                    }
-                    Ok(Attempt::Following { holder }) => {
-                        if !holder.is_empty() && following.as_deref() != Some(holder.as_str()) {
-                            tracing::info!(
-                                transition = "standby", identity = %self.identity, holder = %holder,
-                                "standing by: the lease is held by another replica"
-                            );
-                            following = Some(holder);
-                        }
-                        // Ready once the Lease is observed and this standby announced on it, so a
-                        // leader shut down after our readiness knows it has a successor.
-                        match lock.announce_standby().await {
-                            Ok(true) => self.health.set_api_ok(true),
-                            Ok(false) => {}
-                            Err(e) => {
-                                self.health.set_api_ok(false);
-                                tracing::warn!(error = %error_chain(&e), "announcing this standby on the lease failed; retrying");
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        self.health.set_api_ok(false);
-                        tracing::warn!(error = %error_chain(&e), "lease read/acquire failed; retrying");
-                    }
-                }
-                self.health.heartbeat();
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = changed.notified() => {}
-                    _ = tokio::time::sleep(le.retry_period) => {}
-                }
-            };
-            self.health.set_api_ok(true);
-            self.metrics.is_leader.set(1);
-            self.metrics.leader_transitions.inc();
-            // Takeover: from the previous holder's last write (its release, or its last renewal before
-            // it died) to now — the time nobody exported.
-            let takeover = previous_renew.map(|t| {
-                jiff::Timestamp::now()
-                    .duration_since(t)
-                    .as_secs_f64()
-                    .max(0.0)
-            });
-            if let Some(t) = takeover {
-                self.metrics.takeover_seconds.set(t);
+        );
+        let joining = tasks.joining();
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = watcher => {}
+                _ = joining.cancelled() => {}
             }
-            tracing::info!(
-                transition = "acquired", identity = %self.identity, previous_holder = %previous_holder,
-                why = freed.as_str(), epoch,
-                cursor = cursor.as_ref().map(|c| c.resource_version.as_str()).unwrap_or(""),
-                standby_ms = standby_since.elapsed().as_millis() as u64,
-                takeover_ms = takeover.filter(|_| freed != Freed::FirstHolder).map(|t| (t * 1000.0) as u64),
-                "acquired lease"
-            );
+        });
+        tracing::info!(identity = %self.identity, lease = %format!("{}/{}", self.namespace, le.lease_name), "candidate for the lease");
+        loop {
+            let Some((epoch, cursor)) = self.stand_by(&mut lock, &changed, shutdown).await else {
+                return Ok(None);
+            };
             let start = match &cursor {
                 Some(c) => Start::Resume(c.position()),
                 None => Start::Cold,
             };
-            let tasks = TaskTracker::new();
-            let abort = CancellationToken::new();
-            let receivers =
-                match Receivers::start(&self.cfg.receivers, &self.metrics, &tasks, abort.clone())
-                    .await
-                {
-                    Ok(r) => r,
+            let handles = Handles {
+                metrics: self.metrics.clone(),
+                health: self.health.clone(),
+                tasks: tasks.clone(),
+            };
+            let exporter =
+                match Exporter::start(&self.cfg, self.client.clone(), start, handles).await {
+                    Ok(e) => e,
                     Err(e) => {
                         // Hand the lease back untouched so a healthy replica can lead.
                         let _ = lock.release(cursor.as_ref()).await;
                         self.metrics.is_leader.set(0);
-                        return Err(anyhow::Error::new(e).context("starting receivers"));
+                        return Err(e);
                     }
                 };
-            let handles = Handles {
-                metrics: self.metrics.clone(),
-                health: self.health.clone(),
-                tasks,
-                abort,
-            };
-            let exporter =
-                Exporter::start(&self.cfg, self.client.clone(), receivers, start, handles);
-            let tracker = exporter.tracker().clone();
-            let mut renewer = Renewer::new(le, epoch, tracker);
-
-            let outcome = tokio::select! {
-                lost = renewer.keep(lock, std::future::pending::<()>()) => match lost {
-                    Err(lost) => Outcome::Lost(lost),
-                    Ok(()) => unreachable!("a pending future never completes"),
-                },
-                _ = shutdown.cancelled() => Outcome::ShutdownRequested,
-            };
-            match outcome {
-                Outcome::Lost(lost) => {
+            let mut renewer = Renewer::new(le, &self.identity, epoch, exporter.tracker().clone());
+            match renewer.keep(&mut lock, shutdown.cancelled()).await {
+                Ok(()) => {
+                    let term = LeaseTerm {
+                        le: le.clone(),
+                        metrics: self.metrics.clone(),
+                        lock,
+                        renewer,
+                    };
+                    return Ok(Some((term, exporter)));
+                }
+                Err(lost) => {
                     self.metrics.is_leader.set(0);
                     self.metrics.leader_transitions.inc();
-                    self.log_lost(epoch, &lost, "stopped delivering, back to standby");
+                    lost.log("stopped delivering, back to standby");
                     // Stop at once: nothing more is delivered or committed; the successor replays.
-                    exporter.shutdown(Duration::ZERO).await;
+                    exporter.abort().await;
                     lock.forget();
                 }
-                Outcome::ShutdownRequested => return self.hand_over(lock, exporter, renewer).await,
             }
         }
     }
 
-    /// Linger, drain, release with the final cursor, join.
-    async fn hand_over(
+    /// Standby until this replica acquires the Lease: its epoch and the cursor the previous holder
+    /// left. None when `shutdown` fires first (a standby exits at once).
+    async fn stand_by(
         &self,
         lock: &mut LeaseLock,
-        exporter: Exporter,
-        mut renewer: Renewer,
-    ) -> anyhow::Result<()> {
+        changed: &Notify,
+        shutdown: &CancellationToken,
+    ) -> Option<(i32, Option<StoredCursor>)> {
         let le = &self.cfg.leader_election;
-        let started = Instant::now();
-        let linger = self.linger(lock).await;
-        tracing::info!(identity = %self.identity, epoch = renewer.epoch, linger_ms = linger.as_millis() as u64, "shutdown: lingering");
-        if let Err(lost) = renewer.keep(lock, tokio::time::sleep(linger)).await {
-            self.log_lost(
-                renewer.epoch,
-                &lost,
-                "while lingering; stopping without committing",
-            );
-            exporter.shutdown(Duration::ZERO).await;
-            self.metrics.is_leader.set(0);
-            return Ok(());
-        }
-        let lingered = started.elapsed();
-        tracing::info!(identity = %self.identity, epoch = renewer.epoch, in_flight = exporter.tracker().in_flight(), "shutdown: draining");
-        let drain = le.drain_timeout;
-        let (report, renewed) = {
-            let shutdown = exporter.shutdown(drain);
-            tokio::pin!(shutdown);
-            let mut report = None;
-            let renewed = renewer
-                .keep(lock, async {
-                    report = Some((&mut shutdown).await);
-                })
-                .await;
-            let report = match report {
-                Some(r) => r,
-                // Lost the lease mid-drain: finish joining, but do not commit.
-                None => shutdown.await,
-            };
-            (report, renewed)
+        // Try whenever the Lease changes, and every retry period as a fallback.
+        let standby_since = Instant::now();
+        let mut following: Option<String> = None;
+        let (epoch, cursor, previous_renew, previous_holder, freed) = loop {
+            if shutdown.is_cancelled() {
+                tracing::info!(identity = %self.identity, "shutdown: standby exits");
+                return None;
+            }
+            match lock.try_acquire_or_renew(None).await {
+                Ok(Attempt::Leading {
+                    epoch,
+                    cursor,
+                    previous_renew,
+                    previous_holder,
+                    freed,
+                    ..
+                }) => {
+                    // A released Lease names nobody: the holder we last followed released it.
+                    let previous_holder = match (&previous_holder, &following) {
+                        (p, Some(f)) if p.is_empty() => f.clone(),
+                        _ => previous_holder,
+                    };
+                    break (epoch, cursor, previous_renew, previous_holder, freed);
+                }
+                Ok(Attempt::Following { holder }) => {
+                    if !holder.is_empty() && following.as_deref() != Some(holder.as_str()) {
+                        tracing::info!(
+                            transition = "standby", identity = %self.identity, holder = %holder,
+                            "standing by: the lease is held by another replica"
+                        );
+                        following = Some(holder);
+                    }
+                    // Ready once the Lease is observed and this standby announced on it, so a
+                    // leader shut down after our readiness knows it has a successor.
+                    match lock.announce_standby().await {
+                        Ok(true) => self.health.set_api_ok(true),
+                        Ok(false) => {}
+                        Err(e) => {
+                            self.health.set_api_ok(false);
+                            tracing::warn!(error = %error_chain(&e), "announcing this standby on the lease failed; retrying");
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.health.set_api_ok(false);
+                    tracing::warn!(error = %error_chain(&e), "lease read/acquire failed; retrying");
+                }
+            }
+            self.health.heartbeat();
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = changed.notified() => {}
+                _ = tokio::time::sleep(le.retry_period) => {}
+            }
         };
-        self.metrics.is_leader.set(0);
-        if let Err(lost) = renewed {
-            self.log_lost(
-                renewer.epoch,
-                &lost,
-                "while draining; not committing the cursor",
-            );
-            return Ok(());
+        self.health.set_api_ok(true);
+        self.metrics.is_leader.set(1);
+        self.metrics.leader_transitions.inc();
+        // Takeover: from the previous holder's last write (its release, or its last renewal before
+        // it died) to now — the time nobody exported.
+        let takeover = previous_renew.map(|t| {
+            jiff::Timestamp::now()
+                .duration_since(t)
+                .as_secs_f64()
+                .max(0.0)
+        });
+        if let Some(t) = takeover {
+            self.metrics.takeover_seconds.set(t);
         }
-        let drained_in = started.elapsed().saturating_sub(lingered);
-        let cursor = report
-            .cursor
-            .position
-            .as_ref()
-            .map(|p| StoredCursor::new(p, renewer.epoch));
-        match lock.release(cursor.as_ref()).await {
-            Ok(true) => tracing::info!(
-                transition = "released", identity = %self.identity, epoch = renewer.epoch,
-                cursor = cursor.as_ref().map(|c| c.resource_version.as_str()).unwrap_or(""),
-                drained = report.drained, pending = report.in_flight,
-                linger_ms = linger.as_millis() as u64, drain_ms = drained_in.as_millis() as u64,
-                handover_ms = started.elapsed().as_millis() as u64,
-                "released lease"
-            ),
-            Ok(false) => {
-                tracing::warn!(identity = %self.identity, "lease was taken over before release; cursor not written")
-            }
-            Err(e) => {
-                tracing::error!(error = %error_chain(&e), "releasing the lease failed; the successor takes over after it expires")
-            }
-        }
-        Ok(())
+        tracing::info!(
+            transition = "acquired", identity = %self.identity, previous_holder = %previous_holder,
+            why = freed.as_str(), epoch,
+            cursor = cursor.as_ref().map(|c| c.resource_version.as_str()).unwrap_or(""),
+            standby_ms = standby_since.elapsed().as_millis() as u64,
+            takeover_ms = takeover.filter(|_| freed != Freed::FirstHolder).map(|t| (t * 1000.0) as u64),
+            "acquired lease"
+        );
+        Some((epoch, cursor))
+    }
+}
+
+/// A leader's term after the shutdown signal: the Lease it keeps renewing (with the cursor) while
+/// the coordinator lingers and drains, then releases with the final cursor.
+pub struct LeaseTerm {
+    le: LeaderElectionConfig,
+    metrics: Metrics,
+    lock: LeaseLock,
+    renewer: Renewer,
+}
+
+impl Term for LeaseTerm {
+    fn identity(&self) -> Option<&str> {
+        Some(&self.renewer.identity)
     }
 
-    /// How long to keep exporting after a shutdown signal: the configured linger, unless no standby
-    /// has announced itself on the Lease lately — then nobody would take over during it.
-    async fn linger(&self, lock: &LeaseLock) -> Duration {
-        let le = &self.cfg.leader_election;
+    fn epoch(&self) -> Option<i32> {
+        Some(self.renewer.epoch)
+    }
+
+    /// The configured linger, unless no standby has announced itself on the Lease lately — then
+    /// nobody would take over during it.
+    async fn linger(&mut self) -> Duration {
+        let le = &self.le;
         if le.shutdown_linger.is_zero() {
             return Duration::ZERO;
         }
         // Standbys announce every half lease duration; allow a missed one.
-        match lock.standby_seen(le.lease_duration + le.retry_period).await {
+        match self
+            .lock
+            .standby_seen(le.lease_duration + le.retry_period)
+            .await
+        {
             Ok(Some(_)) => le.shutdown_linger,
             Ok(None) => {
                 tracing::info!(
-                    identity = %self.identity,
+                    identity = %self.renewer.identity,
                     "shutdown: no standby has announced itself on the lease; skipping the linger"
                 );
                 Duration::ZERO
@@ -359,18 +343,28 @@ impl Replica {
         }
     }
 
-    fn log_lost(&self, epoch: i32, lost: &Lost, what: &str) {
-        tracing::error!(
-            transition = "lost", identity = %self.identity, epoch, reason = %lost.reason,
-            last_error = lost.last_error.as_deref().unwrap_or(""),
-            last_renewal = %lost.last_renewal,
-            "lost lease; {what}"
-        );
+    async fn keep_renewing_while<T>(&mut self, work: impl Future<Output = T>) -> Result<T, Lost> {
+        let kept = self.renewer.keep(&mut self.lock, work).await;
+        if kept.is_err() {
+            self.metrics.is_leader.set(0);
+        }
+        kept
+    }
+
+    async fn release(&mut self, cursor: Option<&Position>) -> Release {
+        self.metrics.is_leader.set(0);
+        let cursor = cursor.map(|p| StoredCursor::new(p, self.renewer.epoch));
+        match self.lock.release(cursor.as_ref()).await {
+            Ok(true) => Release::Released,
+            Ok(false) => Release::TakenOver,
+            Err(e) => Release::Failed(e),
+        }
     }
 }
 
 /// Renews the Lease every retry period, storing the cursor, while a future runs.
 struct Renewer {
+    identity: String,
     retry_period: Duration,
     renew_deadline: Duration,
     epoch: i32,
@@ -378,14 +372,15 @@ struct Renewer {
     /// The last successful write: the renew deadline counts from here.
     last_success: Instant,
     /// The error of the last failed attempt since the last success.
-    last_error: Option<String>,
+    last_error: Option<RenewError>,
     next_attempt: Instant,
     written: Option<StoredCursor>,
 }
 
 impl Renewer {
-    fn new(le: &LeaderElectionConfig, epoch: i32, tracker: Tracker) -> Self {
+    fn new(le: &LeaderElectionConfig, identity: &str, epoch: i32, tracker: Tracker) -> Self {
         Self {
+            identity: identity.to_string(),
             retry_period: le.retry_period,
             renew_deadline: le.renew_deadline,
             epoch,
@@ -399,15 +394,15 @@ impl Renewer {
 
     /// Runs `work` to completion while renewing. Err as soon as the lease is lost (then `work` is
     /// dropped unfinished).
-    async fn keep(
+    async fn keep<T>(
         &mut self,
         lock: &mut LeaseLock,
-        work: impl Future<Output = ()>,
-    ) -> Result<(), Lost> {
+        work: impl Future<Output = T>,
+    ) -> Result<T, Lost> {
         tokio::pin!(work);
         loop {
             tokio::select! {
-                _ = &mut work => return Ok(()),
+                out = &mut work => return Ok(out),
                 _ = tokio::time::sleep_until(self.next_attempt) => {}
             }
             self.renew_once(lock).await?;
@@ -416,8 +411,10 @@ impl Renewer {
 
     async fn renew_once(&mut self, lock: &mut LeaseLock) -> Result<(), Lost> {
         self.try_renew(lock).await.map_err(|reason| Lost {
+            identity: self.identity.clone(),
+            epoch: self.epoch,
             reason,
-            last_error: self.last_error.clone(),
+            last_error: self.last_error.take(),
             // The wall-clock time of the last success, for the log line.
             last_renewal: jiff::Timestamp::now()
                 .checked_sub(self.last_success.elapsed())
@@ -425,7 +422,7 @@ impl Renewer {
         })
     }
 
-    async fn try_renew(&mut self, lock: &mut LeaseLock) -> Result<(), String> {
+    async fn try_renew(&mut self, lock: &mut LeaseLock) -> Result<(), LostReason> {
         let cursor = self
             .tracker
             .cursor()
@@ -440,10 +437,10 @@ impl Renewer {
             })) => {
                 if acquired && epoch != self.epoch {
                     // We lost it and got it back in between: someone else may have delivered.
-                    return Err(format!(
-                        "lease was re-acquired with a new epoch {epoch} (was {})",
-                        self.epoch
-                    ));
+                    return Err(LostReason::Reacquired {
+                        now: epoch,
+                        was: self.epoch,
+                    });
                 }
                 self.last_success = Instant::now();
                 self.last_error = None;
@@ -460,26 +457,22 @@ impl Renewer {
                 }
                 Ok(())
             }
-            Ok(Ok(Attempt::Following { holder })) => {
-                Err(format!("lease is now held by {holder:?}"))
-            }
+            Ok(Ok(Attempt::Following { holder })) => Err(LostReason::HeldBy(holder)),
             Ok(Err(e)) => {
-                let error = error_chain(&e);
-                self.last_error = Some(error.clone());
                 if Instant::now() >= deadline {
-                    Err("no successful renewal within the renew deadline".to_string())
-                } else {
-                    tracing::warn!(error = %error, "lease renewal failed; retrying");
-                    // Retry sooner than a full period, while the deadline allows.
-                    self.next_attempt = (Instant::now() + self.retry_period / 2).min(deadline);
-                    Ok(())
+                    self.last_error = Some(e.into());
+                    return Err(LostReason::RenewDeadline);
                 }
+                tracing::warn!(error = %error_chain(&e), "lease renewal failed; retrying");
+                // Retry sooner than a full period, while the deadline allows.
+                self.next_attempt = (Instant::now() + self.retry_period / 2).min(deadline);
+                self.last_error = Some(e.into());
+                Ok(())
             }
             Err(_) => {
                 // The attempt in flight timed out; an earlier attempt's error says more.
-                self.last_error
-                    .get_or_insert_with(|| "request timed out".to_string());
-                Err("no successful renewal within the renew deadline".to_string())
+                self.last_error.get_or_insert(RenewError::TimedOut);
+                Err(LostReason::RenewDeadline)
             }
         }
     }

@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use kube_event_exporter::config::{self, Config};
 use kube_event_exporter::exporter::{DrainReport, Exporter, Handles};
-use kube_event_exporter::sink::Receivers;
+use kube_event_exporter::shutdown::Tasks;
 use kube_event_exporter::source::Start;
 use kube_event_exporter::telemetry::{Health, Metrics};
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use keys::{Delivery, keys_in_file};
 #[allow(unused_imports)] // not every test binary reads transition lines
@@ -82,18 +81,14 @@ impl Running {
         let metrics = Metrics::default();
         let health = Health::new(Duration::from_secs(600));
         health.set_config_loaded();
-        let tasks = TaskTracker::new();
-        let abort = CancellationToken::new();
-        let receivers = Receivers::start(&cfg.receivers, &metrics, &tasks, abort.clone())
-            .await
-            .expect("receivers");
         let handles = Handles {
             metrics: metrics.clone(),
             health: health.clone(),
-            tasks,
-            abort,
+            tasks: Tasks::default(),
         };
-        let exporter = Exporter::start(cfg, client_for(api), receivers, start, handles);
+        let exporter = Exporter::start(cfg, client_for(api), start, handles)
+            .await
+            .expect("receivers");
         Self {
             exporter,
             metrics,
