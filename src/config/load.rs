@@ -1,13 +1,13 @@
 //! `load`/`parse`: YAML text to a validated `Config`, with resmoio's keys and defaults plus ours.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use super::error::{ConfigError, ConfigErrors};
 use super::node::{self, Kind, Node};
-use super::schema::{Ctx, Fields, to_json};
+use super::schema::{Ctx, Fields};
 use super::*;
-use crate::template::{Layout, Template};
+use crate::sink::kind::{self, KINDS, KindInfo};
 
 const TOP_KEYS: &[&str] = &[
     "logLevel",
@@ -52,41 +52,9 @@ const RULE_KEYS: &[&str] = &[
     "host",
     "receiver",
 ];
-const SUPPORTED_KINDS: &[&str] = &["stdout", "file", "webhook"];
-/// resmoio's other receiver kinds: recognised so the error says "not supported yet", not "unknown".
-const UNSUPPORTED_KINDS: &[&str] = &[
-    "elasticsearch",
-    "opensearch",
-    "kafka",
-    "kinesis",
-    "firehose",
-    "sqs",
-    "sns",
-    "eventbridge",
-    "loki",
-    "teams",
-    "slack",
-    "opsgenie",
-    "opscenter",
-    "syslog",
-    "pubsub",
-    "bigquery",
-    "pipe",
-    "inMemory",
-];
 const DELIVERY_KEYS: &[&str] = &["queue", "dropWhenFull", "timeout", "retry", "batch"];
 const RETRY_KEYS: &[&str] = &["initialBackoff", "maxBackoff", "maxAttempts"];
 const BATCH_KEYS: &[&str] = &["maxEvents", "maxWait"];
-const STDOUT_KEYS: &[&str] = &["deDot", "layout"];
-const FILE_KEYS: &[&str] = &["path", "layout", "maxsize", "maxage", "maxbackups", "deDot"];
-const WEBHOOK_KEYS: &[&str] = &["endpoint", "headers", "layout", "tls"];
-const TLS_KEYS: &[&str] = &[
-    "insecureSkipVerify",
-    "serverName",
-    "caFile",
-    "certFile",
-    "keyFile",
-];
 
 // Bounds of sizes that are allocated up front (a channel, a batch buffer, an LRU): larger values
 // would make the exporter abort at start instead of failing here with the key's path.
@@ -109,12 +77,14 @@ pub fn key_paths() -> Vec<String> {
     out.extend(under("receivers[].", DELIVERY_KEYS));
     out.extend(under("receivers[].retry.", RETRY_KEYS));
     out.extend(under("receivers[].batch.", BATCH_KEYS));
-    out.extend(under("receivers[].", SUPPORTED_KINDS));
-    out.extend(under("receivers[].stdout.", STDOUT_KEYS));
-    out.extend(under("receivers[].file.", FILE_KEYS));
-    out.extend(under("receivers[].webhook.", WEBHOOK_KEYS));
-    out.extend(under("receivers[].webhook.tls.", TLS_KEYS));
-    out.extend(under("receivers[].", UNSUPPORTED_KINDS));
+    for kind in KINDS {
+        out.push(format!("receivers[].{}", kind.name));
+        out.extend(under(&format!("receivers[].{}.", kind.name), kind.keys));
+        for (key, nested) in kind.nested {
+            out.extend(under(&format!("receivers[].{}.{key}.", kind.name), nested));
+        }
+    }
+    out.extend(kind::unsupported().map(|k| format!("receivers[].{k}")));
     out
 }
 
@@ -485,8 +455,7 @@ fn rule(ctx: &mut Ctx, n: &Node, path: &str, targets: &mut Vec<(String, u64, Str
 
 fn receivers(ctx: &mut Ctx, top: &Fields) -> (Vec<ReceiverConfig>, Vec<String>) {
     let mut allowed: Vec<&str> = vec!["name"];
-    allowed.extend(SUPPORTED_KINDS);
-    allowed.extend(UNSUPPORTED_KINDS);
+    allowed.extend(kind::all_names());
     allowed.extend(DELIVERY_KEYS);
     let mut out: Vec<ReceiverConfig> = Vec::new();
     let mut seen: Vec<(String, String)> = Vec::new();
@@ -517,26 +486,31 @@ fn receivers(ctx: &mut Ctx, top: &Fields) -> (Vec<ReceiverConfig>, Vec<String>) 
         }
         let kinds: Vec<&str> = f
             .keys()
-            .filter(|k| SUPPORTED_KINDS.contains(k) || UNSUPPORTED_KINDS.contains(k))
+            .filter(|k| kind::all_names().any(|n| n == *k))
             .collect();
         let sink = match kinds.as_slice() {
             [] => {
                 ctx.error(
                     &path,
                     f.line,
-                    "no receiver kind: set one of stdout, file, webhook",
+                    format!(
+                        "no receiver kind: set one of {}",
+                        KINDS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+                    ),
                 );
                 None
             }
-            [kind] if UNSUPPORTED_KINDS.contains(kind) => {
-                ctx.error(
-                    &f.path(kind),
-                    f.get(kind).map_or(0, |n| n.line),
-                    format!("receiver kind {kind} is not supported yet"),
-                );
-                None
-            }
-            [kind] => sink(ctx, &f, kind),
+            [name] => match kind::find(name) {
+                Some(k) => sink(ctx, &f, k),
+                None => {
+                    ctx.error(
+                        &f.path(name),
+                        f.get(name).map_or(0, |n| n.line),
+                        format!("receiver kind {name} is not supported yet"),
+                    );
+                    None
+                }
+            },
             many => {
                 ctx.error(
                     &path,
@@ -549,7 +523,7 @@ fn receivers(ctx: &mut Ctx, top: &Fields) -> (Vec<ReceiverConfig>, Vec<String>) 
                 None
             }
         };
-        let delivery = delivery(ctx, &f, sink.as_ref());
+        let delivery = delivery(ctx, &f);
         if let (Some(name), Some(sink)) = (name, sink)
             && !out.iter().any(|r| r.name == name)
         {
@@ -565,247 +539,26 @@ fn receivers(ctx: &mut Ctx, top: &Fields) -> (Vec<ReceiverConfig>, Vec<String>) 
     (out, seen.into_iter().map(|(n, _)| n).collect())
 }
 
-fn sink(ctx: &mut Ctx, r: &Fields, kind: &str) -> Option<SinkConfig> {
-    let path = r.path(kind);
+/// The kind's map (`stdout:` alone, or null, means its defaults), parsed by the kind itself.
+fn sink(ctx: &mut Ctx, r: &Fields, kind: &KindInfo) -> Option<SinkConfig> {
+    let path = r.path(kind.name);
     let empty = Node {
         line: r.line,
         kind: Kind::Map(Vec::new()),
     };
-    let n = r.get(kind).unwrap_or(&empty);
-    // `stdout: {}` and `stdout:` (null) both mean "defaults".
+    let n = r.get(kind.name).unwrap_or(&empty);
     let n = if n.kind == Kind::Null { &empty } else { n };
     let before = ctx.errors.len();
-    let sink = match kind {
-        "stdout" => {
-            let f = ctx.map(n, &path, STDOUT_KEYS)?;
-            SinkConfig::Stdout(StdoutConfig {
-                de_dot: ctx.bool(&f, "deDot").unwrap_or(false),
-                layout: layout(ctx, &f),
-            })
-        }
-        "file" => {
-            let f = ctx.map(n, &path, FILE_KEYS)?;
-            let file = ctx.opt_string(&f, "path");
-            if file.is_none() {
-                ctx.error(&f.path("path"), f.line, "is required");
-            }
-            SinkConfig::File(FileConfig {
-                path: PathBuf::from(file.unwrap_or_default()),
-                layout: layout(ctx, &f),
-                de_dot: ctx.bool(&f, "deDot").unwrap_or(false),
-                max_size_mb: ctx
-                    .int(&f, "maxsize", 0, i64::MAX)
-                    .filter(|m| *m > 0)
-                    .unwrap_or(100) as u64,
-                max_age_days: ctx.int(&f, "maxage", 0, i64::MAX).unwrap_or(0) as u64,
-                max_backups: ctx.int(&f, "maxbackups", 0, i64::MAX).unwrap_or(0) as usize,
-            })
-        }
-        _ => {
-            let f = ctx.map(n, &path, WEBHOOK_KEYS)?;
-            let endpoint = ctx.opt_string(&f, "endpoint");
-            match &endpoint {
-                None => ctx.error(&f.path("endpoint"), f.line, "is required"),
-                Some(e) => {
-                    if let Err(msg) = check_url(e) {
-                        ctx.error(
-                            &f.path("endpoint"),
-                            f.get("endpoint").map_or(0, |n| n.line),
-                            msg,
-                        );
-                    }
-                }
-            }
-            let headers = ctx.string_map(&f, "headers", |ctx, p, v| {
-                let name = p.rsplit('.').next().unwrap_or("");
-                if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                    ctx.error(p, v.line, format!("invalid header name {name:?}"));
-                }
-                let s = match &v.kind {
-                    Kind::Str(s) => ctx.expand(p, v.line, s)?,
-                    Kind::Int(_) | Kind::Float(_) | Kind::Bool(_) => v.kind.describe(),
-                    _ => {
-                        ctx.error(
-                            p,
-                            v.line,
-                            format!("expected a string, found {}", v.kind.describe()),
-                        );
-                        return None;
-                    }
-                };
-                if let Err(why) = check_header_value(&s) {
-                    ctx.error(p, v.line, why);
-                } else if let Err(e) = Template::parse(&s) {
-                    ctx.error(p, v.line, e.to_string());
-                }
-                Some(s)
-            });
-            let tls = tls(ctx, &f);
-            SinkConfig::Webhook(WebhookConfig {
-                endpoint: endpoint.unwrap_or_default(),
-                headers,
-                layout: layout(ctx, &f),
-                tls,
-            })
-        }
-    };
+    let f = ctx.map(n, &path, kind.keys)?;
+    let sink = (kind.parse)(ctx, &f)?;
     (ctx.errors.len() == before).then_some(sink)
 }
 
-/// What `http` accepts in a header value: visible ASCII, space, tab and bytes >= 0x80. The error
-/// names the offending character by position, never the value: it is often a secret.
-fn check_header_value(value: &str) -> Result<(), String> {
-    if http::HeaderValue::from_str(value).is_ok() {
-        return Ok(());
-    }
-    let (i, c) = value
-        .chars()
-        .enumerate()
-        .find(|(_, c)| c.is_ascii_control() && *c != '\t')
-        .unwrap_or((0, '\0'));
-    let what = match c {
-        '\n' | '\r' => "a line break".to_owned(),
-        c => format!("the control character U+{:04X}", c as u32),
-    };
-    let hint = if matches!(c, '\n' | '\r') && i + 1 == value.chars().count() {
-        " (a secret read from a file or `kubectl create secret --from-file` often ends with a newline: strip it)"
-    } else {
-        ""
-    };
-    Err(format!(
-        "not a valid HTTP header value: {what} at character {} of {}{hint}; the header would not be sent",
-        i + 1,
-        value.chars().count()
-    ))
-}
-
-fn check_url(e: &str) -> Result<(), String> {
-    let url = reqwest::Url::parse(e).map_err(|err| format!("invalid URL {e:?}: {err}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("invalid URL {e:?}: scheme must be http or https"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("invalid URL {e:?}: missing host"));
-    }
-    Ok(())
-}
-
-fn tls(ctx: &mut Ctx, f: &Fields) -> TlsConfig {
-    let Some(n) = f.get("tls") else {
-        return TlsConfig::default();
-    };
-    let Some(t) = ctx.map(n, &f.path("tls"), TLS_KEYS) else {
-        return TlsConfig::default();
-    };
-    let cfg = TlsConfig {
-        insecure_skip_verify: ctx.bool(&t, "insecureSkipVerify").unwrap_or(false),
-        server_name: ctx.opt_string(&t, "serverName"),
-        ca_file: ctx.opt_string(&t, "caFile").map(PathBuf::from),
-        cert_file: ctx.opt_string(&t, "certFile").map(PathBuf::from),
-        key_file: ctx.opt_string(&t, "keyFile").map(PathBuf::from),
-    };
-    match (&cfg.cert_file, &cfg.key_file) {
-        (Some(_), None) => ctx.error(
-            &t.path("certFile"),
-            t.get("certFile").map_or(0, |n| n.line),
-            "certFile is set without keyFile",
-        ),
-        (None, Some(_)) => ctx.error(
-            &t.path("keyFile"),
-            t.get("keyFile").map_or(0, |n| n.line),
-            "keyFile is set without certFile",
-        ),
-        _ => {}
-    }
-    cfg
-}
-
-/// `layout:` to JSON, compiled once here so template errors surface at load time.
-fn layout(ctx: &mut Ctx, f: &Fields) -> Option<LayoutConfig> {
-    let n = f.get("layout")?;
-    let path = f.path("layout");
-    if !matches!(n.kind, Kind::Map(_)) {
-        ctx.error(
-            &path,
-            n.line,
-            format!("expected a map, found {}", n.kind.describe()),
-        );
-        return None;
-    }
-    let value = to_json(ctx, n, &path);
-    // Every leaf on its own, so each bad template is reported, not only the first.
-    let before = ctx.errors.len();
-    check_leaves(ctx, n, &path, &value, "");
-    if ctx.errors.len() == before
-        && let Err(e) = Layout::compile(&value)
-    {
-        ctx.error(&path, n.line, e.to_string());
-    }
-    Some(value)
-}
-
-/// Parses every string leaf of a layout that holds a template (`{{`, as `Layout::compile`),
-/// reporting each error at the leaf's path and line. `rel` is the leaf's path inside the layout.
-fn check_leaves(ctx: &mut Ctx, layout: &Node, path: &str, v: &serde_json::Value, rel: &str) {
-    use serde_json::Value;
-    match v {
-        Value::String(s) if s.contains("{{") => {
-            if let Err(e) = Template::parse(s) {
-                let leaf = match rel {
-                    "" => path.to_owned(),
-                    r if r.starts_with('[') => format!("{path}{r}"),
-                    r => format!("{path}.{r}"),
-                };
-                let line = leaf_line(layout, rel).unwrap_or(layout.line);
-                ctx.error(&leaf, line, e.to_string());
-            }
-        }
-        Value::Object(m) => {
-            for (k, child) in m {
-                let rel = if rel.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{rel}.{k}")
-                };
-                check_leaves(ctx, layout, path, child, &rel);
-            }
-        }
-        Value::Array(items) => {
-            for (i, child) in items.iter().enumerate() {
-                check_leaves(ctx, layout, path, child, &format!("{rel}[{i}]"));
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The line of a layout leaf given its path (`a.b[1]`), for error messages.
-fn leaf_line(mut n: &Node, path: &str) -> Option<u64> {
-    for part in path.split('.') {
-        let (key, idx) = match part.split_once('[') {
-            Some((k, rest)) => (
-                k,
-                rest.trim_end_matches(']')
-                    .split("][")
-                    .filter_map(|i| i.parse::<usize>().ok())
-                    .collect(),
-            ),
-            None => (part, Vec::new()),
-        };
-        if !key.is_empty() {
-            let Kind::Map(m) = &n.kind else { return None };
-            n = &m.iter().find(|(k, _)| k == key)?.1;
-        }
-        for i in idx {
-            let Kind::Seq(s) = &n.kind else { return None };
-            n = s.get(i)?;
-        }
-    }
-    Some(n.line)
-}
-
-fn delivery(ctx: &mut Ctx, f: &Fields, sink: Option<&SinkConfig>) -> DeliveryConfig {
-    let webhook = matches!(sink, Some(SinkConfig::Webhook(_))) || f.has("webhook");
+fn delivery(ctx: &mut Ctx, f: &Fields) -> DeliveryConfig {
+    let default_max_events = f
+        .keys()
+        .find_map(kind::find)
+        .map_or(256, |k| k.default_max_events) as i64;
     let retry = f
         .get("retry")
         .and_then(|n| ctx.map(n, &f.path("retry"), RETRY_KEYS));
@@ -848,7 +601,6 @@ fn delivery(ctx: &mut Ctx, f: &Fields, sink: Option<&SinkConfig>) -> DeliveryCon
             max_attempts: None,
         },
     };
-    let default_max_events = if webhook { 1 } else { 256 };
     let batch = match batch {
         Some(b) => BatchConfig {
             max_events: ctx

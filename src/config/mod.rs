@@ -5,7 +5,7 @@
 //! errors with their YAML path), `load` (the schema itself: keys, defaults, cross-checks), `env`
 //! (`${VAR}`), `duration` (Go syntax), `error` (`ConfigErrors`), `summary` (`check-config` output).
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 /// The whole, validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,62 +153,8 @@ pub struct BatchConfig {
     pub max_wait: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum SinkConfig {
-    Stdout(StdoutConfig),
-    File(FileConfig),
-    Webhook(WebhookConfig),
-}
-
-impl SinkConfig {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SinkConfig::Stdout(_) => "stdout",
-            SinkConfig::File(_) => "file",
-            SinkConfig::Webhook(_) => "webhook",
-        }
-    }
-}
-
-/// `layout:` as written in YAML: a tree whose string leaves are Go templates. Non-string leaves stay typed.
-pub type LayoutConfig = serde_json::Value;
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct StdoutConfig {
-    pub de_dot: bool,
-    pub layout: Option<LayoutConfig>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct FileConfig {
-    pub path: PathBuf,
-    pub layout: Option<LayoutConfig>,
-    pub de_dot: bool,
-    /// Rotate when the file would exceed this many megabytes (resmoio/lumberjack default 100).
-    pub max_size_mb: u64,
-    /// Remove backups older than this many days; 0 keeps them regardless of age.
-    pub max_age_days: u64,
-    /// Keep at most this many backups; 0 keeps them all.
-    pub max_backups: usize,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct WebhookConfig {
-    pub endpoint: String,
-    /// Header values are Go templates rendered per occurrence.
-    pub headers: BTreeMap<String, String>,
-    pub layout: Option<LayoutConfig>,
-    pub tls: TlsConfig,
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct TlsConfig {
-    pub insecure_skip_verify: bool,
-    pub server_name: Option<String>,
-    pub ca_file: Option<PathBuf>,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-}
+/// A receiver's kind and settings: each kind owns its config (see `crate::sink::kind`).
+pub use crate::sink::SinkConfig;
 
 mod duration;
 mod env;
@@ -224,4 +170,10 @@ mod props;
 mod tests;
 
 pub use error::{ConfigError, ConfigErrors};
+
+/// The loader's path-aware helpers, for the receiver kinds that parse their own keys.
+pub mod yaml {
+    pub use super::node::{Kind, Node};
+    pub use super::schema::{Ctx, Fields, to_json};
+}
 pub use load::{key_paths, load, parse};

@@ -10,13 +10,13 @@ use super::node::{Kind, Node};
 use super::{Regex, duration};
 
 /// Walk state: collected errors and the environment used for `${VAR}`.
-pub(crate) struct Ctx<'e> {
+pub struct Ctx<'e> {
     pub errors: Vec<ConfigError>,
     pub env: &'e dyn Fn(&str) -> Option<String>,
 }
 
 /// The entries of one YAML map, whose keys have already been checked against the schema.
-pub(crate) struct Fields<'n> {
+pub struct Fields<'n> {
     pub path: String,
     pub line: u64,
     entries: &'n [(String, Node)],
@@ -336,7 +336,7 @@ fn levenshtein(a: &str, b: &str) -> usize {
 }
 
 /// Converts a YAML subtree to JSON (for `layout:`), expanding `${VAR}` in string leaves.
-pub(crate) fn to_json(ctx: &mut Ctx, n: &Node, path: &str) -> serde_json::Value {
+pub fn to_json(ctx: &mut Ctx, n: &Node, path: &str) -> serde_json::Value {
     use serde_json::Value;
     match &n.kind {
         Kind::Null => Value::Null,

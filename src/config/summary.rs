@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{Config, Route, SinkConfig};
+use super::{Config, Route};
 use crate::event::{Event, Occurrence};
 use crate::template::Template;
 
@@ -52,16 +52,12 @@ impl Config {
         let sample = sample_event();
         for (i, r) in self.receivers.iter().enumerate() {
             let path = format!("receivers[{i}].{}", r.sink.kind());
-            let (layout, headers) = match &r.sink {
-                SinkConfig::Stdout(c) => (c.layout.as_ref(), None),
-                SinkConfig::File(c) => (c.layout.as_ref(), None),
-                SinkConfig::Webhook(c) => (c.layout.as_ref(), Some(&c.headers)),
-            };
-            if let Some(layout) = layout {
+            let receiver = r.sink.receiver();
+            if let Some(layout) = &receiver.encoding().layout {
                 lint_leaves(&sample, layout, &format!("{path}.layout"), &mut out);
             }
-            for (name, value) in headers.into_iter().flatten() {
-                lint_template(&sample, value, &format!("{path}.headers.{name}"), &mut out);
+            for (key, template) in receiver.templates() {
+                lint_template(&sample, template, &format!("{path}.{key}"), &mut out);
             }
         }
         out

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::sink::{stdout::StdoutConfig, tls::TlsConfig};
 
 fn env(name: &str) -> Option<String> {
     match name {
@@ -221,12 +222,12 @@ receivers:
             file.max_size_mb,
             file.max_age_days,
             file.max_backups,
-            file.de_dot
+            file.encoding.de_dot
         ),
         (5, 2, 3, true)
     );
     assert_eq!(
-        file.layout,
+        file.encoding.layout,
         Some(serde_json::json!({"a": "{{ .Reason }}", "n": 1}))
     );
     assert_eq!(
@@ -250,8 +251,18 @@ receivers:
         panic!()
     };
     assert_eq!(w.endpoint, "https://h.example.com/p");
-    assert_eq!(w.headers["Authorization"], "Bearer s3cr3t");
-    assert_eq!(w.headers["X-Kind"], "{{ .InvolvedObject.Kind }}");
+    let headers: Vec<(&str, &str)> = w
+        .headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.template.source()))
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            ("authorization", "Bearer s3cr3t"),
+            ("x-kind", "{{ .InvolvedObject.Kind }}")
+        ]
+    );
     assert_eq!(
         w.tls,
         TlsConfig {
@@ -551,7 +562,7 @@ fn env_substitution() {
     let SinkConfig::Stdout(s) = &c.receivers[0].sink else {
         panic!()
     };
-    let layout = s.layout.as_ref().unwrap();
+    let layout = s.encoding.layout.as_ref().unwrap();
     assert_eq!(
         layout["l"],
         "{{ range $k, $v := .Labels }}{{ $k }}{{ end }} $5 $${TOKEN}"
@@ -935,4 +946,20 @@ fn sizes_allocated_at_start_are_bounded() {
         "cacheSize: 1048576\n{STDOUT}    queue: 1048576\n    batch: {{maxEvents: 65536}}\n"
     ));
     assert_eq!(c.cache_size, 1 << 20);
+}
+
+#[test]
+fn tls_server_name_is_checked_at_load() {
+    assert_eq!(
+        only(
+            "receivers:\n  - name: w\n    webhook:\n      endpoint: http://example.test/hook\n      tls: {serverName: webhook.test}\n"
+        ),
+        "receivers[0].webhook.tls.serverName: needs an https:// endpoint, not http://"
+    );
+    assert_eq!(
+        only(
+            "receivers:\n  - name: w\n    webhook:\n      endpoint: https://example.test/hook\n      tls: {serverName: 10.0.0.1}\n"
+        ),
+        "receivers[0].webhook.tls.serverName: \"10.0.0.1\" is an IP address: write it in endpoint instead (serverName is a DNS name)"
+    );
 }

@@ -15,8 +15,72 @@ use std::time::{Duration, SystemTime};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
+use super::kind::{BuildEnv, Problem, ReceiverKind};
+use super::layout::Encoding;
 use super::{Doc, SendError, Sink, SinkError, stdout::ndjson};
-use crate::config::FileConfig;
+use crate::config::yaml::{Ctx, Fields};
+
+/// `receivers[].file`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileConfig {
+    pub path: PathBuf,
+    pub encoding: Encoding,
+    /// Rotate when the file would exceed this many megabytes (resmoio/lumberjack default 100).
+    pub max_size_mb: u64,
+    /// Remove backups older than this many days; 0 keeps them regardless of age.
+    pub max_age_days: u64,
+    /// Keep at most this many backups; 0 keeps them all.
+    pub max_backups: usize,
+}
+
+impl ReceiverKind for FileConfig {
+    const NAME: &'static str = "file";
+    const KEYS: &'static [&'static str] =
+        &["path", "layout", "maxsize", "maxage", "maxbackups", "deDot"];
+
+    fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {
+        let path = ctx.opt_string(f, "path");
+        if path.is_none() {
+            ctx.error(&f.path("path"), f.line, "is required");
+        }
+        let max_size_mb = ctx
+            .int(f, "maxsize", 0, i64::MAX)
+            .filter(|m| *m > 0)
+            .unwrap_or(100) as u64;
+        let max_age_days = ctx.int(f, "maxage", 0, i64::MAX).unwrap_or(0) as u64;
+        let max_backups = ctx.int(f, "maxbackups", 0, i64::MAX).unwrap_or(0) as usize;
+        let encoding = Encoding::parse(ctx, f, true);
+        Some(FileConfig {
+            path: PathBuf::from(path?),
+            encoding: encoding?,
+            max_size_mb,
+            max_age_days,
+            max_backups,
+        })
+    }
+
+    fn encoding(&self) -> &Encoding {
+        &self.encoding
+    }
+
+    fn check(&self, _: &BuildEnv) -> Vec<Problem> {
+        check_writable(&self.path)
+            .err()
+            .map(|why| ("path", why))
+            .into_iter()
+            .collect()
+    }
+
+    fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
+        match FileSink::open(env.receiver, self) {
+            Ok(sink) => Ok(Box::new(sink)),
+            Err(SinkError::File { path, source, .. }) => {
+                Err(vec![("path", format!("cannot write {path}: {source}"))])
+            }
+            Err(e) => Err(vec![("path", e.to_string())]),
+        }
+    }
+}
 
 pub struct FileSink {
     path: PathBuf,

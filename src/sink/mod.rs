@@ -7,10 +7,14 @@
 //! successor replays it: the lossless guarantee.
 
 mod encode;
-mod file;
+pub mod file;
+pub mod http;
+pub mod kind;
+pub mod layout;
 mod retry;
-mod stdout;
-mod webhook;
+pub mod stdout;
+pub mod tls;
+pub mod webhook;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -20,12 +24,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::config::{ConfigError, ConfigErrors, ReceiverConfig, SinkConfig};
+use crate::config::{ConfigError, ConfigErrors, ReceiverConfig};
 use crate::event::Occurrence;
 use crate::progress::Ack;
 use crate::telemetry::Metrics;
 
 pub use encode::Encoder;
+pub use kind::{BuildEnv, KINDS, Problem, ReceiverKind, SinkConfig};
 pub use retry::{Backoff, parse_retry_after};
 
 /// One occurrence for one receiver.
@@ -78,40 +83,24 @@ pub trait Sink: Send + 'static {
 }
 
 /// Every check [`Receivers::start`] makes before it spawns a worker, made without starting,
-/// sending or creating anything: each file receiver's file can be appended to (its directory
-/// exists and is writable), each webhook receiver's TLS files exist and parse, its
-/// `tls.serverName` is usable and its client builds, and every layout compiles. Every problem is
-/// reported with its YAML path. `check-config` runs this after loading; `start` runs it first.
+/// sending or creating anything (each kind's `check`: files can be appended to, TLS files exist
+/// and parse, clients build). Every problem is reported with its YAML path. `check-config` runs
+/// this after loading; `start` runs it first.
 pub fn check(configs: &[ReceiverConfig]) -> Result<(), ConfigErrors> {
+    let stdout = || -> stdout::Writer { Box::new(tokio::io::sink()) };
     let mut errors = Vec::new();
     for (i, rc) in configs.iter().enumerate() {
-        let base = format!("receivers[{i}].{}", rc.sink.kind());
-        let mut problem = |key: &str, why: String| {
+        let env = BuildEnv {
+            receiver: &rc.name,
+            delivery: &rc.delivery,
+            stdout: &stdout,
+        };
+        for (key, why) in rc.sink.receiver().check(&env) {
             errors.push(ConfigError {
-                path: format!("{base}.{key}"),
+                path: format!("receivers[{i}].{}.{key}", rc.sink.kind()),
                 message: format!("{why} (receiver {:?})", rc.name),
                 line: None,
-            })
-        };
-        let (layout, de_dot) = match &rc.sink {
-            SinkConfig::Stdout(c) => (c.layout.as_ref(), c.de_dot),
-            SinkConfig::File(c) => {
-                if let Err(why) = file::check_writable(&c.path) {
-                    problem("path", why);
-                }
-                (c.layout.as_ref(), c.de_dot)
-            }
-            SinkConfig::Webhook(c) => {
-                if let Err(problems) = webhook::WebhookSink::build(c, rc.delivery.timeout) {
-                    for (key, why) in problems {
-                        problem(key, why);
-                    }
-                }
-                (c.layout.as_ref(), false)
-            }
-        };
-        if let Err(e) = Encoder::new(layout, de_dot) {
-            problem("layout", e.to_string());
+            });
         }
     }
     if errors.is_empty() {
@@ -162,27 +151,21 @@ impl Receivers {
         check(configs).map_err(SinkError::Invalid)?;
         let mut built = Vec::new();
         for rc in configs {
-            let cfg_err = |message: String| SinkError::Config {
+            let env = BuildEnv {
+                receiver: &rc.name,
+                delivery: &rc.delivery,
+                stdout: &stdout,
+            };
+            let receiver = rc.sink.receiver();
+            let sink = receiver.build(&env).map_err(|problems| SinkError::Config {
                 receiver: rc.name.clone(),
-                message,
-            };
-            let (sink, encoder): (Box<dyn Sink>, Encoder) = match &rc.sink {
-                SinkConfig::Stdout(c) => (
-                    Box::new(stdout::StdoutSink::new(stdout())),
-                    Encoder::new(c.layout.as_ref(), c.de_dot)
-                        .map_err(|e| cfg_err(e.to_string()))?,
-                ),
-                SinkConfig::File(c) => (
-                    Box::new(file::FileSink::open(&rc.name, c)?),
-                    Encoder::new(c.layout.as_ref(), c.de_dot)
-                        .map_err(|e| cfg_err(e.to_string()))?,
-                ),
-                SinkConfig::Webhook(c) => (
-                    Box::new(webhook::WebhookSink::new(&rc.name, c, rc.delivery.timeout)?),
-                    Encoder::new(c.layout.as_ref(), false).map_err(|e| cfg_err(e.to_string()))?,
-                ),
-            };
-            built.push((rc, sink, encoder));
+                message: problems
+                    .iter()
+                    .map(|(key, why)| format!("{key}: {why}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })?;
+            built.push((rc, sink, receiver.encoding().encoder().clone()));
         }
         // Spawn only once every receiver was built, so a bad one leaves nothing running.
         let mut handles = BTreeMap::new();

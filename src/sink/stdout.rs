@@ -4,7 +4,37 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use super::kind::{BuildEnv, Problem, ReceiverKind};
+use super::layout::Encoding;
 use super::{Doc, SendError, Sink};
+use crate::config::yaml::{Ctx, Fields};
+
+/// `receivers[].stdout`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StdoutConfig {
+    pub encoding: Encoding,
+}
+
+impl ReceiverKind for StdoutConfig {
+    const NAME: &'static str = "stdout";
+    const KEYS: &'static [&'static str] = &["deDot", "layout"];
+
+    fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {
+        Encoding::parse(ctx, f, true).map(|encoding| StdoutConfig { encoding })
+    }
+
+    fn encoding(&self) -> &Encoding {
+        &self.encoding
+    }
+
+    fn check(&self, _: &BuildEnv) -> Vec<Problem> {
+        Vec::new()
+    }
+
+    fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
+        Ok(Box::new(StdoutSink::new((env.stdout)())))
+    }
+}
 
 pub type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 

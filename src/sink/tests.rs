@@ -528,8 +528,7 @@ fn check_finds_every_problem_start_would_hit_without_creating_anything() {
          \x20 - name: f-dir\n    file: {{path: {d}}}\n\
          \x20 - name: f-ok\n    file: {{path: {d}/ok.log}}\n\
          \x20 - name: w-files\n    webhook:\n      endpoint: https://example.test/hook\n      tls: {{caFile: {d}/missing.pem, certFile: {d}/garbage.pem, keyFile: {d}/garbage.pem}}\n\
-         \x20 - name: w-http\n    webhook:\n      endpoint: http://example.test/hook\n      tls: {{serverName: webhook.test}}\n\
-         \x20 - name: w-ip\n    webhook:\n      endpoint: https://example.test/hook\n      tls: {{caFile: {d}/broken.pem, serverName: 10.0.0.1}}\n"
+         \x20 - name: w-broken\n    webhook:\n      endpoint: https://example.test/hook\n      tls: {{caFile: {d}/broken.pem, serverName: webhook.test}}\n"
     ));
     let errors = check(&cfgs).unwrap_err();
     let got: Vec<String> = errors.errors.iter().map(ToString::to_string).collect();
@@ -539,20 +538,15 @@ fn check_finds_every_problem_start_would_hit_without_creating_anything() {
         format!("receivers[3].webhook.tls.caFile: cannot read {d}/missing.pem: No such file or directory (os error 2) (receiver \"w-files\")"),
         format!("receivers[3].webhook.tls.certFile: {d}/garbage.pem: no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----) (receiver \"w-files\")"),
         format!("receivers[3].webhook.tls.keyFile: {d}/garbage.pem: no private key in it (expected PEM: -----BEGIN PRIVATE KEY-----): no items found (receiver \"w-files\")"),
-        "receivers[4].webhook.tls.serverName: needs an https:// endpoint, not http:// (receiver \"w-http\")".to_string(),
     ];
     assert_eq!(got[..want.len()], want, "{got:#?}");
     assert!(
-        got[6].starts_with(&format!(
-            "receivers[5].webhook.tls.caFile: {d}/broken.pem: certificate 1 does not parse: "
+        got[5].starts_with(&format!(
+            "receivers[4].webhook.tls.caFile: {d}/broken.pem: certificate 1 does not parse: "
         )),
         "{got:#?}"
     );
-    assert_eq!(
-        got[7],
-        "receivers[5].webhook.tls.serverName: \"10.0.0.1\" is an IP address: write it in endpoint instead (serverName is a DNS name) (receiver \"w-ip\")"
-    );
-    assert_eq!(got.len(), 8, "{got:#?}");
+    assert_eq!(got.len(), 6, "{got:#?}");
     // Checking did not create the file it checked, nor leave a probe behind.
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),

@@ -1,0 +1,168 @@
+//! What a receiver kind is, and the table of kinds (the only list to extend when adding one).
+//!
+//! A kind owns everything about itself in its own module: its config struct, the keys it accepts,
+//! their parsing from the YAML node (with the loader's path-aware helpers), its compiled templates,
+//! the checks `run` would otherwise fail on, and its [`Sink`]. The loader, `check-config`, the key
+//! reference in docs/configuration.md and [`super::Receivers::start`] all go through [`KINDS`].
+
+use std::fmt::Debug;
+
+use super::{Sink, file, layout::Encoding, stdout, webhook};
+use crate::config::DeliveryConfig;
+use crate::config::yaml::{Ctx, Fields};
+
+/// A problem with a receiver's settings found before it runs: the key under the kind
+/// (`tls.caFile`) and what is wrong with it.
+pub type Problem = (&'static str, String);
+
+/// What building a sink may need besides its own config.
+pub struct BuildEnv<'a> {
+    pub receiver: &'a str,
+    pub delivery: &'a DeliveryConfig,
+    /// Where stdout receivers write (tests capture it).
+    pub stdout: &'a dyn Fn() -> stdout::Writer,
+}
+
+/// One receiver kind: `webhook`, `file`, … (see `webhook.rs` for a worked example).
+pub trait ReceiverKind: Debug + Clone + PartialEq + Send + Sync + Sized + 'static {
+    /// The key that selects the kind in a receiver entry.
+    const NAME: &'static str;
+    /// Keys accepted in the kind's map; anything else is an error with a suggestion.
+    const KEYS: &'static [&'static str];
+    /// Keys of nested maps (`("tls", TLS_KEYS)`), for the key reference.
+    const NESTED: &'static [(&'static str, &'static [&'static str])] = &[];
+    /// `batch.maxEvents` when the receiver does not set it.
+    const DEFAULT_MAX_EVENTS: usize = 256;
+
+    /// The kind's map, its keys already checked against `KEYS`. Every problem goes to `ctx` with
+    /// its path; `None` when there was any.
+    fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self>;
+
+    /// How occurrences become documents (layout / deDot), compiled at load time.
+    fn encoding(&self) -> &Encoding;
+
+    /// Every other template of the kind, as (key under the kind, source), for check-config's lint.
+    fn templates(&self) -> Vec<(String, &str)> {
+        Vec::new()
+    }
+
+    /// What `run` would refuse, found without starting, sending or creating anything (files that
+    /// cannot be written, TLS files that do not parse, a client that does not build).
+    fn check(&self, env: &BuildEnv) -> Vec<Problem>;
+
+    fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>>;
+}
+
+/// A kind's config behind `&dyn`, for code that handles every kind alike.
+pub trait Receiver {
+    fn encoding(&self) -> &Encoding;
+    fn templates(&self) -> Vec<(String, &str)>;
+    fn check(&self, env: &BuildEnv) -> Vec<Problem>;
+    fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>>;
+}
+
+impl<K: ReceiverKind> Receiver for K {
+    fn encoding(&self) -> &Encoding {
+        ReceiverKind::encoding(self)
+    }
+    fn templates(&self) -> Vec<(String, &str)> {
+        ReceiverKind::templates(self)
+    }
+    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
+        ReceiverKind::check(self, env)
+    }
+    fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
+        ReceiverKind::build(self, env)
+    }
+}
+
+/// A row of the table.
+pub struct KindInfo {
+    pub name: &'static str,
+    pub keys: &'static [&'static str],
+    pub nested: &'static [(&'static str, &'static [&'static str])],
+    pub default_max_events: usize,
+    pub parse: for<'c, 'e, 'f, 'n> fn(&'c mut Ctx<'e>, &'f Fields<'n>) -> Option<SinkConfig>,
+}
+
+macro_rules! receiver_kinds {
+    ($($variant:ident => $ty:ty),* $(,)?) => {
+        /// A receiver's kind and its settings.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum SinkConfig {
+            $($variant($ty),)*
+        }
+
+        impl SinkConfig {
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(SinkConfig::$variant(_) => <$ty as ReceiverKind>::NAME,)*
+                }
+            }
+
+            pub fn receiver(&self) -> &dyn Receiver {
+                match self {
+                    $(SinkConfig::$variant(c) => c,)*
+                }
+            }
+        }
+
+        /// Every supported kind.
+        pub const KINDS: &[KindInfo] = &[
+            $(KindInfo {
+                name: <$ty as ReceiverKind>::NAME,
+                keys: <$ty as ReceiverKind>::KEYS,
+                nested: <$ty as ReceiverKind>::NESTED,
+                default_max_events: <$ty as ReceiverKind>::DEFAULT_MAX_EVENTS,
+                parse: |ctx, f| <$ty as ReceiverKind>::parse(ctx, f).map(SinkConfig::$variant),
+            },)*
+        ];
+    };
+}
+
+// The table: one line per kind.
+receiver_kinds! {
+    Stdout => stdout::StdoutConfig,
+    File => file::FileConfig,
+    Webhook => webhook::WebhookConfig,
+}
+
+/// resmoio's receiver kinds. Those not in [`KINDS`] are recognised so the error says "not
+/// supported yet" rather than "unknown key".
+const RESMOIO_KINDS: &[&str] = &[
+    "stdout",
+    "file",
+    "webhook",
+    "elasticsearch",
+    "opensearch",
+    "kafka",
+    "kinesis",
+    "firehose",
+    "sqs",
+    "sns",
+    "eventbridge",
+    "loki",
+    "teams",
+    "slack",
+    "opsgenie",
+    "opscenter",
+    "syslog",
+    "pubsub",
+    "bigquery",
+    "pipe",
+    "inMemory",
+];
+
+pub fn find(name: &str) -> Option<&'static KindInfo> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+/// resmoio's kinds this exporter does not implement yet.
+pub fn unsupported() -> impl Iterator<Item = &'static str> {
+    RESMOIO_KINDS.iter().copied().filter(|k| find(k).is_none())
+}
+
+/// Every kind name a receiver entry may hold, supported or not.
+pub fn all_names() -> impl Iterator<Item = &'static str> {
+    KINDS.iter().map(|k| k.name).chain(unsupported())
+}
