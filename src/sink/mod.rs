@@ -65,6 +65,10 @@ pub enum SendError {
     },
     /// Retrying cannot help (other 4xx).
     Permanent { reason: String },
+    /// The destination answered per document (Elasticsearch `_bulk`): these documents of the
+    /// batch, by index, failed as given; every other one was delivered. Only the transient ones
+    /// are sent again.
+    Partial(Vec<(usize, SendError)>),
 }
 
 /// One encoded document of a batch.

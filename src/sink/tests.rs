@@ -789,3 +789,107 @@ async fn webhook_tls_server_name_is_used_for_sni_and_certificate_verification() 
     assert!(reason.contains("certificate"), "{reason}");
     assert_eq!(next().1, None, "no request on the refused connection");
 }
+
+/// A sink whose answers are scripted; records the keys of every batch it was given.
+struct Scripted {
+    answers: std::collections::VecDeque<Result<(), SendError>>,
+    seen: Arc<Mutex<Vec<Vec<String>>>>,
+}
+
+impl Sink for Scripted {
+    fn send<'a>(
+        &'a mut self,
+        batch: &'a [Doc],
+    ) -> futures::future::BoxFuture<'a, Result<(), SendError>> {
+        self.seen
+            .lock()
+            .unwrap()
+            .push(batch.iter().map(|d| d.key.clone()).collect());
+        let answer = self.answers.pop_front().unwrap_or(Ok(()));
+        Box::pin(async move { answer })
+    }
+}
+
+#[tokio::test]
+async fn a_per_document_answer_acks_the_delivered_and_the_permanent_and_resends_only_the_transient()
+{
+    let rc = receivers(
+        "  - name: bulk\n    retry: {initialBackoff: 1ms, maxBackoff: 2ms}\n    batch: {maxEvents: 4, maxWait: 1s}\n    stdout: {}\n",
+    )
+    .remove(0);
+    let transient = |why: &str| SendError::Transient {
+        reason: why.to_owned(),
+        retry_after: None,
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Scripted {
+        answers: [
+            // 0 delivered, 1 a mapping error, 2 and 3 throttled.
+            Err(SendError::Partial(vec![
+                (
+                    1,
+                    SendError::Permanent {
+                        reason: "mapper_parsing_exception".into(),
+                    },
+                ),
+                (2, transient("es_rejected_execution_exception")),
+                (3, transient("es_rejected_execution_exception")),
+            ])),
+            // Of the resent two, the first (3) is throttled again.
+            Err(SendError::Partial(vec![(1, transient("429"))])),
+            Ok(()),
+        ]
+        .into(),
+        seen: seen.clone(),
+    };
+    let (metrics, tracker) = (Metrics::default(), Tracker::new(None));
+    let worker = worker::Worker::new(
+        &rc,
+        Box::new(sink),
+        Encoder::Event,
+        metrics.clone(),
+        CancellationToken::new(),
+    );
+    let (tx, rx) = mpsc::channel(8);
+    let mut keys = Vec::new();
+    for i in 0..4 {
+        let occ = occurrence(i);
+        keys.push(occ.key.clone());
+        let ticket = tracker.begin(Some(Position {
+            resource_version: i.to_string(),
+            event_time: None,
+        }));
+        tx.send(Delivery {
+            occ,
+            ack: ticket.ack(),
+        })
+        .await
+        .unwrap();
+        ticket.release();
+    }
+    drop(tx);
+    worker.run(rx).await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            keys.clone(),
+            vec![keys[2].clone(), keys[3].clone()],
+            vec![keys[3].clone()],
+        ]
+    );
+    assert_eq!(tracker.in_flight(), 0, "every occurrence was settled");
+    let text = metrics.encode();
+    assert!(
+        text.contains("sink_sent_total{receiver=\"bulk\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sink_failed_total{receiver=\"bulk\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sink_retried_total{receiver=\"bulk\"} 2"),
+        "{text}"
+    );
+}

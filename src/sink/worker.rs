@@ -143,16 +143,32 @@ impl Worker {
                     acks.into_iter().for_each(Ack::done);
                     return true;
                 }
+                Err(SendError::Partial(failed)) => {
+                    let Some(retry) = self.settle_partial(&mut docs, &mut acks, failed) else {
+                        return true;
+                    };
+                    let (reason, retry_after) = retry;
+                    let Some(delay) = backoff.next_delay(retry_after) else {
+                        self.give_up(&docs, &reason, backoff.attempts());
+                        acks.into_iter().for_each(Ack::done);
+                        return true;
+                    };
+                    self.metrics.sink_retried.get_or_create(&self.label).inc();
+                    if backoff.attempts() == 1 || backoff.attempts().is_multiple_of(10) {
+                        tracing::warn!(receiver = %self.name, first = %docs[0].key, count = docs.len(), %reason, attempt = backoff.attempts(), delay_ms = delay.as_millis() as u64, "some documents failed; retrying those");
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = self.abort.cancelled() => return false,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
                 Err(SendError::Transient {
                     reason,
                     retry_after,
                 }) => {
                     let Some(delay) = backoff.next_delay(retry_after) else {
-                        self.metrics
-                            .sink_failed
-                            .get_or_create(&self.label)
-                            .inc_by(docs.len() as u64);
-                        tracing::warn!(receiver = %self.name, first = %docs[0].key, count = docs.len(), %reason, attempts = backoff.attempts(), "giving up after maxAttempts");
+                        self.give_up(&docs, &reason, backoff.attempts());
                         acks.into_iter().for_each(Ack::done);
                         return true;
                     };
@@ -169,5 +185,77 @@ impl Worker {
                 }
             }
         }
+    }
+
+    fn give_up(&self, docs: &[Doc], reason: &str, attempts: u32) {
+        self.metrics
+            .sink_failed
+            .get_or_create(&self.label)
+            .inc_by(docs.len() as u64);
+        tracing::warn!(receiver = %self.name, first = %docs[0].key, count = docs.len(), %reason, attempts, "giving up after maxAttempts");
+    }
+
+    /// Acknowledges what a per-document answer delivered or failed for good, and keeps in
+    /// `docs`/`acks` only what is worth sending again. Returns the reason and the longest
+    /// `Retry-After` of those, or None when nothing is left to send.
+    fn settle_partial(
+        &self,
+        docs: &mut Vec<Doc>,
+        acks: &mut Vec<Ack>,
+        failed: Vec<(usize, SendError)>,
+    ) -> Option<(String, Option<std::time::Duration>)> {
+        let mut outcome: Vec<Option<SendError>> = (0..docs.len()).map(|_| None).collect();
+        for (i, e) in failed {
+            if let Some(slot) = outcome.get_mut(i) {
+                *slot = Some(e);
+            }
+        }
+        let (mut delivered, mut permanent) = (0u64, 0u64);
+        let mut retry: Option<(String, Option<std::time::Duration>)> = None;
+        let mut keep_docs = Vec::new();
+        let mut keep_acks = Vec::new();
+        for ((doc, ack), outcome) in docs.drain(..).zip(acks.drain(..)).zip(outcome) {
+            match outcome {
+                None => {
+                    delivered += 1;
+                    ack.done();
+                }
+                Some(SendError::Transient {
+                    reason,
+                    retry_after,
+                }) => {
+                    let longest = retry.as_ref().and_then(|r| r.1).max(retry_after);
+                    retry = Some((retry.map_or(reason, |r| r.0), longest));
+                    keep_docs.push(doc);
+                    keep_acks.push(ack);
+                }
+                Some(SendError::Permanent { reason }) => {
+                    permanent += 1;
+                    tracing::warn!(receiver = %self.name, key = %doc.key, %reason, "permanent failure of one document; not retried");
+                    ack.done();
+                }
+                Some(SendError::Partial(_)) => {
+                    // Not a per-document answer: treat as retryable rather than lose it.
+                    retry.get_or_insert(("nested partial answer".to_owned(), None));
+                    keep_docs.push(doc);
+                    keep_acks.push(ack);
+                }
+            }
+        }
+        if delivered > 0 {
+            self.metrics
+                .sink_sent
+                .get_or_create(&self.label)
+                .inc_by(delivered);
+        }
+        if permanent > 0 {
+            self.metrics
+                .sink_failed
+                .get_or_create(&self.label)
+                .inc_by(permanent);
+        }
+        *docs = keep_docs;
+        *acks = keep_acks;
+        retry
     }
 }
