@@ -36,7 +36,7 @@ use crate::progress::Position;
 use crate::telemetry::error_chain;
 
 /// Exit status after a second signal.
-pub const FORCED_EXIT: i32 = 130;
+const FORCED_EXIT: i32 = 130;
 
 // ── 1. Signal ──────────────────────────────────────────────────────────────────────────────────
 

@@ -135,10 +135,6 @@ impl LeaseLock {
         }
     }
 
-    pub fn identity(&self) -> &str {
-        &self.identity
-    }
-
     fn err(&self, source: kube::Error) -> LockError {
         LockError::Api {
             namespace: self.namespace.clone(),

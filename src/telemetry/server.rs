@@ -20,6 +20,14 @@ struct AppState {
     health: Health,
 }
 
+/// The metrics address cannot be listened on.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on metrics address {addr}")]
+pub struct BindError {
+    addr: String,
+    source: std::io::Error,
+}
+
 /// Binds now (so a port clash is an error at start, not a silent log line as in the Go exporter) and
 /// returns the bound address and the future serving until `shutdown`.
 pub async fn bind(
@@ -27,20 +35,23 @@ pub async fn bind(
     metrics: Metrics,
     health: Health,
     shutdown: CancellationToken,
-) -> anyhow::Result<(
-    SocketAddr,
-    impl Future<Output = std::io::Result<()>> + use<>,
-)> {
+) -> Result<
+    (
+        SocketAddr,
+        impl Future<Output = std::io::Result<()>> + use<>,
+    ),
+    BindError,
+> {
     // resmoio's default `:2112` means every interface.
     let addr = if addr.starts_with(':') {
         format!("0.0.0.0{addr}")
     } else {
         addr.to_string()
     };
-    let listener = TcpListener::bind(&addr)
+    let (local, listener) = TcpListener::bind(&addr)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on metrics address {addr}: {e}"))?;
-    let local = listener.local_addr()?;
+        .and_then(|listener| Ok((listener.local_addr()?, listener)))
+        .map_err(|source| BindError { addr, source })?;
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(live))
