@@ -2,14 +2,14 @@
 
 use serde_json::Value;
 
-use super::TemplateError;
 use super::funcs::{MAX_BUILT, weight};
 use super::parse::{Arg, Cmd, Name, Node, Pipe};
-use super::time::event_timestamp;
 use super::value::{V, to_go_string, truth, type_name, write_go};
+use super::{Dialect, TemplateError};
 
 pub(crate) struct State<'a> {
     pub src: &'a str,
+    pub dialect: &'static Dialect,
     pub vars: Vec<(&'a str, V<'a>)>,
     pub out: String,
 }
@@ -223,13 +223,11 @@ impl<'a> State<'a> {
             v = if literal {
                 map_key(v, &name.go)
             } else {
-                field(v, name).map_err(|m| self.err(pos, m))?
+                field(v, name, self.dialect.embedded).map_err(|m| self.err(pos, m))?
             };
-            // Under `.Labels`/`.Annotations` keys are map keys: literal and case-sensitive.
-            literal = matches!(
-                name.go.as_str(),
-                "Labels" | "Annotations" | "labels" | "annotations"
-            );
+            // Under a map field of the dialect (`.Labels`) names are map keys: literal and
+            // case-sensitive.
+            literal = name.map;
         }
         Ok(v)
     }
@@ -275,16 +273,11 @@ fn map_key<'a>(v: V<'a>, name: &str) -> V<'a> {
     }
 }
 
-/// Go field names that do not follow the lower-camel rule, and methods of resmoio's event.
-const ALIASES: &[(&str, &str)] = &[
-    ("ReportingController", "reportingComponent"),
-    ("ObjectMeta", "metadata"),
-];
-
 /// `.Name` on a value. On a JSON object: the exact key, then the Go→JSON name
-/// (`InvolvedObject`→`involvedObject`, `APIVersion`→`apiVersion`, `UID`→`uid`), then the
-/// promoted `metadata` field (`.Namespace` on the event), then the alias table. Missing → Missing.
-pub(crate) fn field<'a>(v: V<'a>, name: &Name) -> Result<V<'a>, String> {
+/// (`InvolvedObject`→`involvedObject`, `APIVersion`→`apiVersion`, `UID`→`uid`), then the same
+/// JSON name in each of the dialect's `embedded` objects (promoted fields), then the dialect's
+/// alias, then its method of that name. Missing → Missing.
+pub(crate) fn field<'a>(v: V<'a>, name: &Name, embedded: &[&'static str]) -> Result<V<'a>, String> {
     let obj = match v.get() {
         Value::Null => return Ok(V::Missing),
         Value::Object(o) => o,
@@ -296,65 +289,49 @@ pub(crate) fn field<'a>(v: V<'a>, name: &Name) -> Result<V<'a>, String> {
             ));
         }
     };
-    let key = resolve(obj, name);
-    match key {
+    match resolve(obj, name, embedded) {
         Some(k) => Ok(match v {
             V::Ref(r) => V::Ref(lookup_path(r, &k)),
             V::Own(o) => V::Own(lookup_path(&o, &k).clone()),
             V::Missing => V::Missing,
         }),
-        None => match name.go.as_str() {
-            "GetTimestampMs" => Ok(V::Own(Value::from(event_timestamp(obj).as_millisecond()))),
-            "GetTimestampISO8601" => {
-                // resmoio's `Format("2006-01-02T15:04:05.000Z")`, written out: it runs per event.
-                let dt = jiff::tz::Offset::UTC.to_datetime(event_timestamp(obj));
-                Ok(V::str(format!(
-                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-                    dt.year(),
-                    dt.month(),
-                    dt.day(),
-                    dt.hour(),
-                    dt.minute(),
-                    dt.second(),
-                    dt.subsec_nanosecond() / 1_000_000
-                )))
-            }
-            _ => Ok(V::Missing),
-        },
+        None => Ok(name.method.map_or(V::Missing, |m| V::Own(m(obj)))),
     }
 }
 
-/// Where a field lives: a key of the object, or a key of its `metadata`.
+/// Where a field lives: a key of the object, or a key of one of its embedded objects.
 enum Key<'n> {
     Own(&'n str),
-    Meta(&'n str),
+    Embedded(&'static str, &'n str),
 }
 
 fn lookup_path<'v>(v: &'v Value, k: &Key) -> &'v Value {
     let r = match k {
         Key::Own(k) => v.get(*k),
-        Key::Meta(k) => v.get("metadata").and_then(|m| m.get(*k)),
+        Key::Embedded(e, k) => v.get(*e).and_then(|m| m.get(*k)),
     };
     r.unwrap_or(&super::value::NULL)
 }
 
-fn resolve<'n>(obj: &serde_json::Map<String, Value>, name: &'n Name) -> Option<Key<'n>> {
+fn resolve<'n>(
+    obj: &serde_json::Map<String, Value>,
+    name: &'n Name,
+    embedded: &[&'static str],
+) -> Option<Key<'n>> {
     if obj.contains_key(&name.go) {
         return Some(Key::Own(&name.go));
     }
     if obj.contains_key(&name.json) {
         return Some(Key::Own(&name.json));
     }
-    if let Some(Value::Object(meta)) = obj.get("metadata")
-        && meta.contains_key(&name.json)
-    {
-        return Some(Key::Meta(&name.json));
+    for e in embedded {
+        if let Some(Value::Object(inner)) = obj.get(*e)
+            && inner.contains_key(&name.json)
+        {
+            return Some(Key::Embedded(e, &name.json));
+        }
     }
-    ALIASES
-        .iter()
-        .find(|(go, _)| *go == name.go)
-        .filter(|(_, j)| obj.contains_key(*j))
-        .map(|(_, j)| Key::Own(j))
+    name.alias.filter(|j| obj.contains_key(*j)).map(Key::Own)
 }
 
 /// `InvolvedObject`→`involvedObject`, `APIVersion`→`apiVersion`, `UID`→`uid`, `Kind`→`kind`.

@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::funcs::MAX_BUILT;
+use super::tests::K8S;
 use super::{Layout, Template, TemplateError, function_names};
 
 const MAX_INPUT: usize = 2048;
@@ -73,7 +74,7 @@ fn check_error(what: &str, src: &str, e: &TemplateError) -> Result<(), TestCaseE
 
 /// Parses and renders against every kind of data; checks errors and output sizes.
 fn check(src: &str) -> Result<Option<Template>, TestCaseError> {
-    let t = match Template::parse(src) {
+    let t = match Template::parse_with(src, &K8S) {
         Ok(t) => t,
         Err(e) => {
             prop_assert!(e.line >= 1, "parse error without a position: {e}");
@@ -395,7 +396,7 @@ proptest! {
     #[test]
     fn layouts_name_the_failing_leaf(a in generated(), b in generated()) {
         let layout = json!({"a": a, "n": [1, {"b": b}], "k": true});
-        match Layout::compile(&layout) {
+        match Layout::compile_with(&layout, &K8S) {
             Ok(l) => {
                 for d in data() {
                     if let Err(e) = l.render(&d) {
@@ -410,7 +411,7 @@ proptest! {
 }
 
 fn render_err(src: &str) -> String {
-    match Template::parse(src).expect(src).render(&event()) {
+    match Template::parse_with(src, &K8S).expect(src).render(&event()) {
         Ok(out) => panic!("{src}: rendered {} bytes", out.len()),
         Err(e) => e.to_string(),
     }

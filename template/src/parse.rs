@@ -2,9 +2,9 @@
 
 use serde_json::Value;
 
-use super::TemplateError;
 use super::funcs::{self, Func};
 use super::lex::{Item, Tok, Token};
+use super::{Dialect, Method, TemplateError};
 
 #[derive(Debug, Clone)]
 pub(crate) enum Node {
@@ -55,25 +55,43 @@ pub(crate) enum Arg {
     Sub(Box<Pipe>, Vec<Name>),
 }
 
-/// One link of a field chain, with its JSON spelling computed once at parse time so rendering
-/// does not allocate to resolve `.InvolvedObject` to `involvedObject`.
+/// One link of a field chain, with its JSON spelling and what the dialect says about it
+/// computed once at parse time, so rendering neither allocates to resolve `.InvolvedObject` to
+/// `involvedObject` nor searches the dialect's tables.
 #[derive(Debug, Clone)]
 pub(crate) struct Name {
     pub go: String,
     pub json: String,
+    /// The dialect's alias: the JSON key to try when neither spelling is a key.
+    pub alias: Option<&'static str>,
+    /// The dialect's method of this name, for an object that has no such field.
+    pub method: Option<Method>,
+    /// A map field of the dialect: the names after it are literal map keys.
+    pub map: bool,
 }
 
 impl Name {
-    fn new(go: &str) -> Name {
+    fn new(go: &str, dialect: &Dialect) -> Name {
         Name {
             go: go.to_owned(),
             json: super::exec::go_to_json(go),
+            alias: dialect
+                .aliases
+                .iter()
+                .find(|(g, _)| *g == go)
+                .map(|(_, j)| *j),
+            method: dialect.methods.iter().find(|(g, _)| *g == go).map(|m| m.1),
+            map: dialect
+                .maps
+                .iter()
+                .any(|m| *m == go || super::exec::go_to_json(m) == go),
         }
     }
 }
 
 pub(crate) struct Parser<'s> {
     src: &'s str,
+    dialect: &'s Dialect,
     items: std::iter::Peekable<std::vec::IntoIter<Item>>,
     /// Nesting of parentheses and control structures; bounded so hostile input cannot overflow
     /// the stack (parsing and evaluation both recurse).
@@ -94,9 +112,10 @@ enum End {
 }
 
 impl<'s> Parser<'s> {
-    pub fn new(src: &'s str, items: Vec<Item>) -> Self {
+    pub fn new(src: &'s str, dialect: &'s Dialect, items: Vec<Item>) -> Self {
         Parser {
             src,
+            dialect,
             items: items.into_iter().peekable(),
             depth: std::cell::Cell::new(0),
             vars: std::cell::RefCell::new(vec!["$".to_owned()]),
@@ -340,7 +359,7 @@ impl<'s> Parser<'s> {
         *i += 1;
         let arg = match &t.tok {
             Tok::Field(f) => {
-                let mut chain = vec![Name::new(f)];
+                let mut chain = vec![Name::new(f, self.dialect)];
                 chain.extend(self.chain(toks, i));
                 return Ok(Arg::Field(chain));
             }
@@ -394,7 +413,7 @@ impl<'s> Parser<'s> {
             ..
         }) = toks.get(*i)
         {
-            out.push(Name::new(f));
+            out.push(Name::new(f, self.dialect));
             *i += 1;
         }
         out

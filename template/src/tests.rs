@@ -1,8 +1,37 @@
 //! Expectations are what Go's text/template + sprig print for the same template and data.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::{Layout, Template};
+use super::{Dialect, Layout, Template};
+
+/// A dialect like the exporter's for Kubernetes events (src/template.rs, which tests its own),
+/// so the data below reads as it does there: ObjectMeta embedded, labels and annotations maps,
+/// two aliases, and methods.
+pub(crate) static K8S: Dialect = Dialect {
+    aliases: &[
+        ("ReportingController", "reportingComponent"),
+        ("ObjectMeta", "metadata"),
+    ],
+    embedded: &["metadata"],
+    maps: &["Labels", "Annotations"],
+    methods: &[
+        ("GetTimestampMs", first_timestamp_ms),
+        ("GetTimestampISO8601", |o| {
+            o.get("firstTimestamp").cloned().unwrap_or(Value::Null)
+        }),
+    ],
+};
+
+fn first_timestamp_ms(o: &Map<String, Value>) -> Value {
+    o.get("firstTimestamp")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+        .map_or(Value::Null, |t| Value::from(t.as_millisecond()))
+}
+
+fn parse(src: &str) -> Result<Template, super::TemplateError> {
+    Template::parse_with(src, &K8S)
+}
 
 fn event() -> Value {
     json!({
@@ -21,7 +50,7 @@ fn event() -> Value {
 }
 
 fn r(src: &str) -> String {
-    match Template::parse(src) {
+    match parse(src) {
         Ok(t) => t
             .render(&event())
             .unwrap_or_else(|e| panic!("render {src:?}: {e}")),
@@ -30,11 +59,11 @@ fn r(src: &str) -> String {
 }
 
 fn parse_err(src: &str) -> String {
-    Template::parse(src).expect_err(src).to_string()
+    parse(src).expect_err(src).to_string()
 }
 
 fn render_err(src: &str) -> String {
-    Template::parse(src)
+    parse(src)
         .unwrap()
         .render(&event())
         .expect_err(src)
@@ -99,7 +128,41 @@ fn missing_is_no_value() {
 #[test]
 fn methods() {
     assert_eq!(r("{{ .GetTimestampMs }}"), "1700249823000");
-    assert_eq!(r("{{ .GetTimestampISO8601 }}"), "2023-11-17T19:37:03.000Z");
+    assert_eq!(
+        r("{{ .GetTimestampISO8601 | trunc 4 }} {{ .Source.GetTimestampMs }}"),
+        "2023 <no value>"
+    );
+    // A field of the name wins over the method.
+    let data = json!({"GetTimestampMs": 1, "getTimestampMs": 2});
+    let t = parse("{{ .GetTimestampMs }}").unwrap();
+    assert_eq!(t.render(&data).unwrap(), "1");
+}
+
+/// Without a dialect: Go's name rule only. No promoted fields, no aliases, no methods, and a
+/// name after `.Labels` is a field name like any other.
+#[test]
+fn plain_go_rules() {
+    let r = |src: &str| Template::parse(src).unwrap().render(&event()).unwrap();
+    assert_eq!(
+        r("{{ .InvolvedObject.Kind }} {{ .Metadata.Namespace }} {{ .Reason }}"),
+        "Pod kube-system Killing"
+    );
+    assert_eq!(
+        r(
+            "{{ .Namespace }} {{ .ObjectMeta.Name }} {{ .ReportingController }} {{ .GetTimestampMs }}"
+        ),
+        "<no value> <no value> <no value> <no value>"
+    );
+    assert_eq!(r("{{ .InvolvedObject.Labels.App }}"), "dns");
+    assert_eq!(Template::parse("{{ .A }}"), Template::parse("{{ .A }}"));
+    assert_ne!(Template::parse("{{ .A }}"), parse("{{ .A }}"));
+    assert_eq!(
+        Layout::compile(&json!({"ns": "{{ .Namespace }}"}))
+            .unwrap()
+            .render(&event())
+            .unwrap(),
+        json!({"ns": "<no value>"})
+    );
 }
 
 #[test]
@@ -457,7 +520,7 @@ fn nasty_inputs_do_not_panic() {
         "{{ date 1 2 }}",
     ];
     for src in inputs {
-        if let Ok(t) = Template::parse(src) {
+        if let Ok(t) = parse(src) {
             let _ = t.render(&event());
             let _ = t.render(&Value::Null);
             let _ = t.render(&json!([1, "x"]));
@@ -466,7 +529,7 @@ fn nasty_inputs_do_not_panic() {
     // Every prefix of a complex template.
     let src = r#"{{- range $k, $v := .InvolvedObject.Labels -}} {{ printf "%q=%05d" $k (len $v) | upper }} {{ else }}{{ "x" }}{{ end }}"#;
     for i in 0..=src.len() {
-        if let Ok(t) = Template::parse(&src[..i]) {
+        if let Ok(t) = parse(&src[..i]) {
             let _ = t.render(&event());
         }
     }
@@ -547,7 +610,7 @@ fn random_fragments_do_not_panic() {
         let src: String = (0..n)
             .map(|_| FRAGS[(next() % FRAGS.len() as u64) as usize])
             .collect();
-        if let Ok(t) = Template::parse(&src) {
+        if let Ok(t) = parse(&src) {
             let _ = t.render(&data);
         }
     }
@@ -564,7 +627,7 @@ fn layout_keeps_types_and_nests() {
         "details": {"ns": "{{ .Namespace }}", "labels": "{{ toJson .InvolvedObject.Labels }}"},
         "tags": ["{{ .Type }}", 2],
     });
-    let l = Layout::compile(&layout).unwrap();
+    let l = Layout::compile_with(&layout, &K8S).unwrap();
     assert_eq!(
         l.render(&event()).unwrap(),
         json!({
@@ -595,13 +658,16 @@ fn send_sync_clone() {
 #[test]
 #[ignore = "timing probe"]
 fn timing_probe() {
-    let l = Layout::compile(&json!({
+    let l = Layout::compile_with(
+        &json!({
         "title": "{{ .Reason }} on {{ .InvolvedObject.Kind }} {{ .InvolvedObject.Name }}",
         "text": "{{ .Message }}",
         "severity": "{{ if eq .Type \"Warning\" }}high{{ else }}low{{ end }}",
         "labels": "{{ range $k, $v := .InvolvedObject.Labels }}{{ $k }}={{ $v }} {{ end }}",
-        "at": "{{ .GetTimestampISO8601 }}", "n": 1,
-    }))
+        "at": "{{ .GetTimestampMs }}", "n": 1,
+        }),
+        &K8S,
+    )
     .unwrap();
     let data = event();
     let t = std::time::Instant::now();
@@ -611,11 +677,11 @@ fn timing_probe() {
     eprintln!("{:?} per render", t.elapsed() / 100_000);
     for src in [
         "{{ .Reason }} on {{ .InvolvedObject.Kind }} {{ .InvolvedObject.Name }}",
-        "{{ .GetTimestampISO8601 }}",
+        "{{ .GetTimestampMs }}",
         "{{ range $k, $v := .InvolvedObject.Labels }}{{ $k }}={{ $v }} {{ end }}",
         "{{ if eq .Type \"Warning\" }}high{{ else }}low{{ end }}",
     ] {
-        let tp = Template::parse(src).unwrap();
+        let tp = parse(src).unwrap();
         let t = std::time::Instant::now();
         for _ in 0..100_000 {
             std::hint::black_box(tp.render(&data).unwrap());

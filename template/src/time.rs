@@ -1,5 +1,5 @@
-//! Go reference-time layouts (`2006-01-02T15:04:05Z07:00`) for sprig's `date`, `dateInZone`,
-//! `toDate`, and the timestamp helpers of the event (`GetTimestampMs`, `GetTimestampISO8601`).
+//! Go reference-time layouts (`2006-01-02T15:04:05Z07:00`) for sprig's `date`, `dateInZone`
+//! and `toDate`.
 
 use jiff::Timestamp;
 use jiff::civil::DateTime;
@@ -15,7 +15,7 @@ pub(crate) struct GoTime {
 
 impl GoTime {
     pub fn new(ts: Timestamp, tz: &TimeZone) -> GoTime {
-        // UTC, the common case (`date`, the event timestamps), without a zone lookup.
+        // UTC, the common case (`date`), without a zone lookup.
         if tz == &TimeZone::UTC {
             return GoTime {
                 dt: Offset::UTC.to_datetime(ts),
@@ -295,21 +295,4 @@ pub(crate) fn parse(layout: &str, value: &str) -> Option<Timestamp> {
         })
         .ok()?;
     dt.to_zoned(TimeZone::UTC).ok().map(|z| z.timestamp())
-}
-
-/// resmoio's `GetTimestampMs`/`GetTimestampISO8601` source: `firstTimestamp`, else `eventTime`.
-pub(crate) fn event_timestamp(obj: &serde_json::Map<String, Value>) -> Timestamp {
-    let pick = |k: &str| {
-        obj.get(k)
-            .and_then(|v| v.as_str())
-            .and_then(|s| s.parse::<Timestamp>().ok())
-    };
-    // Go's zero time (0001-01-01T00:00:00Z) when neither is set.
-    pick("firstTimestamp")
-        .or_else(|| pick("eventTime"))
-        .unwrap_or(Timestamp::MIN.max(zero_time()))
-}
-
-fn zero_time() -> Timestamp {
-    Timestamp::from_second(-62_135_596_800).unwrap_or(Timestamp::UNIX_EPOCH)
 }

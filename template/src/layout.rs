@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Template, TemplateError};
+use super::{Dialect, GO, Template, TemplateError};
 
 #[derive(Debug, Clone)]
 enum Node {
@@ -23,10 +23,19 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Compiles every string leaf. The error's `path` names the leaf (`details.msg`, `tags[1]`).
+    /// Compiles every string leaf with Go's field-name rules alone ([`Dialect::GO`]). The
+    /// error's `path` names the leaf (`details.msg`, `tags[1]`).
     pub fn compile(layout: &Value) -> Result<Layout, TemplateError> {
+        Layout::compile_with(layout, &GO)
+    }
+
+    /// Compiles every string leaf with the data's [`Dialect`].
+    pub fn compile_with(
+        layout: &Value,
+        dialect: &'static Dialect,
+    ) -> Result<Layout, TemplateError> {
         Ok(Layout {
-            root: compile(layout, "")?,
+            root: compile(layout, "", dialect)?,
         })
     }
 
@@ -43,20 +52,20 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn compile(v: &Value, path: &str) -> Result<Node, TemplateError> {
+fn compile(v: &Value, path: &str, dialect: &'static Dialect) -> Result<Node, TemplateError> {
     Ok(match v {
         Value::String(s) if s.contains("{{") => {
-            Node::Template(Template::parse(s).map_err(|e| e.in_path(path))?)
+            Node::Template(Template::parse_with(s, dialect).map_err(|e| e.in_path(path))?)
         }
         Value::Object(m) => Node::Map(
             m.iter()
-                .map(|(k, v)| Ok((k.clone(), compile(v, &join(path, k))?)))
+                .map(|(k, v)| Ok((k.clone(), compile(v, &join(path, k), dialect)?)))
                 .collect::<Result<_, TemplateError>>()?,
         ),
         Value::Array(a) => Node::List(
             a.iter()
                 .enumerate()
-                .map(|(i, v)| compile(v, &format!("{path}[{i}]")))
+                .map(|(i, v)| compile(v, &format!("{path}[{i}]"), dialect))
                 .collect::<Result<_, _>>()?,
         ),
         other => Node::Static(other.clone()),
