@@ -11,9 +11,14 @@
 //!   relist, exporting only what this process has not seen;
 //! - every ADDED is an occurrence, every MODIFIED whose count grew is one; the rest only move the
 //!   position (as checkpoints), so the cursor advances through quiet filtered stretches too.
+//!
+//! What to do next (list, watch, back off, stop) is decided by the pure state machine in `phase`;
+//! `Source::run` only makes the requests it names and reports what they produced.
 
+mod error;
 pub mod frames;
 pub mod lines;
+pub mod phase;
 pub mod replay;
 pub mod seen;
 
@@ -34,7 +39,9 @@ use crate::progress::Position;
 use crate::telemetry::{
     Health, Metrics, metrics::CauseLabel, metrics::ReasonLabel, metrics::TypeLabel,
 };
+pub use error::SourceError;
 use frames::{Frame, ListPage, decode_event, decode_frame};
+use phase::{Action, Gone, ListKind, Outcome, Phase, WatchEnd};
 use replay::{ListScan, Replay, Step};
 use seen::Seen;
 
@@ -91,32 +98,6 @@ pub enum Item {
     Checkpoint(Position),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("building the {what} request: {source}")]
-    Request {
-        what: &'static str,
-        source: kube::core::request::Error,
-    },
-}
-
-/// Why a list is made; decides what of it is exported.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum ListKind {
-    Cold,
-    /// After 410 / stale watch: export only what this process has not seen.
-    Relist,
-}
-
-enum WatchEnd {
-    /// Ended normally (timeout or closed): resume from the last resourceVersion.
-    Closed { frames: u64, elapsed: Duration },
-    /// The resourceVersion is too old: relist.
-    Expired,
-    /// The receiving side is gone or we were cancelled.
-    Stop,
-}
-
 pub struct Source {
     client: kube::Client,
     cfg: SourceConfig,
@@ -124,10 +105,6 @@ pub struct Source {
     health: Health,
     seen: Seen,
     request: Request,
-    /// The resourceVersion up to which the stream is accounted for.
-    last_rv: Option<String>,
-    /// The last watch request was answered (its stream may have broken later).
-    watch_connected: bool,
     /// After a cold list: replaying history for the earlier counts of listed events.
     replay: Option<Replay>,
     /// Occurrences handed to the pipeline (so a shutdown can tell how many it never delivered).
@@ -150,8 +127,6 @@ impl Source {
             metrics,
             health,
             request: Request::new(path),
-            last_rv: None,
-            watch_connected: false,
             replay: None,
             emitted: Arc::default(),
             superseded: (0, 0),
@@ -164,157 +139,106 @@ impl Source {
         self
     }
 
-    /// Runs until `cancel` fires or the receiving side of `tx` is dropped.
+    /// Runs until `cancel` fires or the receiving side of `tx` is dropped; an error only if a
+    /// request cannot be built (everything else is retried).
+    ///
+    /// The driver of `phase`: make the request the phase names, then let `phase::step` decide.
     pub async fn run(
         mut self,
         start: Start,
         tx: mpsc::Sender<Item>,
         cancel: CancellationToken,
     ) -> Result<(), SourceError> {
-        let mut next_list = match start {
-            Start::Cold => Some(ListKind::Cold),
-            Start::Resume(pos) => {
-                tracing::info!(resource_version = %pos.resource_version, "resuming at resourceVersion");
-                self.last_rv = Some(pos.resource_version);
-                None
-            }
-        };
-        let mut failures = 0u32;
-        let mut empty_watches = 0u32;
+        if let Start::Resume(pos) = &start {
+            tracing::info!(resource_version = %pos.resource_version, "resuming at resourceVersion");
+        }
+        let mut phase = Phase::start(start);
         loop {
             if cancel.is_cancelled() {
                 return Ok(());
             }
-            if let Some(kind) = next_list {
-                match self.list(kind, &tx, &cancel).await? {
-                    Ok(true) => {
-                        next_list = None;
-                        failures = 0;
-                    }
-                    Ok(false) => return Ok(()),
-                    Err(e) => {
-                        failures += 1;
-                        self.health.set_api_ok(false);
-                        // A page that does not decode can quote itself whole in the error.
-                        let error: String = crate::telemetry::error_chain(&e)
-                            .chars()
-                            .take(1000)
-                            .collect();
-                        tracing::warn!(
-                            error,
-                            attempt = failures,
-                            "listing events failed; retrying"
-                        );
-                        if !self.backoff(failures, &cancel).await {
-                            return Ok(());
-                        }
-                    }
-                }
-                continue;
-            }
-            match self.watch(&tx, &cancel).await? {
-                Ok(WatchEnd::Stop) => return Ok(()),
-                Ok(WatchEnd::Expired) if self.replay.is_some() => {
-                    if !self.abandon_replay("410 Gone", &tx, &cancel).await {
-                        return Ok(());
-                    }
-                }
-                Ok(WatchEnd::Closed { frames: 0, elapsed })
-                    if self.replay.is_some() && elapsed < Duration::from_secs(1) =>
-                {
-                    // A healthy replay carries at least the listed events' own writes: an empty
-                    // answer is a stale resourceVersion (kubernetes#104171).
-                    if !self.abandon_replay("empty watch", &tx, &cancel).await {
-                        return Ok(());
-                    }
-                }
-                Ok(WatchEnd::Expired) => {
-                    // The history after our resourceVersion is gone: the relist recovers every event
-                    // still in the API, but one deleted meanwhile, or a count that moved more than once,
-                    // cannot be recovered. Say so instead of pretending.
-                    self.metrics.possible_gaps.inc();
-                    tracing::warn!(
-                        resource_version = self.last_rv.as_deref().unwrap_or(""),
-                        "possible gap: watch history after this resourceVersion is gone; relisting"
-                    );
-                    self.restart("expired");
-                    next_list = Some(ListKind::Relist);
-                    empty_watches = 0;
-                }
-                Ok(WatchEnd::Closed { frames, elapsed }) => {
-                    failures = 0;
-                    if frames == 0 && elapsed < Duration::from_secs(1) {
-                        empty_watches += 1;
-                        if empty_watches >= self.cfg.stale_after_empty_watches {
-                            // Events have no watch cache: a stale resourceVersion is answered with
-                            // an empty 200 instead of 410 (kubernetes#104171).
-                            // The history after it is gone, as after a 410: a possible gap.
-                            self.metrics.possible_gaps.inc();
-                            tracing::warn!(
-                                resource_version = self.last_rv.as_deref().unwrap_or(""),
-                                empty_watches,
-                                "possible gap: watch keeps ending at once with nothing in it; treating the resourceVersion as stale and relisting"
-                            );
-                            self.restart("stale");
-                            next_list = Some(ListKind::Relist);
-                            empty_watches = 0;
-                        } else {
-                            self.restart("empty");
-                            // Do not spin on a server that closes at once.
-                            if !self
-                                .sleep(
-                                    Duration::from_millis(100 * u64::from(empty_watches)),
-                                    &cancel,
-                                )
-                                .await
-                            {
-                                return Ok(());
-                            }
-                        }
-                    } else {
-                        empty_watches = 0;
-                        self.restart("closed");
-                    }
-                }
-                Err(e) => {
-                    // A watch that was established and then broke starts the backoff over; only
-                    // failures to (re)connect escalate it.
-                    failures = if self.watch_connected {
-                        1
-                    } else {
-                        failures + 1
-                    };
-                    self.health.set_api_ok(false);
-                    self.restart("error");
-                    tracing::warn!(error = %crate::telemetry::error_chain(&e), attempt = failures, resource_version = self.last_rv.as_deref().unwrap_or(""), "watch failed; resuming");
-                    if !self.backoff(failures, &cancel).await {
-                        return Ok(());
-                    }
+            let outcome = match &phase {
+                Phase::List { kind, .. } => self.list(kind, &tx, &cancel).await,
+                Phase::Watch { from, .. } => self.watch(from, &tx, &cancel).await,
+                Phase::Backoff { delay, .. } => match self.sleep(*delay, &cancel).await {
+                    true => Outcome::Waited,
+                    false => Outcome::Stopped,
+                },
+                Phase::Done => return Ok(()),
+            };
+            let jitter = rand::rng().random_range(0.0..=1.0);
+            let (next, actions) = phase::step(phase, &outcome, &self.cfg, jitter);
+            for action in actions {
+                if !self.perform(action, &outcome, &tx, &cancel).await {
+                    return Ok(());
                 }
             }
+            if next == Phase::Done {
+                return outcome.into_error().map_or(Ok(()), Err);
+            }
+            phase = next;
         }
     }
 
-    fn restart(&self, cause: &str) {
-        self.metrics
-            .watch_restarts
-            .get_or_create(&CauseLabel {
-                cause: cause.to_string(),
-            })
-            .inc();
-    }
-
-    /// Exponential backoff with full jitter; false if cancelled meanwhile.
-    async fn backoff(&self, failures: u32, cancel: &CancellationToken) -> bool {
-        let exp = self
-            .cfg
-            .initial_backoff
-            .saturating_mul(1u32 << failures.min(16).saturating_sub(1));
-        let cap = exp.min(self.cfg.max_backoff);
-        let delay = cap
-            .mul_f64(rand::rng().random_range(0.0..=1.0))
-            .max(Duration::from_millis(10));
-        self.sleep(delay, cancel).await
+    /// Carries out what `step` decided besides the next request; false if the receiving side is
+    /// gone.
+    async fn perform(
+        &mut self,
+        action: Action,
+        outcome: &Outcome,
+        tx: &mpsc::Sender<Item>,
+        cancel: &CancellationToken,
+    ) -> bool {
+        match action {
+            Action::Restart(cause) => {
+                self.metrics
+                    .watch_restarts
+                    .get_or_create(&CauseLabel {
+                        cause: cause.label().to_string(),
+                    })
+                    .inc();
+            }
+            Action::PossibleGap {
+                resource_version,
+                gone,
+            } => {
+                self.metrics.possible_gaps.inc();
+                match gone {
+                    Gone::Expired => tracing::warn!(
+                        resource_version,
+                        "possible gap: watch history after this resourceVersion is gone; relisting"
+                    ),
+                    Gone::Stale { empty_watches } => tracing::warn!(
+                        resource_version,
+                        empty_watches,
+                        "possible gap: watch keeps ending at once with nothing in it; treating the resourceVersion as stale and relisting"
+                    ),
+                }
+            }
+            Action::AbandonReplay { why } => return self.abandon_replay(why, tx, cancel).await,
+            Action::Retry { attempt } => {
+                self.health.set_api_ok(false);
+                match outcome {
+                    Outcome::ListFailed(e) => {
+                        // A page that does not decode can quote itself whole in the error.
+                        let error: String = crate::telemetry::error_chain(e)
+                            .chars()
+                            .take(1000)
+                            .collect();
+                        tracing::warn!(error, attempt, "listing events failed; retrying");
+                    }
+                    Outcome::Watched {
+                        at,
+                        end: WatchEnd::Failed(e),
+                        ..
+                    } => {
+                        tracing::warn!(error = %crate::telemetry::error_chain(e), attempt, resource_version = %at, "watch failed; resuming");
+                    }
+                    _ => {}
+                }
+            }
+        }
+        true
     }
 
     async fn sleep(&self, d: Duration, cancel: &CancellationToken) -> bool {
@@ -337,31 +261,32 @@ impl Source {
         sent
     }
 
-    /// One whole paginated list. Ok(true): done; Ok(false): stop requested; Err: retry later.
+    /// One whole paginated list: Listed, ListFailed (retried later) or Stopped.
     async fn list(
         &mut self,
-        kind: ListKind,
+        kind: &ListKind,
         tx: &mpsc::Sender<Item>,
         cancel: &CancellationToken,
-    ) -> Result<Result<bool, kube::Error>, SourceError> {
+    ) -> Outcome {
         self.metrics.relists.inc();
         let mut lp = ListParams::default().limit(self.cfg.page_size);
         let mut list_rv: Option<String> = None;
         let now = jiff::Timestamp::now();
-        let (mut exported, mut items) = (0u64, 0u64);
+        let (mut exported, mut items, mut page_no) = (0u64, 0u64, 0u32);
         let started = Instant::now();
-        let mut scan = (kind == ListKind::Cold).then(|| ListScan::new(now, self.cfg.max_event_age));
+        let mut scan =
+            (*kind == ListKind::Cold).then(|| ListScan::new(now, self.cfg.max_event_age));
         self.superseded = (0, 0);
         loop {
+            page_no += 1;
             // Later pages come from the first page's snapshot through the continue token (the API
             // server rejects a resourceVersion next to a continue token).
-            let req = self
-                .request
-                .list(&lp)
-                .map_err(|source| SourceError::Request {
-                    what: "list",
-                    source,
-                })?;
+            let req = match self.request.list(&lp) {
+                Ok(r) => r,
+                Err(source) => {
+                    return Outcome::ListFailed(SourceError::Request { op: "list", source });
+                }
+            };
             let text = match self.client.request_text(req).await {
                 Ok(t) => t,
                 Err(kube::Error::Api(s)) if s.code == 410 => {
@@ -369,26 +294,32 @@ impl Source {
                     tracing::warn!("list continue token expired; restarting the list");
                     lp.continue_token = None;
                     list_rv = None;
+                    page_no = 0;
                     continue;
                 }
-                Err(e) => return Ok(Err(e)),
+                Err(source) => {
+                    return Outcome::ListFailed(SourceError::List {
+                        page: page_no,
+                        source,
+                    });
+                }
             };
             self.health.set_api_ok(true);
             let page: ListPage<'_> = match serde_json::from_str(&text) {
                 Ok(p) => p,
-                Err(e) => return Ok(Err(kube::Error::SerdeError(e))),
+                Err(source) => {
+                    return Outcome::ListFailed(SourceError::ListPage {
+                        page: page_no,
+                        source,
+                    });
+                }
             };
             if list_rv.is_none() {
                 list_rv = page.metadata.resource_version.clone();
             }
             for raw in &page.items {
                 items += 1;
-                self.metrics
-                    .events_received
-                    .get_or_create(&TypeLabel {
-                        r#type: "LIST".into(),
-                    })
-                    .inc();
+                self.received("LIST");
                 let event = match decode_event(raw.get()) {
                     Ok(e) => e,
                     Err(e) => {
@@ -407,7 +338,7 @@ impl Source {
                         position: None,
                     };
                     if !self.emit(tx, item, cancel).await {
-                        return Ok(Ok(false));
+                        return Outcome::Stopped;
                     }
                 }
             }
@@ -417,16 +348,10 @@ impl Source {
             }
         }
         let Some(rv) = list_rv else {
-            return Ok(Err(kube::Error::Api(
-                kube::core::Status::failure(
-                    "event list has no metadata.resourceVersion",
-                    "BadList",
-                )
-                .boxed(),
-            )));
+            return Outcome::ListFailed(SourceError::NoListVersion);
         };
         tracing::info!(
-            kind = ?kind, resource_version = %rv, items, exported,
+            kind = kind.label(), resource_version = %rv, items, exported,
             elapsed_ms = started.elapsed().as_millis() as u64, "listed events"
         );
         let (superseded, events) = self.superseded;
@@ -443,17 +368,18 @@ impl Source {
                 listed_with_earlier_counts = replay.listed_behind(),
                 "cold start: replaying watch history for the earlier counts of listed events"
             );
-            self.last_rv = Some(replay.from.to_string());
+            let watch_from = replay.from.to_string();
             self.replay = Some(replay);
-            return Ok(Ok(true));
+            return Outcome::Listed { watch_from };
         }
-        self.last_rv = Some(rv.clone());
-        let ok = self.emit(tx, list_checkpoint(rv), cancel).await;
-        Ok(Ok(ok))
+        if !self.emit(tx, list_checkpoint(rv.clone()), cancel).await {
+            return Outcome::Stopped;
+        }
+        Outcome::Listed { watch_from: rv }
     }
 
-    /// The replay's history is gone (410, stale): watch from the list's resourceVersion instead.
-    /// False if the receiving side is gone.
+    /// The replay's history is gone (410, stale): emit the list's checkpoint (`step` has the watch
+    /// go on from the list's resourceVersion). False if the receiving side is gone.
     async fn abandon_replay(
         &mut self,
         why: &str,
@@ -469,7 +395,6 @@ impl Source {
             listed_with_earlier_counts = replay.listed_behind(), exported_earlier = replay.exported,
             "cold start: watch history before the list is gone; earlier counts of listed events may not be exported; watching from the list"
         );
-        self.last_rv = Some(list_rv.clone());
         !replay.abandon() || self.emit(tx, list_checkpoint(list_rv), cancel).await
     }
 
@@ -484,14 +409,14 @@ impl Source {
         let Some(replay) = self.replay.as_mut() else {
             return Ok(Some(frame));
         };
-        let (rv, event) = match &frame {
-            Frame::Added(e) | Frame::Modified(e) => (e.resource_version(), Some(&**e)),
-            Frame::Deleted(e) => (e.resource_version(), None),
-            Frame::Bookmark(rv) => (rv.as_str(), None),
-            Frame::Error(_) => return Ok(Some(frame)),
+        let Some(rv) = frame_rv(&frame) else {
+            return Ok(Some(frame));
         };
-        let rv = rv.to_string();
-        let step = replay.step(&rv, event);
+        let event = match &frame {
+            Frame::Added(e) | Frame::Modified(e) => Some(&**e),
+            _ => None,
+        };
+        let step = replay.step(rv, event);
         let checkpoint = matches!(
             step,
             Step::Past { checkpoint: true }
@@ -519,7 +444,6 @@ impl Source {
                 Ok(Some(frame))
             }
             Step::Inside { export, .. } => {
-                self.last_rv = Some(rv);
                 match frame {
                     Frame::Added(event) | Frame::Modified(event) if export => {
                         let item = Item::Occurrence {
@@ -542,7 +466,7 @@ impl Source {
     }
 
     /// Whether a listed event is exported; records it as seen either way.
-    fn keep_listed(&mut self, kind: ListKind, event: &Event, now: jiff::Timestamp) -> bool {
+    fn keep_listed(&mut self, kind: &ListKind, event: &Event, now: jiff::Timestamp) -> bool {
         let uid = event.uid();
         let count = event.occurrence_count();
         match kind {
@@ -556,14 +480,14 @@ impl Source {
                 }
                 !too_old
             }
-            ListKind::Relist => {
+            ListKind::Relist { after } => {
                 let before = self.seen.get(uid);
                 if !self.seen.observe(uid, count) {
                     self.filtered("already_exported");
                     return false;
                 }
                 // A uid evicted from `seen` but older than our stream position was seen already.
-                if before.is_none() && rv_le(event.resource_version(), self.last_rv.as_deref()) {
+                if before.is_none() && rv_le(event.resource_version(), after) {
                     self.filtered("already_exported");
                     return false;
                 }
@@ -596,41 +520,66 @@ impl Source {
         tracing::warn!(error, frame = %snippet, "skipping malformed event");
     }
 
-    /// One watch request, read to its end.
+    /// One watch request from `from`, read to its end.
     async fn watch(
         &mut self,
+        from: &str,
         tx: &mpsc::Sender<Item>,
         cancel: &CancellationToken,
-    ) -> Result<Result<WatchEnd, kube::Error>, SourceError> {
-        let rv = self.last_rv.clone().unwrap_or_else(|| "0".to_string());
+    ) -> Outcome {
+        let mut at = from.to_string();
+        let Some(end) = self.read_watch(from, &mut at, tx, cancel).await else {
+            return Outcome::Stopped;
+        };
+        let replay = self.replay.as_ref().map(|r| r.list_rv.to_string());
+        Outcome::Watched { at, end, replay }
+    }
+
+    /// Reads one watch, keeping `at` at the resourceVersion of its last frame. None: stopped
+    /// (cancelled, or the receiving side is gone).
+    async fn read_watch(
+        &mut self,
+        from: &str,
+        at: &mut String,
+        tx: &mpsc::Sender<Item>,
+        cancel: &CancellationToken,
+    ) -> Option<WatchEnd> {
         let wp = WatchParams::default().timeout(self.cfg.watch_timeout_secs);
-        let req = self
-            .request
-            .watch(&wp, &rv)
-            .map_err(|source| SourceError::Request {
-                what: "watch",
-                source,
-            })?;
+        let req = match self.request.watch(&wp, from) {
+            Ok(r) => r,
+            Err(source) => {
+                let e = SourceError::Request {
+                    op: "watch",
+                    source,
+                };
+                return Some(WatchEnd::Failed(e));
+            }
+        };
         let started = Instant::now();
-        self.watch_connected = false;
         let body = tokio::select! {
-            _ = cancel.cancelled() => return Ok(Ok(WatchEnd::Stop)),
+            _ = cancel.cancelled() => return None,
             r = self.client.request_stream(req) => r,
         };
         let body = match body {
             Ok(b) => b,
-            Err(kube::Error::Api(s)) if s.code == 410 => return Ok(Ok(WatchEnd::Expired)),
-            Err(e) => return Ok(Err(e)),
+            Err(kube::Error::Api(s)) if s.code == 410 => return Some(WatchEnd::Expired),
+            Err(source) => {
+                let from = from.to_string();
+                return Some(WatchEnd::Failed(SourceError::Watch { from, source }));
+            }
         };
         self.health.set_api_ok(true);
-        self.watch_connected = true;
         let mut lines = lines::LineReader::new(body, lines::MAX_LINE);
         let idle_limit = Duration::from_secs(u64::from(self.cfg.watch_timeout_secs) + 30);
         let mut frames = 0u64;
+        let closed = |frames| WatchEnd::Closed {
+            frames,
+            elapsed: started.elapsed(),
+        };
         loop {
             let line = tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return Ok(Ok(WatchEnd::Stop)),
+                _ = cancel.cancelled() => return None,
                 l = tokio::time::timeout(idle_limit, lines.next_line()) => l,
             };
             let line = match line {
@@ -639,18 +588,13 @@ impl Source {
                         idle_secs = idle_limit.as_secs(),
                         "watch silent past its timeout; reconnecting"
                     );
-                    return Ok(Ok(WatchEnd::Closed {
-                        frames,
-                        elapsed: started.elapsed(),
-                    }));
+                    return Some(closed(frames));
                 }
-                Ok(Ok(None)) => {
-                    return Ok(Ok(WatchEnd::Closed {
-                        frames,
-                        elapsed: started.elapsed(),
-                    }));
+                Ok(Ok(None)) => return Some(closed(frames)),
+                Ok(Err(source)) => {
+                    let from = from.to_string();
+                    return Some(WatchEnd::Failed(SourceError::WatchBroke { from, source }));
                 }
-                Ok(Err(e)) => return Ok(Err(kube::Error::ReadEvents(e))),
                 Ok(Ok(Some(lines::Line::Text(line)))) => line,
                 Ok(Ok(Some(lines::Line::TooLong { bytes }))) => {
                     self.malformed(
@@ -680,41 +624,41 @@ impl Source {
                 }
             };
             self.received(frame.type_name());
+            // Every frame but an ERROR moves the position, replayed ones included. The buffer is
+            // reused: no allocation per frame.
+            if let Some(rv) = frame_rv(&frame) {
+                at.clear();
+                at.push_str(rv);
+            }
             let frame = match self.replay_frame(frame, tx, cancel).await {
                 Ok(Some(live)) => live,
                 Ok(None) => continue,
-                Err(()) => return Ok(Ok(WatchEnd::Stop)),
+                Err(()) => return None,
             };
             let item = match frame {
                 Frame::Error(status) => {
                     if status.code == 410 {
                         tracing::info!(status_message = %status.message, "watch resourceVersion expired; relisting");
-                        return Ok(Ok(WatchEnd::Expired));
+                        return Some(WatchEnd::Expired);
                     }
                     tracing::warn!(code = status.code, reason = %status.reason, status_message = %status.message, "watch ERROR frame; resuming");
-                    return Ok(Ok(WatchEnd::Closed {
-                        frames,
-                        elapsed: started.elapsed(),
-                    }));
+                    return Some(closed(frames));
                 }
-                Frame::Bookmark(rv) => {
-                    self.last_rv = Some(rv.clone());
-                    Item::Checkpoint(Position {
-                        resource_version: rv,
-                        event_time: None,
-                    })
-                }
+                Frame::Bookmark(rv) => Item::Checkpoint(Position {
+                    resource_version: rv,
+                    event_time: None,
+                }),
                 Frame::Deleted(event) => {
                     self.seen.forget(event.uid());
                     self.filtered("deleted");
-                    self.checkpoint_of(&event)
+                    checkpoint_of(&event)
                 }
                 Frame::Added(event) | Frame::Modified(event) => {
                     self.occurrence_or_checkpoint(event)
                 }
             };
             if !self.emit(tx, item, cancel).await {
-                return Ok(Ok(WatchEnd::Stop));
+                return None;
             }
         }
     }
@@ -728,21 +672,10 @@ impl Source {
             .inc();
     }
 
-    fn checkpoint_of(&mut self, event: &Event) -> Item {
-        let rv = event.resource_version().to_string();
-        self.last_rv = Some(rv.clone());
-        Item::Checkpoint(Position {
-            resource_version: rv,
-            event_time: event.last_seen(),
-        })
-    }
-
     /// ADDED, and MODIFIED whose count grew, are occurrences; other changes only move the position.
     fn occurrence_or_checkpoint(&mut self, event: Box<Event>) -> Item {
-        let rv = event.resource_version().to_string();
-        self.last_rv = Some(rv.clone());
         let position = Position {
-            resource_version: rv,
+            resource_version: event.resource_version().to_string(),
             event_time: event.last_seen(),
         };
         if self.seen.observe(event.uid(), event.occurrence_count()) {
@@ -757,6 +690,22 @@ impl Source {
     }
 }
 
+/// The resourceVersion a frame moves the stream to (an ERROR frame moves nothing).
+fn frame_rv(frame: &Frame) -> Option<&str> {
+    match frame {
+        Frame::Added(e) | Frame::Modified(e) | Frame::Deleted(e) => Some(e.resource_version()),
+        Frame::Bookmark(rv) => Some(rv),
+        Frame::Error(_) => None,
+    }
+}
+
+fn checkpoint_of(event: &Event) -> Item {
+    Item::Checkpoint(Position {
+        resource_version: event.resource_version().to_string(),
+        event_time: event.last_seen(),
+    })
+}
+
 /// "Everything up to the list's resourceVersion is accounted for."
 fn list_checkpoint(resource_version: String) -> Item {
     Item::Checkpoint(Position {
@@ -766,10 +715,10 @@ fn list_checkpoint(resource_version: String) -> Item {
 }
 
 /// `a <= b` for resourceVersions, compared as integers (KEP-5504: comparable within a resource;
-/// every etcd-backed server uses integers). Unparseable or unknown: false (do not skip).
-fn rv_le(a: &str, b: Option<&str>) -> bool {
-    match (a.parse::<u64>(), b.and_then(|b| b.parse::<u64>().ok())) {
-        (Ok(a), Some(b)) => a <= b,
+/// every etcd-backed server uses integers). Unparseable: false (do not skip).
+fn rv_le(a: &str, b: &str) -> bool {
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(a), Ok(b)) => a <= b,
         _ => false,
     }
 }
