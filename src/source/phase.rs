@@ -178,15 +178,16 @@ impl Phase {
                 kind: ListKind::Cold,
                 failures: 0,
             },
-            Start::Resume(pos) => Phase::watch(pos.resource_version, 0),
+            Start::Resume(pos) => Phase::fresh_watch(pos.resource_version),
         }
     }
 
-    fn watch(from: String, failures: u32) -> Phase {
+    /// A watch after a success: no empty watches or failures to carry on.
+    fn fresh_watch(from: String) -> Phase {
         Phase::Watch {
             from,
             empty_watches: 0,
-            failures,
+            failures: 0,
         }
     }
 }
@@ -213,7 +214,7 @@ pub fn step(
             },
         ) if !e.retryable() => (Phase::Done, vec![]),
         (Phase::List { .. }, Outcome::Listed { watch_from }) => {
-            (Phase::watch(watch_from.clone(), 0), vec![])
+            (Phase::fresh_watch(watch_from.clone()), vec![])
         }
         (Phase::List { kind, failures }, Outcome::ListFailed(_)) => {
             let attempt = failures + 1;
@@ -234,7 +235,8 @@ pub fn step(
             },
             Outcome::Watched { at, end, replay },
         ) => watched(
-            (empty_watches, failures),
+            empty_watches,
+            failures,
             at,
             end,
             replay.as_deref(),
@@ -247,7 +249,8 @@ pub fn step(
 }
 
 fn watched(
-    (empty_watches, failures): (u32, u32),
+    empty_watches: u32,
+    failures: u32,
     at: &str,
     end: &WatchEnd,
     replay: Option<&str>,
@@ -292,7 +295,7 @@ fn watched(
                 Action::Restart(Cause::Expired),
             ],
         ),
-        // The server answered, so the failures are over; the empty ones may be a stale
+        // A closed watch was answered, so the failures are over. Empty ones in a row mean a stale
         // resourceVersion, which is as much a gap as a 410.
         WatchEnd::Closed { .. } if at_once_empty => {
             let empty_watches = empty_watches + 1;
@@ -315,7 +318,7 @@ fn watched(
                 (next, vec![Action::Restart(Cause::Empty)])
             }
         }
-        WatchEnd::Closed { .. } => (Phase::watch(at, 0), vec![Action::Restart(Cause::Closed)]),
+        WatchEnd::Closed { .. } => (Phase::fresh_watch(at), vec![Action::Restart(Cause::Closed)]),
         WatchEnd::Failed(e) => {
             // A watch that was established and then broke starts the backoff over; only failures
             // to (re)connect escalate it.
