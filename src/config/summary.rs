@@ -59,6 +59,9 @@ impl Config {
             for (key, template) in receiver.templates() {
                 lint_template(&sample, template, &format!("{path}.{key}"), &mut out);
             }
+            for (key, why) in receiver.warnings() {
+                out.push(format!("{path}.{key}: {why} (receiver {:?})", r.name));
+            }
         }
         out
     }

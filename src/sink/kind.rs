@@ -7,7 +7,7 @@
 
 use std::fmt::Debug;
 
-use super::{Sink, file, layout::Encoding, stdout, webhook};
+use super::{Sink, file, layout::Encoding, pipe, stdout, syslog, webhook};
 use crate::config::DeliveryConfig;
 use crate::config::yaml::{Ctx, Fields};
 
@@ -46,6 +46,12 @@ pub trait ReceiverKind: Debug + Clone + PartialEq + Send + Sync + Sized + 'stati
         Vec::new()
     }
 
+    /// Settings that work but deserve a warning (check-config and the start print them), as
+    /// (key under the kind, why): e.g. syslog over UDP, which can lose messages silently.
+    fn warnings(&self) -> Vec<Problem> {
+        Vec::new()
+    }
+
     /// What `run` would refuse, found without starting, sending or creating anything (files that
     /// cannot be written, TLS files that do not parse, a client that does not build).
     fn check(&self, env: &BuildEnv) -> Vec<Problem>;
@@ -57,6 +63,7 @@ pub trait ReceiverKind: Debug + Clone + PartialEq + Send + Sync + Sized + 'stati
 pub trait Receiver {
     fn encoding(&self) -> &Encoding;
     fn templates(&self) -> Vec<(String, &str)>;
+    fn warnings(&self) -> Vec<Problem>;
     fn check(&self, env: &BuildEnv) -> Vec<Problem>;
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>>;
 }
@@ -67,6 +74,9 @@ impl<K: ReceiverKind> Receiver for K {
     }
     fn templates(&self) -> Vec<(String, &str)> {
         ReceiverKind::templates(self)
+    }
+    fn warnings(&self) -> Vec<Problem> {
+        ReceiverKind::warnings(self)
     }
     fn check(&self, env: &BuildEnv) -> Vec<Problem> {
         ReceiverKind::check(self, env)
@@ -125,6 +135,8 @@ receiver_kinds! {
     Stdout => stdout::StdoutConfig,
     File => file::FileConfig,
     Webhook => webhook::WebhookConfig,
+    Syslog => syslog::SyslogConfig,
+    Pipe => pipe::PipeConfig,
 }
 
 /// resmoio's receiver kinds. Those not in [`KINDS`] are recognised so the error says "not
