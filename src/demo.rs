@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
+use kube_sim::exporter_process::ExporterProcess;
 use tokio::process::{Child, Command};
 
 use crate::event::Event;
@@ -216,9 +217,6 @@ async fn start_replica(
     show: bool,
 ) -> anyhow::Result<Replica> {
     let output = dir.join(format!("{name}.ndjson"));
-    let config = dir.join(format!("{name}.yaml"));
-    let log = std::fs::File::create(dir.join(format!("{name}.log")))
-        .with_context(|| format!("creating the log of replica {name}"))?;
     let stdout_receiver = if show {
         "\n        - receiver: screen"
     } else {
@@ -229,12 +227,10 @@ async fn start_replica(
     } else {
         ""
     };
-    std::fs::write(
-        &config,
-        format!(
-            "logLevel: info
+    // The identity is the pod name (POD_NAME), as in the Deployment.
+    let config = format!(
+        "logLevel: info
 leaderElection:
-  identity: {name}
   leaseNamespace: default
   leaseDuration: 4s
   renewDeadline: 3s
@@ -249,20 +245,10 @@ receivers:
     file:
       path: {}{screen}
 ",
-            output.display()
-        ),
-    )?;
-    let child = Command::new(exe)
-        .args(["run", "--metrics-address", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .stdout(if show {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
-        .stderr(log)
+        output.display()
+    );
+    let process = ExporterProcess::new(exe, dir, name, kubeconfig).inherit_stdout(show);
+    let child = Command::from(process.command(&config)?)
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting replica {name}"))?;

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::exporter_process::ExporterProcess;
 use crate::{Generator, GeneratorConfig, Sim, SimConfig, SimHandle};
 
 #[derive(Debug, Clone)]
@@ -259,20 +260,12 @@ impl Exporter {
         kubeconfig: &Path,
         receiver: &str,
     ) -> anyhow::Result<Self> {
-        let config = dir.join(format!("{name}.yaml"));
-        std::fs::write(
-            &config,
-            format!(
-                "logLevel: warn\nomitLookup: true\nmaxEventAgeSeconds: 86400\nleaderElection:\n  identity: bench-{name}\n  leaseNamespace: default\n  shutdownLinger: 0s\nroute:\n  routes:\n    - match:\n        - receiver: out\nreceivers:\n  - name: out\n{receiver}"
-            ),
-        )?;
-        let child = Command::new(exe)
-            .args(["run", "--metrics-address", "127.0.0.1:0", "--config"])
-            .arg(&config)
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join(format!("{name}.log")))?)
+        // The identity is the pod name (POD_NAME), as in the Deployment.
+        let config = format!(
+            "logLevel: warn\nomitLookup: true\nmaxEventAgeSeconds: 86400\nleaderElection:\n  leaseNamespace: default\n  shutdownLinger: 0s\nroute:\n  routes:\n    - match:\n        - receiver: out\nreceivers:\n  - name: out\n{receiver}"
+        );
+        let child = ExporterProcess::new(exe, dir, name, kubeconfig)
+            .command(&config)?
             .spawn()
             .with_context(|| format!("starting {}", exe.display()))?;
         Ok(Self { child })

@@ -7,6 +7,7 @@
 mod admin;
 mod api;
 pub mod bench;
+pub mod exporter_process;
 mod faults;
 pub mod generator;
 pub mod resources;

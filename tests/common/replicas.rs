@@ -2,15 +2,17 @@
 //! a Lease monitor, and the union of every replica's file receiver.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
+use kube_sim::exporter_process::ExporterProcess;
 use tokio::process::{Child, Command};
 
 pub const LEASE: &str = "kube-event-exporter";
+
+const EXE: &str = env!("CARGO_BIN_EXE_kube-event-exporter");
 
 /// Lease timing of the tests: short, so scenarios finish in seconds; same ratios as production.
 pub struct Timing {
@@ -44,24 +46,24 @@ impl Replica {
     /// An exporter process with the config `config_text` (written into `dir`), its stderr in
     /// `dir/{name}.log`, stdout discarded.
     pub fn spawn(name: &str, dir: &Path, config_text: &str, kubeconfig: &Path) -> Replica {
-        let config = dir.join(format!("{name}.yaml"));
-        std::fs::write(&config, config_text).unwrap();
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_kube-event-exporter"))
-            .args(["run", "--metrics-address", "127.0.0.1:0", "--config"])
-            .arg(&config)
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+        Self::start(
+            ExporterProcess::new(EXE, dir, name, kubeconfig),
+            config_text,
+            dir,
+        )
+    }
+
+    fn start(process: ExporterProcess, config_text: &str, dir: &Path) -> Replica {
+        let child = Command::from(process.command(config_text).unwrap())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
+        let name = process.name().to_string();
         Replica {
-            name: name.to_string(),
-            child,
             output: dir.join(format!("{name}.ndjson")),
-            log,
+            log: process.log(),
+            name,
+            child,
         }
     }
 
@@ -181,9 +183,8 @@ impl Cluster {
 
     pub async fn start(&mut self, name: &str) -> Replica {
         let t = &self.timing;
-        let output = self.dir.path().join(format!("{name}.ndjson"));
-        let log = self.dir.path().join(format!("{name}.log"));
-        let config = self.dir.path().join(format!("{name}.yaml"));
+        let dir = self.dir.path();
+        let output = dir.join(format!("{name}.ndjson"));
         let linger = t
             .linger
             .map(|l| format!("\n  shutdownLinger: {}", secs(l)))
@@ -193,37 +194,21 @@ impl Cluster {
             .iter()
             .map(|r| format!("\n        - receiver: {r}"))
             .collect();
-        std::fs::write(
-            &config,
-            format!(
-                "logFormat: json\nkubeQPS: 1000\nkubeBurst: 1000\nmaxEventAgeSeconds: 3600\nleaderElection:\n  identity: {name}\n  leaseNamespace: default\n  leaseDuration: {}\n  renewDeadline: {}\n  retryPeriod: {}\n  drainTimeout: {}{linger}\nroute:\n  routes:\n    - match:\n        - receiver: archive{extra_routes}\nreceivers:\n  - name: archive\n    file:\n      path: {}\n{}",
-                secs(t.lease),
-                secs(t.renew_deadline),
-                secs(t.retry),
-                secs(t.drain),
-                output.display(),
-                self.extra_receivers
-            ),
-        )
-        .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_kube-event-exporter"))
-            .args(["run", "--metrics-address", "127.0.0.1:0", "--config"])
-            .arg(&config)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .env("RUST_LOG", "info,kube_client=off")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        self.outputs.push(output.clone());
-        Replica {
-            name: name.to_string(),
-            child,
-            output,
-            log,
-        }
+        // The identity is the pod name (POD_NAME), as in the Deployment.
+        let config = format!(
+            "logFormat: json\nkubeQPS: 1000\nkubeBurst: 1000\nmaxEventAgeSeconds: 3600\nleaderElection:\n  leaseNamespace: default\n  leaseDuration: {}\n  renewDeadline: {}\n  retryPeriod: {}\n  drainTimeout: {}{linger}\nroute:\n  routes:\n    - match:\n        - receiver: archive{extra_routes}\nreceivers:\n  - name: archive\n    file:\n      path: {}\n{}",
+            secs(t.lease),
+            secs(t.renew_deadline),
+            secs(t.retry),
+            secs(t.drain),
+            output.display(),
+            self.extra_receivers
+        );
+        let process =
+            ExporterProcess::new(EXE, dir, name, &self.kubeconfig).rust_log("info,kube_client=off");
+        let replica = Replica::start(process, &config, dir);
+        self.outputs.push(replica.output.clone());
+        replica
     }
 
     pub async fn holder(&self) -> String {

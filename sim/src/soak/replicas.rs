@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::observe::{Clock, Followed, Observations};
 use super::schedule::Sig;
 use super::webhook::REPLICA_HEADER;
+use crate::exporter_process::ExporterProcess;
 
 /// SIGHUP is a graceful shutdown like SIGTERM (src/shutdown.rs): a replica that dies by it is a
 /// violation, not a crash. (True would count a SIGHUP death as a crash, for an older exporter.)
@@ -190,22 +191,12 @@ impl Replicas {
         };
         let l = &self.launch;
         let output = l.dir.join(format!("{name}.ndjson"));
-        let log = l.dir.join(format!("{name}.log"));
-        let config = l.dir.join(format!("{name}.yaml"));
-        std::fs::write(&config, config_yaml(&name, &output, &l.hook_url, &l.timing))
-            .with_context(|| format!("writing {}", config.display()))?;
-        let stderr =
-            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let mut child = tokio::process::Command::new(&l.exe)
-            .args(["run", "--metrics-address", "127.0.0.1:0", "--config"])
-            .arg(&config)
-            .arg("--kubeconfig")
-            .arg(&l.kubeconfig)
-            // The config's log level, whatever the caller's environment says.
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
+        let process = ExporterProcess::new(&l.exe, &l.dir, &name, &l.kubeconfig);
+        let log = process.log();
+        let command = process
+            .command(&config_yaml(&name, &output, &l.hook_url, &l.timing))
+            .with_context(|| format!("preparing replica {name}"))?;
+        let mut child = tokio::process::Command::from(command)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", l.exe.display()))?;
@@ -399,7 +390,6 @@ kubeQPS: 1000
 kubeBurst: 1000
 maxEventAgeSeconds: 3600
 leaderElection:
-  identity: {name}
   leaseNamespace: default
   leaseDuration: {lease}
   renewDeadline: {renew}
