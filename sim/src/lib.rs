@@ -10,6 +10,7 @@ pub mod bench;
 pub mod exporter_process;
 mod faults;
 pub mod generator;
+pub mod loki;
 pub mod resources;
 pub mod soak;
 pub mod store;

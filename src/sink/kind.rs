@@ -7,7 +7,7 @@
 
 use std::fmt::Debug;
 
-use super::{Sink, file, layout::Encoding, pipe, stdout, syslog, webhook};
+use super::{Sink, file, layout::Encoding, loki, pipe, stdout, syslog, webhook};
 use crate::config::DeliveryConfig;
 use crate::config::yaml::{Ctx, Fields};
 
@@ -135,6 +135,7 @@ receiver_kinds! {
     Stdout => stdout::StdoutConfig,
     File => file::FileConfig,
     Webhook => webhook::WebhookConfig,
+    Loki => loki::LokiConfig,
     Syslog => syslog::SyslogConfig,
     Pipe => pipe::PipeConfig,
 }

@@ -11,6 +11,7 @@ pub mod file;
 pub mod http;
 pub mod kind;
 pub mod layout;
+pub mod loki;
 pub mod pipe;
 mod retry;
 pub mod stdout;

@@ -1,0 +1,516 @@
+//! loki: Loki's push API (`POST /loki/api/v1/push`), protobuf + snappy by default, JSON with
+//! `format: json`.
+//!
+//! Each occurrence is one entry: the encoded document as the line, the event's own time
+//! ([`Event::last_seen`], to the nanosecond) as the timestamp, its stream from the templated
+//! `streamLabels`, and structured metadata from `structuredMetadata` plus `occurrence_key`
+//! (`{uid}:{count}`) so consumers can drop replays. A batch is grouped by stream, sorted by time
+//! within a stream, and split into one push per distinct set of rendered `headers` (a templated
+//! `X-Scope-OrgID` sends each occurrence to its own tenant).
+//!
+//! Replies: 2xx is delivered. 400 (out of order, too old, line too long, bad labels…) means
+//! Loki stored the batch's valid entries and rejected the others for good; the batch is then
+//! split in halves and resent until each rejected entry is known (Loki drops the resent valid
+//! ones as identical), so only those are counted as failed — within half the attempt's timeout,
+//! after which what is still undecided is counted as failed with Loki's reason (it was stored
+//! if it was valid). 413 is split the same way. 408, 429 and 5xx are retried (honouring
+//! `Retry-After`); other 4xx are permanent, and redirects are not followed.
+//!
+//! A replay after a crash sends the same entry again (same stream, timestamp, line and
+//! structured metadata): Loki drops such an identical entry at ingestion (the stream's last
+//! line, the head block) and at query time (`mergeEntryIterator`).
+
+mod config;
+pub mod proto;
+pub mod push;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue};
+
+pub use config::{DEFAULT_METADATA, LabelTemplate, LokiConfig, OCCURRENCE_KEY, Secret};
+pub use push::Format;
+
+use super::http::{Endpoint, header_value};
+use super::kind::{BuildEnv, Problem, ReceiverKind};
+use super::layout::Encoding;
+use super::tls::TLS_KEYS;
+use super::{Doc, SendError, Sink, parse_retry_after};
+use crate::telemetry::error_chain;
+use crate::template::Template;
+use proto::Timestamp;
+use push::{Entry, Stream};
+
+const X_SCOPE_ORGID: HeaderName = HeaderName::from_static("x-scope-orgid");
+
+impl ReceiverKind for LokiConfig {
+    const NAME: &'static str = "loki";
+    const KEYS: &'static [&'static str] = config::KEYS;
+    const NESTED: &'static [(&'static str, &'static [&'static str])] = &[("tls", TLS_KEYS)];
+
+    fn parse(ctx: &mut crate::config::yaml::Ctx, f: &crate::config::yaml::Fields) -> Option<Self> {
+        config::parse(ctx, f)
+    }
+
+    fn encoding(&self) -> &Encoding {
+        &self.encoding
+    }
+
+    fn templates(&self) -> Vec<(String, &str)> {
+        let labels = self
+            .stream_labels
+            .iter()
+            .map(|l| (format!("streamLabels.{}", l.name), l.template.source()));
+        let metadata = self.structured_metadata.iter().map(|l| {
+            (
+                format!("structuredMetadata.{}", l.name),
+                l.template.source(),
+            )
+        });
+        let headers = self
+            .headers
+            .iter()
+            .map(|h| (format!("headers.{}", h.key), h.template.source()));
+        labels.chain(metadata).chain(headers).collect()
+    }
+
+    fn warnings(&self) -> Vec<Problem> {
+        config::warnings(self)
+    }
+
+    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
+        LokiSink::build(self, env.delivery.timeout)
+            .err()
+            .unwrap_or_default()
+    }
+
+    fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
+        Ok(Box::new(LokiSink::build(self, env.delivery.timeout)?))
+    }
+}
+
+pub struct LokiSink {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    /// `url` as configured, for messages.
+    display: String,
+    /// Content-Type, X-Scope-OrgID, Authorization, Host (for `tls.serverName`).
+    base: HeaderMap,
+    labels: Vec<(String, Template)>,
+    /// The stream when every label is fixed: rendered once.
+    fixed_stream: Option<Arc<Stream>>,
+    metadata: Vec<(Arc<str>, Template)>,
+    occurrence_key: Arc<str>,
+    headers: Vec<(HeaderName, Template, String)>,
+    format: Format,
+    /// The attempt's timeout (`timeout:`): the splitting of a rejected batch stays within it.
+    timeout: Duration,
+}
+
+impl LokiSink {
+    pub fn build(cfg: &LokiConfig, timeout: Duration) -> Result<Self, Vec<Problem>> {
+        let ep = Endpoint::build(&cfg.url, &cfg.tls, timeout)
+            .map_err(|ps| ps.into_iter().map(rename_endpoint).collect::<Vec<_>>())?;
+        let mut base = HeaderMap::new();
+        base.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(cfg.format.content_type()),
+        );
+        if let Some(t) = &cfg.tenant {
+            base.insert(X_SCOPE_ORGID, header_value(t));
+        }
+        if let Some(user) = &cfg.username {
+            let pass = cfg.password.as_ref().map_or("", |p| p.0.as_str());
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            let mut v = header_value(&format!("Basic {token}"));
+            v.set_sensitive(true);
+            base.insert(AUTHORIZATION, v);
+        }
+        if let Some(host) = ep.host {
+            base.insert(HOST, host);
+        }
+        let fixed_stream = cfg
+            .stream_labels
+            .iter()
+            .all(LabelTemplate::is_static)
+            .then(|| {
+                Arc::new(Stream::new(
+                    cfg.stream_labels
+                        .iter()
+                        .map(|l| (l.name.clone(), l.template.source().to_owned()))
+                        .collect(),
+                ))
+            });
+        Ok(Self {
+            client: ep.client,
+            url: ep.url,
+            display: ep.display,
+            base,
+            labels: cfg
+                .stream_labels
+                .iter()
+                .map(|l| (l.name.clone(), l.template.clone()))
+                .collect(),
+            fixed_stream,
+            metadata: cfg
+                .structured_metadata
+                .iter()
+                .map(|l| (Arc::from(l.name.as_str()), l.template.clone()))
+                .collect(),
+            occurrence_key: Arc::from(OCCURRENCE_KEY),
+            headers: cfg
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.clone(),
+                        h.template.clone(),
+                        h.template.source().to_owned(),
+                    )
+                })
+                .collect(),
+            format: cfg.format,
+            timeout,
+        })
+    }
+
+    /// The entry of one document, or why it cannot be sent (rendering is deterministic: a
+    /// label that fails to render fails every time).
+    fn entry(&self, doc: &Doc, streams: &mut HashMap<String, Arc<Stream>>) -> Result<Entry, Fail> {
+        let data = doc.occ.value();
+        let stream = match &self.fixed_stream {
+            Some(s) => s.clone(),
+            None => {
+                let mut pairs = Vec::with_capacity(self.labels.len());
+                for (name, t) in &self.labels {
+                    let v = t.render(data).map_err(|e| {
+                        Fail::Permanent(format!("streamLabels.{name} failed to render: {e}"))
+                    })?;
+                    pairs.push((name.clone(), absent_if_missing(v)));
+                }
+                let s = Stream::new(pairs);
+                streams
+                    .entry(s.key.clone())
+                    .or_insert_with(|| Arc::new(s))
+                    .clone()
+            }
+        };
+        if stream.pairs.is_empty() {
+            return Err(Fail::Permanent(
+                "every stream label rendered empty: Loki rejects an entry without labels".into(),
+            ));
+        }
+        let mut metadata = Vec::with_capacity(self.metadata.len() + 1);
+        metadata.push((self.occurrence_key.clone(), doc.key.clone()));
+        for (name, t) in &self.metadata {
+            let v = t.render(data).map_err(|e| {
+                Fail::Permanent(format!("structuredMetadata.{name} failed to render: {e}"))
+            })?;
+            let v = absent_if_missing(v);
+            if !v.is_empty() {
+                metadata.push((name.clone(), v));
+            }
+        }
+        let ts = doc
+            .occ
+            .event
+            .last_seen()
+            .unwrap_or_else(jiff::Timestamp::now);
+        Ok(Entry {
+            stream,
+            ts: Timestamp::from_jiff(ts),
+            line: doc.body.clone(),
+            metadata,
+        })
+    }
+
+    /// The configured headers rendered for one document (like resmoio, a header that fails to
+    /// render is sent as written).
+    fn headers_for(&self, doc: &Doc) -> Vec<(HeaderName, HeaderValue)> {
+        self.headers
+            .iter()
+            .map(|(name, t, raw)| {
+                let v = t.render(doc.occ.value()).unwrap_or_else(|_| raw.clone());
+                (name.clone(), header_value(&v))
+            })
+            .collect()
+    }
+
+    /// One push of `entries` with `extra` headers, classified.
+    async fn push(
+        &self,
+        entries: &[&Entry],
+        extra: &[(HeaderName, HeaderValue)],
+        time_left: Duration,
+    ) -> Reply {
+        let body = match push::encode(entries, self.format) {
+            Ok(b) => b,
+            Err(e) => return Reply::Fail(Fail::Permanent(format!("encoding the push: {e}"))),
+        };
+        let mut headers = self.base.clone();
+        for (name, value) in extra {
+            headers.insert(name.clone(), value.clone());
+        }
+        let req = self
+            .client
+            .post(self.url.clone())
+            .headers(headers)
+            .timeout(time_left.max(Duration::from_millis(1)))
+            .body(body);
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Reply::Fail(Fail::Transient(
+                    format!("POST {}: {}", self.display, error_chain(&e)),
+                    None,
+                ));
+            }
+        };
+        let status = resp.status();
+        if status.is_success() {
+            return Reply::Delivered;
+        }
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = resp.text().await.unwrap_or_default();
+        classify(status.as_u16(), &self.display, &text, retry_after, location)
+    }
+}
+
+/// A field the event does not have renders as Go's `<no value>`: as a label or metadata value
+/// it is no value at all, so it is left out like an empty one.
+fn absent_if_missing(v: String) -> String {
+    if v == "<no value>" { String::new() } else { v }
+}
+
+/// Endpoint problems are reported under `url` (the shared code names the key `endpoint`).
+fn rename_endpoint((key, why): Problem) -> Problem {
+    (if key == "endpoint" { "url" } else { key }, why)
+}
+
+/// Why entries were not delivered; cloneable, unlike [`SendError`].
+#[derive(Debug, Clone, PartialEq)]
+enum Fail {
+    Transient(String, Option<Duration>),
+    Permanent(String),
+}
+
+impl Fail {
+    fn error(&self) -> SendError {
+        match self {
+            Fail::Transient(reason, retry_after) => SendError::Transient {
+                reason: reason.clone(),
+                retry_after: *retry_after,
+            },
+            Fail::Permanent(reason) => SendError::Permanent {
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
+/// What one push's reply means.
+#[derive(Debug, Clone, PartialEq)]
+enum Reply {
+    Delivered,
+    /// Loki rejected some entries for good and stored the others (400), or the body was too
+    /// large (413): worth splitting.
+    Rejected(String),
+    Fail(Fail),
+}
+
+/// The first 300 characters of a reply, on one line.
+fn snippet(body: &str) -> String {
+    let s: String = body.trim().chars().take(300).collect();
+    s.replace('\n', " ")
+}
+
+fn classify(
+    status: u16,
+    url: &str,
+    body: &str,
+    retry_after: Option<Duration>,
+    location: Option<String>,
+) -> Reply {
+    let mut reason = format!("POST {url} answered {status}: {}", snippet(body));
+    match status {
+        200..=299 => Reply::Delivered,
+        400 | 413 => {
+            if body.contains("structured metadata, but this feature is disallowed") {
+                reason.push_str(" (this receiver sends structured metadata, at least occurrence_key: Loki needs limits_config.allow_structured_metadata, the default since Loki 3.0, with schema v13)");
+            }
+            Reply::Rejected(reason)
+        }
+        408 | 429 | 500..=599 => Reply::Fail(Fail::Transient(reason, retry_after)),
+        300..=399 => Reply::Fail(Fail::Permanent(format!(
+            "{reason} (redirect to {location:?} not followed)"
+        ))),
+        _ => Reply::Fail(Fail::Permanent(reason)),
+    }
+}
+
+/// A part of the batch to push: one set of rendered headers, some entries (by index in the
+/// batch), and, once split from a rejected push, Loki's reason for it.
+struct Part {
+    headers: usize,
+    docs: Vec<usize>,
+    rejected: Option<String>,
+}
+
+impl Sink for LokiSink {
+    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
+        async move {
+            let started = Instant::now();
+            // Sub-pushes of a rejected batch start within half the attempt's timeout and end
+            // before 90% of it, so the worker's timeout never cancels the answers already known.
+            let split_budget = self.timeout / 2;
+            let deadline = self.timeout.mul_f64(0.9);
+            let mut outcome: Vec<Option<Result<(), Fail>>> = vec![None; batch.len()];
+            let mut entries: Vec<Option<Entry>> = Vec::with_capacity(batch.len());
+            let mut streams = HashMap::new();
+            let mut header_sets: Vec<Vec<(HeaderName, HeaderValue)>> = Vec::new();
+            let mut parts: Vec<Part> = Vec::new();
+            for (i, doc) in batch.iter().enumerate() {
+                match self.entry(doc, &mut streams) {
+                    Ok(e) => entries.push(Some(e)),
+                    Err(fail) => {
+                        outcome[i] = Some(Err(fail));
+                        entries.push(None);
+                        continue;
+                    }
+                }
+                let hs = if self.headers.is_empty() {
+                    0
+                } else {
+                    let h = self.headers_for(doc);
+                    match header_sets.iter().position(|s| *s == h) {
+                        Some(p) => p,
+                        None => {
+                            header_sets.push(h);
+                            header_sets.len() - 1
+                        }
+                    }
+                };
+                match parts.iter_mut().find(|p| p.headers == hs) {
+                    Some(p) => p.docs.push(i),
+                    None => parts.push(Part {
+                        headers: hs,
+                        docs: vec![i],
+                        rejected: None,
+                    }),
+                }
+            }
+            if header_sets.is_empty() {
+                header_sets.push(Vec::new());
+            }
+            let mut queue: std::collections::VecDeque<Part> = parts.into();
+            while let Some(part) = queue.pop_front() {
+                let elapsed = started.elapsed();
+                if let Some(reason) = &part.rejected
+                    && (elapsed >= split_budget || elapsed >= deadline)
+                {
+                    // Loki stored whatever was valid in the rejected push: what is left
+                    // undecided is not resent.
+                    let fail = Fail::Permanent(format!(
+                        "{reason} (one of {} entries Loki rejected in one push; not resolved per entry within this attempt's time)",
+                        part.docs.len()
+                    ));
+                    for i in part.docs {
+                        outcome[i] = Some(Err(fail.clone()));
+                    }
+                    continue;
+                }
+                if elapsed >= deadline {
+                    let fail = Fail::Transient(
+                        format!("not pushed within {deadline:?}: this attempt's time ran out"),
+                        None,
+                    );
+                    for i in part.docs {
+                        outcome[i] = Some(Err(fail.clone()));
+                    }
+                    continue;
+                }
+                let refs: Vec<&Entry> = part
+                    .docs
+                    .iter()
+                    .filter_map(|&i| entries[i].as_ref())
+                    .collect();
+                let reply = self
+                    .push(&refs, &header_sets[part.headers], deadline - elapsed)
+                    .await;
+                match reply {
+                    Reply::Delivered => {
+                        for &i in &part.docs {
+                            outcome[i] = Some(Ok(()));
+                        }
+                    }
+                    Reply::Rejected(reason) if part.docs.len() > 1 => {
+                        let mut first = part.docs;
+                        let second = first.split_off(first.len() / 2);
+                        queue.push_front(Part {
+                            headers: part.headers,
+                            docs: second,
+                            rejected: Some(reason.clone()),
+                        });
+                        queue.push_front(Part {
+                            headers: part.headers,
+                            docs: first,
+                            rejected: Some(reason),
+                        });
+                    }
+                    Reply::Rejected(reason) => {
+                        outcome[part.docs[0]] = Some(Err(Fail::Permanent(reason)));
+                    }
+                    Reply::Fail(fail) => {
+                        for &i in &part.docs {
+                            outcome[i] = Some(Err(fail.clone()));
+                        }
+                    }
+                }
+            }
+            settle(outcome)
+        }
+        .boxed()
+    }
+}
+
+/// The batch's answer from each document's outcome: Ok when all were delivered, the one
+/// failure when every document failed the same way, else a per-document answer.
+fn settle(outcome: Vec<Option<Result<(), Fail>>>) -> Result<(), SendError> {
+    let n = outcome.len();
+    let failed: Vec<(usize, Fail)> = outcome
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, o)| match o {
+            Some(Ok(())) => None,
+            Some(Err(f)) => Some((i, f)),
+            // Every part is decided before the loop ends; never silently counted as sent.
+            None => Some((i, Fail::Transient("not pushed".into(), None))),
+        })
+        .collect();
+    match failed.first() {
+        None => Ok(()),
+        Some((_, first)) if failed.len() == n && failed.iter().all(|(_, f)| f == first) => {
+            Err(first.error())
+        }
+        Some(_) => Err(SendError::Partial(
+            failed.into_iter().map(|(i, f)| (i, f.error())).collect(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;
