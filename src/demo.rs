@@ -15,7 +15,7 @@ use kube::Api;
 use kube_sim::exporter_process::ExporterProcess;
 use tokio::process::{Child, Command};
 
-use crate::event::Event;
+use kube_event_exporter::event::Event;
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
@@ -46,9 +46,9 @@ pub struct SimArgs {
 const LEASE: &str = "kube-event-exporter";
 
 pub async fn run(args: DemoArgs) -> ExitCode {
-    crate::telemetry::logging::init(
-        crate::config::LogLevel::Warn,
-        crate::config::LogFormat::Text,
+    kube_event_exporter::telemetry::logging::init(
+        kube_event_exporter::config::LogLevel::Warn,
+        kube_event_exporter::config::LogFormat::Text,
     );
     match demo(args).await {
         Ok(true) => ExitCode::SUCCESS,
@@ -106,7 +106,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         .await
         .context("kube-sim did not write its kubeconfig")?;
     let (url, http) = admin_endpoint(&kubeconfig)?;
-    let client = crate::cluster::client(Some(&kubeconfig)).await?;
+    let client = kube_event_exporter::cluster::client(Some(&kubeconfig)).await?;
     let leases: Api<Lease> = Api::namespaced(client, "default");
 
     eprintln!("demo: kube-sim at {url}; starting replicas a and b");

@@ -9,8 +9,6 @@
 
 pub mod cluster;
 pub mod config;
-#[cfg(feature = "demo")]
-pub mod demo;
 pub mod enrich;
 pub mod event;
 pub mod exporter;

@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[cfg(feature = "demo")]
+mod demo;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use kube_event_exporter::{
@@ -48,11 +51,11 @@ enum Command {
     },
     /// Run an in-process API simulator, generate events and export them to stdout.
     #[cfg(feature = "demo")]
-    Demo(kube_event_exporter::demo::DemoArgs),
+    Demo(demo::DemoArgs),
     /// kube-sim in its own process, for the demo.
     #[cfg(feature = "demo")]
     #[command(hide = true)]
-    Sim(kube_event_exporter::demo::SimArgs),
+    Sim(demo::SimArgs),
 }
 
 #[derive(Args)]
@@ -91,9 +94,9 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { config }) => check_config(&config),
         Some(Command::Run(args)) => runtime.block_on(run(args)),
         #[cfg(feature = "demo")]
-        Some(Command::Demo(args)) => runtime.block_on(kube_event_exporter::demo::run(args)),
+        Some(Command::Demo(args)) => runtime.block_on(demo::run(args)),
         #[cfg(feature = "demo")]
-        Some(Command::Sim(args)) => runtime.block_on(kube_event_exporter::demo::sim(args)),
+        Some(Command::Sim(args)) => runtime.block_on(demo::sim(args)),
         None => runtime.block_on(run(cli.run)),
     }
 }
