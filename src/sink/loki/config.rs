@@ -394,12 +394,13 @@ fn cardinality(sample: &Value, template: &Template) -> Option<String> {
             fields.push(*what);
         }
     }
-    if fields.is_empty() {
-        return None;
-    }
+    let fields = match fields.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => return None,
+    };
     Some(format!(
-        "depends on {}, which differs from one event to the next: each value opens a Loki stream of its own (high cardinality: slow queries, max_streams_per_user); put such fields in structuredMetadata instead",
-        fields.join(", ")
+        "depends on {fields}, which change from one event to the next: each value opens a Loki stream of its own (high cardinality: slow queries, max_streams_per_user); put such fields in structuredMetadata instead"
     ))
 }
 
