@@ -54,13 +54,10 @@ fn check_config_reports_every_error_with_its_path_and_exits_2() {
 
 #[test]
 fn unsupported_receiver_kinds_are_named() {
-    let (code, _, err) =
-        check("receivers:\n  - name: es\n    elasticsearch: {hosts: [\"http://x\"]}\n");
+    let (code, _, err) = check("receivers:\n  - name: mem\n    inMemory: {}\n");
     assert_eq!(code, 2);
     assert!(
-        err.contains(
-            "receivers[0].elasticsearch: receiver kind elasticsearch is not supported yet"
-        ),
+        err.contains("receivers[0].inMemory: receiver kind inMemory is not supported yet"),
         "{err}"
     );
 }

@@ -7,7 +7,7 @@
 
 use std::fmt::Debug;
 
-use super::{Sink, file, layout::Encoding, loki, pipe, stdout, syslog, webhook};
+use super::{Sink, elasticsearch, file, layout::Encoding, loki, pipe, stdout, syslog, webhook};
 use crate::config::DeliveryConfig;
 use crate::config::yaml::{Ctx, Fields};
 
@@ -21,6 +21,8 @@ pub struct BuildEnv<'a> {
     pub delivery: &'a DeliveryConfig,
     /// Where stdout receivers write (tests capture it).
     pub stdout: &'a dyn Fn() -> stdout::Writer,
+    /// Per-receiver metrics a kind updates itself (e.g. already-delivered documents).
+    pub metrics: &'a crate::telemetry::Metrics,
 }
 
 /// One receiver kind: `webhook`, `file`, … (see `webhook.rs` for a worked example).
@@ -135,6 +137,8 @@ receiver_kinds! {
     Stdout => stdout::StdoutConfig,
     File => file::FileConfig,
     Webhook => webhook::WebhookConfig,
+    Elasticsearch => elasticsearch::ElasticsearchConfig,
+    Opensearch => elasticsearch::OpenSearchConfig,
     Loki => loki::LokiConfig,
     Syslog => syslog::SyslogConfig,
     Pipe => pipe::PipeConfig,

@@ -6,6 +6,7 @@
 //! worker aborted mid-retry — drops its ack un-done, which holds the delivery cursor back so a
 //! successor replays it: the lossless guarantee.
 
+pub mod elasticsearch;
 mod encode;
 pub mod file;
 pub mod http;
@@ -95,12 +96,14 @@ pub trait Sink: Send + 'static {
 /// this after loading; `start` runs it first.
 pub fn check(configs: &[ReceiverConfig]) -> Result<(), ConfigErrors> {
     let stdout = || -> stdout::Writer { Box::new(tokio::io::sink()) };
+    let metrics = Metrics::default();
     let mut errors = Vec::new();
     for (i, rc) in configs.iter().enumerate() {
         let env = BuildEnv {
             receiver: &rc.name,
             delivery: &rc.delivery,
             stdout: &stdout,
+            metrics: &metrics,
         };
         for (key, why) in rc.sink.receiver().check(&env) {
             errors.push(ConfigError {
@@ -162,6 +165,7 @@ impl Receivers {
                 receiver: &rc.name,
                 delivery: &rc.delivery,
                 stdout: &stdout,
+                metrics,
             };
             let receiver = rc.sink.receiver();
             let sink = receiver.build(&env).map_err(|problems| SinkError::Config {

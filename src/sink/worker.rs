@@ -18,6 +18,7 @@ pub struct Worker {
     metrics: Metrics,
     label: ReceiverLabel,
     abort: CancellationToken,
+    permanent_causes: Causes,
 }
 
 impl Worker {
@@ -36,6 +37,7 @@ impl Worker {
             label: Metrics::receiver(&rc.name),
             metrics,
             abort,
+            permanent_causes: Causes::default(),
         }
     }
 
@@ -199,7 +201,7 @@ impl Worker {
     /// `docs`/`acks` only what is worth sending again. Returns the reason and the longest
     /// `Retry-After` of those, or None when nothing is left to send.
     fn settle_partial(
-        &self,
+        &mut self,
         docs: &mut Vec<Doc>,
         acks: &mut Vec<Ack>,
         failed: Vec<(usize, SendError)>,
@@ -231,7 +233,13 @@ impl Worker {
                 }
                 Some(SendError::Permanent { reason }) => {
                     permanent += 1;
-                    tracing::warn!(receiver = %self.name, key = %doc.key, %reason, "permanent failure of one document; not retried");
+                    // Once per cause (a mapping error can hit every document of a kind): the
+                    // rest are counted in sink_failed and logged at debug.
+                    if self.permanent_causes.first(&reason) {
+                        tracing::warn!(receiver = %self.name, key = %doc.key, %reason, "permanent failure of one document; not retried (further documents failing for this reason are counted, logged at debug)");
+                    } else {
+                        tracing::debug!(receiver = %self.name, key = %doc.key, %reason, "permanent failure of one document; not retried");
+                    }
                     ack.done();
                 }
                 Some(SendError::Partial(_)) => {
@@ -257,5 +265,25 @@ impl Worker {
         *docs = keep_docs;
         *acks = keep_acks;
         retry
+    }
+}
+
+/// The reasons of per-document permanent failures seen so far, to log each one once. Bounded:
+/// when full it starts over (a cause is then logged once more).
+#[derive(Default)]
+struct Causes(std::collections::HashSet<String>);
+
+impl Causes {
+    const MAX: usize = 1024;
+
+    /// True the first time `reason` is seen.
+    fn first(&mut self, reason: &str) -> bool {
+        if self.0.contains(reason) {
+            return false;
+        }
+        if self.0.len() >= Self::MAX {
+            self.0.clear();
+        }
+        self.0.insert(reason.to_owned())
     }
 }

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub sink_failed: Counters<ReceiverLabel>,
     pub sink_retried: Counters<ReceiverLabel>,
     pub sink_dropped: Counters<ReceiverLabel>,
+    /// Documents the destination already had (a replay answered 409 by Elasticsearch/OpenSearch).
+    pub sink_already_delivered: Counters<ReceiverLabel>,
     pub queue_depth: Family<ReceiverLabel, Gauge>,
     pub send_seconds: Family<ReceiverLabel, Histogram>,
     pub batch_size: Family<ReceiverLabel, Histogram>,
@@ -102,6 +104,7 @@ impl Metrics {
             sink_failed: Family::default(),
             sink_retried: Family::default(),
             sink_dropped: Family::default(),
+            sink_already_delivered: Family::default(),
             queue_depth: Family::default(),
             send_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -164,6 +167,11 @@ impl Metrics {
             "sink_dropped",
             "Occurrences dropped because the receiver queue was full (dropWhenFull)",
             m.sink_dropped.clone(),
+        );
+        reg.register(
+            "sink_already_delivered",
+            "Occurrences the destination already had (a replay deduplicated by document id)",
+            m.sink_already_delivered.clone(),
         );
         reg.register(
             "queue_depth",
@@ -285,6 +293,7 @@ impl Metrics {
             &self.sink_failed,
             &self.sink_retried,
             &self.sink_dropped,
+            &self.sink_already_delivered,
         ] {
             f.get_or_create(&r).inc();
         }

@@ -175,4 +175,5 @@ pub async fn until_watching(sim: &kube_sim::SimHandle) {
     )
     .await;
 }
+pub mod pyservers;
 pub mod replicas;
