@@ -784,3 +784,283 @@ mod handover {
         assert!(archive.is_exact(), "{}", archive.summary());
     }
 }
+
+// ---- SigV4 with web identity (IRSA), end to end: the exporter binary, an in-test STS, and a
+// _bulk receiver that checks each request's signature against what arrived on the wire ----
+
+mod sigv4 {
+    use super::*;
+    use aws_credential_types::Credentials;
+    use aws_sigv4::http_request::{
+        PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,
+    };
+    use aws_sigv4::sign::v4;
+    use kube_sim::exporter_process::ExporterProcess;
+    use kube_sim::{GeneratorConfig, Sim, SimConfig};
+
+    const ACCESS: &str = "ASIATESTWEBIDENTITY";
+    const SECRET: &str = "c2VjcmV0LWZyb20tc3Rz";
+    const TOKEN: &str = "session-token-from-sts";
+
+    #[derive(Default)]
+    struct Seen {
+        /// Form bodies of the STS calls.
+        sts: Vec<String>,
+        /// Requests whose signature did not verify, with why.
+        bad: Vec<String>,
+        signed: usize,
+    }
+
+    async fn sts(
+        axum::extract::State(seen): axum::extract::State<Arc<Mutex<Seen>>>,
+        body: String,
+    ) -> ([(&'static str, &'static str); 1], String) {
+        seen.lock().unwrap().sts.push(body);
+        let expiry = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string();
+        (
+            [("content-type", "text/xml")],
+            format!(
+                "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{ACCESS}</AccessKeyId><SecretAccessKey>{SECRET}</SecretAccessKey><SessionToken>{TOKEN}</SessionToken><Expiration>{expiry}</Expiration></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"
+            ),
+        )
+    }
+
+    /// The Authorization a request with these headers and body must carry, signed with the
+    /// credentials STS handed out at the time the request says (`x-amz-date`).
+    fn expected_authorization(
+        method: &str,
+        uri: &axum::http::Uri,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+    ) -> Result<String, String> {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .ok_or("no Authorization")?;
+        let signed: Vec<&str> = auth
+            .split("SignedHeaders=")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .ok_or("no SignedHeaders")?
+            .split(';')
+            .collect();
+        let date = headers
+            .get("x-amz-date")
+            .and_then(|v| v.to_str().ok())
+            .ok_or("no x-amz-date")?;
+        let at: jiff::Timestamp = jiff::fmt::strtime::parse("%Y%m%dT%H%M%SZ", date)
+            .and_then(|t| t.to_datetime())
+            .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC))
+            .map(|z| z.timestamp())
+            .map_err(|e| format!("x-amz-date {date}: {e}"))?;
+        let generated = ["x-amz-date", "x-amz-content-sha256", "x-amz-security-token"];
+        let pairs: Vec<(String, String)> = signed
+            .iter()
+            .filter(|h| !generated.contains(h))
+            .map(|h| {
+                let v = headers
+                    .get(*h)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                (h.to_string(), v)
+            })
+            .collect();
+        let host = headers
+            .get("host")
+            .and_then(|v| v.to_str().ok())
+            .ok_or("no Host")?;
+        let url = format!(
+            "http://{host}{}",
+            uri.path_and_query().map_or("/", |p| p.as_str())
+        );
+        let identity = Credentials::new(ACCESS, SECRET, Some(TOKEN.into()), None, "test").into();
+        let mut settings = SigningSettings::default();
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("eu-west-1")
+            .name("es")
+            .time(std::time::SystemTime::from(at))
+            .settings(settings)
+            .build()
+            .map_err(|e| e.to_string())?
+            .into();
+        let request = SignableRequest::new(
+            method,
+            url,
+            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            SignableBody::Bytes(body),
+        )
+        .map_err(|e| e.to_string())?;
+        let (instructions, _) = sign(request, &params)
+            .map_err(|e| e.to_string())?
+            .into_parts();
+        instructions
+            .headers()
+            .find(|(k, _)| *k == "authorization")
+            .map(|(_, v)| v.to_owned())
+            .ok_or_else(|| "the signer made no Authorization".to_owned())
+    }
+
+    async fn bulk(
+        axum::extract::State((seen, fake)): axum::extract::State<(Arc<Mutex<Seen>>, Fake)>,
+        method: axum::http::Method,
+        uri: axum::http::Uri,
+        headers: axum::http::HeaderMap,
+        body: axum::body::Bytes,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let verdict =
+            expected_authorization(method.as_str(), &uri, &headers, &body).and_then(|want| {
+                let got = headers["authorization"].to_str().unwrap_or("");
+                if got == want {
+                    Ok(())
+                } else {
+                    Err(format!("signature mismatch: got {got}, want {want}"))
+                }
+            });
+        let token_ok = headers
+            .get("x-amz-security-token")
+            .is_some_and(|t| t == TOKEN);
+        match verdict {
+            Ok(()) if token_ok => {
+                seen.lock().unwrap().signed += 1;
+                fake_bulk(axum::extract::State(fake), headers, body)
+                    .await
+                    .into_response()
+            }
+            other => {
+                seen.lock()
+                    .unwrap()
+                    .bad
+                    .push(format!("{other:?}, session token ok: {token_ok}"));
+                (
+                    axum::http::StatusCode::FORBIDDEN,
+                    axum::Json(
+                        json!({"message": "The request signature we calculated does not match"}),
+                    ),
+                )
+                    .into_response()
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn web_identity_credentials_sign_every_request_with_sigv4() {
+        init();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let fake = Fake {
+            streams: Arc::new(Vec::new()),
+            rec: Arc::default(),
+        };
+        let rec = fake.rec.clone();
+        let app = axum::Router::new()
+            .route("/", axum::routing::post(sts))
+            .with_state(seen.clone());
+        let sts_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sts_url = format!("http://{}", sts_listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(sts_listener, app).await });
+        let app = axum::Router::new()
+            .route("/_bulk", axum::routing::post(bulk))
+            .with_state((seen.clone(), fake));
+        let es_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let es_url = format!("http://{}", es_listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(es_listener, app).await });
+
+        let sim = Sim::start(SimConfig::default()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        sim.write_kubeconfig(&kubeconfig).unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(
+            &token,
+            "eyJhbGciOiJSUzI1NiJ9.projected-service-account-token\n",
+        )
+        .unwrap();
+        let config = format!(
+            "leaderElection: {{enabled: false}}\nmaxEventAgeSeconds: 3600\nroute:\n  routes:\n    - match:\n        - receiver: search\nreceivers:\n  - name: search\n    batch: {{maxEvents: 100, maxWait: 100ms}}\n    retry: {{initialBackoff: 50ms, maxBackoff: 500ms}}\n    opensearch:\n      hosts: [\"{es_url}\"]\n      index: kube-events\n      aws: {{region: eu-west-1}}\n"
+        );
+        let process = ExporterProcess::new(
+            env!("CARGO_BIN_EXE_kube-event-exporter"),
+            dir.path(),
+            "irsa",
+            &kubeconfig,
+        );
+        let mut cmd = process.command(&config).unwrap();
+        for k in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+        ] {
+            cmd.env_remove(k);
+        }
+        cmd.env("AWS_WEB_IDENTITY_TOKEN_FILE", &token)
+            .env(
+                "AWS_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/kube-event-exporter",
+            )
+            .env("AWS_ROLE_SESSION_NAME", "irsa-test")
+            .env("AWS_ENDPOINT_URL_STS", &sts_url);
+        let mut child = tokio::process::Command::from(cmd)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        common::until_watching(&sim).await;
+        let g = sim.generate(GeneratorConfig {
+            rate_per_sec: 300.0,
+            total: Some(300),
+            repeat_ratio: 0.3,
+            namespaces: 3,
+            seed: 5,
+        });
+        g.wait().await;
+        let want = g.generated();
+        let log = process.log();
+        common::eventually(
+            Duration::from_secs(60),
+            "every occurrence in the index",
+            || {
+                let stored: BTreeSet<String> = rec
+                    .lock()
+                    .unwrap()
+                    .docs
+                    .iter()
+                    .map(|(_, id, _)| id.clone())
+                    .collect();
+                want.iter().all(|k| stored.contains(k)) || !seen.lock().unwrap().bad.is_empty()
+            },
+        )
+        .await;
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        let seen = seen.lock().unwrap();
+        assert!(
+            seen.bad.is_empty(),
+            "unsigned or badly signed requests: {:?}\n{}",
+            seen.bad,
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert!(seen.signed >= 1);
+        assert_eq!(seen.sts.len(), 1, "credentials are fetched once and cached");
+        let form = &seen.sts[0];
+        for part in [
+            "Action=AssumeRoleWithWebIdentity",
+            "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fkube-event-exporter",
+            "RoleSessionName=irsa-test",
+            "WebIdentityToken=eyJhbGciOiJSUzI1NiJ9.projected-service-account-token",
+        ] {
+            assert!(form.contains(part), "{part} not in {form}");
+        }
+        let stored: Vec<String> = rec
+            .lock()
+            .unwrap()
+            .docs
+            .iter()
+            .map(|(_, id, _)| id.clone())
+            .collect();
+        let d = common::Delivery::compare(&want, &stored);
+        assert!(d.is_exact(), "{}", d.summary());
+    }
+}
