@@ -362,7 +362,6 @@ fn receivers_checked() {
         "eventbridge",
         "loki",
         "teams",
-        "slack",
         "opsgenie",
         "opscenter",
         "syslog",

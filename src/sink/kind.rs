@@ -7,7 +7,9 @@
 
 use std::fmt::Debug;
 
-use super::{Sink, elasticsearch, file, layout::Encoding, loki, pipe, stdout, syslog, webhook};
+use super::{
+    Sink, elasticsearch, file, layout::Encoding, loki, pipe, slack, stdout, syslog, webhook,
+};
 use crate::config::DeliveryConfig;
 use crate::config::yaml::{Ctx, Fields};
 
@@ -142,6 +144,8 @@ receiver_kinds! {
     Loki => loki::LokiConfig,
     Syslog => syslog::SyslogConfig,
     Pipe => pipe::PipeConfig,
+    Slack => slack::SlackConfig,
+    Kafka => super::kafka::KafkaConfig,
 }
 
 /// resmoio's receiver kinds. Those not in [`KINDS`] are recognised so the error says "not

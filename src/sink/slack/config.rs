@@ -1,0 +1,198 @@
+//! `receivers[].slack`: resmoio's keys (`token`, `channel`, `message`, `color`, `title`,
+//! `author_name`, `footer`, `fields`, all templates) with their meaning, plus ours: `webhook` (an
+//! incoming webhook instead of a token), `apiURL`, `minInterval`, `digestLines`, `tls`.
+
+use std::time::Duration;
+
+use crate::config::yaml::{Ctx, Fields};
+use crate::sink::Problem;
+use crate::sink::http::{check_header_value, check_url};
+use crate::sink::layout::Encoding;
+use crate::sink::loki::Secret;
+use crate::sink::notify::{DEFAULT_MESSAGE, opt_template, parse_template, template_map};
+use crate::sink::tls::TlsConfig;
+use crate::template::Template;
+
+/// Slack's Web API, where `chat.postMessage` lives.
+pub const DEFAULT_API_URL: &str = "https://slack.com/api/";
+
+/// Slack's rate for posting: about one message per second per channel.
+pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Occurrences listed in a digest message when `digestLines` is not set.
+pub const DEFAULT_DIGEST_LINES: usize = 20;
+
+pub const KEYS: &[&str] = &[
+    "token",
+    "channel",
+    "message",
+    "color",
+    "title",
+    "author_name",
+    "footer",
+    "fields",
+    "webhook",
+    "apiURL",
+    "minInterval",
+    "digestLines",
+    "tls",
+];
+
+/// How messages reach Slack.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// `chat.postMessage` with a bot token (`token`), to `channel`.
+    Api { token: Secret, api_url: String },
+    /// An incoming webhook (`webhook`): the channel is the webhook's.
+    Webhook { url: String },
+}
+
+/// `receivers[].slack`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlackConfig {
+    pub mode: Mode,
+    /// Required with a token; with a webhook only legacy (custom integration) webhooks use it.
+    pub channel: Option<Template>,
+    /// `DEFAULT_MESSAGE` when unset.
+    pub message: Template,
+    pub color: Option<Template>,
+    pub title: Option<Template>,
+    pub author_name: Option<Template>,
+    pub footer: Option<Template>,
+    /// Attachment fields, sorted by title (as resmoio does).
+    pub fields: Vec<(String, Template)>,
+    /// The least time between two posts to one channel; 0 turns pacing off.
+    pub min_interval: Duration,
+    /// At most this many occurrences listed in a digest; the rest are counted.
+    pub digest_lines: usize,
+    pub tls: TlsConfig,
+    /// Always the plain event: a message is built from templates, not from a layout.
+    pub encoding: Encoding,
+}
+
+impl SlackConfig {
+    /// The attachment is sent when any of its keys is set (resmoio sends it only with `fields`,
+    /// silently dropping `color`, `title`, `author_name` and `footer` otherwise).
+    pub fn has_attachment(&self) -> bool {
+        !self.fields.is_empty()
+            || self.color.is_some()
+            || self.title.is_some()
+            || self.author_name.is_some()
+            || self.footer.is_some()
+    }
+}
+
+pub fn parse(ctx: &mut Ctx, f: &Fields) -> Option<SlackConfig> {
+    let line = |key: &str| f.get(key).map_or(f.line, |n| n.line);
+    let token = ctx.opt_string(f, "token");
+    let webhook = ctx.opt_string(f, "webhook");
+    let api_url = ctx.opt_string(f, "apiURL");
+    for (key, url) in [("webhook", &webhook), ("apiURL", &api_url)] {
+        if let Some(u) = url
+            && let Err(why) = check_url(u)
+        {
+            ctx.error(&f.path(key), line(key), why);
+        }
+    }
+    if let Some(t) = &token
+        && let Err(why) = check_header_value(t)
+    {
+        ctx.error(&f.path("token"), line("token"), why);
+    }
+    let before = ctx.errors.len();
+    let channel = opt_template(ctx, f, "channel");
+    let channel_failed = ctx.errors.len() > before;
+    let mode = match (token, webhook) {
+        (Some(_), Some(_)) => {
+            ctx.error(
+                &f.path("webhook"),
+                line("webhook"),
+                "set token (chat.postMessage) or webhook (an incoming webhook URL), not both",
+            );
+            None
+        }
+        (None, None) => {
+            ctx.error(
+                &f.path("token"),
+                f.line,
+                "is required: a bot token (xoxb-…) for chat.postMessage, or set webhook to an incoming webhook URL instead",
+            );
+            None
+        }
+        (Some(token), None) => {
+            if channel.is_none() && !channel_failed {
+                ctx.error(
+                    &f.path("channel"),
+                    f.line,
+                    "is required with token: a channel ID (C0123456789) or name (#alerts), may be a template",
+                );
+            }
+            Some(Mode::Api {
+                token: Secret(token),
+                api_url: api_url.unwrap_or_else(|| DEFAULT_API_URL.to_owned()),
+            })
+        }
+        (None, Some(url)) => {
+            if api_url.is_some() {
+                ctx.error(
+                    &f.path("apiURL"),
+                    line("apiURL"),
+                    "is the Web API's address for token; a webhook is posted to as written",
+                );
+            }
+            Some(Mode::Webhook { url })
+        }
+    };
+    let before = ctx.errors.len();
+    let message = match opt_template(ctx, f, "message") {
+        Some(t) => Some(t),
+        None if ctx.errors.len() > before => None,
+        None => parse_template(ctx, &f.path("message"), f.line, DEFAULT_MESSAGE),
+    };
+    let color = opt_template(ctx, f, "color");
+    let title = opt_template(ctx, f, "title");
+    let author_name = opt_template(ctx, f, "author_name");
+    let footer = opt_template(ctx, f, "footer");
+    let fields = template_map(ctx, f, "fields");
+    let min_interval = ctx
+        .duration(f, "minInterval")
+        .unwrap_or(DEFAULT_MIN_INTERVAL);
+    let digest_lines = ctx
+        .int(f, "digestLines", 1, 100)
+        .map_or(DEFAULT_DIGEST_LINES, |n| n as usize);
+    let tls = TlsConfig::parse(ctx, f);
+    Some(SlackConfig {
+        mode: mode?,
+        channel,
+        message: message?,
+        color,
+        title,
+        author_name,
+        footer,
+        fields,
+        min_interval,
+        digest_lines,
+        tls,
+        encoding: Encoding::default(),
+    })
+}
+
+/// Settings that work but deserve a word: a token that is not a Slack token (a placeholder left
+/// in, or a webhook URL in `token`).
+pub fn warnings(cfg: &SlackConfig) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if let Mode::Api { token, .. } = &cfg.mode {
+        if token.0.starts_with("https://") {
+            out.push((
+                "token",
+                "is a URL: an incoming webhook goes in webhook, not token".to_owned(),
+            ));
+        } else if !token.0.starts_with("xox") {
+            out.push((
+                "token",
+                "does not look like a Slack token (xoxb-… for a bot, xoxp-… for a user): Slack will answer invalid_auth".to_owned(),
+            ));
+        }
+    }
+    out
+}
