@@ -145,7 +145,6 @@ receiver_kinds! {
     Syslog => syslog::SyslogConfig,
     Pipe => pipe::PipeConfig,
     Slack => slack::SlackConfig,
-    Kafka => super::kafka::KafkaConfig,
 }
 
 /// resmoio's receiver kinds. Those not in [`KINDS`] are recognised so the error says "not

@@ -10,7 +10,6 @@ pub mod elasticsearch;
 mod encode;
 pub mod file;
 pub mod http;
-pub mod kafka;
 pub mod kind;
 pub mod layout;
 pub mod loki;
