@@ -362,7 +362,6 @@ fn receivers_checked() {
         "eventbridge",
         "loki",
         "teams",
-        "opsgenie",
         "opscenter",
         "syslog",
         "pubsub",

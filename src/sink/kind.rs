@@ -8,7 +8,8 @@
 use std::fmt::Debug;
 
 use super::{
-    Sink, elasticsearch, file, layout::Encoding, loki, pipe, slack, stdout, syslog, webhook,
+    Sink, elasticsearch, file, layout::Encoding, loki, opsgenie, pipe, slack, stdout, syslog,
+    webhook,
 };
 use crate::config::DeliveryConfig;
 use crate::config::yaml::{Ctx, Fields};
@@ -145,6 +146,7 @@ receiver_kinds! {
     Syslog => syslog::SyslogConfig,
     Pipe => pipe::PipeConfig,
     Slack => slack::SlackConfig,
+    Opsgenie => opsgenie::OpsgenieConfig,
 }
 
 /// resmoio's receiver kinds. Those not in [`KINDS`] are recognised so the error says "not

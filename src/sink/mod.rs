@@ -14,6 +14,7 @@ pub mod kind;
 pub mod layout;
 pub mod loki;
 pub mod notify;
+pub mod opsgenie;
 pub mod pipe;
 mod retry;
 pub mod slack;
