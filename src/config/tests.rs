@@ -361,7 +361,6 @@ fn receivers_checked() {
         "sns",
         "eventbridge",
         "loki",
-        "teams",
         "opscenter",
         "syslog",
         "pubsub",

@@ -9,7 +9,7 @@ use std::fmt::Debug;
 
 use super::{
     Sink, elasticsearch, file, layout::Encoding, loki, opsgenie, pipe, slack, stdout, syslog,
-    webhook,
+    teams, webhook,
 };
 use crate::config::DeliveryConfig;
 use crate::config::yaml::{Ctx, Fields};
@@ -147,6 +147,7 @@ receiver_kinds! {
     Pipe => pipe::PipeConfig,
     Slack => slack::SlackConfig,
     Opsgenie => opsgenie::OpsgenieConfig,
+    Teams => teams::TeamsConfig,
 }
 
 /// resmoio's receiver kinds. Those not in [`KINDS`] are recognised so the error says "not

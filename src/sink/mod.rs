@@ -20,6 +20,7 @@ mod retry;
 pub mod slack;
 pub mod stdout;
 pub mod syslog;
+pub mod teams;
 pub mod tls;
 pub mod webhook;
 mod worker;
