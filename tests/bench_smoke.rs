@@ -23,6 +23,7 @@ async fn reduced_benchmark_exports_exactly_what_was_generated_in_every_phase() {
         "cold-start",
         "sustained-file",
         "sustained-webhook",
+        "sustained-search",
         "baseline-decode",
     ] {
         let p = report

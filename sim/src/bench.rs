@@ -667,6 +667,7 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
             compare(&generated, &keys),
         ));
     }
+    phases.push(search_phase(opts, &sim, &kubeconfig, rv0, &generated, limit, &progress).await?);
     sim.shutdown();
 
     let exporter_rate = phases
@@ -687,4 +688,60 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
         idle_requests: idle,
         phases,
     })
+}
+
+/// Sustained, into Elasticsearch/OpenSearch: the same occurrences written with `_bulk` (NDJSON,
+/// gzip, the receiver's defaults) to `crate::search::FakeSearch`, which answers per item as the
+/// servers do; the keys compared are the `_id`s written.
+async fn search_phase(
+    opts: &BenchOptions,
+    sim: &SimHandle,
+    kubeconfig: &Path,
+    rv0: u64,
+    generated: &[String],
+    limit: Duration,
+    progress: &impl Fn(&str),
+) -> anyhow::Result<Phase> {
+    progress("sustained: opensearch receiver");
+    let search = crate::search::FakeSearch::start().await?;
+    seed_lease(sim, rv0)?;
+    let exporter = Exporter::start(
+        &opts.exporter,
+        &opts.work_dir,
+        "sustained-search",
+        kubeconfig,
+        &format!(
+            "    queue: 4096\n    opensearch:\n      hosts: [\"{}\"]\n      index: kube-events\n",
+            search.url()
+        ),
+    )?;
+    let wait = |want: usize| {
+        let search = &search;
+        async move {
+            let start = Instant::now();
+            while search.written_count() < want {
+                if start.elapsed() > limit {
+                    bail!(
+                        "opensearch: only {} of {want} after {limit:?}",
+                        search.written_count()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok(start.elapsed())
+        }
+    };
+    wait(1).await?;
+    let took = wait(generated.len()).await?;
+    let stats = exporter.stats();
+    exporter.stop();
+    let keys = search.written();
+    search.stop();
+    Ok(phase(
+        "sustained-search",
+        generated.len(),
+        took,
+        stats,
+        compare(generated, &keys),
+    ))
 }

@@ -12,6 +12,7 @@ mod faults;
 pub mod generator;
 pub mod loki;
 pub mod resources;
+pub mod search;
 pub mod soak;
 pub mod store;
 pub mod tls;

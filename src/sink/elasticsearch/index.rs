@@ -90,15 +90,24 @@ impl IndexPattern {
         self.parts.iter().all(|p| matches!(p, Part::Literal(_)))
     }
 
-    /// The index of one event: its JSON (for templates) and its time (for layouts).
-    pub fn render(&self, event: &Value, at: Timestamp) -> Result<String, String> {
+    /// The index of one event: its JSON (for templates; asked for only when the pattern has
+    /// one) and its time (for layouts).
+    pub fn render<'v>(
+        &self,
+        event: impl Fn() -> &'v Value,
+        at: Timestamp,
+    ) -> Result<String, String> {
+        if let [Part::Literal(name)] = self.parts.as_slice() {
+            // A fixed name, checked at load.
+            return Ok(name.clone());
+        }
         let mut out = String::new();
         for p in &self.parts {
             match p {
                 Part::Literal(s) => out.push_str(s),
                 Part::Time(l) => out.push_str(&l.format(at)),
                 Part::Template(t) => out.push_str(
-                    &t.render(event)
+                    &t.render(event())
                         .map_err(|e| format!("indexFormat {:?}: {e}", self.source))?,
                 ),
             }
@@ -157,31 +166,34 @@ mod tests {
 
     #[test]
     fn a_time_layout_is_formatted_with_the_event_time() {
+        let ev = event();
         let p = IndexPattern::format("kube-events-{2006-01-02}").unwrap();
-        assert_eq!(p.render(&event(), at()).unwrap(), "kube-events-2024-02-29");
+        assert_eq!(p.render(|| &ev, at()).unwrap(), "kube-events-2024-02-29");
         let two = IndexPattern::format("ev-{2006}.{01}-{02}").unwrap();
-        assert_eq!(two.render(&event(), at()).unwrap(), "ev-2024.02-29");
+        assert_eq!(two.render(|| &ev, at()).unwrap(), "ev-2024.02-29");
         assert!(!p.is_fixed());
     }
 
     #[test]
     fn templates_and_layouts_mix_as_in_resmoio_opensearch() {
+        let ev = event();
         let p = IndexPattern::format("kube-events-{{ .InvolvedObject.Namespace }}-{2006-01-02}")
             .unwrap();
         assert_eq!(
-            p.render(&event(), at()).unwrap(),
+            p.render(|| &ev, at()).unwrap(),
             "kube-events-web-2024-02-29"
         );
         assert_eq!(p.templates().count(), 1);
         let q = IndexPattern::format("{{ .Namespace }}-{2006.01.02}-{{ .Type | lower }}").unwrap();
         assert_eq!(
-            q.render(&event(), at()).unwrap(),
+            q.render(|| &ev, at()).unwrap(),
             "kube-system-2024.02.29-warning"
         );
     }
 
     #[test]
     fn names_that_cannot_be_valid_fail_at_load_and_rendered_ones_when_sent() {
+        let ev = event();
         assert!(
             IndexPattern::fixed("Kube")
                 .unwrap_err()
@@ -197,7 +209,7 @@ mod tests {
         assert!(IndexPattern::format("events-{{ .Type").is_err());
         // Upper case out of a template is known only per event.
         let p = IndexPattern::format("ev-{{ .Type }}").unwrap();
-        let e = p.render(&event(), at()).unwrap_err();
+        let e = p.render(|| &ev, at()).unwrap_err();
         assert!(e.contains("ev-Warning") && e.contains("lowercase"), "{e}");
     }
 }
