@@ -440,6 +440,8 @@ struct Fake {
     /// Names that are data streams (as an index template would make them).
     streams: Arc<Vec<String>>,
     rec: Arc<Mutex<Recorded>>,
+    /// Items still to refuse: every other one with 429 (a full write queue), the rest with 503.
+    throttle: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 async fn fake_bulk(
@@ -469,7 +471,23 @@ async fn fake_bulk(
         let doc: Value = serde_json::from_str(doc).unwrap();
         rec.ops.push((op.clone(), index.clone()));
         let stream = fake.streams.contains(&index);
-        let item = if stream && op != "create" {
+        let throttled = fake
+            .throttle
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .ok();
+        let item = if let Some(n) = throttled {
+            if n % 2 == 0 {
+                json!({"status": 429, "error": {"type": "es_rejected_execution_exception",
+                    "reason": "rejected execution of coordinating operation"}})
+            } else {
+                json!({"status": 503, "error": {"type": "unavailable_shards_exception",
+                    "reason": "primary shard is not active"}})
+            }
+        } else if stream && op != "create" {
             json!({"status": 400, "error": {"type": "illegal_argument_exception",
                 "reason": "only write ops with an op_type of create are allowed in data streams"}})
         } else if stream && doc.get("@timestamp").is_none() {
@@ -496,9 +514,18 @@ async fn fake_bulk(
 }
 
 async fn fake_server(streams: &[&str]) -> (String, Arc<Mutex<Recorded>>) {
+    fake_server_throttling(streams, 0).await
+}
+
+/// As `fake_server`, refusing the first `throttle` items with 429 or 503.
+async fn fake_server_throttling(
+    streams: &[&str],
+    throttle: usize,
+) -> (String, Arc<Mutex<Recorded>>) {
     let fake = Fake {
         streams: Arc::new(streams.iter().map(|s| s.to_string()).collect()),
         rec: Arc::default(),
+        throttle: Arc::new(throttle.into()),
     };
     let rec = fake.rec.clone();
     let app = axum::Router::new()
@@ -602,6 +629,51 @@ async fn auth_headers_and_gzip_are_sent() {
     assert_eq!(keyed["authorization"], "ApiKey a2V5OnNlY3JldA==");
     assert!(keyed.get("content-encoding").is_none());
     assert_eq!(rec.docs.len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_items_are_resent_alone_with_backoff() {
+    init();
+    let (url, rec) = fake_server_throttling(&[], 5).await;
+    let yaml = format!(
+        "  - name: es\n    retry: {{initialBackoff: 10ms, maxBackoff: 50ms}}\n    batch: {{maxEvents: 20, maxWait: 1s}}\n    elasticsearch:\n      hosts: [\"{url}\"]\n      index: ev\n"
+    );
+    let occs = occurrences(20, "t");
+    let mut rig = Rig::start(&yaml).await;
+    rig.send("es", &occs).await;
+    rig.finish().await;
+    let rec = rec.lock().unwrap();
+    let stored: Vec<String> = rec.docs.iter().map(|(_, id, _)| id.clone()).collect();
+    let d = common::Delivery::compare(&keys(&occs), &stored);
+    assert!(d.is_exact(), "{}", d.summary());
+    assert_eq!(
+        rec.ops.len(),
+        25,
+        "the batch of 20 once, then only the 5 refused items"
+    );
+    assert_eq!(
+        rec.headers.len(),
+        2,
+        "one request for the batch, one for the refused"
+    );
+    assert_eq!(rig.metric("kube_event_exporter_sink_retried_total"), 1.0);
+    assert_eq!(rig.metric("kube_event_exporter_sink_failed_total"), 0.0);
+    assert_eq!(rig.metric("kube_event_exporter_sink_sent_total"), 20.0);
+}
+
+#[test]
+fn tls_files_are_checked_before_start() {
+    init();
+    let cfgs = receivers(
+        "  - name: os\n    opensearch:\n      hosts: [\"https://127.0.0.1:9200\"]\n      index: ev\n      tls: {caFile: /nonexistent/ca.crt}\n",
+    );
+    let err = kube_event_exporter::sink::check(&cfgs)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("receivers[0].opensearch.tls.caFile") && err.contains("/nonexistent/ca.crt"),
+        "{err}"
+    );
 }
 
 // ---- config ----
@@ -953,6 +1025,7 @@ mod sigv4 {
         let fake = Fake {
             streams: Arc::new(Vec::new()),
             rec: Arc::default(),
+            throttle: Arc::default(),
         };
         let rec = fake.rec.clone();
         let app = axum::Router::new()
