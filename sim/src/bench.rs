@@ -5,8 +5,9 @@
 //! streamed from history as fast as the exporter reads them; file receiver, then a batching webhook),
 //! two baselines (the same watch request, only decoding each frame: into `k8s_openapi` `Event`,
 //! and into the occurrence key alone, the decode limit the ratio is measured against), and
-//! idle API cost (requests per minute while nothing happens). Every phase verifies exported ==
-//! generated: a fast wrong run is a failure.
+//! idle API cost (requests per minute while nothing happens), and the syslog receiver to a
+//! strict RFC 5424 collector. Every phase verifies exported == generated: a fast wrong run is a
+//! failure.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -668,6 +669,54 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
         ));
     }
     phases.push(search_phase(opts, &sim, &kubeconfig, rv0, &generated, limit, &progress).await?);
+
+    // 5. The syslog receiver, to a collector that parses every message strictly as RFC 5424.
+    progress("sustained: syslog receiver");
+    let collector = crate::syslog::SyslogCollector::start().await?;
+    seed_lease(&sim, rv0)?;
+    let exporter = Exporter::start(
+        &opts.exporter,
+        dir,
+        "sustained-syslog",
+        &kubeconfig,
+        &format!(
+            "    batch: {{maxEvents: 1000, maxWait: 50ms}}\n    queue: 4096\n    syslog: {{address: \"{}\"}}\n",
+            collector.addr
+        ),
+    )?;
+    let wait_messages = |want: usize| {
+        let collector = &collector;
+        async move {
+            let start = Instant::now();
+            while collector.count() < want {
+                if start.elapsed() > limit {
+                    bail!(
+                        "syslog: only {} of {want} after {limit:?}",
+                        collector.count()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok(start.elapsed())
+        }
+    };
+    wait_messages(1).await?;
+    let took = wait_messages(generated.len()).await?;
+    let stats = exporter.stats();
+    exporter.stop();
+    collector.stop();
+    let (malformed, reasons) = collector.malformed();
+    anyhow::ensure!(
+        malformed == 0,
+        "syslog: {malformed} messages are not RFC 5424, e.g. {reasons:?}"
+    );
+    phases.push(phase(
+        "sustained-syslog",
+        generated.len(),
+        took,
+        stats,
+        compare(&generated, &collector.keys()),
+    ));
     sim.shutdown();
 
     let exporter_rate = phases

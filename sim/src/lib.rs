@@ -15,6 +15,7 @@ pub mod resources;
 pub mod search;
 pub mod soak;
 pub mod store;
+pub mod syslog;
 pub mod tls;
 mod watch;
 

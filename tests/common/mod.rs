@@ -177,3 +177,5 @@ pub async fn until_watching(sim: &kube_sim::SimHandle) {
 }
 pub mod pyservers;
 pub mod replicas;
+pub mod rsyslog;
+pub mod scenarios;

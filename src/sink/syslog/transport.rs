@@ -129,6 +129,16 @@ impl SyslogSink {
     }
 
     /// A new stream: each address of the host in turn, then the TLS handshake.
+    /// `address`, and the IP connected to when that is not the same text.
+    fn peer(&self, addr: SocketAddr) -> String {
+        let ip = addr.to_string();
+        if ip == self.address {
+            ip
+        } else {
+            format!("{} ({ip})", self.address)
+        }
+    }
+
     async fn connect(&self) -> Result<Stream, String> {
         let Link::Stream { tls, .. } = &self.link else {
             unreachable!("connect is for streams")
@@ -142,14 +152,14 @@ impl SyslogSink {
                         None => Stream::Plain(tcp),
                         Some((connector, name)) => Stream::Tls(Box::new(
                             connector.connect(name.clone(), tcp).await.map_err(|e| {
-                                format!("TLS handshake with {} ({addr}): {e}", self.address)
+                                format!("TLS handshake with {}: {e}", self.peer(addr))
                             })?,
                         )),
                     };
                     self.connected(addr);
                     return Ok(stream);
                 }
-                Err(e) => last = format!("connecting to {} ({addr}): {e}", self.address),
+                Err(e) => last = format!("connecting to {}: {e}", self.peer(addr)),
             }
         }
         Err(last)
@@ -212,7 +222,7 @@ impl SyslogSink {
                     self.connected(addr);
                     return Ok(socket);
                 }
-                Err(e) => last = format!("UDP to {} ({addr}): {e}", self.address),
+                Err(e) => last = format!("UDP to {}: {e}", self.peer(addr)),
             }
         }
         Err(last)
