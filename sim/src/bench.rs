@@ -2,7 +2,8 @@
 //! loopback, next to the decode limit of a minimal client (issue "Benchmark…").
 //!
 //! Phases: cold start (N events already in the API, file receiver), sustained watch (M occurrences
-//! streamed from history as fast as the exporter reads them; file receiver, then a batching webhook),
+//! streamed from history as fast as the exporter reads them; file receiver, then a batching webhook,
+//! then Loki, the fake push endpoint of `crate::loki`),
 //! two baselines (the same watch request, only decoding each frame: into `k8s_openapi` `Event`,
 //! and into the occurrence key alone, the decode limit the ratio is measured against), and
 //! idle API cost (requests per minute while nothing happens), and the syslog receiver to a
@@ -628,6 +629,7 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
         stats,
         compare(&generated, &webhook_keys),
     ));
+    phases.push(loki_phase(opts, &sim, &kubeconfig, rv0, &generated, limit, &progress).await?);
 
     // 3. Baselines: the same watch, only decoding each frame, into the full Event type and into
     // the occurrence key alone (the limit).
@@ -788,6 +790,63 @@ async fn search_phase(
     search.stop();
     Ok(phase(
         "sustained-search",
+        generated.len(),
+        took,
+        stats,
+        compare(generated, &keys),
+    ))
+}
+
+/// Sustained, into Loki: the same occurrences pushed in batches (protobuf + snappy) to the fake
+/// Loki (`crate::loki`), which decodes and validates every push as Loki does; the keys compared
+/// are the entries' `occurrence_key` as stored after Loki's identical-entry dedup.
+async fn loki_phase(
+    opts: &BenchOptions,
+    sim: &SimHandle,
+    kubeconfig: &Path,
+    rv0: u64,
+    generated: &[String],
+    limit: Duration,
+    progress: &impl Fn(&str),
+) -> anyhow::Result<Phase> {
+    progress("sustained: loki receiver");
+    let loki = crate::loki::FakeLoki::start(crate::loki::LokiOptions::default()).await?;
+    seed_lease(sim, rv0)?;
+    let exporter = Exporter::start(
+        &opts.exporter,
+        &opts.work_dir,
+        "sustained-loki",
+        kubeconfig,
+        &format!(
+            "    batch: {{maxEvents: 1000, maxWait: 50ms}}\n    queue: 4096\n    loki:\n      url: {}\n      streamLabels: {{job: kube-events, namespace: '{{{{ .Namespace }}}}'}}\n",
+            loki.url()
+        ),
+    )?;
+    let wait = |want: usize| {
+        let loki = &loki;
+        async move {
+            let start = Instant::now();
+            while loki.entry_count() < want {
+                if start.elapsed() > limit {
+                    bail!(
+                        "loki: only {} of {want} after {limit:?}; rejected {:?}",
+                        loki.entry_count(),
+                        loki.rejected().first()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok(start.elapsed())
+        }
+    };
+    wait(1).await?;
+    let took = wait(generated.len()).await?;
+    let stats = exporter.stats();
+    exporter.stop();
+    let keys = loki.metadata_values("occurrence_key");
+    loki.stop();
+    Ok(phase(
+        "sustained-loki",
         generated.len(),
         took,
         stats,

@@ -23,6 +23,7 @@
 mod config;
 pub mod proto;
 pub mod push;
+mod value;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,6 +46,7 @@ use crate::telemetry::error_chain;
 use crate::template::Template;
 use proto::Timestamp;
 use push::{Entry, Stream};
+use value::ValueSource;
 
 const X_SCOPE_ORGID: HeaderName = HeaderName::from_static("x-scope-orgid");
 
@@ -101,10 +103,10 @@ pub struct LokiSink {
     display: String,
     /// Content-Type, X-Scope-OrgID, Authorization, Host (for `tls.serverName`).
     base: HeaderMap,
-    labels: Vec<(String, Template)>,
+    labels: Vec<(String, ValueSource)>,
     /// The stream when every label is fixed: rendered once.
     fixed_stream: Option<Arc<Stream>>,
-    metadata: Vec<(Arc<str>, Template)>,
+    metadata: Vec<(Arc<str>, ValueSource)>,
     occurrence_key: Arc<str>,
     headers: Vec<(HeaderName, Template, String)>,
     format: Format,
@@ -134,6 +136,15 @@ impl LokiSink {
         if let Some(host) = ep.host {
             base.insert(HOST, host);
         }
+        // Headers without a template action are the same for every push: set once, after ours
+        // (a configured one replaces ours). The others are rendered per occurrence.
+        let (fixed, templated): (Vec<_>, Vec<_>) = cfg
+            .headers
+            .iter()
+            .partition(|h| !h.template.source().contains("{{"));
+        for h in fixed {
+            base.insert(h.name.clone(), header_value(h.template.source()));
+        }
         let fixed_stream = cfg
             .stream_labels
             .iter()
@@ -154,18 +165,17 @@ impl LokiSink {
             labels: cfg
                 .stream_labels
                 .iter()
-                .map(|l| (l.name.clone(), l.template.clone()))
+                .map(|l| (l.name.clone(), ValueSource::new(&l.template)))
                 .collect(),
             fixed_stream,
             metadata: cfg
                 .structured_metadata
                 .iter()
-                .map(|l| (Arc::from(l.name.as_str()), l.template.clone()))
+                .map(|l| (Arc::from(l.name.as_str()), ValueSource::new(&l.template)))
                 .collect(),
             occurrence_key: Arc::from(OCCURRENCE_KEY),
-            headers: cfg
-                .headers
-                .iter()
+            headers: templated
+                .into_iter()
                 .map(|h| {
                     (
                         h.name.clone(),
@@ -182,16 +192,17 @@ impl LokiSink {
     /// The entry of one document, or why it cannot be sent (rendering is deterministic: a
     /// label that fails to render fails every time).
     fn entry(&self, doc: &Doc, streams: &mut HashMap<String, Arc<Stream>>) -> Result<Entry, Fail> {
-        let data = doc.occ.value();
+        let event = &doc.occ.event;
+        let data = || doc.occ.value();
         let stream = match &self.fixed_stream {
             Some(s) => s.clone(),
             None => {
                 let mut pairs = Vec::with_capacity(self.labels.len());
                 for (name, t) in &self.labels {
-                    let v = t.render(data).map_err(|e| {
+                    let v = t.render(event, data).map_err(|e| {
                         Fail::Permanent(format!("streamLabels.{name} failed to render: {e}"))
                     })?;
-                    pairs.push((name.clone(), absent_if_missing(v)));
+                    pairs.push((name.clone(), v));
                 }
                 let s = Stream::new(pairs);
                 streams
@@ -208,10 +219,9 @@ impl LokiSink {
         let mut metadata = Vec::with_capacity(self.metadata.len() + 1);
         metadata.push((self.occurrence_key.clone(), doc.key.clone()));
         for (name, t) in &self.metadata {
-            let v = t.render(data).map_err(|e| {
+            let v = t.render(event, data).map_err(|e| {
                 Fail::Permanent(format!("structuredMetadata.{name} failed to render: {e}"))
             })?;
-            let v = absent_if_missing(v);
             if !v.is_empty() {
                 metadata.push((name.clone(), v));
             }
@@ -288,12 +298,6 @@ impl LokiSink {
         let text = resp.text().await.unwrap_or_default();
         classify(status.as_u16(), &self.display, &text, retry_after, location)
     }
-}
-
-/// A field the event does not have renders as Go's `<no value>`: as a label or metadata value
-/// it is no value at all, so it is left out like an empty one.
-fn absent_if_missing(v: String) -> String {
-    if v == "<no value>" { String::new() } else { v }
 }
 
 /// Endpoint problems are reported under `url` (the shared code names the key `endpoint`).
