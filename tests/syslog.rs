@@ -265,6 +265,34 @@ async fn tls_to_a_collector_that_fails_verification_is_retried_and_never_deliver
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_skip_verify_delivers_to_a_collector_whose_certificate_is_unknown() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, cert, key, ..] = pki(&dir.path().join("pki"));
+    let rsyslog = Rsyslog::start(
+        &dir.path().join("rsyslog"),
+        TAG,
+        Listener::Tls(TlsFiles {
+            ca,
+            cert,
+            key,
+            client_certificates: false,
+        }),
+    );
+    // No CA of ours, and a name the certificate does not have: both unchecked.
+    let cfg = syslog_config(&format!(
+        "      network: tls\n      address: 127.0.0.1:{}\n      tls:\n        insecureSkipVerify: true\n        serverName: syslog.example.com\n",
+        rsyslog.port
+    ));
+    let mut sink = SyslogSink::build("syslog", &cfg).unwrap();
+    let batch = docs(2);
+    sink.send(&batch).await.unwrap();
+    let want: Vec<String> = batch.iter().map(|d| d.key.clone()).collect();
+    rsyslog.wait_for_keys(&want, Duration::from_secs(20)).await;
+    assert_eq!(rsyslog.keys(), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_datagrams_reach_rsyslog_one_message_each() {
     init();
     let dir = tempfile::tempdir().unwrap();
