@@ -15,8 +15,10 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde_json::Value;
 
+use super::kind::BuildEnv;
 use super::{SendError, parse_retry_after};
 use crate::config::yaml::{Ctx, Fields, Kind, Node};
+use crate::telemetry::Metrics;
 use crate::telemetry::error_chain;
 use crate::template::Template;
 
@@ -99,6 +101,24 @@ pub fn rename_endpoint(
             (key, why)
         } else {
             (k, why)
+        }
+    }
+}
+
+/// A notification receiver's own counters: messages posted (`sink_messages_total`) and answers
+/// that asked to slow down (`sink_rate_limited_total`).
+#[derive(Clone)]
+pub struct Counts {
+    pub messages: prometheus_client::metrics::counter::Counter,
+    pub rate_limited: prometheus_client::metrics::counter::Counter,
+}
+
+impl Counts {
+    pub fn new(env: &BuildEnv) -> Self {
+        let label = Metrics::receiver(env.receiver);
+        Self {
+            messages: env.metrics.sink_messages.get_or_create(&label).clone(),
+            rate_limited: env.metrics.sink_rate_limited.get_or_create(&label).clone(),
         }
     }
 }

@@ -62,6 +62,11 @@ pub struct Metrics {
     pub sink_dropped: Counters<ReceiverLabel>,
     /// Documents the destination already had (a replay answered 409 by Elasticsearch/OpenSearch).
     pub sink_already_delivered: Counters<ReceiverLabel>,
+    /// Messages posted by the notification receivers (a Slack message or digest, a Teams card,
+    /// an Opsgenie alert).
+    pub sink_messages: Counters<ReceiverLabel>,
+    /// Answers that asked to slow down (HTTP 429, Slack's `ratelimited`).
+    pub sink_rate_limited: Counters<ReceiverLabel>,
     pub queue_depth: Family<ReceiverLabel, Gauge>,
     pub send_seconds: Family<ReceiverLabel, Histogram>,
     pub batch_size: Family<ReceiverLabel, Histogram>,
@@ -105,6 +110,8 @@ impl Metrics {
             sink_retried: Family::default(),
             sink_dropped: Family::default(),
             sink_already_delivered: Family::default(),
+            sink_messages: Family::default(),
+            sink_rate_limited: Family::default(),
             queue_depth: Family::default(),
             send_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -172,6 +179,16 @@ impl Metrics {
             "sink_already_delivered",
             "Occurrences the destination already had (a replay deduplicated by document id)",
             m.sink_already_delivered.clone(),
+        );
+        reg.register(
+            "sink_messages",
+            "Messages a notification receiver posted (Slack message or digest, Teams card, Opsgenie alert)",
+            m.sink_messages.clone(),
+        );
+        reg.register(
+            "sink_rate_limited",
+            "Answers that asked a receiver to slow down (HTTP 429, Slack's ratelimited)",
+            m.sink_rate_limited.clone(),
         );
         reg.register(
             "queue_depth",
@@ -294,6 +311,8 @@ impl Metrics {
             &self.sink_retried,
             &self.sink_dropped,
             &self.sink_already_delivered,
+            &self.sink_messages,
+            &self.sink_rate_limited,
         ] {
             f.get_or_create(&r).inc();
         }

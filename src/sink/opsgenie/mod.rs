@@ -34,7 +34,7 @@ use super::http::Endpoint;
 use super::kind::{BuildEnv, Problem, ReceiverKind};
 use super::layout::Encoding;
 use super::notify::{
-    DEFAULT_MESSAGE, Renderer, copy, rename_endpoint, settle, snippet, status_error,
+    Counts, DEFAULT_MESSAGE, Renderer, copy, rename_endpoint, settle, snippet, status_error,
     transport_error, truncate,
 };
 use super::tls::TLS_KEYS;
@@ -126,6 +126,7 @@ pub struct OpsgenieSink {
     /// Rendered priorities that were not P1…P5, each logged once.
     bad_priorities: std::collections::HashSet<String>,
     receiver: String,
+    counts: Counts,
 }
 
 impl OpsgenieSink {
@@ -154,6 +155,7 @@ impl OpsgenieSink {
             renderer: Renderer::new(env.receiver),
             bad_priorities: Default::default(),
             receiver: env.receiver.to_owned(),
+            counts: Counts::new(env),
         })
     }
 
@@ -270,15 +272,18 @@ impl OpsgenieSink {
         let status = resp.status();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
+        if status.as_u16() == 429 {
+            self.counts.rate_limited.inc();
+        }
         if status.is_success() {
+            self.counts.messages.inc();
             if let Ok(v) = serde_json::from_str::<Value>(&text) {
                 tracing::debug!(request_id = ?v.get("requestId"), result = ?v.get("result"), "opsgenie accepted the alert");
             }
             return Ok(());
         }
         let e = status_error(&what, status, &headers, &error_text(&text), hint(status));
-        let all = matches!(e, SendError::Transient { .. })
-            || matches!(status.as_u16(), 401 | 402 | 403 | 404);
+        let all = matches!(e, SendError::Transient { .. }) || matches!(status.as_u16(), 401..=404);
         Err((e, all))
     }
 }

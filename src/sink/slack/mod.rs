@@ -37,7 +37,7 @@ use super::http::Endpoint;
 use super::kind::{BuildEnv, Problem, ReceiverKind};
 use super::layout::Encoding;
 use super::notify::{
-    Pacer, Renderer, copy, rename_endpoint, retry_after, settle, snippet, status_error,
+    Counts, Pacer, Renderer, copy, rename_endpoint, retry_after, settle, snippet, status_error,
     transport_error,
 };
 use super::tls::TLS_KEYS;
@@ -132,6 +132,7 @@ pub struct SlackSink {
     target: Target,
     pacer: Pacer,
     renderer: Renderer,
+    counts: Counts,
 }
 
 impl SlackSink {
@@ -165,6 +166,7 @@ impl SlackSink {
             target,
             pacer: Pacer::new(cfg.min_interval),
             renderer: Renderer::new(env.receiver),
+            counts: Counts::new(env),
         })
     }
 
@@ -400,13 +402,17 @@ impl Sink for SlackSink {
                 self.pacer.wait(&key).await;
                 let result = self.post(&body, channel.as_deref()).await;
                 match result {
-                    Ok(()) => self.pacer.answered(&key, None),
+                    Ok(()) => {
+                        self.counts.messages.inc();
+                        self.pacer.answered(&key, None);
+                    }
                     Err((e, limited)) => {
                         let after = match &e {
                             SendError::Transient { retry_after, .. } => *retry_after,
                             _ => None,
                         };
                         if limited {
+                            self.counts.rate_limited.inc();
                             // Slack's word, or a second of our own when it gave none.
                             self.pacer
                                 .answered(&key, Some(after.unwrap_or(Duration::from_secs(1))));

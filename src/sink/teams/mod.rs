@@ -29,7 +29,7 @@ use serde_json::Value;
 use super::http::{Endpoint, HeaderTemplate, parse_headers, parse_url, render_headers};
 use super::kind::{BuildEnv, Problem, ReceiverKind};
 use super::layout::Encoding;
-use super::notify::{rename_endpoint, status_error, transport_error};
+use super::notify::{Counts, rename_endpoint, status_error, transport_error};
 use super::tls::{TLS_KEYS, TlsConfig};
 use super::{Doc, SendError, Sink};
 use crate::config::yaml::{Ctx, Fields};
@@ -117,6 +117,7 @@ pub struct TeamsSink {
     host: Option<HeaderValue>,
     headers: Vec<HeaderTemplate>,
     budget: usize,
+    counts: Counts,
 }
 
 impl TeamsSink {
@@ -142,6 +143,7 @@ impl TeamsSink {
             host: ep.host,
             headers: cfg.headers.clone(),
             budget: card::DEFAULT_BUDGET,
+            counts: Counts::new(env),
         })
     }
 
@@ -184,12 +186,17 @@ impl TeamsSink {
         if status.is_success() {
             // A connector reports its own throttling in a 200.
             if text.contains("HTTP error 429") {
+                self.counts.rate_limited.inc();
                 return Err(SendError::Transient {
                     reason: format!("{what}: rate limited: {}", super::notify::snippet(&text)),
                     retry_after: None,
                 });
             }
+            self.counts.messages.inc();
             return Ok(Post::Delivered);
+        }
+        if status.as_u16() == 429 {
+            self.counts.rate_limited.inc();
         }
         let hint = match status.as_u16() {
             400 => "the workflow refused the card",
