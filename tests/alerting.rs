@@ -1141,3 +1141,175 @@ fn an_invalid_priority_or_template_fails_check_config_naming_the_key() {
     );
     assert!(err.contains("receivers[0].opsgenie.message:"), "{err}");
 }
+
+// ---- handovers: real exporter processes (tests/common/scenarios.rs) against the in-test services ----
+
+/// A SIGKILL replays what was delivered after the last cursor commit: about one lease retry
+/// period of occurrences, plus the batch in flight (for Slack, up to `minInterval` of them).
+fn assert_no_loss_and_bounded_duplicates(
+    what: &str,
+    o: &common::scenarios::Outcome,
+    batch_fill: Duration,
+) {
+    let d = &o.delivery;
+    eprintln!(
+        "{what}: {}; duplicated occurrences {}",
+        d.summary(),
+        o.duplicated_occurrences
+    );
+    assert!(
+        d.lost.is_empty() && d.unexpected.is_empty(),
+        "{}",
+        d.summary()
+    );
+    let bound = o.duplicate_bound(batch_fill);
+    assert!(
+        o.duplicated_occurrences <= bound,
+        "duplicates {} > one retry period and one batch of occurrences ({bound})",
+        o.duplicated_occurrences
+    );
+}
+
+fn slack_handover_receiver(slack: &FakeSlack) -> String {
+    format!(
+        "  - name: slack\n    batch: {{maxEvents: 500}}\n    slack:\n      token: {SLACK_TOKEN}\n      apiURL: {}\n      channel: '#{{{{ .Namespace }}}}'\n",
+        slack.api_url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_graceful_handover_loses_and_duplicates_nothing() {
+    init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let slack = FakeSlack::start(Duration::from_secs(1)).await;
+    let o = common::scenarios::graceful_handover(
+        &sim,
+        &slack_handover_receiver(&slack),
+        "slack",
+        &|| slack.keys(),
+        51,
+    )
+    .await;
+    eprintln!(
+        "slack graceful handover: {}; {} messages, {} answered 429",
+        o.delivery.summary(),
+        slack.posts().len(),
+        slack.rate_limited()
+    );
+    assert!(o.delivery.is_exact(), "{}", o.delivery.summary());
+    assert_eq!(o.exits, [Some(0)], "the old leader exits 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_sigkill_of_the_leader_loses_nothing_and_duplicates_at_most_a_retry_period_and_a_digest()
+ {
+    init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let slack = FakeSlack::start(Duration::from_secs(1)).await;
+    let o = common::scenarios::sigkill_of_the_leader(
+        &sim,
+        &slack_handover_receiver(&slack),
+        "slack",
+        &|| slack.keys(),
+        52,
+    )
+    .await;
+    // A digest holds up to a second (minInterval) of occurrences, plus batch.maxWait.
+    assert_no_loss_and_bounded_duplicates("slack SIGKILL", &o, Duration::from_millis(1200));
+}
+
+fn opsgenie_handover_receiver(og: &FakeOpsgenie) -> String {
+    format!(
+        "  - name: opsgenie\n    opsgenie:\n      apiKey: {GENIE_KEY}\n      URL: {}\n",
+        og.url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opsgenie_graceful_handover_opens_one_alert_per_occurrence() {
+    init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let og = FakeOpsgenie::start(10_000).await;
+    let o = common::scenarios::graceful_handover(
+        &sim,
+        &opsgenie_handover_receiver(&og),
+        "opsgenie",
+        &|| og.alert_keys(),
+        53,
+    )
+    .await;
+    eprintln!("opsgenie graceful handover: {}", o.delivery.summary());
+    assert!(o.delivery.is_exact(), "{}", o.delivery.summary());
+    assert_eq!(o.exits, [Some(0)], "the old leader exits 0");
+    let requests = og.accepted_keys().len();
+    assert_eq!(
+        requests, o.delivery.generated,
+        "no create request was repeated"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opsgenie_sigkill_of_the_leader_loses_nothing_and_the_replay_opens_no_second_alert() {
+    init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let og = FakeOpsgenie::start(10_000).await;
+    let o = common::scenarios::sigkill_of_the_leader(
+        &sim,
+        &opsgenie_handover_receiver(&og),
+        "opsgenie",
+        &|| og.alert_keys(),
+        54,
+    )
+    .await;
+    let replayed = og.accepted_keys().len() - o.delivery.generated;
+    eprintln!(
+        "opsgenie SIGKILL: alerts {}; {replayed} create requests replayed, deduplicated by alias",
+        o.delivery.summary()
+    );
+    // What Opsgenie holds: each occurrence once, the replays counted on the open alerts.
+    assert!(o.delivery.is_exact(), "{}", o.delivery.summary());
+    let counted: u32 = og.alerts().values().map(|a| a.count - 1).sum();
+    assert_eq!(counted as usize, replayed);
+}
+
+fn teams_handover_receiver(teams: &FakeTeams) -> String {
+    format!(
+        "  - name: teams\n    batch: {{maxEvents: 25}}\n    teams:\n      endpoint: '{}'\n",
+        teams.url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teams_graceful_handover_loses_and_duplicates_nothing() {
+    init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let teams = FakeTeams::start(20, 28 * 1024).await;
+    let o = common::scenarios::graceful_handover(
+        &sim,
+        &teams_handover_receiver(&teams),
+        "teams",
+        &|| teams.keys(),
+        55,
+    )
+    .await;
+    eprintln!("teams graceful handover: {}", o.delivery.summary());
+    assert!(o.delivery.is_exact(), "{}", o.delivery.summary());
+    assert_eq!(o.exits, [Some(0)], "the old leader exits 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teams_sigkill_of_the_leader_loses_nothing_and_duplicates_at_most_a_retry_period_and_a_card()
+ {
+    init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let teams = FakeTeams::start(20, 28 * 1024).await;
+    let o = common::scenarios::sigkill_of_the_leader(
+        &sim,
+        &teams_handover_receiver(&teams),
+        "teams",
+        &|| teams.keys(),
+        56,
+    )
+    .await;
+    assert_no_loss_and_bounded_duplicates("teams SIGKILL", &o, Duration::from_millis(200));
+}
