@@ -148,6 +148,9 @@ receiver_kinds! {
     Slack => slack::SlackConfig,
     Opsgenie => opsgenie::OpsgenieConfig,
     Teams => teams::TeamsConfig,
+    Pubsub => super::gcp::pubsub::PubsubConfig,
+    Bigquery => super::gcp::bigquery::BigQueryConfig,
+    CloudLogging => super::gcp::logging::CloudLoggingConfig,
 }
 
 /// resmoio's receiver kinds. Those not in [`KINDS`] are recognised so the error says "not

@@ -9,6 +9,7 @@
 pub mod elasticsearch;
 mod encode;
 pub mod file;
+pub mod gcp;
 pub mod http;
 pub mod kind;
 pub mod layout;

@@ -1,0 +1,376 @@
+//! `bigquery`: streaming inserts with `tabledata.insertAll`
+//! (`POST /bigquery/v2/projects/P/datasets/D/tables/T/insertAll`), one row per occurrence with
+//! `insertId` = the occurrence key. BigQuery drops a row whose insertId it saw in about the last
+//! minute (best effort), so a quick replay is usually not a second row; a later one is, and the
+//! key is the way to drop it at query time. (The Storage Write API's default stream would be
+//! at-least-once with no dedup at all, so insertAll is used.)
+//!
+//! The row is the document as resmoio wrote it: nulls dropped and keys made BigQuery column names
+//! (anything but letters and digits becomes `_`, a leading non-letter gets a `_` prefix). Unlike
+//! resmoio (load jobs with schema autodetection), the table must exist with a matching schema.
+//! Requests use `skipInvalidRows`, so the valid rows of a batch are inserted and `insertErrors`
+//! names the others by index: `invalid` is permanent, `backendError`, `rateLimitExceeded`,
+//! `internalError`, `timeout` and `stopped` are resent. A batch is cut into requests of
+//! `batch_size` rows (default 500, Google's recommendation) and at most 10 MB.
+//!
+//! resmoio's `location` (used to create the dataset) is accepted and not needed: the dataset is
+//! not created. `max_retries`, `interval_seconds` and `timeout_seconds` are our delivery settings
+//! `retry.maxAttempts`, `batch.maxWait` and `timeout` and are warned about when set.
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::auth::CredentialSource;
+use super::{
+    Api, batch_result, chunks, clone_error, json_str, parse_endpoint, parse_name, process_env,
+    whole_request_error,
+};
+use crate::config::yaml::{Ctx, Fields};
+use crate::sink::kind::{BuildEnv, Problem, ReceiverKind};
+use crate::sink::layout::Encoding;
+use crate::sink::{Doc, SendError, Sink};
+
+pub const DEFAULT_ENDPOINT: &str = "https://bigquery.googleapis.com";
+const MAX_REQUEST_BYTES: usize = 9_500_000;
+const MAX_ROWS: i64 = 50_000;
+const DEFAULT_ROWS: usize = 500;
+
+/// `receivers[].bigquery`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BigQueryConfig {
+    pub project: Option<String>,
+    pub dataset: String,
+    pub table: String,
+    pub location: Option<String>,
+    pub credentials_file: Option<String>,
+    /// Rows per insertAll request.
+    pub batch_size: usize,
+    pub ignore_unknown_values: bool,
+    pub endpoint: Option<String>,
+    pub encoding: Encoding,
+    /// resmoio's keys that are our delivery settings here, as set (for the warnings).
+    pub delivery_keys: Vec<(&'static str, &'static str)>,
+}
+
+impl ReceiverKind for BigQueryConfig {
+    const NAME: &'static str = "bigquery";
+    const KEYS: &'static [&'static str] = &[
+        "project",
+        "dataset",
+        "table",
+        "location",
+        "credentials_path",
+        "batch_size",
+        "max_retries",
+        "interval_seconds",
+        "timeout_seconds",
+        "ignoreUnknownValues",
+        "endpoint",
+        "layout",
+        "deDot",
+    ];
+    const DEFAULT_MAX_EVENTS: usize = 500;
+
+    fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {
+        let project = parse_name(ctx, f, "project", false);
+        let dataset = parse_name(ctx, f, "dataset", true);
+        let table = parse_name(ctx, f, "table", true);
+        let location = ctx.opt_string(f, "location");
+        let credentials_file = ctx.opt_string(f, "credentials_path");
+        let batch_size = ctx.int(f, "batch_size", 1, MAX_ROWS).map(|n| n as usize);
+        let mut delivery_keys = Vec::new();
+        for (key, ours) in [
+            ("max_retries", "retry.maxAttempts"),
+            ("interval_seconds", "batch.maxWait"),
+            ("timeout_seconds", "timeout"),
+        ] {
+            if ctx.int(f, key, 0, i64::MAX).is_some() {
+                delivery_keys.push((key, ours));
+            }
+        }
+        let ignore_unknown_values = ctx.bool(f, "ignoreUnknownValues").unwrap_or(false);
+        let endpoint = parse_endpoint(ctx, f);
+        let encoding = Encoding::parse(ctx, f, true)?;
+        Some(Self {
+            project,
+            dataset: dataset?,
+            table: table?,
+            location,
+            credentials_file,
+            batch_size: batch_size.unwrap_or(DEFAULT_ROWS),
+            ignore_unknown_values,
+            endpoint,
+            encoding,
+            delivery_keys,
+        })
+    }
+
+    fn encoding(&self) -> &Encoding {
+        &self.encoding
+    }
+
+    fn warnings(&self) -> Vec<Problem> {
+        self.delivery_keys
+            .iter()
+            .map(|(key, ours)| {
+                (
+                    *key,
+                    format!("resmoio's {key} is not used here: set the receiver's {ours} instead"),
+                )
+            })
+            .collect()
+    }
+
+    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
+        self.api(env).err().unwrap_or_default()
+    }
+
+    fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
+        Ok(Box::new(BigQuerySink {
+            api: self.api(env)?,
+            cfg: self.clone(),
+            path: None,
+            body: Vec::new(),
+        }))
+    }
+}
+
+impl BigQueryConfig {
+    fn api(&self, env: &BuildEnv) -> Result<Api, Vec<Problem>> {
+        let creds = CredentialSource::resolve(self.credentials_file.as_deref(), &process_env);
+        Api::build(
+            self.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT),
+            &creds,
+            "credentials_path",
+            env.delivery.timeout,
+        )
+    }
+}
+
+/// A key as a BigQuery column name, as resmoio makes it.
+pub fn column_name(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 1);
+    if !key.chars().next().is_some_and(char::is_alphabetic) {
+        out.push('_');
+    }
+    out.extend(
+        key.chars()
+            .map(|c| if c.is_alphanumeric() { c } else { '_' }),
+    );
+    out
+}
+
+/// The row of a document: nulls dropped, keys made column names (in nested objects and in
+/// objects inside lists too).
+pub fn row(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (column_name(&k), row(v)))
+                .collect::<Map<String, Value>>(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(row).collect()),
+        v => v,
+    }
+}
+
+#[derive(Deserialize)]
+struct InsertAnswer {
+    #[serde(rename = "insertErrors", default)]
+    insert_errors: Vec<InsertError>,
+}
+
+#[derive(Deserialize)]
+struct InsertError {
+    index: usize,
+    #[serde(default)]
+    errors: Vec<ErrorProto>,
+}
+
+#[derive(Deserialize)]
+struct ErrorProto {
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    location: String,
+    #[serde(default)]
+    message: String,
+}
+
+fn reason_is_transient(reason: &str) -> bool {
+    matches!(
+        reason,
+        "backendError"
+            | "rateLimitExceeded"
+            | "internalError"
+            | "timeout"
+            | "stopped"
+            | "quotaExceeded"
+    )
+}
+
+pub struct BigQuerySink {
+    api: Api,
+    cfg: BigQueryConfig,
+    path: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Sink for BigQuerySink {
+    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
+        async move {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let path = match &self.path {
+                Some(p) => p.clone(),
+                None => {
+                    let project = self.api.tokens().project(self.cfg.project.as_deref()).await?;
+                    let p = format!(
+                        "/bigquery/v2/projects/{project}/datasets/{}/tables/{}/insertAll",
+                        self.cfg.dataset, self.cfg.table
+                    );
+                    self.path = Some(p.clone());
+                    p
+                }
+            };
+            let mut failed = Vec::new();
+            let mut rows = Vec::with_capacity(batch.len());
+            for (i, doc) in batch.iter().enumerate() {
+                let value: Value = match serde_json::from_slice(&doc.body) {
+                    Ok(v @ Value::Object(_)) => row(v),
+                    _ => {
+                        failed.push((
+                            i,
+                            SendError::Permanent {
+                                reason: format!("{}: the document is not a JSON object", doc.key),
+                            },
+                        ));
+                        rows.push(None);
+                        continue;
+                    }
+                };
+                let mut r = b"{\"insertId\":".to_vec();
+                json_str(&mut r, &doc.key);
+                r.extend_from_slice(b",\"json\":");
+                serde_json::to_writer(&mut r, &value).expect("writing to a Vec");
+                r.push(b'}');
+                rows.push(Some(r));
+            }
+            let sizes: Vec<usize> = rows.iter().map(|r| r.as_ref().map_or(0, |r| r.len() + 1)).collect();
+            let what = format!(
+                "insertAll into {}.{} at {}",
+                self.cfg.dataset,
+                self.cfg.table,
+                self.api.base()
+            );
+            for range in chunks(&sizes, self.cfg.batch_size, MAX_REQUEST_BYTES) {
+                // The request's rows and their indexes in the batch.
+                let members: Vec<usize> = range.clone().filter(|&i| rows[i].is_some()).collect();
+                if members.is_empty() {
+                    continue;
+                }
+                self.body.clear();
+                self.body.extend_from_slice(b"{\"kind\":\"bigquery#tableDataInsertAllRequest\",\"skipInvalidRows\":true,\"ignoreUnknownValues\":");
+                self.body.extend_from_slice(if self.cfg.ignore_unknown_values { b"true" } else { b"false" });
+                self.body.extend_from_slice(b",\"rows\":[");
+                for (n, &i) in members.iter().enumerate() {
+                    if n > 0 {
+                        self.body.push(b',');
+                    }
+                    self.body.extend_from_slice(rows[i].as_ref().expect("a member"));
+                }
+                self.body.extend_from_slice(b"]}");
+                let answer = match self.api.call(Method::POST, &path, self.body.clone()).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        failed.extend(members.iter().map(|&i| (i, clone_error(&e))));
+                        continue;
+                    }
+                };
+                if !answer.status.is_success() {
+                    let e = whole_request_error(&what, &answer);
+                    failed.extend(members.iter().map(|&i| (i, clone_error(&e))));
+                    continue;
+                }
+                let parsed: InsertAnswer = match serde_json::from_slice(&answer.body) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let e = SendError::Transient {
+                            reason: format!("{what}: unexpected answer: {e}"),
+                            retry_after: None,
+                        };
+                        failed.extend(members.iter().map(|&i| (i, clone_error(&e))));
+                        continue;
+                    }
+                };
+                for ie in parsed.insert_errors {
+                    let Some(&i) = members.get(ie.index) else { continue };
+                    let transient = !ie.errors.is_empty()
+                        && ie.errors.iter().all(|e| reason_is_transient(&e.reason));
+                    let detail: Vec<String> = ie
+                        .errors
+                        .iter()
+                        .map(|e| {
+                            if e.location.is_empty() {
+                                format!("{}: {}", e.reason, e.message)
+                            } else {
+                                format!("{} at {}: {}", e.reason, e.location, e.message)
+                            }
+                        })
+                        .collect();
+                    let reason = format!("{what}: row {}: {}", batch[i].key, detail.join("; "));
+                    failed.push((
+                        i,
+                        if transient {
+                            SendError::Transient {
+                                reason,
+                                retry_after: None,
+                            }
+                        } else {
+                            SendError::Permanent { reason }
+                        },
+                    ));
+                }
+            }
+            failed.sort_by_key(|(i, _)| *i);
+            batch_result(failed, batch.len())
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_made_as_resmoio_made_them() {
+        let v = serde_json::json!({
+            "metadata": {"name": "x", "deletionTimestamp": null},
+            "involvedObject": {"labels": {"app.kubernetes.io/name": "web", "9lives": "y"}},
+            "eventTime": null,
+            "related": [{"a-b": 1, "c": null}]
+        });
+        assert_eq!(
+            row(v),
+            serde_json::json!({
+                "metadata": {"name": "x"},
+                "involvedObject": {"labels": {"app_kubernetes_io_name": "web", "_9lives": "y"}},
+                "related": [{"a_b": 1}]
+            })
+        );
+    }
+
+    #[test]
+    fn insert_error_reasons_are_sorted_into_retried_and_failed() {
+        assert!(reason_is_transient("backendError"));
+        assert!(reason_is_transient("stopped"));
+        assert!(!reason_is_transient("invalid"));
+        assert!(!reason_is_transient("notFound"));
+    }
+}

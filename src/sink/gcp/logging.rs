@@ -1,0 +1,411 @@
+//! `cloudLogging`: Cloud Logging's `entries.write` (`POST /v2/entries:write`), as GKE's event
+//! exporter writes events: log `events`, the entry's resource `k8s_pod` (an event about a pod of
+//! its own namespace), `k8s_node` (about a node) or `k8s_cluster`, with the labels `project_id`,
+//! `location`, `cluster_name` (+ `namespace_name`/`pod_name`, `node_name`); severity `WARNING`
+//! for Warning events and `INFO` otherwise; the event's own time as the entry's timestamp.
+//!
+//! Each entry's `insertId` is the occurrence key (also the `occurrence_key` label): Logging treats
+//! entries of a log with the same timestamp and insertId as one, so a replay after a crash does
+//! not show twice. Requests use `partialSuccess`: the valid entries are written and a
+//! `WriteLogEntriesPartialErrors` detail lists the others by index; those are failed (INVALID_ARGUMENT
+//! and the like) or resent alone (UNAVAILABLE, RESOURCE_EXHAUSTED…). A batch is cut into requests
+//! of at most 1000 entries and 10 MB.
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use reqwest::Method;
+use serde::Deserialize;
+
+use super::auth::CredentialSource;
+use super::{
+    Api, OCCURRENCE_KEY, batch_result, chunks, clone_error, json_str, parse_endpoint, parse_name,
+    process_env, rpc_code_is_transient, whole_request_error,
+};
+use crate::config::yaml::{Ctx, Fields};
+use crate::event::Event;
+use crate::sink::kind::{BuildEnv, Problem, ReceiverKind};
+use crate::sink::layout::Encoding;
+use crate::sink::{Doc, SendError, Sink};
+
+pub const DEFAULT_ENDPOINT: &str = "https://logging.googleapis.com";
+/// entries.write's request limit (10 MB), less room for the envelope.
+const MAX_REQUEST_BYTES: usize = 9_500_000;
+const MAX_ENTRIES: usize = 1000;
+
+/// `receivers[].cloudLogging`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudLoggingConfig {
+    /// None: the key file's project, else the metadata server's.
+    pub project: Option<String>,
+    pub log_name: String,
+    /// None: the metadata server's `cluster-location`.
+    pub location: Option<String>,
+    /// None: the top-level `clusterName`, else the metadata server's `cluster-name`.
+    pub cluster_name: Option<String>,
+    pub credentials_file: Option<String>,
+    pub endpoint: Option<String>,
+    pub encoding: Encoding,
+}
+
+impl ReceiverKind for CloudLoggingConfig {
+    const NAME: &'static str = "cloudLogging";
+    const KEYS: &'static [&'static str] = &[
+        "project",
+        "logName",
+        "location",
+        "clusterName",
+        "credentialsFile",
+        "endpoint",
+        "layout",
+        "deDot",
+    ];
+    const DEFAULT_MAX_EVENTS: usize = 500;
+
+    fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {
+        let project = parse_name(ctx, f, "project", false);
+        let log_name = ctx.opt_string(f, "logName");
+        if let Some(l) = &log_name
+            && let Err(why) = check_log_id(l)
+        {
+            ctx.error(
+                &f.path("logName"),
+                f.get("logName").map_or(f.line, |n| n.line),
+                why,
+            );
+        }
+        let location = parse_name(ctx, f, "location", false);
+        let cluster_name = ctx.opt_string(f, "clusterName");
+        let credentials_file = ctx.opt_string(f, "credentialsFile");
+        let endpoint = parse_endpoint(ctx, f);
+        let encoding = Encoding::parse(ctx, f, true)?;
+        Some(Self {
+            project,
+            log_name: log_name.unwrap_or_else(|| "events".to_owned()),
+            location,
+            cluster_name,
+            credentials_file,
+            endpoint,
+            encoding,
+        })
+    }
+
+    fn encoding(&self) -> &Encoding {
+        &self.encoding
+    }
+
+    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
+        self.api(env).err().unwrap_or_default()
+    }
+
+    fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
+        Ok(Box::new(CloudLoggingSink {
+            api: self.api(env)?,
+            cfg: self.clone(),
+            site: None,
+            body: Vec::new(),
+        }))
+    }
+}
+
+impl CloudLoggingConfig {
+    fn api(&self, env: &BuildEnv) -> Result<Api, Vec<Problem>> {
+        let creds = CredentialSource::resolve(self.credentials_file.as_deref(), &process_env);
+        Api::build(
+            self.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT),
+            &creds,
+            "credentialsFile",
+            env.delivery.timeout,
+        )
+    }
+}
+
+/// A log ID: letters, digits, `/ _ - .`, at most 512 characters.
+fn check_log_id(id: &str) -> Result<(), String> {
+    if id.len() > 512
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '.'))
+    {
+        return Err(format!(
+            "{id:?} is not a log ID (letters, digits, '/', '_', '-', '.', at most 512)"
+        ));
+    }
+    Ok(())
+}
+
+/// Where the cluster is, resolved once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Site {
+    pub project: String,
+    pub location: String,
+    /// None: each event's `clusterName`.
+    pub cluster: Option<String>,
+}
+
+pub struct CloudLoggingSink {
+    api: Api,
+    cfg: CloudLoggingConfig,
+    site: Option<Site>,
+    body: Vec<u8>,
+}
+
+impl CloudLoggingSink {
+    async fn site(&mut self, first: &Event) -> Result<Site, SendError> {
+        if let Some(s) = &self.site {
+            return Ok(s.clone());
+        }
+        let tokens = self.api.tokens();
+        let project = tokens.project(self.cfg.project.as_deref()).await?;
+        let location = match &self.cfg.location {
+            Some(l) => l.clone(),
+            None => tokens
+                .metadata("instance/attributes/cluster-location")
+                .await
+                .map_err(|e| with_hint(e, "set cloudLogging.location"))?,
+        };
+        let cluster = match &self.cfg.cluster_name {
+            Some(c) => Some(c.clone()),
+            None if !first.cluster_name.is_empty() => None,
+            None => Some(
+                tokens
+                    .metadata("instance/attributes/cluster-name")
+                    .await
+                    .map_err(|e| with_hint(e, "set cloudLogging.clusterName or clusterName"))?,
+            ),
+        };
+        let site = Site {
+            project,
+            location,
+            cluster,
+        };
+        self.site = Some(site.clone());
+        Ok(site)
+    }
+}
+
+fn with_hint(e: SendError, hint: &str) -> SendError {
+    match e {
+        SendError::Transient {
+            reason,
+            retry_after,
+        } => SendError::Transient {
+            reason: format!("{reason} ({hint})"),
+            retry_after,
+        },
+        e => e,
+    }
+}
+
+/// Cloud Logging's severity for an event, as GKE's exporter maps it.
+pub fn severity(ev: &Event) -> &'static str {
+    if ev.type_.as_deref() == Some("Warning") {
+        "WARNING"
+    } else {
+        "INFO"
+    }
+}
+
+/// One entry of `entries`: resource, timestamp, severity, insertId, labels, jsonPayload.
+pub fn write_entry(out: &mut Vec<u8>, site: &Site, doc: &Doc) {
+    let ev = &doc.occ.event;
+    let io = &ev.involved_object;
+    let cluster = site.cluster.as_deref().unwrap_or(&ev.cluster_name);
+    let ns = ev.metadata.namespace.as_deref().unwrap_or("");
+    let (rtype, extra): (&str, Vec<(&str, &str)>) = match io.kind.as_deref() {
+        Some("Pod") if !ns.is_empty() && io.namespace.as_deref() == Some(ns) => (
+            "k8s_pod",
+            vec![
+                ("namespace_name", ns),
+                ("pod_name", io.name.as_deref().unwrap_or("")),
+            ],
+        ),
+        Some("Node") => (
+            "k8s_node",
+            vec![("node_name", io.name.as_deref().unwrap_or(""))],
+        ),
+        _ => ("k8s_cluster", vec![]),
+    };
+    out.extend_from_slice(b"{\"insertId\":");
+    json_str(out, &doc.key);
+    if let Some(ts) = ev.last_seen() {
+        out.extend_from_slice(b",\"timestamp\":");
+        json_str(out, &ts.to_string());
+    }
+    out.extend_from_slice(b",\"severity\":\"");
+    out.extend_from_slice(severity(ev).as_bytes());
+    out.extend_from_slice(b"\",\"resource\":{\"type\":\"");
+    out.extend_from_slice(rtype.as_bytes());
+    out.extend_from_slice(b"\",\"labels\":{\"project_id\":");
+    json_str(out, &site.project);
+    out.extend_from_slice(b",\"location\":");
+    json_str(out, &site.location);
+    out.extend_from_slice(b",\"cluster_name\":");
+    json_str(out, cluster);
+    for (k, v) in extra {
+        out.push(b',');
+        json_str(out, k);
+        out.push(b':');
+        json_str(out, v);
+    }
+    out.extend_from_slice(b"}},\"labels\":{\"");
+    out.extend_from_slice(OCCURRENCE_KEY.as_bytes());
+    out.extend_from_slice(b"\":");
+    json_str(out, &doc.key);
+    out.extend_from_slice(b"},\"jsonPayload\":");
+    out.extend_from_slice(&doc.body);
+    out.push(b'}');
+}
+
+#[derive(Deserialize)]
+struct PartialErrors {
+    #[serde(rename = "@type", default)]
+    type_: String,
+    #[serde(rename = "logEntryErrors", default)]
+    log_entry_errors: std::collections::BTreeMap<String, RpcStatus>,
+}
+
+#[derive(Deserialize)]
+pub struct RpcStatus {
+    #[serde(default)]
+    pub code: i64,
+    #[serde(default)]
+    pub message: String,
+}
+
+const PARTIAL_ERRORS_TYPE: &str =
+    "type.googleapis.com/google.logging.v2.WriteLogEntriesPartialErrors";
+
+/// The per-entry errors of a failed entries.write answer (indexes into the request's entries),
+/// or None when the answer has none (the whole request failed).
+pub fn partial_errors(body: &[u8]) -> Option<Vec<(usize, RpcStatus)>> {
+    let e: super::ErrorBody = serde_json::from_slice(body).ok()?;
+    let detail = e
+        .error
+        .details
+        .into_iter()
+        .filter_map(|d| serde_json::from_value::<PartialErrors>(d).ok())
+        .find(|d| d.type_ == PARTIAL_ERRORS_TYPE)?;
+    let mut out: Vec<(usize, RpcStatus)> = detail
+        .log_entry_errors
+        .into_iter()
+        .filter_map(|(i, s)| Some((i.parse().ok()?, s)))
+        .collect();
+    out.sort_by_key(|(i, _)| *i);
+    (!out.is_empty()).then_some(out)
+}
+
+impl Sink for CloudLoggingSink {
+    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
+        async move {
+            let Some(first) = batch.first() else {
+                return Ok(());
+            };
+            let site = self.site(&first.occ.event).await?;
+            let mut entries = Vec::with_capacity(batch.len());
+            for doc in batch {
+                let mut e = Vec::with_capacity(doc.body.len() + 400);
+                write_entry(&mut e, &site, doc);
+                entries.push(e);
+            }
+            let sizes: Vec<usize> = entries.iter().map(|e| e.len() + 1).collect();
+            let mut failed = Vec::new();
+            for range in chunks(&sizes, MAX_ENTRIES, MAX_REQUEST_BYTES) {
+                self.body.clear();
+                self.body.extend_from_slice(b"{\"logName\":");
+                let log_name = format!(
+                    "projects/{}/logs/{}",
+                    site.project,
+                    urlencode_log(&self.cfg.log_name)
+                );
+                json_str(&mut self.body, &log_name);
+                self.body
+                    .extend_from_slice(b",\"partialSuccess\":true,\"entries\":[");
+                for (n, e) in entries[range.clone()].iter().enumerate() {
+                    if n > 0 {
+                        self.body.push(b',');
+                    }
+                    self.body.extend_from_slice(e);
+                }
+                self.body.extend_from_slice(b"]}");
+                let what = format!("entries.write to {}", self.api.base());
+                let answer = match self
+                    .api
+                    .call(Method::POST, "/v2/entries:write", self.body.clone())
+                    .await
+                {
+                    Ok(a) => a,
+                    Err(e) => {
+                        failed.extend(range.map(|i| (i, clone_error(&e))));
+                        continue;
+                    }
+                };
+                if answer.status.is_success() {
+                    continue;
+                }
+                match partial_errors(&answer.body) {
+                    Some(errors) => {
+                        for (i, s) in errors {
+                            if i >= range.len() {
+                                continue;
+                            }
+                            let reason = format!(
+                                "{what}: entry {}: code {} {}",
+                                batch[range.start + i].key,
+                                s.code,
+                                s.message
+                            );
+                            let e = if rpc_code_is_transient(s.code) {
+                                SendError::Transient {
+                                    reason,
+                                    retry_after: answer.retry_after,
+                                }
+                            } else {
+                                SendError::Permanent { reason }
+                            };
+                            failed.push((range.start + i, e));
+                        }
+                    }
+                    None => {
+                        let e = whole_request_error(&what, &answer);
+                        failed.extend(range.map(|i| (i, clone_error(&e))));
+                    }
+                }
+            }
+            batch_result(failed, batch.len())
+        }
+        .boxed()
+    }
+}
+
+/// A log ID in a log name: `/` is written `%2F`.
+fn urlencode_log(id: &str) -> String {
+    id.replace('/', "%2F")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_errors_are_read_by_index_from_the_error_details() {
+        let body = br#"{"error":{"code":400,"message":"Log entry with size 300K exceeds maximum size of 256K","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.DebugInfo","detail":"x"},{"@type":"type.googleapis.com/google.logging.v2.WriteLogEntriesPartialErrors","logEntryErrors":{"2":{"code":3,"message":"too big"},"0":{"code":14,"message":"unavailable"}}}]}}"#;
+        let errors = partial_errors(body).unwrap();
+        assert_eq!(errors.len(), 2);
+        assert_eq!((errors[0].0, errors[0].1.code), (0, 14));
+        assert_eq!((errors[1].0, errors[1].1.code), (2, 3));
+        assert!(
+            partial_errors(
+                br#"{"error":{"code":400,"message":"bad logName","status":"INVALID_ARGUMENT"}}"#
+            )
+            .is_none()
+        );
+        assert!(partial_errors(b"<html>").is_none());
+    }
+
+    #[test]
+    fn log_ids_are_checked() {
+        assert!(check_log_id("events").is_ok());
+        assert!(check_log_id("k8s/events.v1").is_ok());
+        assert!(check_log_id("bad name").is_err());
+    }
+}

@@ -1,0 +1,317 @@
+//! Google Cloud receivers: `pubsub` (topics:publish), `bigquery` (tabledata.insertAll) and
+//! `cloudLogging` (entries:write), over the REST APIs with the shared credentials of [`auth`].
+//!
+//! What they share here: the `endpoint` override (tests, private endpoints), the key-file key, the
+//! authenticated JSON POST, and how a whole-request answer is classified (Google's error body
+//! `{"error": {"code", "message", "status"}}`: 408, 429, 5xx and 401 — after dropping the cached
+//! token — are retried; other 4xx are permanent with Google's message).
+
+pub mod auth;
+pub mod bigquery;
+pub mod logging;
+pub mod pubsub;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use serde::Deserialize;
+
+use self::auth::{CredentialSource, Tokens, snippet};
+use super::http::Endpoint;
+use super::kind::Problem;
+use super::tls::TlsConfig;
+use super::{SendError, retry::parse_retry_after};
+use crate::config::yaml::{Ctx, Fields};
+use crate::telemetry::error_chain;
+
+/// The label / attribute that carries the occurrence key.
+pub const OCCURRENCE_KEY: &str = "occurrence_key";
+
+/// The process environment, as the kinds read it when they are checked and built.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// An optional `endpoint` override: an http(s) URL with a host, no query.
+pub fn parse_endpoint(ctx: &mut Ctx, f: &Fields) -> Option<String> {
+    let e = ctx.opt_string(f, "endpoint")?;
+    if let Err(why) = super::http::check_url(&e) {
+        ctx.error(
+            &f.path("endpoint"),
+            f.get("endpoint").map_or(f.line, |n| n.line),
+            why,
+        );
+        return None;
+    }
+    Some(e.trim_end_matches('/').to_owned())
+}
+
+/// A required resource name (project, topic, dataset…): no `/`, not empty.
+pub fn parse_name(ctx: &mut Ctx, f: &Fields, key: &str, required: bool) -> Option<String> {
+    let v = ctx.opt_string(f, key);
+    match &v {
+        None if required => ctx.error(&f.path(key), f.line, "is required"),
+        Some(s) if s.contains('/') || s.chars().any(char::is_whitespace) => {
+            ctx.error(
+                &f.path(key),
+                f.get(key).map_or(f.line, |n| n.line),
+                format!("{s:?} is a name, without '/' or spaces"),
+            );
+            return None;
+        }
+        _ => {}
+    }
+    v
+}
+
+/// An authenticated JSON API: its client, base URL and tokens.
+pub struct Api {
+    client: reqwest::Client,
+    base: String,
+    tokens: Tokens,
+}
+
+/// A whole answer, read.
+pub struct Answer {
+    pub status: StatusCode,
+    pub retry_after: Option<Duration>,
+    pub body: Bytes,
+}
+
+impl Api {
+    /// `key_path` is the key-file key's value when the receiver sets it (the `key` in problems).
+    pub fn build(
+        base: &str,
+        credentials: &CredentialSource,
+        key: &'static str,
+        timeout: Duration,
+    ) -> Result<Api, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let ep = Endpoint::build(base, &TlsConfig::default(), timeout);
+        let tokens = Tokens::build(credentials, timeout);
+        if let Err(why) = &tokens {
+            let key = match credentials {
+                CredentialSource::KeyFile { from_env: true, .. } => {
+                    "GOOGLE_APPLICATION_CREDENTIALS"
+                }
+                _ => key,
+            };
+            problems.push((key, why.clone()));
+        }
+        match (ep, tokens) {
+            (Ok(ep), Ok(tokens)) if problems.is_empty() => Ok(Api {
+                client: ep.client,
+                base: base.trim_end_matches('/').to_owned(),
+                tokens,
+            }),
+            (Err(p), _) => {
+                problems.extend(p);
+                Err(problems)
+            }
+            _ => Err(problems),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn tokens(&mut self) -> &mut Tokens {
+        &mut self.tokens
+    }
+
+    /// Sends `body` (JSON) with `method` to `base + path`. Transport errors are transient; the
+    /// answer is returned whatever its status (a 401 also drops the cached token).
+    pub async fn call(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<Answer, SendError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self
+            .client
+            .request(method.clone(), &url)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(body);
+        if let Some(auth) = self.tokens.authorization().await? {
+            req = req.header(AUTHORIZATION, auth);
+        }
+        let resp = req.send().await.map_err(|e| SendError::Transient {
+            reason: format!("{method} {url}: {}", error_chain(&e)),
+            retry_after: None,
+        })?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = resp.bytes().await.map_err(|e| SendError::Transient {
+            reason: format!("{method} {url}: reading the answer: {}", error_chain(&e)),
+            retry_after: None,
+        })?;
+        if status == StatusCode::UNAUTHORIZED {
+            self.tokens.invalidate();
+        }
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorInfo,
+}
+
+#[derive(Deserialize)]
+pub struct ErrorInfo {
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub details: Vec<serde_json::Value>,
+}
+
+/// A failed answer to the whole request, classified: 401 (token dropped), 408, 429 and 5xx are
+/// retried; anything else is permanent, with Google's status and message.
+pub fn whole_request_error(what: &str, a: &Answer) -> SendError {
+    let text = String::from_utf8_lossy(&a.body);
+    let detail = match serde_json::from_slice::<ErrorBody>(&a.body) {
+        Ok(e) => format!("{} {}", e.error.status, e.error.message),
+        Err(_) => snippet(&text),
+    };
+    let reason = format!("{what} answered {}: {}", a.status, detail.trim());
+    let code = a.status.as_u16();
+    if code == 401 || code == 408 || code == 429 || a.status.is_server_error() {
+        SendError::Transient {
+            reason,
+            retry_after: a.retry_after,
+        }
+    } else {
+        SendError::Permanent { reason }
+    }
+}
+
+/// A `google.rpc.Status` code for one item: transient when retrying can help.
+pub fn rpc_code_is_transient(code: i64) -> bool {
+    // DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE (and UNKNOWN).
+    matches!(code, 2 | 4 | 8 | 10 | 13 | 14)
+}
+
+/// Splits `sizes` (bytes of each item, in order) into consecutive ranges of at most `max_items`
+/// items and `max_bytes` bytes (an item larger than `max_bytes` goes alone).
+pub fn chunks(sizes: &[usize], max_items: usize, max_bytes: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, &s) in sizes.iter().enumerate() {
+        if i > start && (i - start >= max_items || bytes + s > max_bytes) {
+            out.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes += s;
+    }
+    if start < sizes.len() {
+        out.push(start..sizes.len());
+    }
+    out
+}
+
+/// Folds the answers of a batch's requests into one result: every failed document by index.
+pub fn batch_result(failed: Vec<(usize, SendError)>, len: usize) -> Result<(), SendError> {
+    if failed.is_empty() {
+        return Ok(());
+    }
+    // A whole batch failing alike is reported as such (one log line, one reason).
+    if failed.len() == len && len > 0 {
+        let all_same = failed.windows(2).all(|w| same_kind(&w[0].1, &w[1].1));
+        if all_same {
+            return Err(failed.into_iter().next().expect("not empty").1);
+        }
+    }
+    Err(SendError::Partial(failed))
+}
+
+fn same_kind(a: &SendError, b: &SendError) -> bool {
+    match (a, b) {
+        (SendError::Transient { reason: x, .. }, SendError::Transient { reason: y, .. }) => x == y,
+        (SendError::Permanent { reason: x }, SendError::Permanent { reason: y }) => x == y,
+        _ => false,
+    }
+}
+
+/// A copy of `e` for another document of the same failed request.
+pub fn clone_error(e: &SendError) -> SendError {
+    match e {
+        SendError::Transient {
+            reason,
+            retry_after,
+        } => SendError::Transient {
+            reason: reason.clone(),
+            retry_after: *retry_after,
+        },
+        SendError::Permanent { reason } => SendError::Permanent {
+            reason: reason.clone(),
+        },
+        SendError::Partial(_) => SendError::Transient {
+            reason: "partial answer".to_owned(),
+            retry_after: None,
+        },
+    }
+}
+
+/// Writes `s` as a JSON string.
+pub fn json_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_hold_the_item_and_byte_limits() {
+        assert_eq!(chunks(&[1, 1, 1, 1, 1], 2, 100), vec![0..2, 2..4, 4..5]);
+        assert_eq!(chunks(&[60, 60, 30, 10], 10, 100), vec![0..1, 1..4]);
+        // An item over the byte limit goes alone (the server names it).
+        assert_eq!(chunks(&[10, 500, 10], 10, 100), vec![0..1, 1..2, 2..3]);
+        assert!(chunks(&[], 10, 100).is_empty());
+    }
+
+    #[test]
+    fn whole_request_answers_are_classified_with_googles_message() {
+        let a = |code: u16, body: &str| Answer {
+            status: StatusCode::from_u16(code).unwrap(),
+            retry_after: None,
+            body: Bytes::from(body.to_owned()),
+        };
+        let err = r#"{"error":{"code":404,"message":"Resource not found (resource=t).","status":"NOT_FOUND"}}"#;
+        match whole_request_error("publish", &a(404, err)) {
+            SendError::Permanent { reason } => {
+                assert!(reason.contains("NOT_FOUND Resource not found"), "{reason}")
+            }
+            e => panic!("{e:?}"),
+        }
+        for code in [401, 408, 429, 500, 503] {
+            assert!(
+                matches!(
+                    whole_request_error("x", &a(code, "")),
+                    SendError::Transient { .. }
+                ),
+                "{code}"
+            );
+        }
+        assert!(matches!(
+            whole_request_error("x", &a(403, "denied")),
+            SendError::Permanent { .. }
+        ));
+    }
+}

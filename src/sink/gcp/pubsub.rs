@@ -1,0 +1,247 @@
+//! `pubsub`: Pub/Sub's `topics.publish` (`POST /v1/projects/P/topics/T:publish`). resmoio's keys
+//! (`gcloud_project_id`, `topic`, `create_topic`) keep their meaning; the message data is the
+//! document (layout applied), its `occurrence_key` attribute the occurrence key, and with
+//! `orderingKey: true` its ordering key the involved object's UID (the subscription must enable
+//! message ordering for it to matter). A batch is cut into requests of at most 1000 messages and
+//! 10 MB. A publish is all or nothing: a failed request is retried whole (408, 429, 5xx) or
+//! failed (other 4xx, e.g. NOT_FOUND for a missing topic).
+//!
+//! `PUBSUB_EMULATOR_HOST` (`host:port`) sends to the emulator without credentials, as Google's
+//! client libraries do, unless `endpoint` is set. `create_topic: true` creates the topic before
+//! the first publish (an existing topic is fine; resmoio failed on it).
+//!
+//! Pub/Sub does not deduplicate publishes: a replay after a crash is a second message with the
+//! same `occurrence_key` attribute, which subscribers use to drop it.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use reqwest::Method;
+use serde::Deserialize;
+
+use super::auth::CredentialSource;
+use super::{
+    Api, OCCURRENCE_KEY, batch_result, chunks, clone_error, json_str, parse_endpoint, parse_name,
+    process_env, whole_request_error,
+};
+use crate::config::yaml::{Ctx, Fields};
+use crate::sink::kind::{BuildEnv, Problem, ReceiverKind};
+use crate::sink::layout::Encoding;
+use crate::sink::{Doc, SendError, Sink};
+
+pub const DEFAULT_ENDPOINT: &str = "https://pubsub.googleapis.com";
+const MAX_MESSAGES: usize = 1000;
+/// The publish request limit (10 MB), less room for the envelope.
+const MAX_REQUEST_BYTES: usize = 9_500_000;
+
+/// `receivers[].pubsub`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PubsubConfig {
+    /// None: the key file's project, else the metadata server's.
+    pub project: Option<String>,
+    pub topic: String,
+    pub create_topic: bool,
+    pub ordering_key: bool,
+    pub credentials_file: Option<String>,
+    pub endpoint: Option<String>,
+    pub encoding: Encoding,
+}
+
+impl ReceiverKind for PubsubConfig {
+    const NAME: &'static str = "pubsub";
+    const KEYS: &'static [&'static str] = &[
+        "gcloud_project_id",
+        "topic",
+        "create_topic",
+        "orderingKey",
+        "credentialsFile",
+        "endpoint",
+        "layout",
+        "deDot",
+    ];
+    const DEFAULT_MAX_EVENTS: usize = 500;
+
+    fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {
+        let project = parse_name(ctx, f, "gcloud_project_id", false);
+        let topic = parse_name(ctx, f, "topic", true);
+        let create_topic = ctx.bool(f, "create_topic").unwrap_or(false);
+        let ordering_key = ctx.bool(f, "orderingKey").unwrap_or(false);
+        let credentials_file = ctx.opt_string(f, "credentialsFile");
+        let endpoint = parse_endpoint(ctx, f);
+        let encoding = Encoding::parse(ctx, f, true)?;
+        Some(Self {
+            project,
+            topic: topic?,
+            create_topic,
+            ordering_key,
+            credentials_file,
+            endpoint,
+            encoding,
+        })
+    }
+
+    fn encoding(&self) -> &Encoding {
+        &self.encoding
+    }
+
+    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
+        self.api(env).err().unwrap_or_default()
+    }
+
+    fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
+        Ok(Box::new(PubsubSink {
+            api: self.api(env)?,
+            cfg: self.clone(),
+            path: None,
+            body: Vec::new(),
+        }))
+    }
+}
+
+impl PubsubConfig {
+    fn api(&self, env: &BuildEnv) -> Result<Api, Vec<Problem>> {
+        let (base, creds) = match (&self.endpoint, process_env("PUBSUB_EMULATOR_HOST")) {
+            (Some(e), _) => (
+                e.clone(),
+                CredentialSource::resolve(self.credentials_file.as_deref(), &process_env),
+            ),
+            (None, Some(host)) if !host.is_empty() => {
+                (format!("http://{host}"), CredentialSource::None)
+            }
+            _ => (
+                DEFAULT_ENDPOINT.to_owned(),
+                CredentialSource::resolve(self.credentials_file.as_deref(), &process_env),
+            ),
+        };
+        Api::build(&base, &creds, "credentialsFile", env.delivery.timeout)
+    }
+}
+
+pub struct PubsubSink {
+    api: Api,
+    cfg: PubsubConfig,
+    /// `/v1/projects/P/topics/T`, once the project is known (and the topic created if asked).
+    path: Option<String>,
+    body: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct PublishAnswer {
+    #[serde(rename = "messageIds", default)]
+    message_ids: Vec<String>,
+}
+
+/// One message: data (base64 of the document), the occurrence key attribute, the ordering key.
+pub fn write_message(out: &mut Vec<u8>, doc: &Doc, ordering_key: bool) {
+    out.extend_from_slice(b"{\"data\":\"");
+    out.extend_from_slice(STANDARD.encode(&doc.body).as_bytes());
+    out.extend_from_slice(b"\",\"attributes\":{\"");
+    out.extend_from_slice(OCCURRENCE_KEY.as_bytes());
+    out.extend_from_slice(b"\":");
+    json_str(out, &doc.key);
+    out.push(b'}');
+    if ordering_key {
+        let uid = doc.occ.event.involved_object.uid.as_deref().unwrap_or("");
+        if !uid.is_empty() {
+            out.extend_from_slice(b",\"orderingKey\":");
+            json_str(out, uid);
+        }
+    }
+    out.push(b'}');
+}
+
+impl PubsubSink {
+    async fn topic_path(&mut self) -> Result<String, SendError> {
+        if let Some(p) = &self.path {
+            return Ok(p.clone());
+        }
+        let project = self
+            .api
+            .tokens()
+            .project(self.cfg.project.as_deref())
+            .await
+            .map_err(|e| match e {
+                SendError::Transient {
+                    reason,
+                    retry_after,
+                } => SendError::Transient {
+                    reason: format!("{reason} (set pubsub.gcloud_project_id)"),
+                    retry_after,
+                },
+                e => e,
+            })?;
+        let path = format!("/v1/projects/{project}/topics/{}", self.cfg.topic);
+        if self.cfg.create_topic {
+            let a = self.api.call(Method::PUT, &path, b"{}".to_vec()).await?;
+            if !a.status.is_success() && a.status.as_u16() != 409 {
+                return Err(whole_request_error(
+                    &format!("creating topic {} at {}", self.cfg.topic, self.api.base()),
+                    &a,
+                ));
+            }
+            if a.status.is_success() {
+                tracing::info!(topic = %self.cfg.topic, "pubsub: created the topic");
+            }
+        }
+        self.path = Some(path.clone());
+        Ok(path)
+    }
+}
+
+impl Sink for PubsubSink {
+    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
+        async move {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let path = format!("{}:publish", self.topic_path().await?);
+            let mut messages = Vec::with_capacity(batch.len());
+            for doc in batch {
+                let mut m = Vec::with_capacity(doc.body.len() * 4 / 3 + 120);
+                write_message(&mut m, doc, self.cfg.ordering_key);
+                messages.push(m);
+            }
+            let sizes: Vec<usize> = messages.iter().map(|m| m.len() + 1).collect();
+            let what = format!("publish to {} at {}", self.cfg.topic, self.api.base());
+            let mut failed = Vec::new();
+            for range in chunks(&sizes, MAX_MESSAGES, MAX_REQUEST_BYTES) {
+                self.body.clear();
+                self.body.extend_from_slice(b"{\"messages\":[");
+                for (n, m) in messages[range.clone()].iter().enumerate() {
+                    if n > 0 {
+                        self.body.push(b',');
+                    }
+                    self.body.extend_from_slice(m);
+                }
+                self.body.extend_from_slice(b"]}");
+                let result = match self.api.call(Method::POST, &path, self.body.clone()).await {
+                    Err(e) => Err(e),
+                    Ok(a) if a.status.is_success() => {
+                        match serde_json::from_slice::<PublishAnswer>(&a.body) {
+                            Ok(p) if p.message_ids.len() == range.len() => Ok(()),
+                            Ok(p) => Err(SendError::Transient {
+                                reason: format!(
+                                    "{what}: {} message IDs for {} messages",
+                                    p.message_ids.len(),
+                                    range.len()
+                                ),
+                                retry_after: None,
+                            }),
+                            Err(e) => Err(SendError::Transient {
+                                reason: format!("{what}: unexpected answer: {e}"),
+                                retry_after: None,
+                            }),
+                        }
+                    }
+                    Ok(a) => Err(whole_request_error(&what, &a)),
+                };
+                if let Err(e) = result {
+                    failed.extend(range.map(|i| (i, clone_error(&e))));
+                }
+            }
+            batch_result(failed, batch.len())
+        }
+        .boxed()
+    }
+}
