@@ -11,6 +11,7 @@ mod encode;
 pub mod file;
 pub mod gcp;
 pub mod http;
+pub mod kafka;
 pub mod kind;
 pub mod layout;
 pub mod loki;

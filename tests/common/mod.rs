@@ -179,3 +179,4 @@ pub mod pyservers;
 pub mod replicas;
 pub mod rsyslog;
 pub mod scenarios;
+pub mod tansu;
