@@ -14,7 +14,8 @@ ARG KEE_GIT_REVISION=unknown
 ENV KEE_GIT_REVISION=${KEE_GIT_REVISION}
 RUN cargo build --profile dist --locked --no-default-features --bin kube-event-exporter
 
-# glibc from the same Debian release as the build stage; nothing else.
+# glibc, libgcc and libssl3 (the Kafka receiver's TLS, through librdkafka) from the same Debian
+# release as the build stage; nothing else.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/dist/kube-event-exporter /kube-event-exporter
 USER 65532:65532
