@@ -148,6 +148,7 @@ receiver_kinds! {
     Slack => slack::SlackConfig,
     Opsgenie => opsgenie::OpsgenieConfig,
     Teams => teams::TeamsConfig,
+    Sqs => super::aws::sqs::SqsConfig,
     Kafka => super::kafka::KafkaConfig,
     Pubsub => super::gcp::pubsub::PubsubConfig,
     Bigquery => super::gcp::bigquery::BigQueryConfig,

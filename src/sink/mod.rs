@@ -6,6 +6,7 @@
 //! worker aborted mid-retry — drops its ack un-done, which holds the delivery cursor back so a
 //! successor replays it: the lossless guarantee.
 
+pub mod aws;
 pub mod elasticsearch;
 mod encode;
 pub mod file;

@@ -4,6 +4,7 @@
 
 pub mod keys;
 pub mod logs;
+pub mod moto;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

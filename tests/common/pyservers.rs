@@ -159,6 +159,9 @@ pub struct ServerSpec {
     pub ready: Ready,
     /// How long a start may take before the test fails.
     pub startup: Duration,
+    /// Killed (SIGKILL) when the thread that started it ends, even without a drop: for a server
+    /// shared by every test of a binary, started on a thread that lives as long as the process.
+    pub die_with_parent: bool,
 }
 
 impl ServerSpec {
@@ -168,6 +171,7 @@ impl ServerSpec {
             args: args.iter().map(|a| a.to_string()).collect(),
             ready,
             startup: Duration::from_secs(30),
+            die_with_parent: false,
         }
     }
 
@@ -204,11 +208,22 @@ impl ServerSpec {
             .iter()
             .map(|a| a.replace("{port}", &port.to_string()))
             .collect();
-        let child = Command::new(&self.binary)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(&args).stdin(Stdio::null()).stdout(out).stderr(err);
+        if self.die_with_parent {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
         let mut server = Server {

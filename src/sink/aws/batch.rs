@@ -1,0 +1,196 @@
+//! A worker batch as the batch APIs take it: split in order into requests of at most N entries
+//! and B bytes, sent (concurrently where order does not matter), and every entry's outcome read
+//! from the answers, so that a 200 with failed entries resends only those, and only when the
+//! failure may pass.
+
+use std::ops::Range;
+
+use futures::StreamExt;
+
+use super::client::AwsError;
+use crate::sink::{SendError, notify};
+
+/// The limits of one batch API.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Entries per request.
+    pub entries: usize,
+    /// Bytes per request, as the API counts them.
+    pub bytes: usize,
+}
+
+/// Consecutive ranges of entries, in order, each within `limits` (an entry larger than
+/// `limits.bytes` alone in its range: the caller decides what to do with it).
+pub fn chunks(sizes: &[usize], limits: Limits) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, &size) in sizes.iter().enumerate() {
+        let full = i - start >= limits.entries || (i > start && bytes + size > limits.bytes);
+        if full {
+            out.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < sizes.len() {
+        out.push(start..sizes.len());
+    }
+    out
+}
+
+/// The outcome of every document of a batch: None until a failure is recorded.
+pub struct Outcomes {
+    failed: Vec<Option<SendError>>,
+    /// Some answer said the credentials expired.
+    pub credentials_expired: bool,
+}
+
+impl Outcomes {
+    pub fn new(len: usize) -> Self {
+        Self {
+            failed: (0..len).map(|_| None).collect(),
+            credentials_expired: false,
+        }
+    }
+
+    pub fn fail(&mut self, doc: usize, e: SendError) {
+        if let Some(slot) = self.failed.get_mut(doc) {
+            *slot = Some(e);
+        }
+    }
+
+    /// A whole request failed: each of its documents gets the error.
+    pub fn fail_all(&mut self, docs: impl IntoIterator<Item = usize>, e: &AwsError) {
+        self.credentials_expired |= e.credentials_expired();
+        let err = e.to_send_error();
+        for d in docs {
+            self.fail(d, notify::copy(&err));
+        }
+    }
+
+    /// One entry of an answer failed with `code`/`message`: transient when the code says so
+    /// or when the service says the fault is not the sender's.
+    pub fn fail_entry(
+        &mut self,
+        doc: usize,
+        what: &str,
+        code: &str,
+        message: &str,
+        sender_fault: bool,
+    ) {
+        let reason = format!("{what}: {code}: {message}");
+        let transient = super::client::transient_code(code) || !sender_fault;
+        self.fail(
+            doc,
+            if transient {
+                SendError::Transient {
+                    reason,
+                    retry_after: None,
+                }
+            } else {
+                SendError::Permanent { reason }
+            },
+        );
+    }
+
+    /// The worker's answer: Ok when nothing failed; one error when every document failed the
+    /// same way; else a per-document answer (only the transient ones are resent).
+    pub fn settle(self) -> Result<(), SendError> {
+        let len = self.failed.len();
+        let failed: Vec<(usize, SendError)> = self
+            .failed
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.map(|e| (i, e)))
+            .collect();
+        if failed.len() == len && len > 0 {
+            let first = reason_of(&failed[0].1);
+            let same_kind =
+                |e: &SendError| std::mem::discriminant(e) == std::mem::discriminant(&failed[0].1);
+            if failed
+                .iter()
+                .all(|(_, e)| same_kind(e) && reason_of(e) == first)
+            {
+                return Err(failed.into_iter().next().expect("one").1);
+            }
+        }
+        notify::settle(len, failed)
+    }
+}
+
+fn reason_of(e: &SendError) -> &str {
+    match e {
+        SendError::Transient { reason, .. } | SendError::Permanent { reason } => reason,
+        SendError::Partial(_) => "",
+    }
+}
+
+/// Runs `send` for every range, at most `concurrency` at a time (1: one after the other, in
+/// order), and returns each range with its result, in order.
+pub async fn run<'a, T, F, Fut>(
+    ranges: Vec<Range<usize>>,
+    concurrency: usize,
+    send: F,
+) -> Vec<(Range<usize>, Result<T, AwsError>)>
+where
+    F: Fn(Range<usize>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, AwsError>> + 'a,
+{
+    futures::stream::iter(ranges.into_iter().map(|r| {
+        let fut = send(r.clone());
+        async move { (r, fut.await) }
+    }))
+    .buffered(concurrency.max(1))
+    .collect()
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_split_by_count_and_by_bytes_in_order() {
+        let l = Limits {
+            entries: 3,
+            bytes: 10,
+        };
+        assert_eq!(chunks(&[1; 7], l), vec![0..3, 3..6, 6..7]);
+        assert_eq!(chunks(&[4, 4, 4, 4], l), vec![0..2, 2..4]);
+        // Too large alone: its own range.
+        assert_eq!(chunks(&[2, 11, 2], l), vec![0..1, 1..2, 2..3]);
+        assert_eq!(chunks(&[10, 1], l), vec![0..1, 1..2]);
+        assert!(chunks(&[], l).is_empty());
+    }
+
+    #[test]
+    fn outcomes_settle_into_one_error_or_a_per_document_answer() {
+        assert!(Outcomes::new(3).settle().is_ok());
+        let mut o = Outcomes::new(3);
+        o.fail_entry(1, "SQS", "ThrottlingException", "slow down", true);
+        o.fail_entry(2, "SQS", "InvalidParameterValue", "bad", true);
+        match o.settle() {
+            Err(SendError::Partial(list)) => {
+                assert_eq!(list.len(), 2);
+                assert!(matches!(list[0], (1, SendError::Transient { .. })));
+                assert!(matches!(list[1], (2, SendError::Permanent { .. })));
+            }
+            other => panic!("{other:?}"),
+        }
+        // The service's own fault is retried whatever the code.
+        let mut o = Outcomes::new(1);
+        o.fail_entry(0, "SNS", "InternalError", "oops", false);
+        assert!(matches!(o.settle(), Err(SendError::Transient { .. })));
+        let mut o = Outcomes::new(2);
+        let e = AwsError {
+            action: "x".into(),
+            status: None,
+            code: String::new(),
+            message: "connection refused".into(),
+            sender_fault: false,
+        };
+        o.fail_all(0..2, &e);
+        assert!(matches!(o.settle(), Err(SendError::Transient { .. })));
+    }
+}
