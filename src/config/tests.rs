@@ -327,8 +327,8 @@ fn unknown_keys_with_suggestions() {
     );
     // Unknown keys inside unsupported kinds are not reported: the kind itself is.
     assert_eq!(
-        only("receivers:\n  - name: k\n    kafka: {topic: t}\n"),
-        "receivers[0].kafka: receiver kind kafka is not supported yet"
+        only("receivers:\n  - name: k\n    inMemory: {reff: t}\n"),
+        "receivers[0].inMemory: receiver kind inMemory is not supported yet"
     );
 }
 
@@ -565,7 +565,7 @@ fn env_substitution() {
 #[test]
 fn collects_every_error() {
     let e = errs(
-        "logLevl: x\nmaxEventAgeSeconds: abc\nroute:\n  match:\n    - kind: '*'\n      receiver: ghost\nreceivers:\n  - name: a\n    kafka: {}\n  - name: b\n    webhok: {}\n    stdout: {}\n",
+        "logLevl: x\nmaxEventAgeSeconds: abc\nroute:\n  match:\n    - kind: '*'\n      receiver: ghost\nreceivers:\n  - name: a\n    inMemory: {}\n  - name: b\n    webhok: {}\n    stdout: {}\n",
     );
     let paths: Vec<&str> = e.errors.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(
@@ -575,7 +575,7 @@ fn collects_every_error() {
             "maxEventAgeSeconds",
             "route.match[0].kind",
             "route.match[0].receiver",
-            "receivers[0].kafka",
+            "receivers[0].inMemory",
             "receivers[1].webhok"
         ]
     );
