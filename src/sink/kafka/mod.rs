@@ -149,7 +149,8 @@ pub fn client_config(receiver: &str, cfg: &KafkaConfig, timeout: Duration) -> Cl
     // librdkafka gives up on a record a little before the worker gives up on the batch, so the
     // failure is reported per record instead of the whole batch timing out.
     let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as u64;
-    let message_timeout = (ms * 9 / 10).max(1);
+    // (More than linger.ms, which librdkafka requires.)
+    let message_timeout = (ms * 9 / 10).max(10);
     c.set("message.timeout.ms", message_timeout.to_string())
         .set(
             "request.timeout.ms",
