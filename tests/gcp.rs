@@ -884,3 +884,79 @@ fn check_config_names_a_missing_or_broken_key_file() {
         "{err}"
     );
 }
+
+// ---- handovers: real exporter processes (tests/common/scenarios.rs) against the fake Logging ----
+
+/// The insertIds Cloud Logging received, in arrival order (replays included: the real service
+/// folds entries with the same insertId and timestamp into one).
+fn logged_keys(g: &FakeGoogle) -> Vec<String> {
+    g.store
+        .lock()
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e["insertId"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_logging_graceful_handover_loses_and_duplicates_nothing() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, public) = test_key(dir.path());
+    let g = FakeGoogle::start(public).await;
+    let key = g.key_file(dir.path(), &pem);
+    let receiver = format!("  - name: logging\n{}", logging_receiver(&g, &key));
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let o =
+        common::scenarios::graceful_handover(&sim, &receiver, "logging", &|| logged_keys(&g), 61)
+            .await;
+    assert!(o.delivery.is_exact(), "{}", o.delivery.summary());
+    assert_eq!(o.exits, [Some(0)], "the old leader exits 0");
+    g.assert_no_bad_requests();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_logging_sigkill_of_the_leader_loses_nothing_and_replays_only_known_insert_ids() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, public) = test_key(dir.path());
+    let g = FakeGoogle::start(public).await;
+    let key = g.key_file(dir.path(), &pem);
+    let receiver = format!("  - name: logging\n{}", logging_receiver(&g, &key));
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let o = common::scenarios::sigkill_of_the_leader(
+        &sim,
+        &receiver,
+        "logging",
+        &|| logged_keys(&g),
+        62,
+    )
+    .await;
+    let d = &o.delivery;
+    assert!(
+        d.lost.is_empty() && d.unexpected.is_empty(),
+        "{}",
+        d.summary()
+    );
+    // Every replayed entry repeats an insertId and timestamp already written: Cloud Logging
+    // keeps one. What a SIGKILL can replay is bounded by one lease retry period plus a batch.
+    let mut first: BTreeMap<String, Value> = BTreeMap::new();
+    for e in g.store.lock().unwrap().entries.iter() {
+        let id = e["insertId"].as_str().unwrap_or("").to_owned();
+        let seen = first
+            .entry(id.clone())
+            .or_insert_with(|| e["timestamp"].clone());
+        assert_eq!(
+            *seen, e["timestamp"],
+            "{id}: a replay with another timestamp"
+        );
+    }
+    let bound = o.duplicate_bound(Duration::from_millis(200));
+    assert!(
+        o.duplicated_occurrences <= bound,
+        "replayed {} > one retry period and one batch of occurrences ({bound})",
+        o.duplicated_occurrences
+    );
+    g.assert_no_bad_requests();
+}
