@@ -67,7 +67,7 @@ pub enum SinkError {
 }
 
 /// Why a send failed, as the worker needs to know it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum SendError {
     /// Worth retrying (transport error, timeout, 408, 429, 5xx, I/O error).
     Transient {

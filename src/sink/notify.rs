@@ -306,24 +306,9 @@ pub fn status_error(
     }
 }
 
-/// The same error for another document of the batch ([`SendError`] is not `Clone`: a group
-/// of documents that failed together gets one copy each).
+/// The same error for another document of the batch (kept for the receivers that call it).
 pub fn copy(e: &SendError) -> SendError {
-    match e {
-        SendError::Transient {
-            reason,
-            retry_after,
-        } => SendError::Transient {
-            reason: reason.clone(),
-            retry_after: *retry_after,
-        },
-        SendError::Permanent { reason } => SendError::Permanent {
-            reason: reason.clone(),
-        },
-        SendError::Partial(list) => {
-            SendError::Partial(list.iter().map(|(i, e)| (*i, copy(e))).collect())
-        }
-    }
+    e.clone()
 }
 
 /// The answer for a batch whose documents were sent in groups: `failed` lists each failed

@@ -520,7 +520,7 @@ impl SearchSink {
                         return Err(e);
                     }
                     for slot in out.iter_mut().filter(|s| s.is_none()) {
-                        *slot = Some(Err(copy(&e)));
+                        *slot = Some(Err(e.clone()));
                     }
                     break;
                 }
@@ -574,25 +574,6 @@ impl SearchSink {
     }
 }
 
-fn copy(e: &SendError) -> SendError {
-    match e {
-        SendError::Transient {
-            reason,
-            retry_after,
-        } => SendError::Transient {
-            reason: reason.clone(),
-            retry_after: *retry_after,
-        },
-        SendError::Permanent { reason } => SendError::Permanent {
-            reason: reason.clone(),
-        },
-        SendError::Partial(_) => SendError::Transient {
-            reason: "partial answer".to_owned(),
-            retry_after: None,
-        },
-    }
-}
-
 /// The 200-character head of a reply body, for logs.
 fn snippet(body: &[u8]) -> String {
     let s: String = String::from_utf8_lossy(body).chars().take(200).collect();
@@ -614,7 +595,7 @@ impl Sink for SearchSink {
                     // Nothing written: the whole batch fails as the request did (unless some
                     // documents already failed to render: then per document).
                     Err(e) if entries.len() == batch.len() => return Err(e),
-                    Err(e) => entries.iter().map(|_| Err(copy(&e))).collect(),
+                    Err(e) => entries.iter().map(|_| Err(e.clone())).collect(),
                 };
                 for (entry, outcome) in entries.iter().zip(outcomes) {
                     result[entry.doc] = match outcome {

@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 
 use super::auth::CredentialSource;
 use super::{
-    Api, batch_result, chunks, clone_error, json_str, parse_endpoint, parse_name, process_env,
+    Api, batch_result, chunks, json_str, parse_endpoint, parse_name, process_env,
     whole_request_error,
 };
 use crate::config::yaml::{Ctx, Fields};
@@ -288,13 +288,13 @@ impl Sink for BigQuerySink {
                 let answer = match self.api.call(Method::POST, &path, self.body.clone()).await {
                     Ok(a) => a,
                     Err(e) => {
-                        failed.extend(members.iter().map(|&i| (i, clone_error(&e))));
+                        failed.extend(members.iter().map(|&i| (i, e.clone())));
                         continue;
                     }
                 };
                 if !answer.status.is_success() {
                     let e = whole_request_error(&what, &answer);
-                    failed.extend(members.iter().map(|&i| (i, clone_error(&e))));
+                    failed.extend(members.iter().map(|&i| (i, e.clone())));
                     continue;
                 }
                 let parsed: InsertAnswer = match serde_json::from_slice(&answer.body) {
@@ -304,7 +304,7 @@ impl Sink for BigQuerySink {
                             reason: format!("{what}: unexpected answer: {e}"),
                             retry_after: None,
                         };
-                        failed.extend(members.iter().map(|&i| (i, clone_error(&e))));
+                        failed.extend(members.iter().map(|&i| (i, e.clone())));
                         continue;
                     }
                 };

@@ -18,8 +18,8 @@ use serde::Deserialize;
 
 use super::auth::CredentialSource;
 use super::{
-    Api, OCCURRENCE_KEY, batch_result, chunks, clone_error, json_str, parse_endpoint, parse_name,
-    process_env, rpc_code_is_transient, whole_request_error,
+    Api, OCCURRENCE_KEY, batch_result, chunks, json_str, parse_endpoint, parse_name, process_env,
+    rpc_code_is_transient, whole_request_error,
 };
 use crate::config::yaml::{Ctx, Fields};
 use crate::event::Event;
@@ -335,7 +335,7 @@ impl Sink for CloudLoggingSink {
                 {
                     Ok(a) => a,
                     Err(e) => {
-                        failed.extend(range.map(|i| (i, clone_error(&e))));
+                        failed.extend(range.map(|i| (i, e.clone())));
                         continue;
                     }
                 };
@@ -367,7 +367,7 @@ impl Sink for CloudLoggingSink {
                     }
                     None => {
                         let e = whole_request_error(&what, &answer);
-                        failed.extend(range.map(|i| (i, clone_error(&e))));
+                        failed.extend(range.map(|i| (i, e.clone())));
                     }
                 }
             }

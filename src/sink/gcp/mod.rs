@@ -248,26 +248,6 @@ fn same_kind(a: &SendError, b: &SendError) -> bool {
     }
 }
 
-/// A copy of `e` for another document of the same failed request.
-pub fn clone_error(e: &SendError) -> SendError {
-    match e {
-        SendError::Transient {
-            reason,
-            retry_after,
-        } => SendError::Transient {
-            reason: reason.clone(),
-            retry_after: *retry_after,
-        },
-        SendError::Permanent { reason } => SendError::Permanent {
-            reason: reason.clone(),
-        },
-        SendError::Partial(_) => SendError::Transient {
-            reason: "partial answer".to_owned(),
-            retry_after: None,
-        },
-    }
-}
-
 /// Writes `s` as a JSON string.
 pub fn json_str(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec");

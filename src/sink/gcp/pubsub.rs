@@ -22,8 +22,8 @@ use serde::Deserialize;
 
 use super::auth::CredentialSource;
 use super::{
-    Api, OCCURRENCE_KEY, batch_result, chunks, clone_error, json_str, parse_endpoint, parse_name,
-    process_env, whole_request_error,
+    Api, OCCURRENCE_KEY, batch_result, chunks, json_str, parse_endpoint, parse_name, process_env,
+    whole_request_error,
 };
 use crate::config::yaml::{Ctx, Fields};
 use crate::sink::kind::{BuildEnv, Problem, ReceiverKind};
@@ -237,7 +237,7 @@ impl Sink for PubsubSink {
                     Ok(a) => Err(whole_request_error(&what, &a)),
                 };
                 if let Err(e) = result {
-                    failed.extend(range.map(|i| (i, clone_error(&e))));
+                    failed.extend(range.map(|i| (i, e.clone())));
                 }
             }
             batch_result(failed, batch.len())
