@@ -593,6 +593,218 @@ async fn sigkill_of_the_leader_with_a_standard_queue_loses_nothing_and_every_cop
     }
 }
 
+// ---- Kinesis ----
+
+/// The occurrence key of each record: Kinesis has no attributes, the event carries it.
+fn body_keys(messages: &[Message]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<Event>(&m.body)
+                .unwrap_or_else(|e| panic!("not an event: {e}: {m:?}"))
+                .occurrence_key()
+        })
+        .collect()
+}
+
+/// Every record of an object has the object's uid as partition key, so it is on one shard.
+fn assert_kinesis_records(messages: &[Message]) {
+    let mut shard_of: BTreeMap<String, String> = BTreeMap::new();
+    for m in messages {
+        let e: Event = serde_json::from_str(&m.body).unwrap();
+        assert_eq!(
+            m.partition_key.as_deref(),
+            Some(object_uid(&e).as_str()),
+            "{m:?}"
+        );
+        let shard = m.shard.clone().unwrap();
+        let first = shard_of.entry(object_uid(&e)).or_insert(shard.clone());
+        assert_eq!(*first, shard, "object {} on two shards", object_uid(&e));
+    }
+}
+
+fn stream(name: &str) {
+    admin(json!([{"op": "stream", "name": name, "shards": 2}]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_occurrence_reaches_a_kinesis_stream_once_keyed_by_its_object() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("stream");
+    stream(&name);
+    let reader = Reader::kinesis(&name);
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let cfg = exporter_config(&receiver("kinesis", &format!("      streamName: {name}\n")));
+    let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
+    common::until_watching(&sim).await;
+    let g = generate(&sim, 600, 21);
+    g.wait().await;
+    let want = g.generated();
+    reader
+        .wait_for(body_keys, &want, Duration::from_secs(60))
+        .await;
+    run.exporter.shutdown(Duration::from_secs(10)).await;
+    let records = reader.messages();
+    let d = Delivery::compare(&want, &body_keys(&records));
+    eprintln!("kinesis (moto): {}", d.summary());
+    assert!(d.is_exact(), "{}", d.summary());
+    assert_kinesis_records(&records);
+    let shards: HashSet<String> = records.iter().filter_map(|m| m.shard.clone()).collect();
+    assert_eq!(shards.len(), 2, "objects spread over both shards");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kinesis_batch_over_500_records_and_5_mib_is_split_and_delivered_whole() {
+    init();
+    let name = unique("big-stream");
+    stream(&name);
+    let reader = Reader::kinesis(&name);
+    let cfg = exporter_config(&receiver("kinesis", &format!("      streamName: {name}\n")));
+    let SinkConfig::Kinesis(c) = &cfg.receivers[0].sink else {
+        unreachable!()
+    };
+    let stdout = || -> kube_event_exporter::sink::stdout::Writer { Box::new(tokio::io::sink()) };
+    let metrics = kube_event_exporter::telemetry::Metrics::default();
+    let env = BuildEnv {
+        receiver: "aws",
+        delivery: &cfg.receivers[0].delivery,
+        stdout: &stdout,
+        metrics: &metrics,
+    };
+    let mut sink =
+        kube_event_exporter::sink::aws::kinesis::KinesisSink::build(c, &env, &process_env)
+            .unwrap_or_else(|p| panic!("{p:?}"));
+    // 700 records of about 9 KB: over 500 records and over 5 MiB.
+    let batch = docs(700, "kin", 9_000);
+    sink.send(&batch).await.unwrap();
+    let want = keys_of(&batch);
+    reader
+        .wait_for(body_keys, &want, Duration::from_secs(60))
+        .await;
+    let records = reader.messages();
+    let d = Delivery::compare(&want, &body_keys(&records));
+    assert!(d.is_exact(), "{}", d.summary());
+    assert_kinesis_records(&records);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_leader_with_kinesis_loses_nothing_and_a_replay_keeps_its_shard() {
+    init();
+    let name = unique("kill-stream");
+    stream(&name);
+    let reader = Reader::kinesis(&name);
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let o = handover(
+        &sim,
+        &receiver("kinesis", &format!("      streamName: {name}\n")),
+        &|| body_keys(&reader.messages()),
+        44,
+        true,
+    )
+    .await;
+    let d = &o.delivery;
+    eprintln!(
+        "kinesis SIGKILL: {}; duplicated occurrences {}",
+        d.summary(),
+        o.duplicated
+    );
+    assert!(
+        d.lost.is_empty() && d.unexpected.is_empty(),
+        "{}",
+        d.summary()
+    );
+    let bound = o.duplicate_bound(500);
+    assert!(
+        o.duplicated <= bound,
+        "duplicates {} > {bound}",
+        o.duplicated
+    );
+    // A replayed record has the same partition key, so it lands on the same shard, after the
+    // original: a consumer keeping the last count per event drops it.
+    assert_kinesis_records(&reader.messages());
+}
+
+// ---- SNS ----
+
+/// A topic (`.fifo`: FIFO) with a queue subscribed with raw delivery (the message attributes
+/// kept as SQS attributes); the topic's ARN and the queue's URL.
+fn topic_with_queue(name: &str) -> (String, String) {
+    let queue_name = format!(
+        "{}-sub{}",
+        name.trim_end_matches(".fifo"),
+        if name.ends_with(".fifo") { ".fifo" } else { "" }
+    );
+    let made = admin(json!([{"op": "topic", "name": name}, {"op": "queue", "name": queue_name}]));
+    let topic = made[name].as_str().unwrap().to_owned();
+    admin(
+        json!([{"op": "subscribe", "topic": topic, "queue_arn": made[format!("{queue_name}:arn")]}]),
+    );
+    (topic, made[&queue_name].as_str().unwrap().to_owned())
+}
+
+fn sns_sink(keys: &str) -> kube_event_exporter::sink::aws::sns::SnsSink {
+    let cfg = exporter_config(&receiver("sns", keys));
+    let SinkConfig::Sns(c) = &cfg.receivers[0].sink else {
+        unreachable!()
+    };
+    let stdout = || -> kube_event_exporter::sink::stdout::Writer { Box::new(tokio::io::sink()) };
+    let metrics = kube_event_exporter::telemetry::Metrics::default();
+    let env = BuildEnv {
+        receiver: "aws",
+        delivery: &cfg.receivers[0].delivery,
+        stdout: &stdout,
+        metrics: &metrics,
+    };
+    kube_event_exporter::sink::aws::sns::SnsSink::build(c, &env, &process_env)
+        .unwrap_or_else(|p| panic!("{p:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_occurrence_reaches_an_sns_topic_once_and_its_subscriber_gets_the_key() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, queue_url) = topic_with_queue(&unique("topic"));
+    let reader = Reader::sqs(&queue_url);
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let cfg = exporter_config(&receiver("sns", &format!("      topicARN: {topic}\n")));
+    let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
+    common::until_watching(&sim).await;
+    let g = generate(&sim, 400, 31);
+    g.wait().await;
+    let want = g.generated();
+    reader
+        .wait_for(sqs_keys, &want, Duration::from_secs(60))
+        .await;
+    run.exporter.shutdown(Duration::from_secs(10)).await;
+    let messages = reader.messages();
+    let d = Delivery::compare(&want, &sqs_keys(&messages));
+    eprintln!("sns (moto): {}", d.summary());
+    assert!(d.is_exact(), "{}", d.summary());
+    messages.iter().for_each(|m| assert_sqs_message(m, false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_topic_drops_replays_by_occurrence_key_and_a_batch_over_ten_is_split() {
+    init();
+    let (topic, queue_url) = topic_with_queue(&format!("{}.fifo", unique("ftopic")));
+    let mut sink = sns_sink(&format!("      topicARN: {topic}\n"));
+    let batch = docs(25, "ftopic", 100);
+    sink.send(&batch).await.unwrap();
+    // The replay after a crash: the same deduplication ids.
+    sink.send(&batch).await.unwrap();
+    // Read only now: moto deduplicates against messages still in the queue.
+    let reader = Reader::sqs(&queue_url);
+    let want = keys_of(&batch);
+    reader
+        .wait_for(sqs_keys, &want, Duration::from_secs(30))
+        .await;
+    let messages = reader.messages();
+    let d = Delivery::compare(&want, &sqs_keys(&messages));
+    assert!(d.is_exact(), "replays must be dropped: {}", d.summary());
+    messages.iter().for_each(|m| assert_sqs_message(m, false));
+}
+
 // ---- check-config ----
 
 fn check_config(yaml: &str) -> (i32, String) {
@@ -646,7 +858,61 @@ receivers:
         err.contains("receivers[0].sqs.queueName: \"/tmp/dump\" is not an SQS queue name"),
         "{err}"
     );
-    example_passes_check_config("sqs");
+    let (code, err) = check_config(
+        r#"route:
+  routes:
+    - match:
+        - receiver: "kinesis"
+        - receiver: pipe
+receivers:
+  - name: "kinesis"
+    kinesis:
+      streamName: "events-pipeline"
+      region: us-west-2
+      layout: # Optional
+  - name: pipe
+    kinesis:
+      region: us-west-2
+      streamName: event-pipeline
+      layout:
+        region: "us-west-2"
+        eventType: "kubernetes-event"
+        createdAt: "{{ .GetTimestampMs }}"
+        details:
+          message: "{{ .Message }}"
+          reason: "{{ .Reason }}"
+          type: "{{ .Type }}"
+          count: "{{ .Count }}"
+          kind: "{{ .InvolvedObject.Kind }}"
+          name: "{{ .InvolvedObject.Name }}"
+          namespace: "{{ .Namespace }}"
+          component: "{{ .Source.Component }}"
+          host: "{{ .Source.Host }}"
+          labels: "{{ toJson .InvolvedObject.Labels}}"
+"#,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = check_config(
+        r#"route:
+  routes:
+    - match:
+        - receiver: "sns"
+receivers:
+  - name: "sns"
+    sns:
+      topicARN: "arn:aws:sns:us-east-1:1234567890123456:mytopic"
+      region: "us-west-2"
+      layout: # Optional
+"#,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("receivers[0].sns.region: the topic is in us-east-1"),
+        "{err}"
+    );
+    for example in ["sqs", "kinesis", "sns"] {
+        example_passes_check_config(example);
+    }
 }
 
 #[test]

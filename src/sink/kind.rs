@@ -149,6 +149,8 @@ receiver_kinds! {
     Opsgenie => opsgenie::OpsgenieConfig,
     Teams => teams::TeamsConfig,
     Sqs => super::aws::sqs::SqsConfig,
+    Kinesis => super::aws::kinesis::KinesisConfig,
+    Sns => super::aws::sns::SnsConfig,
     Kafka => super::kafka::KafkaConfig,
     Pubsub => super::gcp::pubsub::PubsubConfig,
     Bigquery => super::gcp::bigquery::BigQueryConfig,

@@ -6,8 +6,9 @@
 use std::ops::Range;
 
 use futures::StreamExt;
+use serde_json::Value;
 
-use super::client::AwsError;
+use super::client::{AwsError, Session};
 use crate::sink::{SendError, notify};
 
 /// The limits of one batch API.
@@ -144,6 +145,83 @@ where
     .buffered(concurrency.max(1))
     .collect()
     .await
+}
+
+/// One entry of a batch request, ready to send: the document it carries (index in the worker
+/// batch), the entry's JSON and its size as the API counts it.
+pub struct Entry {
+    pub doc: usize,
+    pub json: Value,
+    pub size: usize,
+}
+
+/// A JSON-protocol batch API.
+pub struct JsonApi<'a> {
+    /// `Kinesis_20131202.PutRecords`.
+    pub target: &'a str,
+    pub content_type: &'static str,
+    pub limits: Limits,
+    /// Requests in flight at once (1 where order matters).
+    pub concurrency: usize,
+}
+
+/// Sends `entries` in requests within `api.limits` (`envelope` makes a request's body from its
+/// entries), and reads each answer with `read` (the answer, the request's documents in order,
+/// the outcomes). A request that failed as a whole fails each of its documents; its error is
+/// returned too, for the caller's own handling (a queue that vanished).
+pub async fn send_json(
+    session: &Session,
+    api: &JsonApi<'_>,
+    entries: &[Entry],
+    envelope: impl Fn(Vec<Value>) -> Value,
+    read: impl Fn(&Value, &[usize], &mut Outcomes),
+    outcomes: &mut Outcomes,
+) -> Vec<AwsError> {
+    let sizes: Vec<usize> = entries.iter().map(|e| e.size).collect();
+    let ranges = chunks(&sizes, api.limits);
+    let envelope = &envelope;
+    let results = run(ranges, api.concurrency, |r| async move {
+        let list: Vec<Value> = entries[r].iter().map(|e| e.json.clone()).collect();
+        let body = serde_json::to_vec(&envelope(list)).expect("JSON serializes");
+        session.json(api.target, api.content_type, body).await
+    })
+    .await;
+    let mut errors = Vec::new();
+    for (range, result) in results {
+        let docs: Vec<usize> = entries[range].iter().map(|e| e.doc).collect();
+        match result {
+            Ok(v) => read(&v, &docs, outcomes),
+            Err(e) => {
+                outcomes.fail_all(docs, &e);
+                errors.push(e);
+            }
+        }
+    }
+    errors
+}
+
+/// An answer listing one result per entry, in the request's order, a failed one with
+/// `ErrorCode`/`ErrorMessage` (Kinesis `Records`, Firehose `RequestResponses`, EventBridge
+/// `Entries`). A missing result is resent.
+pub fn read_in_order(what: &str, list: &str, v: &Value, docs: &[usize], outcomes: &mut Outcomes) {
+    let results = v.get(list).and_then(Value::as_array);
+    for (i, doc) in docs.iter().enumerate() {
+        match results.and_then(|r| r.get(i)) {
+            Some(r) => {
+                if let Some(code) = r.get("ErrorCode").and_then(Value::as_str) {
+                    let message = r.get("ErrorMessage").and_then(Value::as_str).unwrap_or("");
+                    outcomes.fail_entry(*doc, what, code, message, true);
+                }
+            }
+            None => outcomes.fail(
+                *doc,
+                SendError::Transient {
+                    reason: format!("{what}: no result for entry {i} in the answer's {list}"),
+                    retry_after: None,
+                },
+            ),
+        }
+    }
 }
 
 #[cfg(test)]

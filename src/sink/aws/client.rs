@@ -335,6 +335,8 @@ pub fn transient_code(code: &str) -> bool {
     matches!(
         code,
         "Throttling"
+            | "Throttled"
+            | "KMSThrottling"
             | "ThrottlingException"
             | "ThrottledException"
             | "RequestThrottledException"

@@ -28,7 +28,6 @@ impl Req {
     }
 
     /// The form's fields (query protocol).
-    #[allow(dead_code)] // SNS's tests
     pub fn form(&self) -> Vec<(String, String)> {
         reqwest::Url::parse(&format!(
             "http://x/?{}",
@@ -63,7 +62,10 @@ impl Fake {
             requests: requests.clone(),
             handler,
         };
-        let app = Router::new().route("/", post(serve)).with_state(shared);
+        let app = Router::new()
+            .route("/", post(serve))
+            .layer(axum::extract::DefaultBodyLimit::disable())
+            .with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });

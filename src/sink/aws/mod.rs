@@ -21,8 +21,10 @@ pub mod credentials;
 pub mod endpoint;
 #[cfg(test)]
 mod fake;
+pub mod kinesis;
 pub mod profile;
 pub mod signing;
+pub mod sns;
 pub mod sqs;
 mod xml;
 
@@ -72,6 +74,40 @@ pub fn fifo_id(s: &str) -> String {
     }
 }
 
+/// The parts of an ARN `arn:partition:service:region:account:resource`.
+#[derive(Debug, PartialEq)]
+pub struct Arn<'a> {
+    pub service: &'a str,
+    pub region: &'a str,
+    pub account: &'a str,
+    pub resource: &'a str,
+}
+
+pub fn parse_arn(s: &str) -> Option<Arn<'_>> {
+    let mut parts = s.splitn(6, ':');
+    if parts.next()? != "arn" {
+        return None;
+    }
+    let _partition = parts.next()?;
+    let arn = Arn {
+        service: parts.next()?,
+        region: parts.next()?,
+        account: parts.next()?,
+        resource: parts.next()?,
+    };
+    (!arn.service.is_empty() && !arn.resource.is_empty()).then_some(arn)
+}
+
+/// A key that is used as it is when it has 1 to `max` characters, else replaced by its SHA-256
+/// (stable across replays, so the same object keeps the same partition).
+pub fn bounded_key(s: &str, max: usize) -> String {
+    if !s.is_empty() && s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        hex_sha256(s.as_bytes())
+    }
+}
+
 pub fn hex_sha256(data: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, data);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
@@ -91,5 +127,19 @@ mod tests {
         assert_eq!(fifo_id("a b").len(), 64);
         assert!(region_warnings(Some("us-east1")).len() == 1);
         assert!(region_warnings(Some("us-east-1")).is_empty() && region_warnings(None).is_empty());
+        let a = parse_arn("arn:aws:sns:us-east-1:1234567890123456:mytopic").unwrap();
+        assert_eq!(
+            (a.service, a.region, a.account, a.resource),
+            ("sns", "us-east-1", "1234567890123456", "mytopic")
+        );
+        assert_eq!(
+            parse_arn("arn:aws:kinesis:eu-west-1:1:stream/s")
+                .unwrap()
+                .resource,
+            "stream/s"
+        );
+        assert!(parse_arn("events").is_none() && parse_arn("arn:aws:sns").is_none());
+        assert_eq!(bounded_key("abc", 256), "abc");
+        assert_eq!(bounded_key(&"k".repeat(257), 256).len(), 64);
     }
 }

@@ -1,0 +1,210 @@
+//! kinesis: `PutRecords` (JSON 1.1), up to 500 records and 5 MiB per request (a record and its
+//! key at most 1 MiB), one request after the other so each object's records keep their order.
+//! The partition key is the involved object's uid: one object's occurrences go to one shard, in
+//! order. The record is the document; Kinesis records have no attributes, so the occurrence key
+//! travels in it (`metadata.uid` and `count` of the whole event, or whatever the layout keeps).
+//!
+//! The answer's `Records` are read one by one: `ProvisionedThroughputExceededException`,
+//! `InternalFailure` and KMS throttling are resent, anything else is permanent.
+
+use base64::Engine;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+
+use super::batch::{self, Entry, JsonApi, Limits, Outcomes};
+use super::client::{AwsClient, JSON_1_1, process_env};
+use super::endpoint::KINESIS;
+use super::{bounded_key, object_uid, parse_arn, parse_region, region_warnings};
+use crate::config::yaml::{Ctx, Fields};
+use crate::sink::kind::{BuildEnv, Problem, ReceiverKind};
+use crate::sink::layout::Encoding;
+use crate::sink::{Doc, SendError, Sink};
+
+/// PutRecords' limits: 500 records, 5 MiB of data and partition keys.
+pub const LIMITS: Limits = Limits {
+    entries: 500,
+    bytes: 5 * 1024 * 1024,
+};
+/// A record's data and partition key.
+const MAX_RECORD: usize = 1024 * 1024;
+const MAX_PARTITION_KEY: usize = 256;
+
+/// `receivers[].kinesis`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KinesisConfig {
+    /// The stream's name (`streamName`), or its ARN.
+    pub stream: String,
+    pub region: Option<String>,
+    pub encoding: Encoding,
+}
+
+impl KinesisConfig {
+    fn arn_region(&self) -> Option<&str> {
+        parse_arn(&self.stream).map(|a| a.region)
+    }
+}
+
+impl ReceiverKind for KinesisConfig {
+    const NAME: &'static str = "kinesis";
+    const KEYS: &'static [&'static str] = &["streamName", "region", "layout", "deDot"];
+    const DEFAULT_MAX_EVENTS: usize = 500;
+
+    fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {
+        let stream = ctx.opt_string(f, "streamName");
+        let line = f.get("streamName").map_or(f.line, |n| n.line);
+        match &stream {
+            None => ctx.error(&f.path("streamName"), f.line, "is required"),
+            Some(s)
+                if s.starts_with("arn:") && parse_arn(s).is_none_or(|a| a.service != "kinesis") =>
+            {
+                ctx.error(
+                    &f.path("streamName"),
+                    line,
+                    format!("{s:?} is not a Kinesis stream ARN (arn:aws:kinesis:REGION:ACCOUNT:stream/NAME)"),
+                );
+            }
+            _ => {}
+        }
+        let region = parse_region(ctx, f);
+        let encoding = Encoding::parse(ctx, f, true);
+        Some(KinesisConfig {
+            stream: stream?,
+            region,
+            encoding: encoding?,
+        })
+    }
+
+    fn encoding(&self) -> &Encoding {
+        &self.encoding
+    }
+
+    fn warnings(&self) -> Vec<Problem> {
+        let mut w = region_warnings(self.region.as_deref());
+        let name = &self.stream;
+        let valid = name.len() <= 128
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !name.starts_with("arn:") && !valid {
+            w.push((
+                "streamName",
+                format!("{name:?} is not a Kinesis stream name (1-128 of a-z, A-Z, 0-9, _ . -)"),
+            ));
+        }
+        if let (Some(r), Some(a)) = (&self.region, self.arn_region())
+            && r != a
+        {
+            w.push((
+                "region",
+                format!("the stream's ARN is in {a}, which is used instead of {r}"),
+            ));
+        }
+        w
+    }
+
+    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
+        KinesisSink::build(self, env, &process_env)
+            .err()
+            .unwrap_or_default()
+    }
+
+    fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
+        Ok(Box::new(KinesisSink::build(self, env, &process_env)?))
+    }
+}
+
+pub struct KinesisSink {
+    client: AwsClient,
+    /// `StreamName` or `StreamARN`, and its value.
+    stream: (&'static str, String),
+}
+
+impl KinesisSink {
+    pub fn build(
+        cfg: &KinesisConfig,
+        env: &BuildEnv,
+        vars: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<KinesisSink, Vec<Problem>> {
+        let region = cfg.arn_region().or(cfg.region.as_deref());
+        let client = AwsClient::build(&KINESIS, region, env.delivery.timeout, vars)?;
+        let field = if parse_arn(&cfg.stream).is_some() {
+            "StreamARN"
+        } else {
+            "StreamName"
+        };
+        Ok(KinesisSink {
+            client,
+            stream: (field, cfg.stream.clone()),
+        })
+    }
+}
+
+fn entry(i: usize, doc: &Doc) -> Result<Entry, SendError> {
+    let key = bounded_key(object_uid(doc), MAX_PARTITION_KEY);
+    let size = doc.body.len() + key.len();
+    if size > MAX_RECORD {
+        return Err(SendError::Permanent {
+            reason: format!(
+                "a record of {size} bytes (data and partition key) is over Kinesis's limit of {MAX_RECORD}"
+            ),
+        });
+    }
+    Ok(Entry {
+        doc: i,
+        json: json!({
+            "Data": base64::engine::general_purpose::STANDARD.encode(&doc.body),
+            "PartitionKey": key,
+        }),
+        size,
+    })
+}
+
+impl Sink for KinesisSink {
+    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
+        async move {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let session = self.client.session().await?;
+            let mut outcomes = Outcomes::new(batch.len());
+            let mut entries = Vec::with_capacity(batch.len());
+            for (i, doc) in batch.iter().enumerate() {
+                match entry(i, doc) {
+                    Ok(e) => entries.push(e),
+                    Err(err) => outcomes.fail(i, err),
+                }
+            }
+            let api = JsonApi {
+                target: "Kinesis_20131202.PutRecords",
+                content_type: JSON_1_1,
+                limits: LIMITS,
+                concurrency: 1,
+            };
+            let (field, stream) = &self.stream;
+            batch::send_json(
+                &session,
+                &api,
+                &entries,
+                |records| {
+                    let mut body = json!({ "Records": records });
+                    body[*field] = json!(stream);
+                    body
+                },
+                |v: &Value, docs, o| {
+                    batch::read_in_order("Kinesis PutRecords", "Records", v, docs, o)
+                },
+                &mut outcomes,
+            )
+            .await;
+            if outcomes.credentials_expired {
+                self.client.invalidate_credentials();
+            }
+            outcomes.settle()
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests;
