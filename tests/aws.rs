@@ -805,6 +805,122 @@ async fn a_fifo_topic_drops_replays_by_occurrence_key_and_a_batch_over_ten_is_sp
     messages.iter().for_each(|m| assert_sqs_message(m, false));
 }
 
+// ---- EventBridge ----
+
+/// The occurrence key of each EventBridge event delivered to a queue (its `detail`).
+fn detail_keys(messages: &[Message]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| {
+            let envelope: Value = serde_json::from_str(&m.body).unwrap();
+            serde_json::from_value::<Event>(envelope["detail"].clone())
+                .unwrap_or_else(|e| panic!("the detail is not an event: {e}: {m:?}"))
+                .occurrence_key()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_occurrence_reaches_an_event_bus_once_with_its_time_and_rendered_detail_type() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let bus = unique("bus");
+    let queue_name = unique("bus-target");
+    let made = admin(json!([{"op": "bus", "name": bus}, {"op": "queue", "name": queue_name}]));
+    admin(
+        json!([{"op": "rule", "name": unique("rule"), "bus": bus, "source": "kube-event-exporter",
+                  "queue_arn": made[format!("{queue_name}:arn")]}]),
+    );
+    let reader = Reader::sqs(made[&queue_name].as_str().unwrap());
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let cfg = exporter_config(&receiver(
+        "eventbridge",
+        &format!(
+            "      eventBusName: {bus}\n      source: kube-event-exporter\n      detailType: \"{{{{ .Type }}}} {{{{ .Reason }}}}\"\n"
+        ),
+    ));
+    let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
+    common::until_watching(&sim).await;
+    let g = generate(&sim, 300, 51);
+    g.wait().await;
+    let want = g.generated();
+    reader
+        .wait_for(detail_keys, &want, Duration::from_secs(60))
+        .await;
+    run.exporter.shutdown(Duration::from_secs(10)).await;
+    let messages = reader.messages();
+    let d = Delivery::compare(&want, &detail_keys(&messages));
+    eprintln!("eventbridge (moto): {}", d.summary());
+    assert!(d.is_exact(), "{}", d.summary());
+    for m in &messages {
+        let envelope: Value = serde_json::from_str(&m.body).unwrap();
+        let e: Event = serde_json::from_value(envelope["detail"].clone()).unwrap();
+        assert_eq!(envelope["source"], "kube-event-exporter");
+        assert_eq!(
+            envelope["detail-type"],
+            format!(
+                "{} {}",
+                e.type_.clone().unwrap_or_default(),
+                e.reason.clone().unwrap_or_default()
+            )
+        );
+        // The event's own time, to the second: a replay is the same event.
+        let t: jiff::Timestamp = envelope["time"].as_str().unwrap().parse().unwrap();
+        assert_eq!(t.as_second(), e.last_seen().unwrap().as_second(), "{m:?}");
+    }
+}
+
+// ---- Firehose ----
+
+/// The occurrence keys of the NDJSON objects Firehose wrote to S3: one line per record.
+fn object_keys(objects: &[Message]) -> Vec<String> {
+    objects
+        .iter()
+        .flat_map(|o| o.body.split_terminator('\n'))
+        .map(|line| {
+            serde_json::from_str::<Event>(line)
+                .unwrap_or_else(|e| panic!("a line is not an event: {e}: {line:?}"))
+                .occurrence_key()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_occurrence_reaches_s3_through_firehose_once_as_one_line() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = unique("firehose-bucket");
+    let stream = unique("delivery");
+    admin(
+        json!([{"op": "bucket", "name": bucket}, {"op": "firehose", "name": stream, "bucket": bucket}]),
+    );
+    let reader = Reader::s3(&bucket);
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let cfg = exporter_config(&receiver(
+        "firehose",
+        &format!("      deliveryStreamName: {stream}\n      deDot: true\n"),
+    ));
+    let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
+    common::until_watching(&sim).await;
+    let g = generate(&sim, 600, 61);
+    g.wait().await;
+    let want = g.generated();
+    reader
+        .wait_for(object_keys, &want, Duration::from_secs(60))
+        .await;
+    run.exporter.shutdown(Duration::from_secs(10)).await;
+    let objects = reader.messages();
+    let d = Delivery::compare(&want, &object_keys(&objects));
+    eprintln!("firehose (moto, S3): {}", d.summary());
+    assert!(d.is_exact(), "{}", d.summary());
+    for o in &objects {
+        assert!(
+            o.body.ends_with('\n'),
+            "each record ends with a newline: {o:?}"
+        );
+    }
+}
+
 // ---- check-config ----
 
 fn check_config(yaml: &str) -> (i32, String) {
@@ -910,7 +1026,21 @@ receivers:
         err.contains("receivers[0].sns.region: the topic is in us-east-1"),
         "{err}"
     );
-    for example in ["sqs", "kinesis", "sns"] {
+    let (code, err) = check_config(
+        r#"route:
+  routes:
+    - match:
+        - receiver: "firehose"
+receivers:
+  - name: "firehose"
+    firehose:
+      deliveryStreamName: "events-pipeline"
+      region: us-west-2
+      layout: # Optional
+"#,
+    );
+    assert_eq!(code, 0, "{err}");
+    for example in ["sqs", "kinesis", "sns", "eventbridge", "firehose"] {
         example_passes_check_config(example);
     }
 }

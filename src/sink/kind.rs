@@ -151,6 +151,8 @@ receiver_kinds! {
     Sqs => super::aws::sqs::SqsConfig,
     Kinesis => super::aws::kinesis::KinesisConfig,
     Sns => super::aws::sns::SnsConfig,
+    Eventbridge => super::aws::eventbridge::EventBridgeConfig,
+    Firehose => super::aws::firehose::FirehoseConfig,
     Kafka => super::kafka::KafkaConfig,
     Pubsub => super::gcp::pubsub::PubsubConfig,
     Bigquery => super::gcp::bigquery::BigQueryConfig,

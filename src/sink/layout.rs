@@ -36,11 +36,16 @@ impl Encoding {
 
     /// `layout` (when set) and `deDot` (when `de_dot_key` is, i.e. the kind accepts it) of `f`.
     pub fn parse(ctx: &mut Ctx, f: &Fields, de_dot_key: bool) -> Option<Self> {
+        Self::parse_key(ctx, f, "layout", de_dot_key)
+    }
+
+    /// As [`Encoding::parse`], with the layout under `key` (eventbridge's `details`).
+    pub fn parse_key(ctx: &mut Ctx, f: &Fields, key: &str, de_dot_key: bool) -> Option<Self> {
         let de_dot = de_dot_key && ctx.bool(f, "deDot").unwrap_or(false);
-        let Some(n) = f.get("layout") else {
+        let Some(n) = f.get(key) else {
             return Some(Self::event(de_dot));
         };
-        let path = f.path("layout");
+        let path = f.path(key);
         if !matches!(n.kind, Kind::Map(_)) {
             ctx.error(
                 &path,

@@ -19,8 +19,10 @@ pub mod batch;
 pub mod client;
 pub mod credentials;
 pub mod endpoint;
+pub mod eventbridge;
 #[cfg(test)]
 mod fake;
+pub mod firehose;
 pub mod kinesis;
 pub mod profile;
 pub mod signing;

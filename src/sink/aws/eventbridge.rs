@@ -1,0 +1,231 @@
+//! eventbridge: `PutEvents` (JSON 1.1), ten entries and 256 KiB per request, requests of a batch
+//! sent concurrently. An entry's `Detail` is the document (the whole event, or resmoio's
+//! `details` map rendered like a layout), `Source` and `DetailType` are the configured templates
+//! rendered per event, `Time` is the event's own time (so a replay is the same event), and
+//! `EventBusName` the configured bus. EventBridge entries have no attributes: the occurrence key
+//! travels in `Detail` (the whole event's `metadata.uid` and `count`).
+//!
+//! The answer's `Entries` are read one by one (resmoio ignored `FailedEntryCount`):
+//! `ThrottlingException` and `InternalFailure` are resent, anything else (`MalformedDetail`,
+//! `InvalidArgument`, `NotAuthorizedForSourceException`) is permanent.
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+
+use super::batch::{self, Entry, JsonApi, Limits, Outcomes};
+use super::client::{AwsClient, JSON_1_1, process_env};
+use super::endpoint::EVENTBRIDGE;
+use super::{parse_region, region_warnings};
+use crate::config::yaml::{Ctx, Fields};
+use crate::sink::kind::{BuildEnv, Problem, ReceiverKind};
+use crate::sink::layout::Encoding;
+use crate::sink::notify::{Renderer, opt_template};
+use crate::sink::{Doc, SendError, Sink};
+use crate::template::Template;
+
+/// PutEvents' limits: 10 entries, 256 KiB of entries (as AWS counts an entry's size).
+pub const LIMITS: Limits = Limits {
+    entries: 10,
+    bytes: 256 * 1024,
+};
+const CONCURRENCY: usize = 5;
+
+/// `receivers[].eventbridge`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventBridgeConfig {
+    pub detail_type: Template,
+    pub source: Template,
+    pub event_bus_name: Option<String>,
+    pub region: Option<String>,
+    /// `details` (resmoio's layout of `Detail`) and `deDot`.
+    pub encoding: Encoding,
+}
+
+impl ReceiverKind for EventBridgeConfig {
+    const NAME: &'static str = "eventbridge";
+    const KEYS: &'static [&'static str] = &[
+        "detailType",
+        "details",
+        "source",
+        "eventBusName",
+        "region",
+        "deDot",
+    ];
+    /// Ten requests of ten entries, five at a time.
+    const DEFAULT_MAX_EVENTS: usize = 100;
+
+    fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {
+        let required = |ctx: &mut Ctx, key: &str| {
+            let before = ctx.errors.len();
+            let t = opt_template(ctx, f, key);
+            if t.is_none() && ctx.errors.len() == before {
+                ctx.error(
+                    &f.path(key),
+                    f.get(key).map_or(f.line, |n| n.line),
+                    "is required (PutEvents refuses an entry without it)",
+                );
+            }
+            t
+        };
+        let detail_type = required(ctx, "detailType");
+        let source = required(ctx, "source");
+        if let Some(s) = &source
+            && s.source().starts_with("aws.")
+        {
+            ctx.error(
+                &f.path("source"),
+                f.get("source").map_or(f.line, |n| n.line),
+                "sources starting with \"aws.\" are reserved for AWS services",
+            );
+        }
+        let event_bus_name = ctx.opt_string(f, "eventBusName");
+        let region = parse_region(ctx, f);
+        let encoding = Encoding::parse_key(ctx, f, "details", true);
+        Some(EventBridgeConfig {
+            detail_type: detail_type?,
+            source: source?,
+            event_bus_name,
+            region,
+            encoding: encoding?,
+        })
+    }
+
+    fn encoding(&self) -> &Encoding {
+        &self.encoding
+    }
+
+    fn templates(&self) -> Vec<(String, &str)> {
+        vec![
+            ("detailType".to_owned(), self.detail_type.source()),
+            ("source".to_owned(), self.source.source()),
+        ]
+    }
+
+    fn warnings(&self) -> Vec<Problem> {
+        region_warnings(self.region.as_deref())
+    }
+
+    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
+        EventBridgeSink::build(self, env, &process_env)
+            .err()
+            .unwrap_or_default()
+    }
+
+    fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
+        Ok(Box::new(EventBridgeSink::build(self, env, &process_env)?))
+    }
+}
+
+pub struct EventBridgeSink {
+    client: AwsClient,
+    cfg: EventBridgeConfig,
+    renderer: Renderer,
+}
+
+impl EventBridgeSink {
+    pub fn build(
+        cfg: &EventBridgeConfig,
+        env: &BuildEnv,
+        vars: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<EventBridgeSink, Vec<Problem>> {
+        let client = AwsClient::build(
+            &EVENTBRIDGE,
+            cfg.region.as_deref(),
+            env.delivery.timeout,
+            vars,
+        )?;
+        Ok(EventBridgeSink {
+            client,
+            cfg: cfg.clone(),
+            renderer: Renderer::new(env.receiver),
+        })
+    }
+
+    fn entry(&mut self, i: usize, doc: &Doc) -> Result<Entry, SendError> {
+        let detail = std::str::from_utf8(&doc.body).map_err(|e| SendError::Permanent {
+            reason: format!("the document is not UTF-8 text: {e}"),
+        })?;
+        let data = doc.occ.value();
+        let (dt, src) = (&self.cfg.detail_type, &self.cfg.source);
+        let detail_type = self
+            .renderer
+            .render("detailType", dt, data, &doc.key, || dt.source().to_owned());
+        let source = self
+            .renderer
+            .render("source", src, data, &doc.key, || src.source().to_owned());
+        // As AWS counts it: the time (14), source, detail type, detail.
+        let size = 14 + source.len() + detail_type.len() + detail.len();
+        if size > LIMITS.bytes {
+            return Err(SendError::Permanent {
+                reason: format!(
+                    "an entry of {size} bytes is over EventBridge's limit of {} bytes",
+                    LIMITS.bytes
+                ),
+            });
+        }
+        let time = doc
+            .occ
+            .event
+            .last_seen()
+            .unwrap_or_else(jiff::Timestamp::now);
+        let mut e = json!({
+            "Source": source,
+            "DetailType": detail_type,
+            "Detail": detail,
+            "Time": time.as_second(),
+        });
+        if let Some(bus) = &self.cfg.event_bus_name {
+            e["EventBusName"] = json!(bus);
+        }
+        Ok(Entry {
+            doc: i,
+            json: e,
+            size,
+        })
+    }
+}
+
+impl Sink for EventBridgeSink {
+    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
+        async move {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let session = self.client.session().await?;
+            let mut outcomes = Outcomes::new(batch.len());
+            let mut entries = Vec::with_capacity(batch.len());
+            for (i, doc) in batch.iter().enumerate() {
+                match self.entry(i, doc) {
+                    Ok(e) => entries.push(e),
+                    Err(err) => outcomes.fail(i, err),
+                }
+            }
+            let api = JsonApi {
+                target: "AWSEvents.PutEvents",
+                content_type: JSON_1_1,
+                limits: LIMITS,
+                concurrency: CONCURRENCY,
+            };
+            batch::send_json(
+                &session,
+                &api,
+                &entries,
+                |list| json!({ "Entries": list }),
+                |v: &Value, docs, o| {
+                    batch::read_in_order("EventBridge PutEvents", "Entries", v, docs, o)
+                },
+                &mut outcomes,
+            )
+            .await;
+            if outcomes.credentials_expired {
+                self.client.invalidate_credentials();
+            }
+            outcomes.settle()
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+//! firehose: `PutRecordBatch` (JSON 1.1), up to 500 records and 4 MiB per request (a record at
+//! most 1,000 KiB). Each record is the document followed by a newline, so the objects Firehose
+//! writes (to S3 and others) are NDJSON; resmoio sent no delimiter, which glued the documents of
+//! one object together. Firehose records have no attributes: the occurrence key travels in the
+//! document (`metadata.uid` and `count` of the whole event).
+//!
+//! The answer's `RequestResponses` are read one by one: `ServiceUnavailableException` and
+//! `InternalFailure` are resent, anything else is permanent.
+
+use base64::Engine;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+
+use super::batch::{self, Entry, JsonApi, Limits, Outcomes};
+use super::client::{AwsClient, JSON_1_1, process_env};
+use super::endpoint::FIREHOSE;
+use super::{parse_arn, parse_region, region_warnings};
+use crate::config::yaml::{Ctx, Fields};
+use crate::sink::kind::{BuildEnv, Problem, ReceiverKind};
+use crate::sink::layout::Encoding;
+use crate::sink::{Doc, SendError, Sink};
+
+/// PutRecordBatch's limits: 500 records, 4 MiB.
+pub const LIMITS: Limits = Limits {
+    entries: 500,
+    bytes: 4 * 1024 * 1024,
+};
+/// A record, before base64.
+const MAX_RECORD: usize = 1000 * 1024;
+const CONCURRENCY: usize = 2;
+
+/// `receivers[].firehose`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirehoseConfig {
+    pub delivery_stream: String,
+    pub region: Option<String>,
+    pub encoding: Encoding,
+}
+
+impl ReceiverKind for FirehoseConfig {
+    const NAME: &'static str = "firehose";
+    const KEYS: &'static [&'static str] = &["deliveryStreamName", "region", "layout", "deDot"];
+    const DEFAULT_MAX_EVENTS: usize = 500;
+
+    fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {
+        let stream = ctx.opt_string(f, "deliveryStreamName");
+        match &stream {
+            None => ctx.error(&f.path("deliveryStreamName"), f.line, "is required"),
+            Some(s) if s.starts_with("arn:") => ctx.error(
+                &f.path("deliveryStreamName"),
+                f.get("deliveryStreamName").map_or(f.line, |n| n.line),
+                format!(
+                    "{s:?}: the delivery stream's name, not its ARN ({})",
+                    parse_arn(s)
+                        .and_then(|a| a.resource.strip_prefix("deliverystream/"))
+                        .unwrap_or("the part after deliverystream/")
+                ),
+            ),
+            _ => {}
+        }
+        let region = parse_region(ctx, f);
+        let encoding = Encoding::parse(ctx, f, true);
+        Some(FirehoseConfig {
+            delivery_stream: stream?,
+            region,
+            encoding: encoding?,
+        })
+    }
+
+    fn encoding(&self) -> &Encoding {
+        &self.encoding
+    }
+
+    fn warnings(&self) -> Vec<Problem> {
+        region_warnings(self.region.as_deref())
+    }
+
+    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
+        FirehoseSink::build(self, env, &process_env)
+            .err()
+            .unwrap_or_default()
+    }
+
+    fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
+        Ok(Box::new(FirehoseSink::build(self, env, &process_env)?))
+    }
+}
+
+pub struct FirehoseSink {
+    client: AwsClient,
+    stream: String,
+}
+
+impl FirehoseSink {
+    pub fn build(
+        cfg: &FirehoseConfig,
+        env: &BuildEnv,
+        vars: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<FirehoseSink, Vec<Problem>> {
+        let client =
+            AwsClient::build(&FIREHOSE, cfg.region.as_deref(), env.delivery.timeout, vars)?;
+        Ok(FirehoseSink {
+            client,
+            stream: cfg.delivery_stream.clone(),
+        })
+    }
+}
+
+fn entry(i: usize, doc: &Doc) -> Result<Entry, SendError> {
+    let size = doc.body.len() + 1;
+    if size > MAX_RECORD {
+        return Err(SendError::Permanent {
+            reason: format!("a record of {size} bytes is over Firehose's limit of {MAX_RECORD}"),
+        });
+    }
+    let mut data = Vec::with_capacity(size);
+    data.extend_from_slice(&doc.body);
+    data.push(b'\n');
+    Ok(Entry {
+        doc: i,
+        json: json!({ "Data": base64::engine::general_purpose::STANDARD.encode(&data) }),
+        size,
+    })
+}
+
+impl Sink for FirehoseSink {
+    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
+        async move {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let session = self.client.session().await?;
+            let mut outcomes = Outcomes::new(batch.len());
+            let mut entries = Vec::with_capacity(batch.len());
+            for (i, doc) in batch.iter().enumerate() {
+                match entry(i, doc) {
+                    Ok(e) => entries.push(e),
+                    Err(err) => outcomes.fail(i, err),
+                }
+            }
+            let api = JsonApi {
+                target: "Firehose_20150804.PutRecordBatch",
+                content_type: JSON_1_1,
+                limits: LIMITS,
+                concurrency: CONCURRENCY,
+            };
+            let stream = &self.stream;
+            batch::send_json(
+                &session,
+                &api,
+                &entries,
+                |records| json!({ "DeliveryStreamName": stream, "Records": records }),
+                |v: &Value, docs, o| {
+                    batch::read_in_order("Firehose PutRecordBatch", "RequestResponses", v, docs, o)
+                },
+                &mut outcomes,
+            )
+            .await;
+            if outcomes.credentials_expired {
+                self.client.invalidate_credentials();
+            }
+            outcomes.settle()
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests;
