@@ -44,7 +44,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                 }
                 break;
             }
-            let (chunk, used, end) = match available.iter().position(|b| *b == b'\n') {
+            let (chunk, used, end) = match newline(available) {
                 Some(i) => (&available[..i], i + 1, true),
                 None => (available, available.len(), false),
             };
@@ -72,6 +72,26 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             },
         }))
     }
+}
+
+/// The index of the first `\n` in `bytes`. A byte-by-byte `position` cannot be vectorised (it
+/// exits early), and it showed up in the profile at about 3% of the exporter's CPU: whole blocks
+/// are tested for a newline first (a loop the compiler vectorises), and only the block that
+/// holds one is searched byte by byte.
+fn newline(bytes: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 32;
+    let mut blocks = bytes.chunks_exact(BLOCK);
+    let mut start = 0;
+    for block in blocks.by_ref() {
+        if block.iter().fold(false, |seen, b| seen | (*b == b'\n')) {
+            break;
+        }
+        start += BLOCK;
+    }
+    bytes[start..]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map(|i| start + i)
 }
 
 #[cfg(test)]
@@ -133,6 +153,24 @@ mod tests {
             all(&endless, 1024, 4096).await,
             [Owned::TooLong { bytes: 1 << 16 }]
         );
+    }
+
+    #[test]
+    fn newline_is_found_in_every_position_of_and_across_blocks() {
+        for len in 0..100 {
+            let mut bytes = vec![b'x'; len];
+            assert_eq!(newline(&bytes), None, "{len}");
+            for at in 0..len {
+                bytes[at] = b'\n';
+                assert_eq!(newline(&bytes), Some(at), "{len} {at}");
+                if at + 3 < len {
+                    bytes[at + 3] = b'\n';
+                    assert_eq!(newline(&bytes), Some(at), "{len} {at} (two)");
+                    bytes[at + 3] = b'x';
+                }
+                bytes[at] = b'x';
+            }
+        }
     }
 
     #[tokio::test]
