@@ -126,7 +126,71 @@ impl fmt::Display for Short<'_> {
     }
 }
 
+/// Decodes one watch frame.
+///
+/// An event frame as API servers write it (`type` first, then `object`) is decoded in one pass:
+/// the event straight from the line. Anything else, and any frame that does not decode that way,
+/// goes the general way ([`decode_frame_in_two_passes`]), which also gives every error its
+/// message: the result is the same either way, only the work differs (the general way scans the
+/// object twice, once to delimit it and once to decode it).
 pub fn decode_frame(line: &str) -> Result<Frame, FrameError> {
+    if let Ok(Direct(frame)) = serde_json::from_str::<Direct>(line) {
+        return Ok(frame);
+    }
+    decode_frame_in_two_passes(line)
+}
+
+/// `{"type": "ADDED" | "MODIFIED" | "DELETED", "object": <event>, …}` in that order, decoded in
+/// one pass. Fails (and the caller falls back to the general way) on any other shape: another
+/// order or type, a repeated key, an undecodable event.
+struct Direct(Frame);
+
+impl<'de> Deserialize<'de> for Direct {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(DirectVisitor)
+    }
+}
+
+struct DirectVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DirectVisitor {
+    type Value = Direct;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event watch frame, type first")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Direct, A::Error> {
+        use serde::de::Error;
+        let other = || A::Error::custom("not the one-pass shape");
+        if map.next_key::<Cow<'de, str>>()?.as_deref() != Some("type") {
+            return Err(other());
+        }
+        let type_ = map.next_value::<Cow<'de, str>>()?;
+        let wrap: fn(Box<Event>) -> Frame = match &*type_ {
+            "ADDED" => Frame::Added,
+            "MODIFIED" => Frame::Modified,
+            "DELETED" => Frame::Deleted,
+            _ => return Err(other()),
+        };
+        if map.next_key::<Cow<'de, str>>()?.as_deref() != Some("object") {
+            return Err(other());
+        }
+        let mut event: Event = map.next_value()?;
+        event.metadata.managed_fields = None;
+        // Unknown keys are ignored, as in `RawFrame`; a repeated one is its error.
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "type" || key == "object" {
+                return Err(other());
+            }
+            map.next_value::<serde::de::IgnoredAny>()?;
+        }
+        Ok(Direct(wrap(Box::new(event))))
+    }
+}
+
+/// The general decoder: the envelope with the object as raw JSON, then the object by type.
+pub fn decode_frame_in_two_passes(line: &str) -> Result<Frame, FrameError> {
     let raw: RawFrame<'_> = serde_json::from_str(line).map_err(FrameError::Envelope)?;
     let object = |type_: &str| -> Result<Box<Event>, FrameError> {
         decode_event(raw.object.get())
@@ -200,6 +264,24 @@ mod tests {
         match decode_frame(r#"{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"too old"}}"#).unwrap() {
             Frame::Error(s) => assert_eq!((s.code, s.reason.as_str()), (410, "Expired")),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn event_frames_type_first_take_one_pass() {
+        let ev = r#"{"metadata":{"uid":"u","resourceVersion":"7"},"count":2}"#;
+        for t in ["ADDED", "MODIFIED", "DELETED"] {
+            let line = format!(r#"{{"type":"{t}","object":{ev}}}"#);
+            assert!(serde_json::from_str::<Direct>(&line).is_ok(), "{line}");
+            let swapped = format!(r#"{{"object":{ev},"type":"{t}"}}"#);
+            assert!(
+                serde_json::from_str::<Direct>(&swapped).is_err(),
+                "{swapped}"
+            );
+            assert_eq!(
+                format!("{:?}", decode_frame(&swapped)),
+                format!("{:?}", decode_frame(&line))
+            );
         }
     }
 
