@@ -5,6 +5,10 @@
 //! exported JSON must have resmoio's shape: `involvedObject` carries the looked-up labels,
 //! annotations, owners and `deleted`, and `clusterName` is always present.
 
+mod json;
+mod meta;
+mod time;
+
 use std::sync::OnceLock;
 
 use bytes::Bytes;
@@ -16,7 +20,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "meta::deserialize")]
     pub metadata: ObjectMeta,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -24,16 +28,24 @@ pub struct Event {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<EventSource>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "time::option_time",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub first_timestamp: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "time::option_time",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_timestamp: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<i32>,
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,
     /// resmoio always writes `eventTime`, `null` when unset.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "time::option_micro_time")]
     pub event_time: Option<MicroTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub series: Option<EventSeries>,
@@ -139,6 +151,9 @@ impl Event {
     }
 }
 
+/// Room for a typical event's JSON (700 bytes from kube-sim), so it is written without regrowing.
+const JSON_CAPACITY: usize = 1024;
+
 /// One occurrence of an event on its way to the sinks. Shared (`Arc`) by every receiver it is routed to.
 #[derive(Debug)]
 pub struct Occurrence {
@@ -160,10 +175,12 @@ impl Occurrence {
     }
 
     /// The default JSON document (no layout), serialized once per occurrence, whatever the number of
-    /// receivers. No trailing newline.
+    /// receivers. No trailing newline. The bytes `serde_json::to_vec(&self.event)` makes.
     pub fn json(&self) -> &Bytes {
         self.json.get_or_init(|| {
-            Bytes::from(serde_json::to_vec(&self.event).expect("an Event always serializes"))
+            let mut out = Vec::with_capacity(JSON_CAPACITY);
+            json::write_event(&mut out, &self.event);
+            Bytes::from(out)
         })
     }
 

@@ -1,0 +1,176 @@
+//! `ObjectMeta` read as k8s-openapi reads it (the same fields, unknown keys ignored, a repeated
+//! key's last value kept, the same errors), except that its timestamps take the fast path of
+//! [`super::time`]: every event carries a `creationTimestamp`.
+
+use std::fmt;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserializer;
+use serde::de::{IgnoredAny, MapAccess, Visitor};
+
+use super::time;
+
+/// `deserialize_with` for `Event::metadata`.
+pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    d.deserialize_struct("ObjectMeta", FIELDS, MetaVisitor)
+}
+
+const FIELDS: &[&str] = &[
+    "annotations",
+    "creationTimestamp",
+    "deletionGracePeriodSeconds",
+    "deletionTimestamp",
+    "finalizers",
+    "generateName",
+    "generation",
+    "labels",
+    "managedFields",
+    "name",
+    "namespace",
+    "ownerReferences",
+    "resourceVersion",
+    "selfLink",
+    "uid",
+];
+
+enum Field {
+    Annotations,
+    CreationTimestamp,
+    DeletionGracePeriodSeconds,
+    DeletionTimestamp,
+    Finalizers,
+    GenerateName,
+    Generation,
+    Labels,
+    ManagedFields,
+    Name,
+    Namespace,
+    OwnerReferences,
+    ResourceVersion,
+    SelfLink,
+    Uid,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+
+        impl Visitor<'_> for FieldVisitor {
+            type Value = Field;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("field identifier")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Field, E> {
+                Ok(match v {
+                    "annotations" => Field::Annotations,
+                    "creationTimestamp" => Field::CreationTimestamp,
+                    "deletionGracePeriodSeconds" => Field::DeletionGracePeriodSeconds,
+                    "deletionTimestamp" => Field::DeletionTimestamp,
+                    "finalizers" => Field::Finalizers,
+                    "generateName" => Field::GenerateName,
+                    "generation" => Field::Generation,
+                    "labels" => Field::Labels,
+                    "managedFields" => Field::ManagedFields,
+                    "name" => Field::Name,
+                    "namespace" => Field::Namespace,
+                    "ownerReferences" => Field::OwnerReferences,
+                    "resourceVersion" => Field::ResourceVersion,
+                    "selfLink" => Field::SelfLink,
+                    "uid" => Field::Uid,
+                    _ => Field::Other,
+                })
+            }
+        }
+
+        d.deserialize_identifier(FieldVisitor)
+    }
+}
+
+/// A timestamp field read through the fast path.
+struct FastTime(Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>);
+
+impl<'de> serde::Deserialize<'de> for FastTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        time::option_time(d).map(FastTime)
+    }
+}
+
+struct MetaVisitor;
+
+impl<'de> Visitor<'de> for MetaVisitor {
+    type Value = ObjectMeta;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ObjectMeta")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ObjectMeta, A::Error> {
+        let mut m = ObjectMeta::default();
+        while let Some(key) = map.next_key::<Field>()? {
+            match key {
+                Field::Annotations => m.annotations = map.next_value()?,
+                Field::CreationTimestamp => m.creation_timestamp = map.next_value::<FastTime>()?.0,
+                Field::DeletionGracePeriodSeconds => {
+                    m.deletion_grace_period_seconds = map.next_value()?
+                }
+                Field::DeletionTimestamp => m.deletion_timestamp = map.next_value::<FastTime>()?.0,
+                Field::Finalizers => m.finalizers = map.next_value()?,
+                Field::GenerateName => m.generate_name = map.next_value()?,
+                Field::Generation => m.generation = map.next_value()?,
+                Field::Labels => m.labels = map.next_value()?,
+                Field::ManagedFields => m.managed_fields = map.next_value()?,
+                Field::Name => m.name = map.next_value()?,
+                Field::Namespace => m.namespace = map.next_value()?,
+                Field::OwnerReferences => m.owner_references = map.next_value()?,
+                Field::ResourceVersion => m.resource_version = map.next_value()?,
+                Field::SelfLink => m.self_link = map.next_value()?,
+                Field::Uid => m.uid = map.next_value()?,
+                Field::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Fast(#[serde(deserialize_with = "deserialize")] ObjectMeta);
+
+    /// Valid, odd and invalid metadata: the same value or the same error as k8s-openapi.
+    #[test]
+    fn reads_as_k8s_openapi_reads() {
+        for json in [
+            r#"{}"#,
+            r#"{"name":"a","namespace":"b","uid":"u","resourceVersion":"7","creationTimestamp":"2024-01-02T03:04:05Z"}"#,
+            r#"{"name":"a","name":"b"}"#,
+            r#"{"labels":{"a":"1"},"annotations":null,"finalizers":["x"],"generation":3,"deletionGracePeriodSeconds":30,"deletionTimestamp":"2024-01-02T03:04:05+01:00"}"#,
+            r#"{"managedFields":[{"manager":"kubelet","operation":"Update","fieldsV1":{"f:count":{}}}],"ownerReferences":[{"apiVersion":"v1","kind":"Pod","name":"p","uid":"q"}]}"#,
+            r#"{"unknown":{"deep":[1,2,{"x":null}]},"selfLink":"/x","generateName":"g-"}"#,
+            r#"{"creationTimestamp":null}"#,
+            r#"{"creationTimestamp":"2024-02-30T00:00:00Z"}"#,
+            r#"{"creationTimestamp":7}"#,
+            r#"{"labels":{"a":1}}"#,
+            r#"{"uid":5}"#,
+            r#"{"managedFields":"x"}"#,
+            r#"null"#,
+            r#"[]"#,
+            r#"["a"]"#,
+            r#""x""#,
+        ] {
+            let fast = serde_json::from_str::<Fast>(json).map_err(|e| e.to_string());
+            let slow = serde_json::from_str::<ObjectMeta>(json).map_err(|e| e.to_string());
+            match (fast, slow) {
+                (Ok(f), Ok(s)) => assert_eq!(f.0, s, "{json}"),
+                (f, s) => assert_eq!(f.map(|f| f.0), s, "{json}"),
+            }
+        }
+    }
+}
