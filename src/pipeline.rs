@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -14,7 +15,7 @@ use crate::enrich::Enricher;
 use crate::event::Occurrence;
 use crate::progress::Tracker;
 use crate::route;
-use crate::sink::{Delivery, Receivers};
+use crate::sink::{Delivery, ReceiverHandle, Receivers};
 use crate::source::Item;
 use crate::telemetry::Metrics;
 
@@ -35,38 +36,59 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub async fn run(self, rx: mpsc::Receiver<Item>, enricher: Option<Arc<Enricher>>) {
-        let stream = tokio_stream_from(rx).map(|item| {
-            let enricher = enricher.clone();
-            async move {
-                match (item, enricher) {
-                    (Item::Occurrence { event, position }, Some(enricher)) => Item::Occurrence {
-                        event: Box::new(enricher.enrich(*event).await),
-                        position,
-                    },
-                    (item, _) => item,
-                }
+        let mut targets = Targets::default();
+        let completed = match enricher {
+            // Nothing to look up (`omitLookup`): items go from the source's channel straight to
+            // routing, without the ordered-concurrency machinery (a task allocated per item).
+            None => self.drive(tokio_stream_from(rx), &mut targets).await,
+            Some(enricher) => {
+                let stream = tokio_stream_from(rx).map(move |item| {
+                    let enricher = enricher.clone();
+                    async move {
+                        match item {
+                            Item::Occurrence { event, position } => Item::Occurrence {
+                                event: Box::new(enricher.enrich(*event).await),
+                                position,
+                            },
+                            item => item,
+                        }
+                    }
+                });
+                self.drive(stream.buffered(ENRICH_CONCURRENCY), &mut targets)
+                    .await
             }
-        });
-        let mut stream = std::pin::pin!(stream.buffered(ENRICH_CONCURRENCY));
+        };
+        if completed {
+            // The source is done and everything it read is queued: let the workers drain and
+            // exit.
+            self.receivers.close();
+        }
+    }
+
+    /// Dispatches every item of `items` in order; false if aborted.
+    async fn drive<'a>(
+        &'a self,
+        items: impl futures::Stream<Item = Item>,
+        targets: &mut Targets<'a>,
+    ) -> bool {
+        let mut items = std::pin::pin!(items);
         loop {
             let item = tokio::select! {
                 biased;
-                _ = self.abort.cancelled() => return,
-                item = stream.next() => item,
+                _ = self.abort.cancelled() => return false,
+                item = items.next() => item,
             };
-            let Some(item) = item else { break };
+            let Some(item) = item else { return true };
             tokio::select! {
                 biased;
                 // Dropping a half-dispatched item drops its acks: the cursor stays before it.
-                _ = self.abort.cancelled() => return,
-                _ = self.dispatch(item) => {}
+                _ = self.abort.cancelled() => return false,
+                _ = self.dispatch(item, targets) => {}
             }
         }
-        // The source is done and everything it read is queued: let the workers drain and exit.
-        self.receivers.close();
     }
 
-    async fn dispatch(&self, item: Item) {
+    async fn dispatch<'a>(&'a self, item: Item, targets: &mut Targets<'a>) {
         let (mut event, position) = match item {
             Item::Checkpoint(position) => {
                 self.tracker.begin(Some(position)).release();
@@ -78,21 +100,15 @@ impl Pipeline {
         self.dispatched.fetch_add(1, Ordering::Relaxed);
         event.cluster_name.clone_from(&self.cluster_name);
         let ticket = self.tracker.begin(position);
-        let names: Vec<String> = route::receivers_for(&self.route, &event)
-            .into_iter()
-            .map(str::to_string)
-            .collect();
+        let names = route::receivers_for(&self.route, &event);
         let occ = Arc::new(Occurrence::new(*event));
         for name in names {
-            let Some(handle) = self.receivers.get(&name) else {
+            let Some((handle, routed)) = targets.get(self, name) else {
                 // The config loader rejects routes to undefined receivers; this cannot happen.
                 tracing::error!(receiver = %name, "route names an unknown receiver");
                 continue;
             };
-            self.metrics
-                .routed
-                .get_or_create(&Metrics::receiver(&name))
-                .inc();
+            routed.inc();
             handle
                 .send(Delivery {
                     occ: occ.clone(),
@@ -101,6 +117,34 @@ impl Pipeline {
                 .await;
         }
         ticket.release();
+    }
+}
+
+/// The receivers routed to so far, each with its `routed` counter: found once per run instead of
+/// a map lookup and a label allocation per occurrence. A receiver's `routed` sample appears when
+/// the first occurrence is routed to it, as before.
+#[derive(Default)]
+struct Targets<'a> {
+    known: Vec<(&'a str, &'a ReceiverHandle, Counter)>,
+}
+
+impl<'a> Targets<'a> {
+    fn get(&mut self, p: &'a Pipeline, name: &'a str) -> Option<(&'a ReceiverHandle, &Counter)> {
+        let i = match self.known.iter().position(|(n, ..)| *n == name) {
+            Some(i) => i,
+            None => {
+                let handle = p.receivers.get(name)?;
+                let routed = p
+                    .metrics
+                    .routed
+                    .get_or_create(&Metrics::receiver(name))
+                    .clone();
+                self.known.push((name, handle, routed));
+                self.known.len() - 1
+            }
+        };
+        let (_, handle, routed) = &self.known[i];
+        Some((handle, routed))
     }
 }
 
