@@ -161,15 +161,23 @@ impl Tracker {
     }
 
     fn complete(&self, seq: u64) {
+        self.complete_all(std::iter::once(seq));
+    }
+
+    /// Marks every item of `seqs` complete, then moves the cursor once: one lock and one
+    /// notification for a whole batch.
+    fn complete_all(&self, seqs: impl Iterator<Item = u64>) {
         let mut st = self.state.lock().expect("progress lock");
         let Some(front) = st.pending.front().map(|s| s.seq) else {
             return;
         };
-        let Some(slot) = st.pending.get_mut((seq - front) as usize) else {
-            return;
-        };
-        debug_assert_eq!(slot.seq, seq);
-        slot.done = true;
+        for seq in seqs {
+            let Some(slot) = st.pending.get_mut((seq - front) as usize) else {
+                continue;
+            };
+            debug_assert_eq!(slot.seq, seq);
+            slot.done = true;
+        }
         let mut moved = false;
         while st.pending.front().is_some_and(|s| s.done) {
             let slot = st.pending.pop_front().expect("front exists");
@@ -184,6 +192,10 @@ impl Tracker {
             drop(st);
             self.cursor_tx.send_replace(cursor);
         }
+    }
+
+    fn same(&self, other: &Tracker) -> bool {
+        Arc::ptr_eq(&self.state, &other.state)
     }
 
     fn abandon(&self) {
@@ -201,11 +213,15 @@ struct TicketInner {
 
 impl TicketInner {
     fn release_one(&self) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1
-            && !self.abandoned.load(Ordering::Acquire)
-        {
+        if self.release_is_last() {
             self.tracker.complete(self.seq);
         }
+    }
+
+    /// Gives one hold back; true if that completes the item.
+    fn release_is_last(&self) -> bool {
+        self.remaining.fetch_sub(1, Ordering::AcqRel) == 1
+            && !self.abandoned.load(Ordering::Acquire)
     }
 }
 
@@ -250,6 +266,29 @@ impl Ack {
     pub fn done(mut self) {
         if let Some(inner) = self.inner.take() {
             inner.release_one();
+        }
+    }
+
+    /// `done()` for each of `acks`, in order, with the cursor moved once per tracker for the
+    /// whole lot instead of once per ack (a worker acknowledges a batch at a time): the same
+    /// final cursor, one lock and one notification.
+    pub fn done_all(acks: impl IntoIterator<Item = Ack>) {
+        let mut completed: Vec<Arc<TicketInner>> = Vec::new();
+        for mut ack in acks {
+            if let Some(inner) = ack.inner.take()
+                && inner.release_is_last()
+            {
+                completed.push(inner);
+            }
+        }
+        let mut rest = &completed[..];
+        while let Some(first) = rest.first() {
+            let n = rest
+                .iter()
+                .take_while(|i| i.tracker.same(&first.tracker))
+                .count();
+            first.tracker.complete_all(rest[..n].iter().map(|i| i.seq));
+            rest = &rest[n..];
         }
     }
 }
@@ -323,6 +362,29 @@ mod tests {
         t.begin(None).release();
         assert_eq!(t.cursor().position, pos("5"));
         assert_eq!(t.cursor().seq, 1);
+    }
+
+    #[test]
+    fn done_all_moves_the_cursor_as_done_one_by_one() {
+        let t = Tracker::new(None);
+        let other = Tracker::new(None);
+        let (a, b, c) = (t.begin(pos("1")), t.begin(pos("2")), t.begin(pos("3")));
+        let o = other.begin(pos("9"));
+        let (a1, b1, b2, c1, o1) = (a.ack(), b.ack(), b.ack(), c.ack(), o.ack());
+        for ticket in [a, b, c, o] {
+            ticket.release();
+        }
+        let mut cursor = t.subscribe();
+        cursor.mark_unchanged();
+        // b still owes b2: the cursor moves past a only.
+        Ack::done_all([c1, o1, a1, b1]);
+        assert_eq!(t.cursor().position, pos("1"));
+        assert_eq!(other.cursor().position, pos("9"));
+        assert!(cursor.has_changed().unwrap());
+        Ack::done_all([b2]);
+        assert_eq!(t.cursor().position, pos("3"));
+        assert_eq!((t.cursor().seq, t.in_flight()), (3, 0));
+        Ack::done_all([]);
     }
 
     #[test]

@@ -133,7 +133,7 @@ impl Worker {
                     if backoff.attempts() > 0 {
                         tracing::info!(receiver = %self.name, attempts = backoff.attempts() + 1, "delivered after retries");
                     }
-                    acks.into_iter().for_each(Ack::done);
+                    Ack::done_all(acks);
                     return true;
                 }
                 Err(SendError::Permanent { reason }) => {
@@ -142,7 +142,7 @@ impl Worker {
                         .get_or_create(&self.label)
                         .inc_by(docs.len() as u64);
                     tracing::warn!(receiver = %self.name, first = %docs[0].key, count = docs.len(), %reason, "permanent failure; not retried");
-                    acks.into_iter().for_each(Ack::done);
+                    Ack::done_all(acks);
                     return true;
                 }
                 Err(SendError::Partial(failed)) => {
@@ -152,7 +152,7 @@ impl Worker {
                     let (reason, retry_after) = retry;
                     let Some(delay) = backoff.next_delay(retry_after) else {
                         self.give_up(&docs, &reason, backoff.attempts());
-                        acks.into_iter().for_each(Ack::done);
+                        Ack::done_all(acks);
                         return true;
                     };
                     self.metrics.sink_retried.get_or_create(&self.label).inc();
@@ -171,7 +171,7 @@ impl Worker {
                 }) => {
                     let Some(delay) = backoff.next_delay(retry_after) else {
                         self.give_up(&docs, &reason, backoff.attempts());
-                        acks.into_iter().for_each(Ack::done);
+                        Ack::done_all(acks);
                         return true;
                     };
                     self.metrics.sink_retried.get_or_create(&self.label).inc();
