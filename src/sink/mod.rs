@@ -223,12 +223,14 @@ impl ReceiverHandle {
 
     /// Enqueues. A full queue waits (lossless backpressure) unless the receiver has `dropWhenFull`.
     pub async fn send(&self, d: Delivery) {
-        let label = Metrics::receiver(&self.name);
         if self.drop_when_full {
             match self.tx.try_send(d) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(d)) => {
-                    self.metrics.sink_dropped.get_or_create(&label).inc();
+                    self.metrics
+                        .sink_dropped
+                        .get_or_create(&Metrics::receiver(&self.name))
+                        .inc();
                     tracing::debug!(receiver = %self.name, key = %d.occ.key, "queue full: dropped (dropWhenFull)");
                     d.ack.done();
                     return;
@@ -242,7 +244,7 @@ impl ReceiverHandle {
             tracing::warn!(receiver = %self.name, key = %d.occ.key, "receiver stopped; occurrence left for the successor");
             return;
         }
-        self.metrics.queue_depth.get_or_create(&label).inc();
+        self.metrics.queue_depth_of(&self.name).inc();
     }
 }
 

@@ -36,9 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::Event;
 use crate::progress::Position;
-use crate::telemetry::{
-    Health, Metrics, metrics::CauseLabel, metrics::ReasonLabel, metrics::TypeLabel,
-};
+use crate::telemetry::{Health, Metrics, metrics::CauseLabel};
 pub use error::SourceError;
 use frames::{Frame, ListPage, decode_event, decode_frame};
 use phase::{Action, Gone, ListKind, Outcome, Phase, WatchEnd};
@@ -504,12 +502,7 @@ impl Source {
     }
 
     fn filtered(&self, reason: &str) {
-        self.metrics
-            .events_filtered
-            .get_or_create(&ReasonLabel {
-                reason: reason.to_string(),
-            })
-            .inc();
+        self.metrics.count_filtered(reason);
     }
 
     fn malformed(&self, error: &str, raw: &str) {
@@ -664,12 +657,7 @@ impl Source {
     }
 
     fn received(&self, type_: &str) {
-        self.metrics
-            .events_received
-            .get_or_create(&TypeLabel {
-                r#type: type_.to_string(),
-            })
-            .inc();
+        self.metrics.count_received(type_);
     }
 
     /// ADDED, and MODIFIED whose count grew, are occurrences; other changes only move the position.

@@ -1,7 +1,7 @@
 //! The metrics registry. One `Metrics` value is built at start and passed (cloned: every field is an
 //! `Arc` inside) to each stage; nothing is global.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -80,6 +80,26 @@ pub struct Metrics {
     pub enrich_cache_hits: Counter,
     pub enrich_cache_misses: Counter,
     pub enrich_errors: Counter,
+    /// Handles resolved on first use, for counts made per frame or per occurrence (a label
+    /// `String` allocated and hashed each time showed in the benchmark profile). A sample still
+    /// appears when first counted, as before.
+    resolved: Arc<Resolved>,
+}
+
+/// The watch types and filter reasons the source counts.
+const RECEIVED_TYPES: [&str; 6] = ["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR", "LIST"];
+const FILTER_REASONS: [&str; 4] = [
+    "too_old",
+    "not_new_occurrence",
+    "already_exported",
+    "deleted",
+];
+
+#[derive(Default)]
+struct Resolved {
+    received: [OnceLock<Counter>; RECEIVED_TYPES.len()],
+    filtered: [OnceLock<Counter>; FILTER_REASONS.len()],
+    queue_depth: RwLock<Vec<(Arc<str>, Gauge)>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -129,6 +149,7 @@ impl Metrics {
             enrich_cache_hits: Counter::default(),
             enrich_cache_misses: Counter::default(),
             enrich_errors: Counter::default(),
+            resolved: Arc::default(),
         };
         reg.register(
             "events_received",
@@ -271,6 +292,54 @@ impl Metrics {
         }
     }
 
+    /// `events_received{type}` + 1.
+    pub fn count_received(&self, type_: &str) {
+        let resolve = || {
+            self.events_received
+                .get_or_create(&TypeLabel {
+                    r#type: type_.to_string(),
+                })
+                .clone()
+        };
+        match RECEIVED_TYPES.iter().position(|t| *t == type_) {
+            Some(i) => self.resolved.received[i].get_or_init(resolve).inc(),
+            None => resolve().inc(),
+        };
+    }
+
+    /// `events_filtered{reason}` + 1.
+    pub fn count_filtered(&self, reason: &str) {
+        let resolve = || {
+            self.events_filtered
+                .get_or_create(&ReasonLabel {
+                    reason: reason.to_string(),
+                })
+                .clone()
+        };
+        match FILTER_REASONS.iter().position(|r| *r == reason) {
+            Some(i) => self.resolved.filtered[i].get_or_init(resolve).inc(),
+            None => resolve().inc(),
+        };
+    }
+
+    /// `queue_depth{receiver}`, the receiver's gauge resolved once.
+    pub fn queue_depth_of(&self, receiver: &str) -> Gauge {
+        let known = self.resolved.queue_depth.read().expect("metrics lock");
+        if let Some((_, g)) = known.iter().find(|(name, _)| &**name == receiver) {
+            return g.clone();
+        }
+        drop(known);
+        let gauge = self
+            .queue_depth
+            .get_or_create(&Metrics::receiver(receiver))
+            .clone();
+        let mut known = self.resolved.queue_depth.write().expect("metrics lock");
+        if !known.iter().any(|(name, _)| &**name == receiver) {
+            known.push((receiver.into(), gauge.clone()));
+        }
+        gauge
+    }
+
     pub fn receiver(name: &str) -> ReceiverLabel {
         ReceiverLabel {
             receiver: name.to_string(),
@@ -378,6 +447,37 @@ fn openmetrics_to_prometheus(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolved_handles_count_into_their_families_and_appear_when_first_counted() {
+        let m = Metrics::default();
+        assert!(!m.encode().contains("events_received_total"));
+        m.count_received("ADDED");
+        m.count_received("ADDED");
+        m.count_received("SURPRISE");
+        m.count_filtered("deleted");
+        m.count_filtered("other");
+        m.queue_depth_of("a").inc();
+        m.queue_depth_of("a").inc();
+        m.queue_depth_of("b").dec();
+        let text = m.encode();
+        for sample in [
+            "events_received_total{type=\"ADDED\"} 2",
+            "events_received_total{type=\"SURPRISE\"} 1",
+            "events_filtered_total{reason=\"deleted\"} 1",
+            "events_filtered_total{reason=\"other\"} 1",
+            "queue_depth{receiver=\"a\"} 2",
+            "queue_depth{receiver=\"b\"} -1",
+        ] {
+            assert!(text.contains(sample), "{sample} in {text}");
+        }
+        assert!(
+            !text.contains("MODIFIED") && !text.contains("too_old"),
+            "{text}"
+        );
+        m.queue_depth.get_or_create(&Metrics::receiver("a")).dec();
+        assert_eq!(m.queue_depth_of("a").get(), 1);
+    }
 
     #[test]
     fn prometheus_text_names_counter_families_as_their_samples_and_has_no_eof() {
