@@ -1040,7 +1040,50 @@ receivers:
 "#,
     );
     assert_eq!(code, 0, "{err}");
-    for example in ["sqs", "kinesis", "sns", "eventbridge", "firehose"] {
+    // resmoio's OpsCenter example is not YAML; as YAML (docs/migrating-from-resmoio.md), with a
+    // priority OpsCenter takes, it passes with a warning for its region.
+    let (code, err) = check_config(
+        r#"route:
+  routes:
+    - match:
+        - receiver: "alerts"
+receivers:
+  - name: "alerts"
+    opscenter:
+      title: "{{ .Message }}"
+      category: "{{ .Reason }}" # Optional
+      description: "Event {{ .Reason }} for {{ .InvolvedObject.Namespace }}/{{ .InvolvedObject.Name }} on K8s cluster"
+      notifications: # Optional: SNS ARN
+        - "sns1"
+        - "sns2"
+      operationalData: # Optional
+        Reason: "{{ .Reason }}"
+      priority: "5" # Optional
+      region: "us-east1"
+      relatedOpsItems: # Optional: OpsItems ARN
+        - "ops1"
+        - "ops2"
+      severity: "6" # Optional
+      source: "production"
+      tags: # Optional
+        ENV: "{{ .InvolvedObject.Namespace }}"
+"#,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(
+            "receivers[0].opscenter.region: \"us-east1\" does not look like an AWS region"
+        ),
+        "{err}"
+    );
+    for example in [
+        "sqs",
+        "kinesis",
+        "sns",
+        "eventbridge",
+        "firehose",
+        "opscenter",
+    ] {
         example_passes_check_config(example);
     }
 }

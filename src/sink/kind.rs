@@ -153,6 +153,7 @@ receiver_kinds! {
     Sns => super::aws::sns::SnsConfig,
     Eventbridge => super::aws::eventbridge::EventBridgeConfig,
     Firehose => super::aws::firehose::FirehoseConfig,
+    Opscenter => super::aws::opscenter::OpsCenterConfig,
     Kafka => super::kafka::KafkaConfig,
     Pubsub => super::gcp::pubsub::PubsubConfig,
     Bigquery => super::gcp::bigquery::BigQueryConfig,

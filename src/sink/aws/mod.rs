@@ -24,6 +24,7 @@ pub mod eventbridge;
 mod fake;
 pub mod firehose;
 pub mod kinesis;
+pub mod opscenter;
 pub mod profile;
 pub mod signing;
 pub mod sns;
