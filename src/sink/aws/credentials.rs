@@ -625,6 +625,113 @@ mod tests {
         assert!(e.contains("nope"), "{e}");
     }
 
+    /// An instance metadata service (IMDSv2) and a container endpoint on loopback, answering
+    /// as AWS's do; returns its URL and the requests it saw (method, path, token header).
+    async fn metadata_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use axum::http::{HeaderMap, Method, StatusCode, Uri};
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
+            let log = log.clone();
+            async move {
+                let h = |k: &str| {
+                    headers
+                        .get(k)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-")
+                        .to_owned()
+                };
+                log.lock().unwrap().push(format!(
+                    "{method} {} token={} auth={}",
+                    uri.path(),
+                    h("x-aws-ec2-metadata-token"),
+                    h("authorization")
+                ));
+                let creds = r#"{"Code": "Success", "AccessKeyId": "ASIAIMDS", "SecretAccessKey": "s", "Token": "t", "Expiration": "2099-01-01T00:00:00Z"}"#;
+                match (method.as_str(), uri.path()) {
+                    ("PUT", "/latest/api/token") if h("x-aws-ec2-metadata-token-ttl-seconds") != "-" => {
+                        (StatusCode::OK, "imds-token".to_owned())
+                    }
+                    ("GET", p) if h("x-aws-ec2-metadata-token") != "imds-token" && p.starts_with("/latest") => {
+                        (StatusCode::UNAUTHORIZED, String::new())
+                    }
+                    ("GET", "/latest/meta-data/iam/security-credentials/") => {
+                        (StatusCode::OK, "node-role\n".to_owned())
+                    }
+                    ("GET", "/latest/meta-data/iam/security-credentials/node-role") => {
+                        (StatusCode::OK, creds.to_owned())
+                    }
+                    ("GET", "/v1/credentials") if h("authorization") == "pod-token" => {
+                        (StatusCode::OK, creds.replace("ASIAIMDS", "ASIAPOD"))
+                    }
+                    _ => (StatusCode::NOT_FOUND, String::new()),
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn instance_metadata_and_the_container_endpoint_give_refreshable_credentials() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (url, seen) = metadata_server().await;
+        let client = reqwest::Client::new();
+        let imds = [("AWS_EC2_METADATA_SERVICE_ENDPOINT", url.as_str())];
+        let mut chain = Chain::new(resolve(&imds, &Files::default()).unwrap());
+        let c = chain.get(&client).await.unwrap();
+        assert_eq!(
+            (c.access_key_id(), c.session_token()),
+            ("ASIAIMDS", Some("t"))
+        );
+        // Cached until five minutes before it expires.
+        chain.get(&client).await.unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "PUT /latest/api/token token=- auth=-",
+                "GET /latest/meta-data/iam/security-credentials/ token=imds-token auth=-",
+                "GET /latest/meta-data/iam/security-credentials/node-role token=imds-token auth=-",
+            ]
+        );
+        chain.invalidate();
+        chain.get(&client).await.unwrap();
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            6,
+            "fetched anew after invalidate"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "pod-token\n").unwrap();
+        let full = format!("{url}/v1/credentials");
+        let pod = [
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", full.as_str()),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                token.to_str().unwrap(),
+            ),
+        ];
+        let mut chain = Chain::new(resolve(&pod, &Files::default()).unwrap());
+        assert_eq!(chain.get(&client).await.unwrap().access_key_id(), "ASIAPOD");
+
+        // Nothing listening: the error names the source and the address.
+        let none = [("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9")];
+        let e = Chain::new(resolve(&none, &Files::default()).unwrap())
+            .get(&client)
+            .await
+            .unwrap_err();
+        assert!(
+            e.starts_with(
+                "AWS credentials (instance metadata): PUT http://127.0.0.1:9/latest/api/token"
+            ),
+            "{e}"
+        );
+    }
+
     #[test]
     fn sts_answers_are_read() {
         let text = "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>\
