@@ -163,29 +163,65 @@ impl<'de> serde::de::Visitor<'de> for DirectVisitor {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Direct, A::Error> {
         use serde::de::Error;
         let other = || A::Error::custom("not the one-pass shape");
-        if map.next_key::<Cow<'de, str>>()?.as_deref() != Some("type") {
+        if map.next_key::<Text<'de>>()?.as_deref() != Some("type") {
             return Err(other());
         }
-        let type_ = map.next_value::<Cow<'de, str>>()?;
+        let type_ = map.next_value::<Text<'de>>()?;
         let wrap: fn(Box<Event>) -> Frame = match &*type_ {
             "ADDED" => Frame::Added,
             "MODIFIED" => Frame::Modified,
             "DELETED" => Frame::Deleted,
             _ => return Err(other()),
         };
-        if map.next_key::<Cow<'de, str>>()?.as_deref() != Some("object") {
+        if map.next_key::<Text<'de>>()?.as_deref() != Some("object") {
             return Err(other());
         }
         let mut event: Event = map.next_value()?;
         event.metadata.managed_fields = None;
         // Unknown keys are ignored, as in `RawFrame`; a repeated one is its error.
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             if key == "type" || key == "object" {
                 return Err(other());
             }
             map.next_value::<serde::de::IgnoredAny>()?;
         }
         Ok(Direct(wrap(Box::new(event))))
+    }
+}
+
+/// A string borrowed from the line unless written with escapes (serde's own `Cow<str>` always
+/// allocates).
+struct Text<'de>(Cow<'de, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+
+        d.deserialize_str(TextVisitor)
     }
 }
 
