@@ -10,13 +10,49 @@
 
 use std::collections::BTreeMap;
 
+use bytes::{BufMut, BytesMut};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 use super::{Event, InvolvedObject, time};
 
+/// What the document is written into: a `Vec`, or a worker's `BytesMut` arena.
+pub trait Out {
+    fn push(&mut self, b: u8);
+    fn extend_from_slice(&mut self, bytes: &[u8]);
+    fn reserve(&mut self, additional: usize);
+}
+
+impl Out for Vec<u8> {
+    fn push(&mut self, b: u8) {
+        Vec::push(self, b)
+    }
+
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        Vec::extend_from_slice(self, bytes)
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        Vec::reserve(self, additional)
+    }
+}
+
+impl Out for BytesMut {
+    fn push(&mut self, b: u8) {
+        self.put_u8(b)
+    }
+
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        BytesMut::extend_from_slice(self, bytes)
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        BytesMut::reserve(self, additional)
+    }
+}
+
 /// Appends the JSON of `e` to `out`.
-pub fn write_event(out: &mut Vec<u8>, e: &Event) {
+pub fn write_event<O: Out>(out: &mut O, e: &Event) {
     out.extend_from_slice(b"{\"metadata\":");
     write_meta(out, &e.metadata);
     opt_str(out, b",\"reason\":", e.reason.as_deref());
@@ -73,7 +109,7 @@ pub fn write_event(out: &mut Vec<u8>, e: &Event) {
 }
 
 /// `ObjectMeta` as k8s-openapi serializes it: alphabetical, unset fields left out.
-fn write_meta(out: &mut Vec<u8>, m: &ObjectMeta) {
+fn write_meta<O: Out>(out: &mut O, m: &ObjectMeta) {
     let mut o = Object::new(out);
     if let Some(a) = &m.annotations {
         o.key(b"annotations");
@@ -121,7 +157,7 @@ fn write_meta(out: &mut Vec<u8>, m: &ObjectMeta) {
 }
 
 /// `InvolvedObject` as its derive serializes it.
-fn write_involved(out: &mut Vec<u8>, io: &InvolvedObject) {
+fn write_involved<O: Out>(out: &mut O, io: &InvolvedObject) {
     let mut o = Object::new(out);
     o.opt_str(b"kind", io.kind.as_deref());
     o.opt_str(b"namespace", io.namespace.as_deref());
@@ -149,13 +185,13 @@ fn write_involved(out: &mut Vec<u8>, io: &InvolvedObject) {
 }
 
 /// An object being written: the comma before every key but the first.
-struct Object<'a> {
-    out: &'a mut Vec<u8>,
+struct Object<'a, O: Out> {
+    out: &'a mut O,
     first: bool,
 }
 
-impl<'a> Object<'a> {
-    fn new(out: &'a mut Vec<u8>) -> Self {
+impl<'a, O: Out> Object<'a, O> {
+    fn new(out: &'a mut O) -> Self {
         out.push(b'{');
         Self { out, first: true }
     }
@@ -183,14 +219,14 @@ impl<'a> Object<'a> {
 }
 
 /// `,"key":"value"` when the value is set (`key` written with its comma, quotes and colon).
-fn opt_str(out: &mut Vec<u8>, key: &[u8], value: Option<&str>) {
+fn opt_str<O: Out>(out: &mut O, key: &[u8], value: Option<&str>) {
     if let Some(v) = value {
         out.extend_from_slice(key);
         write_str(out, v);
     }
 }
 
-fn write_map(out: &mut Vec<u8>, map: &BTreeMap<String, String>) {
+fn write_map<O: Out>(out: &mut O, map: &BTreeMap<String, String>) {
     out.push(b'{');
     for (i, (k, v)) in map.iter().enumerate() {
         if i > 0 {
@@ -203,7 +239,7 @@ fn write_map(out: &mut Vec<u8>, map: &BTreeMap<String, String>) {
     out.push(b'}');
 }
 
-fn quoted_time(out: &mut Vec<u8>, t: jiff::Timestamp, micros: bool) {
+fn quoted_time<O: Out>(out: &mut O, t: jiff::Timestamp, micros: bool) {
     out.push(b'"');
     if micros {
         time::write_micro_time(out, t);
@@ -213,18 +249,44 @@ fn quoted_time(out: &mut Vec<u8>, t: jiff::Timestamp, micros: bool) {
     out.push(b'"');
 }
 
-/// A JSON string. serde_json escapes `"`, `\` and control characters below 0x20 and nothing
-/// else; text without them (nearly all) is copied as it is, the rest goes through serde_json.
-fn write_str(out: &mut Vec<u8>, s: &str) {
-    if needs_escape(s.as_bytes()) {
-        serde(out, s);
+/// A JSON string, escaped as serde_json escapes it: `"`, `\` and the control characters below
+/// 0x20 (`\b \t \n \f \r` by name, the others as `\u00xx`), nothing else. Text without them
+/// (nearly all) is copied as it is.
+fn write_str<O: Out>(out: &mut O, s: &str) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    if !needs_escape(bytes) {
+        out.extend_from_slice(bytes);
     } else {
-        out.reserve(s.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
+        let mut start = 0;
+        let mut unicode = *b"\\u00xx";
+        for (i, &b) in bytes.iter().enumerate() {
+            let escape: &[u8] = match b {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0x08 => b"\\b",
+                0x0c => b"\\f",
+                0..0x20 => {
+                    unicode[4] = HEX[(b >> 4) as usize];
+                    unicode[5] = HEX[(b & 0xf) as usize];
+                    &unicode
+                }
+                _ => continue,
+            };
+            out.extend_from_slice(&bytes[start..i]);
+            out.extend_from_slice(escape);
+            start = i + 1;
+        }
+        out.extend_from_slice(&bytes[start..]);
     }
+    out.push(b'"');
 }
+
+const HEX: [u8; 16] = *b"0123456789abcdef";
 
 /// Whether serde_json would escape any byte of `bytes`. Blocks are tested without an early
 /// exit, a loop the compiler vectorises.
@@ -239,7 +301,7 @@ fn needs_escape(bytes: &[u8]) -> bool {
     blocks.remainder().iter().any(escaped)
 }
 
-fn write_int(out: &mut Vec<u8>, n: i64) {
+fn write_int<O: Out>(out: &mut O, n: i64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let mut m = n.unsigned_abs();
@@ -257,9 +319,10 @@ fn write_int(out: &mut Vec<u8>, n: i64) {
     out.extend_from_slice(&buf[i..]);
 }
 
-/// What serde_json writes for `value`.
-fn serde<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
-    serde_json::to_writer(&mut *out, value).expect("event parts always serialize");
+/// What serde_json writes for `value` (the parts events rarely carry).
+fn serde<O: Out, T: Serialize + ?Sized>(out: &mut O, value: &T) {
+    let json = serde_json::to_vec(value).expect("event parts always serialize");
+    out.extend_from_slice(&json);
 }
 
 #[cfg(test)]
@@ -495,7 +558,17 @@ mod tests {
         #[test]
         fn writes_what_serde_json_writes(e in event()) {
             let want = serde_json::to_string(&e).unwrap();
-            prop_assert_eq!(written(&e), want);
+            prop_assert_eq!(&written(&e), &want);
+            let mut arena = BytesMut::new();
+            write_event(&mut arena, &e);
+            prop_assert_eq!(&arena[..], want.as_bytes());
+        }
+
+        #[test]
+        fn strings_are_escaped_as_serde_json_escapes_them(s in prop::collection::vec(any::<char>(), 0..64).prop_map(String::from_iter)) {
+            let mut out = Vec::new();
+            write_str(&mut out, &s);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
         }
     }
 
@@ -506,6 +579,19 @@ mod tests {
         let line = r#"{"apiVersion":"v1","count":3,"firstTimestamp":"2026-11-28T06:01:46Z","involvedObject":{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"app-7","namespace":"team-7","uid":"69e6916c"},"kind":"Event","lastTimestamp":"2026-11-28T06:01:47Z","message":"Created pod: app-7-x69","metadata":{"creationTimestamp":"2026-11-28T06:01:46Z","name":"app-7.6d8f","namespace":"team-7","resourceVersion":"102","uid":"c407"},"reason":"SuccessfulCreate","reportingComponent":"replicaset-controller","reportingInstance":"node-4","source":{"component":"replicaset-controller","host":"node-4"},"type":"Normal","eventTime":"2026-11-28T06:01:46.123456Z"}"#;
         let e: Event = serde_json::from_str(line).unwrap();
         assert_eq!(written(&e), serde_json::to_string(&e).unwrap());
+    }
+
+    #[test]
+    fn every_byte_below_0x80_is_escaped_as_serde_json_escapes_it() {
+        for b in 0u8..0x80 {
+            let s = format!("a{}b", b as char);
+            let mut out = Vec::new();
+            write_str(&mut out, &s);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&s).unwrap()
+            );
+        }
     }
 
     #[test]

@@ -11,6 +11,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use serde::Deserializer;
 use serde::de::{Error, Visitor};
 
+use super::json::Out;
+
 /// `YYYY-MM-DDTHH:MM:SS[.F{1,9}]Z` with a year from 1000 to 9998 and a second below 60, read
 /// as jiff's parser reads it; None for anything else (including invalid dates), which the caller
 /// hands to jiff.
@@ -87,7 +89,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 /// Appends `t` as `Time` serializes it (`%Y-%m-%dT%H:%M:%SZ`), without the quotes.
-pub fn write_time(out: &mut Vec<u8>, t: Timestamp) {
+pub fn write_time<O: Out>(out: &mut O, t: Timestamp) {
     if !write_fast(out, t, false) {
         out.extend_from_slice(
             jiff::fmt::strtime::format("%Y-%m-%dT%H:%M:%SZ", t)
@@ -98,7 +100,7 @@ pub fn write_time(out: &mut Vec<u8>, t: Timestamp) {
 }
 
 /// Appends `t` as `MicroTime` serializes it (`%Y-%m-%dT%H:%M:%S%.6fZ`), without the quotes.
-pub fn write_micro_time(out: &mut Vec<u8>, t: Timestamp) {
+pub fn write_micro_time<O: Out>(out: &mut O, t: Timestamp) {
     if !write_fast(out, t, true) {
         out.extend_from_slice(
             jiff::fmt::strtime::format("%Y-%m-%dT%H:%M:%S%.6fZ", t)
@@ -109,34 +111,53 @@ pub fn write_micro_time(out: &mut Vec<u8>, t: Timestamp) {
 }
 
 /// The common case, 1970 to 9999: false (nothing written) otherwise.
-fn write_fast(out: &mut Vec<u8>, t: Timestamp, micros: bool) -> bool {
+fn write_fast<O: Out>(out: &mut O, t: Timestamp, micros: bool) -> bool {
     let seconds = t.as_second();
     if !(0..253_402_300_800).contains(&seconds) {
         return false;
     }
-    let (year, month, day) = civil_from_days(seconds / 86_400);
-    let in_day = seconds % 86_400;
-    let mut buf = *b"0000-00-00T00:00:00.000000Z";
-    let mut put = |at: usize, width: usize, mut n: i64| {
-        for i in (at..at + width).rev() {
-            buf[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-    };
-    put(0, 4, year);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, in_day / 3600);
-    put(14, 2, in_day / 60 % 60);
-    put(17, 2, in_day % 60);
+    out.extend_from_slice(&date_time(seconds));
     if micros {
-        put(20, 6, i64::from(t.subsec_microsecond()));
-        out.extend_from_slice(&buf);
+        let mut fraction = *b".000000Z";
+        put_digits(&mut fraction[1..7], i64::from(t.subsec_microsecond()));
+        out.extend_from_slice(&fraction);
     } else {
-        out.extend_from_slice(&buf[..19]);
         out.push(b'Z');
     }
     true
+}
+
+thread_local! {
+    /// The last second written and its text: an event's timestamps, and those of events
+    /// read together, are mostly the same second.
+    static LAST: std::cell::Cell<(i64, [u8; 19])> = const { std::cell::Cell::new((-1, [0; 19])) };
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a second since 1970 (before 10000).
+fn date_time(seconds: i64) -> [u8; 19] {
+    let (last, text) = LAST.get();
+    if last == seconds {
+        return text;
+    }
+    let (year, month, day) = civil_from_days(seconds / 86_400);
+    let in_day = seconds % 86_400;
+    let mut buf = *b"0000-00-00T00:00:00";
+    put_digits(&mut buf[0..4], year);
+    put_digits(&mut buf[5..7], month);
+    put_digits(&mut buf[8..10], day);
+    put_digits(&mut buf[11..13], in_day / 3600);
+    put_digits(&mut buf[14..16], in_day / 60 % 60);
+    put_digits(&mut buf[17..19], in_day % 60);
+    LAST.set((seconds, buf));
+    buf
+}
+
+/// `n` in decimal, zero-padded to the width of `to`.
+fn put_digits(to: &mut [u8], mut n: i64) {
+    for d in to.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
 }
 
 /// jiff's `Timestamp` deserializer with the canonical form read first: the same values and the

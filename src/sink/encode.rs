@@ -1,7 +1,7 @@
 //! Turning an occurrence into the document a receiver sends: the shared default JSON (serialized
 //! once per occurrence, whatever the number of receivers), the deDotted event, or a layout.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::event::Occurrence;
 use crate::template::{Layout, TemplateError};
@@ -26,6 +26,19 @@ impl Encoder {
             None if de_dot => Encoder::DeDotted,
             None => Encoder::Event,
         })
+    }
+
+    /// As [`encode`](Self::encode), writing the default document into the worker's `arena`
+    /// when it is not serialized yet ([`Occurrence::json_in`]).
+    pub fn encode_in(
+        &self,
+        occ: &Occurrence,
+        arena: &mut BytesMut,
+    ) -> Result<Bytes, TemplateError> {
+        match self {
+            Encoder::Event => Ok(occ.json_in(arena).clone()),
+            _ => self.encode(occ),
+        }
     }
 
     /// One JSON document, without a trailing newline.
