@@ -2,7 +2,11 @@
 //! newline must not grow our memory without bound. An over-long line is skipped to its end and
 //! reported, like any other malformed frame.
 
-use futures::{AsyncBufRead, AsyncBufReadExt};
+use std::time::Duration;
+
+use futures::{AsyncBufRead, AsyncBufReadExt, FutureExt};
+use tokio::time::error::Elapsed;
+use tokio_util::sync::CancellationToken;
 
 /// Far above any real frame: etcd refuses objects over 1.5 MiB.
 pub const MAX_LINE: usize = 16 << 20;
@@ -29,6 +33,30 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             inner,
             buf: Vec::new(),
             max,
+        }
+    }
+
+    /// `next_line` bounded by `idle` and `cancel`: None if cancelled (checked first, as a
+    /// biased select does), `Err(Elapsed)` if no line came within `idle`. A line already in
+    /// the buffer (most are: a network read brings many) is returned without arming a timer
+    /// or registering for the cancellation, which cost a clock read, a timer entry and two
+    /// waiter-list updates per frame in the profile.
+    pub async fn next_line_within(
+        &mut self,
+        cancel: &CancellationToken,
+        idle: Duration,
+    ) -> Option<Result<std::io::Result<Option<Line<'_>>>, Elapsed>> {
+        if cancel.is_cancelled() {
+            return None;
+        }
+        let mut line = std::pin::pin!(self.next_line());
+        if let Some(ready) = line.as_mut().now_or_never() {
+            return Some(Ok(ready));
+        }
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => None,
+            l = tokio::time::timeout(idle, line) => Some(l),
         }
     }
 
@@ -171,6 +199,44 @@ mod tests {
                 bytes[at] = b'x';
             }
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn next_line_within_returns_lines_then_times_out_or_stops() {
+        let (tx, rx) = futures::channel::mpsc::unbounded::<std::io::Result<Vec<u8>>>();
+        let mut r = LineReader::new(futures::TryStreamExt::into_async_read(rx), 100);
+        let cancel = CancellationToken::new();
+        let idle = Duration::from_secs(5);
+        tx.unbounded_send(Ok(b"a\nb\n".to_vec())).unwrap();
+        for want in ["a", "b"] {
+            match r.next_line_within(&cancel, idle).await {
+                Some(Ok(Ok(Some(Line::Text(s))))) => assert_eq!(s, want),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Nothing more comes: the idle limit.
+        let started = tokio::time::Instant::now();
+        assert!(matches!(
+            r.next_line_within(&cancel, idle).await,
+            Some(Err(_))
+        ));
+        assert_eq!(started.elapsed(), idle);
+        // A line split across reads arrives while waiting.
+        tx.unbounded_send(Ok(b"c".to_vec())).unwrap();
+        let send_rest = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            tx.unbounded_send(Ok(b"d\n".to_vec())).unwrap();
+        };
+        let (got, ()) = tokio::join!(r.next_line_within(&cancel, idle), send_rest);
+        assert!(
+            matches!(got, Some(Ok(Ok(Some(Line::Text("cd")))))),
+            "{got:?}"
+        );
+        // Cancelled: None, whether a line is ready or not.
+        tx.unbounded_send(Ok(b"e\n".to_vec())).unwrap();
+        cancel.cancel();
+        assert!(r.next_line_within(&cancel, idle).await.is_none());
+        drop(tx);
     }
 
     #[tokio::test]

@@ -248,11 +248,17 @@ impl Source {
 
     async fn emit(&self, tx: &mpsc::Sender<Item>, item: Item, cancel: &CancellationToken) -> bool {
         let occurrence = matches!(item, Item::Occurrence { .. });
-        let sent = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => false,
-            r = tx.send(item) => r.is_ok(),
-        };
+        // Without waiting (most items), no registration for the cancellation.
+        let sent = !cancel.is_cancelled()
+            && match tx.try_send(item) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+                Err(mpsc::error::TrySendError::Full(item)) => tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => false,
+                    r = tx.send(item) => r.is_ok(),
+                },
+            };
         if sent && occurrence {
             self.emitted.fetch_add(1, Ordering::Relaxed);
         }
@@ -570,11 +576,7 @@ impl Source {
             elapsed: started.elapsed(),
         };
         loop {
-            let line = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return None,
-                l = tokio::time::timeout(idle_limit, lines.next_line()) => l,
-            };
+            let line = lines.next_line_within(cancel, idle_limit).await?;
             let line = match line {
                 Err(_) => {
                     tracing::warn!(
