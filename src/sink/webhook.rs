@@ -101,7 +101,9 @@ pub struct WebhookSink {
     /// The endpoint's `host[:port]`, sent as `Host` when the URL's host is `tls.serverName`.
     host: Option<HeaderValue>,
     headers: Vec<(HeaderName, Template, String)>,
-    body: Vec<u8>,
+    /// The request body, built here and split off to the request: reclaimed for the next one
+    /// once the request has dropped it (no allocation and fresh pages per batch).
+    body: bytes::BytesMut,
 }
 
 impl WebhookSink {
@@ -123,7 +125,7 @@ impl WebhookSink {
                     )
                 })
                 .collect(),
-            body: Vec::new(),
+            body: bytes::BytesMut::new(),
         })
     }
 }
@@ -144,14 +146,14 @@ impl Sink for WebhookSink {
             if batch.len() == 1 {
                 self.body.extend_from_slice(&batch[0].body);
             } else {
-                self.body.push(b'[');
+                self.body.extend_from_slice(b"[");
                 for (i, doc) in batch.iter().enumerate() {
                     if i > 0 {
-                        self.body.push(b',');
+                        self.body.extend_from_slice(b",");
                     }
                     self.body.extend_from_slice(&doc.body);
                 }
-                self.body.push(b']');
+                self.body.extend_from_slice(b"]");
             }
             // A batch is identified by its first and last occurrence.
             let key = match batch {
@@ -177,7 +179,7 @@ impl Sink for WebhookSink {
                 .client
                 .post(self.url.clone())
                 .headers(headers)
-                .body(bytes::Bytes::from(std::mem::take(&mut self.body)));
+                .body(self.body.split().freeze());
             let resp = req.send().await.map_err(|e| SendError::Transient {
                 reason: format!("POST {}: {}", self.endpoint, error_chain(&e)),
                 retry_after: None,
