@@ -114,16 +114,18 @@ struct Outcome {
     duplicated: usize,
     /// The exit code of the stopped leader.
     exit: Option<i32>,
-    retry: Duration,
+    /// From the dead leader's last cursor commit to the kill (`Cluster::since_commit`).
+    since_commit: Duration,
 }
 
 impl Outcome {
     /// How many occurrences a SIGKILL may export twice: the successor replays from the cursor
-    /// committed at the last renewal (one lease retry period of occurrences), plus the worker
+    /// committed at the last renewal (`since_commit` of occurrences: one retry period unless that
+    /// renewal was late), plus the worker
     /// batch that was (partly) delivered but not yet acknowledged when the process died: up to
     /// `batch.maxEvents` when the service is behind.
     fn duplicate_bound(&self, max_events: usize) -> usize {
-        (RATE * self.retry.as_secs_f64()).ceil() as usize + max_events
+        (RATE * self.since_commit.as_secs_f64()).ceil() as usize + max_events
     }
 }
 
@@ -170,8 +172,10 @@ async fn handover(
         .iter()
         .position(|r| r.name == leader)
         .expect("the leader is one of ours");
+    let mut since_commit = retry;
     if kill {
         replicas[idx].signal("KILL");
+        since_commit = c.since_commit(retry).await;
     } else {
         replicas[idx].signal("TERM");
         replicas.push(c.start("c").await);
@@ -213,7 +217,7 @@ async fn handover(
         delivery,
         duplicated,
         exit,
-        retry,
+        since_commit,
     }
 }
 

@@ -215,6 +215,26 @@ impl Cluster {
         holder(&self.leases).await
     }
 
+    /// How long ago the holder last renewed the Lease, and so committed its cursor (the cursor
+    /// is written with every renewal), but at least `floor`. Read right after a SIGKILL it is
+    /// the span whose deliveries the successor replays: one retry period on a quiet machine,
+    /// more when the dead leader's last renewals were late on a loaded one.
+    pub async fn since_commit(&self, floor: Duration) -> Duration {
+        let renewed = self
+            .leases
+            .get_opt(LEASE)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec)
+            .and_then(|s| s.renew_time)
+            .map(|t| t.0);
+        let age = renewed.map_or(Duration::ZERO, |t| {
+            Duration::try_from(jiff::Timestamp::now().duration_since(t)).unwrap_or_default()
+        });
+        age.max(floor)
+    }
+
     pub async fn wait_holder(&self, limit: Duration, want: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + limit;
         loop {

@@ -19,8 +19,9 @@ pub struct Outcome {
     pub duplicated_occurrences: usize,
     /// Exit codes of the stopped leader(s).
     pub exits: Vec<Option<i32>>,
-    /// The retry period of the lease timing (the SIGKILL bound on duplicates).
-    pub retry: Duration,
+    /// For a SIGKILL: the time from the dead leader's last cursor commit (its last renewal of
+    /// the Lease) to the kill, at least one retry period; what the successor replays.
+    pub since_commit: Duration,
 }
 
 fn generate(sim: &SimHandle, seconds: f64, seed: u64) -> kube_sim::Generator {
@@ -129,7 +130,7 @@ pub async fn graceful_handover(
         delivery,
         duplicated_occurrences,
         exits,
-        retry,
+        since_commit: retry,
     }
 }
 
@@ -152,6 +153,7 @@ pub async fn sigkill_of_the_leader(
     wait_count(&g, (RATE * 2.0) as usize).await;
     let idx = replicas.iter().position(|r| r.name == leader).unwrap();
     replicas[idx].signal("KILL");
+    let since_commit = c.since_commit(retry).await;
     let exits = vec![replicas[idx].wait(Duration::from_secs(10)).await];
     c.wait_holder(Duration::from_secs(30), |h| !h.is_empty() && h != leader)
         .await;
@@ -160,16 +162,16 @@ pub async fn sigkill_of_the_leader(
         delivery,
         duplicated_occurrences,
         exits,
-        retry,
+        since_commit,
     }
 }
 
 impl Outcome {
     /// How many occurrences a SIGKILL may export twice: the successor replays from the cursor
-    /// committed at the last renewal (at most one lease retry period of occurrences were
-    /// delivered since), plus the batch that was delivered but not yet acknowledged when the
+    /// committed at the last renewal (`since_commit` of occurrences were delivered since: one
+    /// retry period unless that renewal was late), plus the batch that was delivered but not yet acknowledged when the
     /// process died (at most `max_wait` of occurrences, the batch's fill time).
     pub fn duplicate_bound(&self, max_wait: Duration) -> usize {
-        (RATE * (self.retry + max_wait).as_secs_f64()).ceil() as usize
+        (RATE * (self.since_commit + max_wait).as_secs_f64()).ceil() as usize
     }
 }
