@@ -3,6 +3,8 @@
 //! key's public key; entries:write and insertAll that check the bearer token and the request
 //! limits and answer per entry: WriteLogEntriesPartialErrors, insertErrors). `pubsub` against the
 //! real Pub/Sub emulator of the Google Cloud CLI (on the machine image), messages pulled back.
+//! Each of the three also goes through a graceful handover and a SIGKILL of the leader with real
+//! exporter processes.
 //! Delivery is compared by occurrence key; resmoio's README examples go through check-config.
 
 mod common;
@@ -690,20 +692,11 @@ async fn pubsub_emulator(dir: &Path) -> Emulator {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pubsub_delivers_generated_occurrences_to_the_emulator_with_the_key_attribute_and_ordering_key()
- {
-    init();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let em = pubsub_emulator(dir.path()).await;
-    let base = format!("http://127.0.0.1:{}/v1/projects/{PROJECT}", em.port);
-    let (pem, public) = test_key(dir.path());
-    let g = FakeGoogle::start(public).await;
-    let key = g.key_file(dir.path(), &pem);
+/// The topic `kube-events` and its subscription `all` on the emulator at `base`. The receiver
+/// creates the topic itself (`create_topic`), but the subscription must exist before the first
+/// publish, so the topic is made here first (create_topic then finds it: fine).
+async fn topic_and_subscription(base: &str) {
     let http = reqwest::Client::new();
-    // The topic is created by the receiver (create_topic); the subscription must exist before the
-    // first publish, so the topic is made here first too (create_topic then finds it: fine).
     let r = http
         .put(format!("{base}/topics/kube-events"))
         .json(&json!({}))
@@ -718,6 +711,21 @@ async fn pubsub_delivers_generated_occurrences_to_the_emulator_with_the_key_attr
         .await
         .unwrap();
     assert!(r.status().is_success(), "{:?}", r.text().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_delivers_generated_occurrences_to_the_emulator_with_the_key_attribute_and_ordering_key()
+ {
+    init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let em = pubsub_emulator(dir.path()).await;
+    let base = format!("http://127.0.0.1:{}/v1/projects/{PROJECT}", em.port);
+    let (pem, public) = test_key(dir.path());
+    let g = FakeGoogle::start(public).await;
+    let key = g.key_file(dir.path(), &pem);
+    let http = reqwest::Client::new();
+    topic_and_subscription(&base).await;
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let receiver = format!(
         "    pubsub:\n      gcloud_project_id: {PROJECT}\n      topic: kube-events\n      create_topic: true\n      orderingKey: true\n      endpoint: http://127.0.0.1:{}\n      credentialsFile: {}\n",
@@ -959,4 +967,222 @@ async fn cloud_logging_sigkill_of_the_leader_loses_nothing_and_replays_only_know
         o.duplicated_occurrences
     );
     g.assert_no_bad_requests();
+}
+
+// ---- handovers of BigQuery (the fake insertAll) and Pub/Sub (the emulator) ----
+
+/// The insertIds of the rows BigQuery stored, replays included (the real service folds rows with
+/// the same insertId within about a minute, best effort).
+fn row_keys(g: &FakeGoogle) -> Vec<String> {
+    g.store
+        .lock()
+        .unwrap()
+        .rows
+        .iter()
+        .map(|r| r["insertId"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+fn bigquery_receiver(g: &FakeGoogle, key: &Path) -> String {
+    format!(
+        "  - name: bq\n    bigquery:\n      endpoint: {}\n      credentials_path: {}\n      dataset: events\n      table: k8s\n",
+        g.url(),
+        key.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bigquery_graceful_handover_loses_and_duplicates_nothing() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, public) = test_key(dir.path());
+    let g = FakeGoogle::start(public).await;
+    let key = g.key_file(dir.path(), &pem);
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let o = common::scenarios::graceful_handover(
+        &sim,
+        &bigquery_receiver(&g, &key),
+        "bq",
+        &|| row_keys(&g),
+        63,
+    )
+    .await;
+    assert!(o.delivery.is_exact(), "{}", o.delivery.summary());
+    assert_eq!(o.exits, [Some(0)], "the old leader exits 0");
+    g.assert_no_bad_requests();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bigquery_sigkill_of_the_leader_loses_nothing_and_replays_only_known_insert_ids() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, public) = test_key(dir.path());
+    let g = FakeGoogle::start(public).await;
+    let key = g.key_file(dir.path(), &pem);
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let o = common::scenarios::sigkill_of_the_leader(
+        &sim,
+        &bigquery_receiver(&g, &key),
+        "bq",
+        &|| row_keys(&g),
+        64,
+    )
+    .await;
+    let d = &o.delivery;
+    eprintln!(
+        "bigquery SIGKILL: {}; duplicated occurrences {}",
+        d.summary(),
+        o.duplicated_occurrences
+    );
+    // No unexpected insertId: every replayed row repeats one already written.
+    assert!(
+        d.lost.is_empty() && d.unexpected.is_empty(),
+        "{}",
+        d.summary()
+    );
+    let bound = o.duplicate_bound(Duration::from_millis(200));
+    assert!(
+        o.duplicated_occurrences <= bound,
+        "replayed {} > the occurrences since the last cursor commit and one batch ({bound})",
+        o.duplicated_occurrences
+    );
+    g.assert_no_bad_requests();
+}
+
+/// Pulls and acknowledges the subscription `all` in the background, as a consumer would; the
+/// `occurrence_key` attributes received, redeliveries included.
+struct Puller {
+    keys: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Puller {
+    fn start(base: String) -> Puller {
+        let keys = Arc::new(Mutex::new(Vec::new()));
+        let out = keys.clone();
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            loop {
+                let answer = http
+                    .post(format!("{base}/subscriptions/all:pull"))
+                    .json(&json!({"maxMessages": 1000}))
+                    .send()
+                    .await;
+                let a: Value = match answer {
+                    Ok(r) => r.json().await.unwrap_or_default(),
+                    Err(_) => Value::Null,
+                };
+                let msgs = a["receivedMessages"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                if msgs.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                let mut acks = Vec::new();
+                for m in &msgs {
+                    let key = m["message"]["attributes"]["occurrence_key"]
+                        .as_str()
+                        .unwrap_or("(no occurrence_key attribute)")
+                        .to_owned();
+                    out.lock().unwrap().push(key);
+                    acks.push(m["ackId"].clone());
+                }
+                http.post(format!("{base}/subscriptions/all:acknowledge"))
+                    .json(&json!({"ackIds": acks}))
+                    .send()
+                    .await
+                    .expect("acknowledging to the emulator");
+            }
+        });
+        Puller { keys, task }
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.keys.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Puller {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The emulator with topic and subscription, a token server for the receiver's credentials, the
+/// receiver list item (`ps`), and a consumer pulling from the subscription.
+struct PubsubSetup {
+    _em: Emulator,
+    g: FakeGoogle,
+    receiver: String,
+    puller: Puller,
+}
+
+async fn pubsub_setup(dir: &Path) -> PubsubSetup {
+    let em = pubsub_emulator(dir).await;
+    let base = format!("http://127.0.0.1:{}/v1/projects/{PROJECT}", em.port);
+    topic_and_subscription(&base).await;
+    let (pem, public) = test_key(dir);
+    let g = FakeGoogle::start(public).await;
+    let key = g.key_file(dir, &pem);
+    let receiver = format!(
+        "  - name: ps\n    pubsub:\n      gcloud_project_id: {PROJECT}\n      topic: kube-events\n      create_topic: true\n      endpoint: http://127.0.0.1:{}\n      credentialsFile: {}\n",
+        em.port,
+        key.display()
+    );
+    PubsubSetup {
+        _em: em,
+        g,
+        receiver,
+        puller: Puller::start(base),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_graceful_handover_loses_and_duplicates_nothing() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let ps = pubsub_setup(dir.path()).await;
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let o =
+        common::scenarios::graceful_handover(&sim, &ps.receiver, "ps", &|| ps.puller.keys(), 65)
+            .await;
+    assert!(o.delivery.is_exact(), "{}", o.delivery.summary());
+    assert_eq!(o.exits, [Some(0)], "the old leader exits 0");
+    ps.g.assert_no_bad_requests();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_sigkill_of_the_leader_loses_nothing_and_replays_only_known_keys() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let ps = pubsub_setup(dir.path()).await;
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let o = common::scenarios::sigkill_of_the_leader(
+        &sim,
+        &ps.receiver,
+        "ps",
+        &|| ps.puller.keys(),
+        66,
+    )
+    .await;
+    let d = &o.delivery;
+    eprintln!(
+        "pubsub SIGKILL: {}; duplicated occurrences {}",
+        d.summary(),
+        o.duplicated_occurrences
+    );
+    assert!(
+        d.lost.is_empty() && d.unexpected.is_empty(),
+        "{}",
+        d.summary()
+    );
+    let bound = o.duplicate_bound(Duration::from_millis(200));
+    assert!(
+        o.duplicated_occurrences <= bound,
+        "replayed {} > the occurrences since the last cursor commit and one batch ({bound})",
+        o.duplicated_occurrences
+    );
+    ps.g.assert_no_bad_requests();
 }
