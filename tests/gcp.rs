@@ -1178,10 +1178,13 @@ async fn pubsub_sigkill_of_the_leader_loses_nothing_and_replays_only_known_keys(
         "{}",
         d.summary()
     );
-    let bound = o.duplicate_bound(Duration::from_millis(200));
+    // A batch counts toward the cursor when the emulator answers the publish, and this JVM
+    // answers in up to a few hundred ms on a loaded machine: the batch in flight at the last
+    // commit is replayed too, so its fill time (maxWait 200 ms) gets 500 ms of answer time.
+    let bound = o.duplicate_bound(Duration::from_millis(700));
     assert!(
         o.duplicated_occurrences <= bound,
-        "replayed {} > the occurrences since the last cursor commit and one batch ({bound})",
+        "replayed {} > the occurrences since the last cursor commit and one batch in flight ({bound})",
         o.duplicated_occurrences
     );
     ps.g.assert_no_bad_requests();
