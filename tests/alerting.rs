@@ -1144,32 +1144,6 @@ fn an_invalid_priority_or_template_fails_check_config_naming_the_key() {
 
 // ---- handovers: real exporter processes (tests/common/scenarios.rs) against the in-test services ----
 
-/// A SIGKILL replays what was delivered after the last cursor commit: about one lease retry
-/// period of occurrences, plus the batch in flight (for Slack, up to `minInterval` of them).
-fn assert_no_loss_and_bounded_duplicates(
-    what: &str,
-    o: &common::scenarios::Outcome,
-    batch_fill: Duration,
-) {
-    let d = &o.delivery;
-    eprintln!(
-        "{what}: {}; duplicated occurrences {}",
-        d.summary(),
-        o.duplicated_occurrences
-    );
-    assert!(
-        d.lost.is_empty() && d.unexpected.is_empty(),
-        "{}",
-        d.summary()
-    );
-    let bound = o.duplicate_bound(batch_fill);
-    assert!(
-        o.duplicated_occurrences <= bound,
-        "duplicates {} > one retry period and one batch of occurrences ({bound})",
-        o.duplicated_occurrences
-    );
-}
-
 fn slack_handover_receiver(slack: &FakeSlack) -> String {
     format!(
         "  - name: slack\n    batch: {{maxEvents: 500}}\n    slack:\n      token: {SLACK_TOKEN}\n      apiURL: {}\n      channel: '#{{{{ .Namespace }}}}'\n",
@@ -1215,7 +1189,7 @@ async fn slack_sigkill_of_the_leader_loses_nothing_and_duplicates_at_most_a_retr
     )
     .await;
     // A digest holds up to a second (minInterval) of occurrences, plus batch.maxWait.
-    assert_no_loss_and_bounded_duplicates("slack SIGKILL", &o, Duration::from_millis(1200));
+    o.assert_no_loss_and_bounded_duplicates("slack SIGKILL", Duration::from_millis(1200));
 }
 
 fn opsgenie_handover_receiver(og: &FakeOpsgenie) -> String {
@@ -1311,5 +1285,5 @@ async fn teams_sigkill_of_the_leader_loses_nothing_and_duplicates_at_most_a_retr
         56,
     )
     .await;
-    assert_no_loss_and_bounded_duplicates("teams SIGKILL", &o, Duration::from_millis(200));
+    o.assert_no_loss_and_bounded_duplicates("teams SIGKILL", Duration::from_millis(200));
 }

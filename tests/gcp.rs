@@ -941,14 +941,9 @@ async fn cloud_logging_sigkill_of_the_leader_loses_nothing_and_replays_only_know
         62,
     )
     .await;
-    let d = &o.delivery;
-    assert!(
-        d.lost.is_empty() && d.unexpected.is_empty(),
-        "{}",
-        d.summary()
-    );
+    o.assert_no_loss_and_bounded_duplicates("cloudLogging SIGKILL", Duration::from_millis(200));
     // Every replayed entry repeats an insertId and timestamp already written: Cloud Logging
-    // keeps one. What a SIGKILL can replay is bounded by one lease retry period plus a batch.
+    // keeps one.
     let mut first: BTreeMap<String, Value> = BTreeMap::new();
     for e in g.store.lock().unwrap().entries.iter() {
         let id = e["insertId"].as_str().unwrap_or("").to_owned();
@@ -960,12 +955,6 @@ async fn cloud_logging_sigkill_of_the_leader_loses_nothing_and_replays_only_know
             "{id}: a replay with another timestamp"
         );
     }
-    let bound = o.duplicate_bound(Duration::from_millis(200));
-    assert!(
-        o.duplicated_occurrences <= bound,
-        "replayed {} > one retry period and one batch of occurrences ({bound})",
-        o.duplicated_occurrences
-    );
     g.assert_no_bad_requests();
 }
 
@@ -1028,24 +1017,8 @@ async fn bigquery_sigkill_of_the_leader_loses_nothing_and_replays_only_known_ins
         64,
     )
     .await;
-    let d = &o.delivery;
-    eprintln!(
-        "bigquery SIGKILL: {}; duplicated occurrences {}",
-        d.summary(),
-        o.duplicated_occurrences
-    );
     // No unexpected insertId: every replayed row repeats one already written.
-    assert!(
-        d.lost.is_empty() && d.unexpected.is_empty(),
-        "{}",
-        d.summary()
-    );
-    let bound = o.duplicate_bound(Duration::from_millis(200));
-    assert!(
-        o.duplicated_occurrences <= bound,
-        "replayed {} > the occurrences since the last cursor commit and one batch ({bound})",
-        o.duplicated_occurrences
-    );
+    o.assert_no_loss_and_bounded_duplicates("bigquery SIGKILL", Duration::from_millis(200));
     g.assert_no_bad_requests();
 }
 
@@ -1167,25 +1140,9 @@ async fn pubsub_sigkill_of_the_leader_loses_nothing_and_replays_only_known_keys(
         66,
     )
     .await;
-    let d = &o.delivery;
-    eprintln!(
-        "pubsub SIGKILL: {}; duplicated occurrences {}",
-        d.summary(),
-        o.duplicated_occurrences
-    );
-    assert!(
-        d.lost.is_empty() && d.unexpected.is_empty(),
-        "{}",
-        d.summary()
-    );
     // A batch counts toward the cursor when the emulator answers the publish, and this JVM
     // answers in up to a few hundred ms on a loaded machine: the batch in flight at the last
     // commit is replayed too, so its fill time (maxWait 200 ms) gets 500 ms of answer time.
-    let bound = o.duplicate_bound(Duration::from_millis(700));
-    assert!(
-        o.duplicated_occurrences <= bound,
-        "replayed {} > the occurrences since the last cursor commit and one batch in flight ({bound})",
-        o.duplicated_occurrences
-    );
+    o.assert_no_loss_and_bounded_duplicates("pubsub SIGKILL", Duration::from_millis(700));
     ps.g.assert_no_bad_requests();
 }

@@ -425,23 +425,7 @@ async fn sigkill_of_the_leader_with_tansu_loses_nothing_and_every_duplicate_carr
         42,
     )
     .await;
-    let d = &o.delivery;
-    eprintln!(
-        "kafka SIGKILL: {}; duplicated occurrences {}",
-        d.summary(),
-        o.duplicated_occurrences
-    );
-    assert!(
-        d.lost.is_empty() && d.unexpected.is_empty(),
-        "{}",
-        d.summary()
-    );
-    let bound = o.duplicate_bound(Duration::from_millis(200));
-    assert!(
-        o.duplicated_occurrences <= bound,
-        "duplicates {} > one retry period and one batch of occurrences ({bound})",
-        o.duplicated_occurrences,
-    );
+    o.assert_no_loss_and_bounded_duplicates("kafka SIGKILL", Duration::from_millis(200));
     // A consumer drops a replay by its Idempotency-Key: every copy of a key is the same event.
     let records = reader.records();
     let mut by_key: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
@@ -464,7 +448,7 @@ async fn sigkill_of_the_leader_with_tansu_loses_nothing_and_every_duplicate_carr
     }
     assert_eq!(
         by_key.len(),
-        d.generated,
+        o.delivery.generated,
         "distinct Idempotency-Keys = generated occurrences"
     );
 }

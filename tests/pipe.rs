@@ -189,23 +189,7 @@ async fn sigkill_of_the_leader_through_a_fifo_loses_nothing_and_duplicates_at_mo
         54,
     )
     .await;
-    let d = &o.delivery;
-    eprintln!(
-        "pipe SIGKILL: {}; duplicated occurrences {}",
-        d.summary(),
-        o.duplicated_occurrences
-    );
-    assert!(
-        d.lost.is_empty() && d.unexpected.is_empty(),
-        "{}",
-        d.summary()
-    );
-    let bound = o.duplicate_bound(Duration::from_millis(200));
-    assert!(
-        o.duplicated_occurrences <= bound,
-        "duplicates {} > one retry period and one batch of occurrences ({bound})",
-        o.duplicated_occurrences
-    );
+    o.assert_no_loss_and_bounded_duplicates("pipe SIGKILL", Duration::from_millis(200));
 }
 
 fn check_config(yaml: &str) -> (i32, String) {

@@ -356,24 +356,8 @@ async fn sigkill_of_the_leader_with_rsyslog_loses_nothing_and_duplicates_at_most
         42,
     )
     .await;
-    let d = &o.delivery;
-    eprintln!(
-        "syslog SIGKILL: {}; duplicated occurrences {}",
-        d.summary(),
-        o.duplicated_occurrences
-    );
-    assert!(
-        d.lost.is_empty() && d.unexpected.is_empty(),
-        "{}",
-        d.summary()
-    );
     // batch.maxWait is the default 200ms.
-    let bound = o.duplicate_bound(Duration::from_millis(200));
-    assert!(
-        o.duplicated_occurrences <= bound,
-        "duplicates {} > one retry period and one batch of occurrences ({bound})",
-        o.duplicated_occurrences,
-    );
+    o.assert_no_loss_and_bounded_duplicates("syslog SIGKILL", Duration::from_millis(200));
     // A replayed message is recognisable: the same key in SD and MSG.
     for r in rsyslog.records() {
         assert_eq!(r.key, r.event().occurrence_key());

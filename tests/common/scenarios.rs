@@ -174,4 +174,27 @@ impl Outcome {
     pub fn duplicate_bound(&self, max_wait: Duration) -> usize {
         (RATE * (self.since_commit + max_wait).as_secs_f64()).ceil() as usize
     }
+
+    /// What a SIGKILL may cost, asserted: nothing lost, nothing exported that was not generated,
+    /// and no more duplicates than [`duplicate_bound`](Self::duplicate_bound). `what` names the
+    /// receiver in the printed summary.
+    pub fn assert_no_loss_and_bounded_duplicates(&self, what: &str, batch_fill: Duration) {
+        let d = &self.delivery;
+        eprintln!(
+            "{what}: {}; duplicated occurrences {}",
+            d.summary(),
+            self.duplicated_occurrences
+        );
+        assert!(
+            d.lost.is_empty() && d.unexpected.is_empty(),
+            "{}",
+            d.summary()
+        );
+        let bound = self.duplicate_bound(batch_fill);
+        assert!(
+            self.duplicated_occurrences <= bound,
+            "duplicates {} > the occurrences since the last cursor commit and one batch ({bound})",
+            self.duplicated_occurrences
+        );
+    }
 }
