@@ -123,6 +123,14 @@ impl Faults {
             .insert((group.to_string(), resource.to_string()));
     }
 
+    pub fn allow(&self, group: &str, resource: &str) {
+        self.inner
+            .lock()
+            .expect("faults lock")
+            .forbidden
+            .remove(&(group.to_string(), resource.to_string()));
+    }
+
     pub fn is_forbidden(&self, group: &str, resource: &str) -> bool {
         self.inner
             .lock()

@@ -42,6 +42,13 @@ pub struct SimConfig {
     pub history_limit: usize,
     /// Events are deleted this long after their last write (kube-apiserver `--event-ttl`).
     pub event_ttl: Option<Duration>,
+    /// Compacts the history on a timer, as kube-apiserver does (`--etcd-compaction-interval`,
+    /// 5 minutes by default): each tick compacts at the revision the previous tick saw, so
+    /// between one and two intervals of history are kept, whatever the write rate. Lease
+    /// renewals move the revision too, so on a quiet cluster an events watch position falls
+    /// out of the history after at most two intervals. None: only `history_limit` and
+    /// `compact` drop history.
+    pub compaction_interval: Option<Duration>,
     /// Send BOOKMARK frames on events watches (real servers do not: events have no watch cache).
     pub event_bookmarks: bool,
     pub bookmark_interval: Duration,
@@ -56,6 +63,7 @@ impl Default for SimConfig {
             port: 0,
             history_limit: 100_000,
             event_ttl: Some(Duration::from_secs(3600)),
+            compaction_interval: Some(Duration::from_secs(300)),
             event_bookmarks: false,
             bookmark_interval: Duration::from_secs(60),
             tls: TlsMode::default(),
@@ -175,6 +183,25 @@ impl Sim {
                 tokio::spawn(serve(listener, app, shutdown));
             }
         }
+        if let Some(every) = shared.cfg.compaction_interval.filter(|d| !d.is_zero()) {
+            let (s, token) = (shared.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut seen_at_last_tick = None;
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => return,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                    let _ = s.mutate(|st| {
+                        if let Some(rv) = seen_at_last_tick {
+                            st.compact_to(rv);
+                        }
+                        seen_at_last_tick = Some(st.rv);
+                        Ok(())
+                    });
+                }
+            });
+        }
         if shared.cfg.event_ttl.is_some() {
             let (s, token) = (shared.clone(), stop.clone());
             tokio::spawn(async move {
@@ -247,6 +274,22 @@ impl SimHandle {
 
     pub fn current_resource_version(&self) -> u64 {
         self.shared.store.lock().expect("store lock").rv
+    }
+
+    /// The latest compacted resourceVersion: a watch from an older one gets 410.
+    pub fn compacted_resource_version(&self) -> u64 {
+        self.shared.store.lock().expect("store lock").compacted
+    }
+
+    /// One write that is not an event (a component's Lease renewal, as a real cluster has every
+    /// few seconds): it moves the revision an events watch never sees.
+    pub fn other_write(&self) {
+        let lease = serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "kube-scheduler", "namespace": "kube-system"},
+            "spec": {"holderIdentity": "kube-scheduler-0", "renewTime": jiff::Timestamp::now().to_string()},
+        });
+        let _ = self.put_object(lease);
     }
 
     fn rt(api_version: &str, kind: &str) -> Result<resources::ResourceType, ApiError> {
@@ -450,6 +493,11 @@ impl SimHandle {
     /// Answers every request on `group`/`resource` with 403 Forbidden, as RBAC does without a rule.
     pub fn forbid(&self, group: &str, resource: &str) {
         self.shared.faults.forbid(group, resource);
+    }
+
+    /// Undoes `forbid` (the rule was added).
+    pub fn allow(&self, group: &str, resource: &str) {
+        self.shared.faults.allow(group, resource);
     }
 
     /// Starts a generator (stopping any previous one); its keys are read with `generated`.

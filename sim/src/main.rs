@@ -29,6 +29,9 @@ enum Command {
         /// Watch history entries kept before compaction.
         #[arg(long, default_value_t = 100_000)]
         history: usize,
+        /// Compaction interval (kube-apiserver --etcd-compaction-interval); 0s disables it.
+        #[arg(long, default_value = "5m", value_parser = humantime_like)]
+        compaction_interval: Duration,
         /// Event TTL (kube-apiserver --event-ttl).
         #[arg(long, default_value = "1h", value_parser = humantime_like)]
         event_ttl: Duration,
@@ -73,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
                 kubeconfig,
                 history,
                 event_ttl,
+                compaction_interval,
                 event_bookmarks,
                 generate_rate,
                 generate_total,
@@ -83,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
         port,
         history_limit: history,
         event_ttl: Some(event_ttl),
+        compaction_interval: Some(compaction_interval),
         event_bookmarks,
         tls: if insecure_http {
             kube_sim::TlsMode::Off

@@ -355,8 +355,17 @@ impl Store {
 
     /// Drops all history now: every watch from an older resourceVersion gets 410.
     pub fn compact(&mut self) {
-        self.history.clear();
-        self.compacted = self.rv;
+        self.compact_to(self.rv);
+    }
+
+    /// Drops the history up to and including `rv`, as an etcd compaction at that revision does:
+    /// a watch from `rv` or later is still served, one from before it gets 410.
+    pub fn compact_to(&mut self, rv: u64) {
+        let rv = rv.min(self.rv);
+        while self.history.front().is_some_and(|e| e.rv <= rv) {
+            self.history.pop_front();
+        }
+        self.compacted = self.compacted.max(rv);
     }
 
     /// Deletes events whose TTL passed (DELETED frames, as etcd lease expiry does).
@@ -415,6 +424,23 @@ mod tests {
         assert_eq!(s.compacted, 102);
         assert!(s.entries_after(101, events(), None, 10).is_err());
         assert_eq!(s.entries_after(102, events(), None, 10).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn compaction_at_a_revision_keeps_what_follows_it() {
+        let mut s = Store::new(100, None);
+        for i in 0..5 {
+            s.create(events(), "ns", json!({"metadata":{"name":format!("e{i}")}}))
+                .unwrap();
+        }
+        s.compact_to(103);
+        assert_eq!(s.compacted, 103);
+        assert!(s.entries_after(102, events(), None, 10).is_err());
+        let kept = s.entries_after(103, events(), None, 10).unwrap();
+        assert_eq!(kept.iter().map(|e| e.rv).collect::<Vec<_>>(), [104, 105]);
+        // An older compaction revision never brings history back.
+        s.compact_to(101);
+        assert_eq!(s.compacted, 103);
     }
 
     #[test]
