@@ -22,7 +22,7 @@ use crate::enrich::Enricher;
 use crate::progress::{Cursor, Tracker};
 use crate::shutdown::{Scope, Tasks};
 use crate::sink::{Receivers, SinkError};
-use crate::source::{Source, SourceConfig, Start};
+use crate::source::{Reading, Source, SourceConfig, Start};
 use crate::telemetry::{Health, Metrics};
 
 /// Items buffered between the source and enrichment.
@@ -87,6 +87,7 @@ impl Exporter {
         let source_cfg = SourceConfig {
             namespace: config.namespace.clone(),
             max_event_age: config.max_event_age,
+            event_ttl: config.event_ttl,
             ..SourceConfig::default()
         };
         let enricher = (!config.omit_lookup).then(|| {
@@ -101,17 +102,22 @@ impl Exporter {
         let (tx, rx) = mpsc::channel(SOURCE_BUFFER);
         let stop_source = CancellationToken::new();
         let (emitted, dispatched) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let source =
-            Source::new(client, source_cfg, metrics.clone(), health).count_emitted(emitted.clone());
+        let reading = Reading::new();
+        let source = Source::new(client, source_cfg, metrics.clone(), health)
+            .count_emitted(emitted.clone())
+            .report_reading(reading.clone());
         let source_stop = stop_source.clone();
         tasks.tracker().spawn(async move {
             if let Err(e) = source.run(start, tx, source_stop).await {
                 tracing::error!(error = %e, "event source stopped");
             }
         });
-        tasks
-            .tracker()
-            .spawn(report_lag(tracker.clone(), metrics.clone(), abort.clone()));
+        tasks.tracker().spawn(report_lag(
+            tracker.clone(),
+            reading,
+            metrics.clone(),
+            abort.clone(),
+        ));
         let (done_tx, pipeline_done) = tokio::sync::oneshot::channel();
         let pipeline = crate::pipeline::Pipeline {
             abort: abort.clone(),
@@ -202,19 +208,24 @@ impl Exporter {
     }
 }
 
-/// Keeps `cursor_lag_seconds` at the age of the oldest occurrence not yet acknowledged by every
-/// receiver (0 when nothing is owed), until the run is aborted at the end of its shutdown.
-async fn report_lag(tracker: Tracker, metrics: Metrics, stop: CancellationToken) {
+/// Keeps `source_blind_seconds` at how long the source has gone without reading from the API
+/// server, and `cursor_lag_seconds` at what is owed: the age of the oldest occurrence not yet
+/// acknowledged by every receiver, or, when longer, the time the source has been blind (a leader
+/// that cannot read owes everything written meanwhile, so its lag must not read 0). Until the
+/// run is aborted at the end of its shutdown.
+async fn report_lag(tracker: Tracker, reading: Reading, metrics: Metrics, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        metrics
-            .cursor_lag_seconds
-            .set(tracker.oldest_pending_age().as_secs_f64());
+        let blind = reading.blind_for();
+        metrics.source_blind_seconds.set(blind.as_secs_f64());
+        let owed = tracker.oldest_pending_age().max(blind);
+        metrics.cursor_lag_seconds.set(owed.as_secs_f64());
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
     }
     metrics.cursor_lag_seconds.set(0.0);
+    metrics.source_blind_seconds.set(0.0);
 }

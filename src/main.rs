@@ -155,6 +155,10 @@ const UNDELIVERED_EXIT: u8 = 3;
 async fn serve(cfg: config::Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(version = VERSION, config = %args.config.display(), summary = %cfg.summary(), "starting");
     let metrics = telemetry::Metrics::new(&cfg.metrics_name_prefix);
+    // A standby's series exist too: alerts aggregate over every pod of the Deployment.
+    for receiver in &cfg.receivers {
+        metrics.init_receiver(&receiver.name);
+    }
     // A quiet watch is silent for up to its 290 s timeout; only twice that is a stall.
     let health = telemetry::Health::new(std::time::Duration::from_secs(600));
     health.set_config_loaded();

@@ -21,11 +21,16 @@ use jiff::Timestamp;
 use tokio::sync::watch;
 
 /// Where a successor may resume: every event up to and including `resource_version` is delivered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Position {
     pub resource_version: String,
     /// The last-seen time of the event at this position (None for checkpoints without an event).
     pub event_time: Option<Timestamp>,
+    /// Every event written after `resource_version` was written after this time: the source had
+    /// read the API's history that far (an event's own time, a consistent list's start, the end
+    /// of a watch that stayed open). When a resume finds that history gone, only events written
+    /// after this and expired since can be missing (`source::gap`). None: unknown.
+    pub checked_at: Option<Timestamp>,
 }
 
 /// The low watermark as observed by the elector and the metrics.
@@ -315,6 +320,7 @@ mod tests {
         Some(Position {
             resource_version: rv.into(),
             event_time: None,
+            checked_at: None,
         })
     }
 

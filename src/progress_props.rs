@@ -23,6 +23,7 @@ fn pos(seq: u64) -> Position {
     Position {
         resource_version: seq.to_string(),
         event_time: None,
+        checked_at: None,
     }
 }
 

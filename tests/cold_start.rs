@@ -121,6 +121,41 @@ async fn replay_starts_after_the_newest_event_older_than_the_window() {
     );
 }
 
+/// What a real API server does to a cold start: the replay's first start is an event from before
+/// a quiet stretch, whose history was compacted (every 5 minutes) while only other writes moved
+/// the revision; the young history is still held. The replay is answered 410, finds the earliest
+/// start still served, and recovers every earlier count from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_replay_start_moves_to_the_history_still_held() {
+    init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let old = Generator::seed_old_events(&sim, 50, Duration::from_secs(3600), 1);
+    for _ in 0..300 {
+        sim.other_write();
+    }
+    sim.compact();
+    let held_from = sim.compacted_resource_version();
+    let want = before_start(&sim, 300, 61).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = Running::start(&cfg(dir.path()), sim.kube_config(), Start::Cold, dir.path()).await;
+    let cursors = record_cursor(&run);
+    let (d, report) = run.finish("all", &want, Duration::from_secs(30)).await;
+    assert!(
+        d.is_exact(),
+        "every earlier count after {held_from} is replayed: {}",
+        d.summary()
+    );
+    assert!(report.drained);
+    assert!(
+        old.iter().all(|k| !d.exported_keys.contains(k)),
+        "old events stay filtered"
+    );
+    assert_monotonic(&cursors.await.unwrap());
+    // The 410, the probes (about log2 of the 300 revisions between), the replay from the new start.
+    let watches = sim.request_counts()[&("watch".to_string(), "events".to_string())];
+    assert!(watches >= 4, "{watches} watch requests");
+}
+
 /// History gone (compacted, answered with 410 or with the empty 200 of a stale watch): a cold start
 /// exports every event at its current count, exactly once, and then everything live.
 async fn without_history(stale_empty_200: bool) {

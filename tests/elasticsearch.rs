@@ -114,6 +114,7 @@ impl Rig {
             let ticket = self.tracker.begin(Some(Position {
                 resource_version: self.seq.to_string(),
                 event_time: None,
+                checked_at: None,
             }));
             let r = self.receivers.as_ref().unwrap().get(name).unwrap();
             r.send(Delivery {

@@ -17,6 +17,7 @@ fn cursor(rv: &str, epoch: i32) -> StoredCursor {
     StoredCursor {
         resource_version: rv.into(),
         event_time: None,
+        checked_at: None,
         epoch,
     }
 }

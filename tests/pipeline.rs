@@ -235,6 +235,70 @@ async fn stale_watch_answered_with_empty_200_relists() {
     run.exporter.shutdown(Duration::from_secs(5)).await;
 }
 
+/// A quiet cluster on a real API server: events have no watch bookmarks, so the watch's position
+/// stays at the last event while other writes (Lease renewals) move the revision and compaction,
+/// on a timer, drops the history after it. The periodic reconnect of the watch then gets 410 and
+/// relists. Nothing was missed, so no possible gap is counted (the alert on it used to fire on
+/// every quiet cluster); the relist after an outage in which repeats collapsed still counts one
+/// (`expired_resource_version_relists_without_re_exporting`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_cluster_whose_history_is_compacted_reconnects_without_a_possible_gap() {
+    init();
+    let sim = Sim::start(SimConfig {
+        compaction_interval: Some(Duration::from_secs(1)),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = Running::start(
+        &all_cfg(dir.path()),
+        sim.kube_config(),
+        Start::Cold,
+        dir.path(),
+    )
+    .await;
+    common::until_watching(&sim).await;
+    let first = sim.generate(gen_cfg(200.0, 100));
+    first.wait().await;
+    let mut want = first.generated();
+    run.wait_for_keys("all", &want, Duration::from_secs(20))
+        .await;
+    // Quiet: only other writes move the revision, until compaction passes the last event.
+    let last_event = sim.current_resource_version();
+    common::eventually(
+        Duration::from_secs(10),
+        "compaction past the last event",
+        || {
+            sim.other_write();
+            sim.compacted_resource_version() > last_event
+        },
+    )
+    .await;
+    // The watch has been open (quiet) for more than the second a stale one lasts; the server
+    // ends it, as it does every few minutes.
+    tokio::time::sleep(kube_event_exporter::source::phase::QUICK_CLOSE).await;
+    sim.drop_watches();
+    common::eventually(Duration::from_secs(20), "the relist", || {
+        run.metric("kube_event_exporter_relists_total") >= 2.0
+    })
+    .await;
+    assert!(run.metric("kube_event_exporter_watch_restarts_total{cause=\"expired\"}") >= 1.0);
+    assert_eq!(
+        run.metric("kube_event_exporter_possible_gaps_total"),
+        0.0,
+        "a relist that can have missed nothing is no possible gap"
+    );
+    let after = sim.generate(GeneratorConfig {
+        seed: 8,
+        ..gen_cfg(200.0, 200)
+    });
+    after.wait().await;
+    want.extend(after.generated());
+    let (d, _) = run.finish("all", &want, Duration::from_secs(30)).await;
+    assert!(d.is_exact(), "{}", d.summary());
+}
+
 /// Lost keys `uid:n` for which no `uid:m` with m > n was exported either: real losses. A lost
 /// `uid:n` with an exported `uid:m>n` is a repeat that happened while history was gone.
 fn missing_without_later_count(d: &common::Delivery) -> Vec<String> {
@@ -336,14 +400,26 @@ async fn api_server_down_at_start_then_up() {
         dir.path(),
     )
     .await;
+    let failed = "kube_event_exporter_source_failures_total{op=\"list\",cause=\"transport\"}";
     common::eventually(Duration::from_secs(10), "list retried", || {
-        run.metric("kube_event_exporter_relists_total") >= 2.0
+        run.metric(failed) >= 2.0
     })
     .await;
     assert!(
         !run.health.ready(),
         "not ready while the API server is unreachable"
     );
+    // Nothing was listed: no relist is counted, and the blind source shows in the lag.
+    assert_eq!(run.metric("kube_event_exporter_relists_total"), 0.0);
+    common::eventually(
+        Duration::from_secs(10),
+        "the lag to show the blind source",
+        || {
+            run.metric("kube_event_exporter_source_blind_seconds") >= 1.0
+                && run.metric("kube_event_exporter_cursor_lag_seconds") >= 1.0
+        },
+    )
+    .await;
     let sim = Sim::start(SimConfig {
         port,
         tls: kube_sim::TlsMode::Off,
@@ -362,6 +438,12 @@ async fn api_server_down_at_start_then_up() {
     .await;
     let g = sim.generate(gen_cfg(300.0, 300));
     g.wait().await;
+    // Reading again: the watch is open, nothing is blind.
+    common::eventually(Duration::from_secs(10), "the source to read again", || {
+        run.metric("kube_event_exporter_source_blind_seconds") == 0.0
+    })
+    .await;
+    assert_eq!(run.metric("kube_event_exporter_relists_total"), 1.0);
     let (d, _) = run
         .finish("all", &g.generated(), Duration::from_secs(60))
         .await;

@@ -24,6 +24,7 @@ const TOP_KEYS: &[&str] = &[
     "metricsNamePrefix",
     "omitLookup",
     "cacheSize",
+    "eventTTL",
 ];
 const LEADER_KEYS: &[&str] = &[
     "enabled",
@@ -271,6 +272,18 @@ fn build(ctx: &mut Ctx, root: &Node) -> Option<Config> {
         }
     };
     let omit_lookup = ctx.bool(&f, "omitLookup").unwrap_or(false);
+    let event_ttl = match ctx.duration(&f, "eventTTL") {
+        Some(d) if d.is_zero() => {
+            ctx.error(
+                "eventTTL",
+                f.get("eventTTL").map_or(0, |n| n.line),
+                "must be more than 0 (the API server's --event-ttl, 1h by default)",
+            );
+            crate::source::DEFAULT_EVENT_TTL
+        }
+        Some(d) => d,
+        None => crate::source::DEFAULT_EVENT_TTL,
+    };
     let cache_size = ctx
         .int(&f, "cacheSize", 0, MAX_CACHE_SIZE)
         .filter(|c| *c > 0)
@@ -307,6 +320,7 @@ fn build(ctx: &mut Ctx, root: &Node) -> Option<Config> {
         metrics_name_prefix,
         omit_lookup,
         cache_size,
+        event_ttl,
     })
 }
 

@@ -27,6 +27,9 @@ pub struct Config {
     pub omit_lookup: bool,
     /// Size of the involved-object metadata cache.
     pub cache_size: usize,
+    /// How long the API server keeps events (its `--event-ttl`): decides when lost watch history
+    /// can have cost events (a possible gap).
+    pub event_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

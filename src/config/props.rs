@@ -370,6 +370,7 @@ const KEYED: &[(&str, &str)] = &[
     ("kubeQPS", "kubeQPS: VALUE\n"),
     ("kubeBurst", "kubeBurst: VALUE\n"),
     ("cacheSize", "cacheSize: VALUE\n"),
+    ("eventTTL", "eventTTL: VALUE\n"),
     ("metricsNamePrefix", "metricsNamePrefix: VALUE\n"),
     ("omitLookup", "omitLookup: VALUE\n"),
     ("namespace", "namespace: VALUE\n"),

@@ -45,6 +45,7 @@ fn defaults() {
     assert_eq!(c.metrics_name_prefix, "kube_event_exporter_");
     assert!(!c.omit_lookup);
     assert_eq!(c.cache_size, 1024);
+    assert_eq!(c.event_ttl, Duration::from_secs(3600));
     assert_eq!(c.route, Route::default());
     let le = &c.leader_election;
     assert!(le.enabled);
@@ -947,5 +948,22 @@ fn tls_server_name_is_checked_at_load() {
             "receivers:\n  - name: w\n    webhook:\n      endpoint: https://example.test/hook\n      tls: {serverName: 10.0.0.1}\n"
         ),
         "receivers[0].webhook.tls.serverName: \"10.0.0.1\" is an IP address: write it in endpoint instead (serverName is a DNS name)"
+    );
+}
+
+#[test]
+fn event_ttl_is_a_positive_duration() {
+    assert_eq!(
+        ok("eventTTL: 3h\n").event_ttl,
+        Duration::from_secs(3 * 3600)
+    );
+    assert!(
+        only("eventTTL: 0\n").starts_with("eventTTL: must be more than 0"),
+        "{}",
+        only("eventTTL: 0\n")
+    );
+    assert_eq!(
+        only("eventTTL: 60\n"),
+        "eventTTL: invalid duration 60: add a unit, e.g. 60s"
     );
 }

@@ -6,13 +6,17 @@ use crate::progress::Position;
 
 pub const ANNOTATION: &str = "kube-event-exporter.io/cursor";
 
-/// `{"resourceVersion":"123","eventTime":"2026-…Z","epoch":4}`
+/// `{"resourceVersion":"123","eventTime":"2026-…Z","checkedAt":"2026-…Z","epoch":4}`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredCursor {
     pub resource_version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_time: Option<jiff::Timestamp>,
+    /// `Position::checked_at`: how far the API's history had been read (absent in cursors written
+    /// by versions before it; `eventTime` is then the best known bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<jiff::Timestamp>,
     /// `leaseTransitions` of the holder that wrote it.
     pub epoch: i32,
 }
@@ -22,6 +26,7 @@ impl StoredCursor {
         Self {
             resource_version: position.resource_version.clone(),
             event_time: position.event_time,
+            checked_at: position.checked_at,
             epoch,
         }
     }
@@ -30,6 +35,7 @@ impl StoredCursor {
         Position {
             resource_version: self.resource_version.clone(),
             event_time: self.event_time,
+            checked_at: self.checked_at.or(self.event_time),
         }
     }
 
@@ -52,9 +58,16 @@ mod tests {
         let c = StoredCursor {
             resource_version: "42".into(),
             event_time: Some("2026-11-22T10:00:00Z".parse().unwrap()),
+            checked_at: Some("2026-11-22T10:04:50Z".parse().unwrap()),
             epoch: 3,
         };
         assert_eq!(StoredCursor::decode(&c.encode()).unwrap(), c);
+        // A cursor of an earlier version has no checkedAt: its event time bounds it.
+        let old = StoredCursor::decode(
+            r#"{"resourceVersion":"42","eventTime":"2026-11-22T10:00:00Z","epoch":3}"#,
+        )
+        .unwrap();
+        assert_eq!(old.position().checked_at, c.event_time);
         assert!(StoredCursor::decode("{\"resourceVersion\":").is_err());
     }
 }

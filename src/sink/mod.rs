@@ -188,6 +188,7 @@ impl Receivers {
         // Spawn only once every receiver was built, so a bad one leaves nothing running.
         let mut handles = BTreeMap::new();
         for (rc, sink, encoder) in built {
+            metrics.init_receiver(&rc.name);
             let (tx, rx) = mpsc::channel(rc.delivery.queue.max(1));
             let w = worker::Worker::new(rc, sink, encoder, metrics.clone(), abort.clone());
             tasks.spawn(w.run(rx));

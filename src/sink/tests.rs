@@ -38,6 +38,7 @@ async fn send_n(r: &Receivers, name: &str, tracker: &Tracker, n: usize) -> Vec<S
         let ticket = tracker.begin(Some(Position {
             resource_version: i.to_string(),
             event_time: None,
+            checked_at: None,
         }));
         r.get(name)
             .unwrap()
@@ -858,6 +859,7 @@ async fn a_per_document_answer_acks_the_delivered_and_the_permanent_and_resends_
         let ticket = tracker.begin(Some(Position {
             resource_version: i.to_string(),
             event_time: None,
+            checked_at: None,
         }));
         tx.send(Delivery {
             occ,

@@ -38,6 +38,14 @@ pub enum SourceError {
         from: String,
         source: std::io::Error,
     },
+    /// The watch answered an ERROR frame other than 410 Gone.
+    #[error("the watch from resourceVersion {from} answered an error: {code} {reason}: {message}")]
+    ErrorFrame {
+        from: String,
+        code: u16,
+        reason: String,
+        message: String,
+    },
 }
 
 impl SourceError {
@@ -50,6 +58,33 @@ impl SourceError {
     /// starts over instead of escalating.
     pub fn after_connect(&self) -> bool {
         matches!(self, Self::WatchBroke { .. })
+    }
+
+    /// The `cause` label of `source_failures_total` (one of `SOURCE_FAILURE_CAUSES`).
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Self::List { source, .. } | Self::Watch { source, .. } => match source {
+                kube::Error::Api(status) => status_cause(status.code),
+                kube::Error::Auth(_) => "unauthorized",
+                kube::Error::SerdeError(_) => "malformed",
+                _ => "transport",
+            },
+            Self::ListPage { .. } | Self::NoListVersion => "malformed",
+            Self::WatchBroke { .. } => "broken",
+            Self::ErrorFrame { code, .. } => status_cause(*code),
+            Self::Request { .. } => "request",
+        }
+    }
+}
+
+fn status_cause(code: u16) -> &'static str {
+    match code {
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        429 => "throttled",
+        500..=599 => "server_error",
+        _ => "rejected",
     }
 }
 
@@ -69,5 +104,42 @@ mod tests {
         );
         assert!(e.retryable() && e.after_connect());
         assert!(!SourceError::NoListVersion.after_connect());
+    }
+
+    #[test]
+    fn causes_are_the_fixed_labels_of_the_failure_counter() {
+        let api = |code: u16| SourceError::List {
+            page: 1,
+            source: kube::Error::Api(
+                kube::core::Status::failure("no", "Forbidden")
+                    .with_code(code)
+                    .boxed(),
+            ),
+        };
+        let causes: Vec<&str> = [401, 403, 404, 429, 503, 400]
+            .map(|c| api(c).cause())
+            .to_vec();
+        assert_eq!(
+            causes,
+            [
+                "unauthorized",
+                "forbidden",
+                "not_found",
+                "throttled",
+                "server_error",
+                "rejected"
+            ]
+        );
+        let broke = SourceError::WatchBroke {
+            from: "1".into(),
+            source: std::io::Error::other("reset"),
+        };
+        for e in [api(403), broke, SourceError::NoListVersion] {
+            assert!(
+                crate::telemetry::metrics::SOURCE_FAILURE_CAUSES.contains(&e.cause()),
+                "{}",
+                e.cause()
+            );
+        }
     }
 }

@@ -8,7 +8,8 @@
 //!   listed (see `replay`); a resumed start watches from the cursor;
 //! - the watch is resumed from the last resourceVersion seen, after timeouts and transport errors;
 //! - 410 Gone (HTTP or ERROR frame) and repeated immediately-empty watches (a stale resourceVersion)
-//!   relist, exporting only what this process has not seen;
+//!   relist, exporting only what this process has not seen; `gap` then judges whether anything
+//!   can be missing (a position read longer ago than the event TTL, repeats collapsed);
 //! - every ADDED is an occurrence, every MODIFIED whose count grew is one; the rest only move the
 //!   position (as checkpoints), so the cursor advances through quiet filtered stretches too.
 //!
@@ -17,8 +18,10 @@
 
 mod error;
 pub mod frames;
+pub mod gap;
 pub mod lines;
 pub mod phase;
+mod reading;
 pub mod replay;
 pub mod seen;
 
@@ -34,12 +37,15 @@ use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use jiff::Timestamp;
+
 use crate::event::Event;
 use crate::progress::Position;
 use crate::telemetry::{Health, Metrics, metrics::CauseLabel};
 pub use error::SourceError;
 use frames::{Frame, ListPage, decode_event, decode_frame};
 use phase::{Action, Gone, ListKind, Outcome, Phase, WatchEnd};
+pub use reading::Reading;
 use replay::{ListScan, Replay, Step};
 use seen::Seen;
 
@@ -57,7 +63,17 @@ pub struct SourceConfig {
     pub seen_capacity: usize,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// How long the API server keeps an event after its last write (`--event-ttl`): a relist
+    /// after lost history can have missed events only if the history was last read longer ago.
+    pub event_ttl: Duration,
 }
+
+/// kube-apiserver's `--event-ttl` default.
+pub const DEFAULT_EVENT_TTL: Duration = Duration::from_secs(3600);
+
+/// A probe for a replay's start waits this long for its first line; a served start answers at
+/// once (it has at least one listed event's write after it).
+const PROBE_WAIT: Duration = Duration::from_secs(10);
 
 impl Default for SourceConfig {
     fn default() -> Self {
@@ -70,6 +86,7 @@ impl Default for SourceConfig {
             seen_capacity: seen::DEFAULT_CAPACITY,
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
+            event_ttl: DEFAULT_EVENT_TTL,
         }
     }
 }
@@ -110,6 +127,12 @@ pub struct Source {
     /// During a relist: occurrences (and their events) whose counts moved past more than one
     /// occurrence while the history was gone — exported at their latest count only.
     superseded: (u64, u64),
+    /// The stream's position beyond its resourceVersion (kept by the phases): the last event
+    /// time there, and how far the history after it was read (`Position::checked_at`).
+    at_event_time: Option<Timestamp>,
+    checked_at: Option<Timestamp>,
+    /// When the source last read from the API server (its blind time is a metric and lag).
+    reading: Reading,
 }
 
 impl Source {
@@ -128,12 +151,21 @@ impl Source {
             replay: None,
             emitted: Arc::default(),
             superseded: (0, 0),
+            at_event_time: None,
+            checked_at: None,
+            reading: Reading::new(),
         }
     }
 
     /// Counts every occurrence handed on into `counter`.
     pub fn count_emitted(mut self, counter: Arc<AtomicU64>) -> Self {
         self.emitted = counter;
+        self
+    }
+
+    /// Reports when the source reads from the API server into `reading`.
+    pub fn report_reading(mut self, reading: Reading) -> Self {
+        self.reading = reading;
         self
     }
 
@@ -148,7 +180,13 @@ impl Source {
         cancel: CancellationToken,
     ) -> Result<(), SourceError> {
         if let Start::Resume(pos) = &start {
-            tracing::info!(resource_version = %pos.resource_version, "resuming at resourceVersion");
+            self.at_event_time = pos.event_time;
+            self.checked_at = pos.checked_at.or(pos.event_time);
+            tracing::info!(
+                resource_version = %pos.resource_version,
+                read_through_secs_ago = gap::age(self.checked_at, Timestamp::now()).map(|d| d.as_secs()),
+                "resuming at resourceVersion"
+            );
         }
         let mut phase = Phase::start(start);
         loop {
@@ -158,12 +196,14 @@ impl Source {
             let outcome = match &phase {
                 Phase::List { kind, .. } => self.list(kind, &tx, &cancel).await,
                 Phase::Watch { from, .. } => self.watch(from, &tx, &cancel).await,
+                Phase::Relocate { .. } => self.relocate(&cancel).await,
                 Phase::Backoff { delay, .. } => match self.sleep(*delay, &cancel).await {
                     true => Outcome::Waited,
                     false => Outcome::Stopped,
                 },
                 Phase::Done => return Ok(()),
             };
+            self.count_failure(&outcome);
             let jitter = rand::rng().random_range(0.0..=1.0);
             let (next, actions) = phase::step(phase, &outcome, &self.cfg, jitter);
             for action in actions {
@@ -176,6 +216,20 @@ impl Source {
             }
             phase = next;
         }
+    }
+
+    /// `source_failures_total{op, cause}` for a failed request.
+    fn count_failure(&self, outcome: &Outcome) {
+        let (op, e) = match outcome {
+            Outcome::ListFailed(e) => ("list", e),
+            Outcome::RelocateFailed(e)
+            | Outcome::Watched {
+                end: WatchEnd::Failed(e),
+                ..
+            } => ("watch", e),
+            _ => return,
+        };
+        self.metrics.count_source_failure(op, e.cause());
     }
 
     /// Carries out what `step` decided besides the next request; false if the receiving side is
@@ -196,21 +250,36 @@ impl Source {
                     })
                     .inc();
             }
-            Action::PossibleGap {
+            Action::HistoryGone {
                 resource_version,
                 gone,
             } => {
-                self.metrics.possible_gaps.inc();
+                let read_through_secs_ago =
+                    gap::age(self.checked_at, Timestamp::now()).map(|d| d.as_secs());
                 match gone {
-                    Gone::Expired => tracing::warn!(
+                    Gone::Expired => tracing::info!(
                         resource_version,
-                        "possible gap: watch history after this resourceVersion is gone; relisting"
+                        read_through_secs_ago,
+                        "watch history after this resourceVersion is gone (410 Gone); relisting"
                     ),
-                    Gone::Stale { empty_watches } => tracing::warn!(
+                    Gone::Stale { empty_watches } => tracing::info!(
                         resource_version,
+                        read_through_secs_ago,
                         empty_watches,
-                        "possible gap: watch keeps ending at once with nothing in it; treating the resourceVersion as stale and relisting"
+                        "watch keeps ending at once with nothing in it; treating the resourceVersion as stale and relisting"
                     ),
+                }
+            }
+            Action::ReplayGone { at, why } => {
+                if let Some(replay) = self.replay.as_mut() {
+                    if let Ok(at) = at.parse() {
+                        replay.gone_through(at);
+                    }
+                    tracing::info!(
+                        why, resource_version = %at, from_resource_version = replay.from,
+                        list_resource_version = replay.list_rv,
+                        "cold start: watch history through this resourceVersion is gone; looking for a later place to replay from"
+                    );
                 }
             }
             Action::AbandonReplay { why } => return self.abandon_replay(why, tx, cancel).await,
@@ -231,6 +300,9 @@ impl Source {
                         ..
                     } => {
                         tracing::warn!(error = %crate::telemetry::error_chain(e), attempt, resource_version = %at, "watch failed; resuming");
+                    }
+                    Outcome::RelocateFailed(e) => {
+                        tracing::warn!(error = %crate::telemetry::error_chain(e), attempt, "cold start: probing the watch history failed; retrying");
                     }
                     _ => {}
                 }
@@ -272,7 +344,6 @@ impl Source {
         tx: &mpsc::Sender<Item>,
         cancel: &CancellationToken,
     ) -> Outcome {
-        self.metrics.relists.inc();
         let mut lp = ListParams::default().limit(self.cfg.page_size);
         let mut list_rv: Option<String> = None;
         let now = jiff::Timestamp::now();
@@ -309,6 +380,7 @@ impl Source {
                 }
             };
             self.health.set_api_ok(true);
+            self.reading.answered();
             let page: ListPage<'_> = match serde_json::from_str(&text) {
                 Ok(p) => p,
                 Err(source) => {
@@ -354,17 +426,18 @@ impl Source {
         let Some(rv) = list_rv else {
             return Outcome::ListFailed(SourceError::NoListVersion);
         };
+        self.metrics.relists.inc();
         tracing::info!(
             kind = kind.label(), resource_version = %rv, items, exported,
             elapsed_ms = started.elapsed().as_millis() as u64, "listed events"
         );
-        let (superseded, events) = self.superseded;
-        if superseded > 0 {
-            tracing::warn!(
-                superseded, events, resource_version = %rv,
-                "possible gap: {superseded} occurrences of {events} events happened while the watch history was gone; each event is exported at its current count"
-            );
+        if let ListKind::Relist { after } = kind {
+            self.judge_relist(after, now, exported);
         }
+        // A consistent list: every event written after its resourceVersion was written after it
+        // was asked for.
+        self.checked_at = self.checked_at.max(Some(now));
+        self.at_event_time = None;
         if let Some(replay) = scan.and_then(|s| s.plan(&rv)) {
             // The list's checkpoint waits for the replay (see `replay`).
             tracing::info!(
@@ -376,14 +449,48 @@ impl Source {
             self.replay = Some(replay);
             return Outcome::Listed { watch_from };
         }
-        if !self.emit(tx, list_checkpoint(rv.clone()), cancel).await {
+        if !self
+            .emit(tx, self.list_checkpoint(rv.clone()), cancel)
+            .await
+        {
             return Outcome::Stopped;
         }
         Outcome::Listed { watch_from: rv }
     }
 
-    /// The replay's history is gone (410, stale): emit the list's checkpoint (`step` has the watch
-    /// go on from the list's resourceVersion). False if the receiving side is gone.
+    /// After a relist that followed lost history: whether anything can be missing (`gap`), said
+    /// once and counted as a possible gap only then.
+    fn judge_relist(&self, after: &str, listed_at: Timestamp, exported: u64) {
+        let ttl = self.cfg.event_ttl;
+        let read_through_secs_ago = gap::age(self.checked_at, listed_at).map(|d| d.as_secs());
+        match gap::judge(self.checked_at, listed_at, ttl, self.superseded) {
+            Some(gap) => {
+                self.metrics.possible_gaps.inc();
+                let (superseded, superseded_events) = gap.collapsed.unwrap_or_default();
+                tracing::warn!(
+                    resource_version = after,
+                    read_through_secs_ago,
+                    event_ttl_secs = ttl.as_secs(),
+                    superseded,
+                    superseded_events,
+                    exported,
+                    "possible gap: {}",
+                    gap.why(ttl)
+                );
+            }
+            None => tracing::info!(
+                resource_version = after,
+                read_through_secs_ago,
+                event_ttl_secs = ttl.as_secs(),
+                exported,
+                "relisted after the watch history was gone: nothing can be missing (read more recently than eventTTL, no count moved by more than one)"
+            ),
+        }
+    }
+
+    /// The replay's history is gone (410, stale) and no later start is served: emit the list's
+    /// checkpoint (`step` has the watch go on from the list's resourceVersion). False if the
+    /// receiving side is gone.
     async fn abandon_replay(
         &mut self,
         why: &str,
@@ -397,9 +504,99 @@ impl Source {
         tracing::warn!(
             why, from_resource_version = replay.from, list_resource_version = %list_rv,
             listed_with_earlier_counts = replay.listed_behind(), exported_earlier = replay.exported,
+            not_fully_replayed = replay.incomplete(),
             "cold start: watch history before the list is gone; earlier counts of listed events may not be exported; watching from the list"
         );
-        !replay.abandon() || self.emit(tx, list_checkpoint(list_rv), cancel).await
+        !replay.abandon() || self.emit(tx, self.list_checkpoint(list_rv), cancel).await
+    }
+
+    /// The replay's start is gone: probe later starts (bisection, `Replay::next_probe`) for the
+    /// earliest one still served.
+    async fn relocate(&mut self, cancel: &CancellationToken) -> Outcome {
+        let Some(mut replay) = self.replay.take() else {
+            // Nothing to relocate (cannot happen: only a replay enters this phase).
+            return Outcome::Stopped;
+        };
+        let mut probes = 0u32;
+        let outcome = loop {
+            let Some(start) = replay.next_probe() else {
+                let list_rv = replay.list_rv.to_string();
+                let start = replay.relocate();
+                if let Some(from) = start {
+                    tracing::info!(
+                        from_resource_version = from, list_resource_version = %list_rv, probes,
+                        relocations = replay.relocations,
+                        listed_with_earlier_counts = replay.listed_behind(),
+                        "cold start: replaying from the earliest place whose watch history is still held"
+                    );
+                }
+                break Outcome::Relocated {
+                    start: start.map(|s| s.to_string()),
+                    list_rv,
+                };
+            };
+            probes += 1;
+            match self.probe(start, cancel).await {
+                Ok(Some(served)) => replay.probed(start, served),
+                Ok(None) => break Outcome::Stopped,
+                Err(e) => break Outcome::RelocateFailed(e),
+            }
+        };
+        self.replay = Some(replay);
+        outcome
+    }
+
+    /// Whether a watch from `from` is served: its first line is a frame (Some(true)), or it is
+    /// answered 410, an ERROR 410 frame, or nothing (Some(false)). None: cancelled.
+    async fn probe(
+        &self,
+        from: u64,
+        cancel: &CancellationToken,
+    ) -> Result<Option<bool>, SourceError> {
+        let from = from.to_string();
+        let wp = WatchParams::default().timeout(PROBE_WAIT.as_secs() as u32);
+        let req = self
+            .request
+            .watch(&wp, &from)
+            .map_err(|source| SourceError::Request {
+                op: "watch",
+                source,
+            })?;
+        let body = tokio::select! {
+            _ = cancel.cancelled() => return Ok(None),
+            r = self.client.request_stream(req) => r,
+        };
+        let body = match body {
+            Ok(b) => b,
+            Err(kube::Error::Api(s)) if s.code == 410 => return Ok(Some(false)),
+            Err(source) => return Err(SourceError::Watch { from, source }),
+        };
+        self.reading.answered();
+        let mut lines = lines::LineReader::new(body, lines::MAX_LINE);
+        loop {
+            let line = match lines.next_line_within(cancel, PROBE_WAIT).await {
+                None => return Ok(None),
+                // Nothing at all, at once or for the whole wait: a stale resourceVersion.
+                Some(Err(_)) | Some(Ok(Ok(None))) => return Ok(Some(false)),
+                Some(Ok(Err(source))) => return Err(SourceError::WatchBroke { from, source }),
+                Some(Ok(Ok(Some(lines::Line::Text(line))))) => line,
+                // A frame, even one we could not read: the history is there.
+                Some(Ok(Ok(Some(_)))) => return Ok(Some(true)),
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            return match decode_frame(line) {
+                Ok(Frame::Error(status)) if status.code == 410 => Ok(Some(false)),
+                Ok(Frame::Error(status)) => Err(SourceError::ErrorFrame {
+                    from,
+                    code: status.code,
+                    reason: status.reason.to_string(),
+                    message: status.message.to_string(),
+                }),
+                _ => Ok(Some(true)),
+            };
+        }
     }
 
     /// One frame while replaying: Ok(None) handled here; Ok(Some(frame)) not part of the replay
@@ -432,17 +629,20 @@ impl Source {
         let list_rv = replay.list_rv;
         if checkpoint {
             tracing::info!(
+                from_resource_version = replay.from,
                 list_resource_version = list_rv,
+                relocations = replay.relocations,
                 listed_with_earlier_counts = replay.listed_behind(),
                 exported_earlier = replay.exported,
+                not_fully_replayed = replay.incomplete(),
                 "cold start: replay complete"
             );
         }
-        let checkpoint_item = || list_checkpoint(list_rv.to_string());
+        let checkpoint_item = self.list_checkpoint(list_rv.to_string());
         match step {
             Step::Past { .. } => {
                 self.replay = None;
-                if checkpoint && !self.emit(tx, checkpoint_item(), cancel).await {
+                if checkpoint && !self.emit(tx, checkpoint_item, cancel).await {
                     return Err(());
                 }
                 Ok(Some(frame))
@@ -461,7 +661,7 @@ impl Source {
                     Frame::Added(_) | Frame::Modified(_) => self.filtered("already_exported"),
                     _ => {}
                 }
-                if checkpoint && !self.emit(tx, checkpoint_item(), cancel).await {
+                if checkpoint && !self.emit(tx, checkpoint_item, cancel).await {
                     return Err(());
                 }
                 Ok(None)
@@ -507,6 +707,15 @@ impl Source {
         }
     }
 
+    /// "Everything up to the list's resourceVersion is accounted for."
+    fn list_checkpoint(&self, resource_version: String) -> Item {
+        Item::Checkpoint(Position {
+            resource_version,
+            event_time: None,
+            checked_at: self.checked_at,
+        })
+    }
+
     fn filtered(&self, reason: &str) {
         self.metrics.count_filtered(reason);
     }
@@ -527,7 +736,9 @@ impl Source {
         cancel: &CancellationToken,
     ) -> Outcome {
         let mut at = from.to_string();
-        let Some(end) = self.read_watch(from, &mut at, tx, cancel).await else {
+        let end = self.read_watch(from, &mut at, tx, cancel).await;
+        self.reading.closed();
+        let Some(end) = end else {
             return Outcome::Stopped;
         };
         let replay = self.replay.as_ref().map(|r| r.list_rv.to_string());
@@ -568,6 +779,7 @@ impl Source {
             }
         };
         self.health.set_api_ok(true);
+        self.reading.opened();
         let mut lines = lines::LineReader::new(body, lines::MAX_LINE);
         let idle_limit = Duration::from_secs(u64::from(self.cfg.watch_timeout_secs) + 30);
         let mut frames = 0u64;
@@ -585,7 +797,12 @@ impl Source {
                     );
                     return Some(closed(frames));
                 }
-                Ok(Ok(None)) => return Some(closed(frames)),
+                Ok(Ok(None)) => {
+                    if !self.read_through(at, started, tx, cancel).await {
+                        return None;
+                    }
+                    return Some(closed(frames));
+                }
                 Ok(Err(source)) => {
                     let from = from.to_string();
                     return Some(WatchEnd::Failed(SourceError::WatchBroke { from, source }));
@@ -633,20 +850,22 @@ impl Source {
             let item = match frame {
                 Frame::Error(status) => {
                     if status.code == 410 {
-                        tracing::info!(status_message = %status.message, "watch resourceVersion expired; relisting");
+                        tracing::debug!(status_message = %status.message, "watch answered 410 Gone");
                         return Some(WatchEnd::Expired);
                     }
                     tracing::warn!(code = status.code, reason = %status.reason, status_message = %status.message, "watch ERROR frame; resuming");
                     return Some(closed(frames));
                 }
-                Frame::Bookmark(rv) => Item::Checkpoint(Position {
-                    resource_version: rv,
-                    event_time: None,
-                }),
+                Frame::Bookmark(rv) => {
+                    // The server's position as it sends this: everything after it is newer.
+                    self.checked_at = self.checked_at.max(Some(Timestamp::now()));
+                    self.at_event_time = None;
+                    Item::Checkpoint(self.position(rv))
+                }
                 Frame::Deleted(event) => {
                     self.seen.forget(event.uid());
                     self.filtered("deleted");
-                    checkpoint_of(&event)
+                    Item::Checkpoint(self.position_of(&event))
                 }
                 Frame::Added(event) | Frame::Modified(event) => {
                     self.occurrence_or_checkpoint(event)
@@ -662,12 +881,47 @@ impl Source {
         self.metrics.count_received(type_);
     }
 
+    /// A watch that stayed open and ended cleanly (the server's timeout) delivered everything
+    /// written before its end: the history after `at` is read through now, and the checkpoint
+    /// says so, so the cursor stays fresh on a quiet cluster (where events have no bookmarks to
+    /// move it). A watch that ended at once proves nothing (a stale resourceVersion answers so),
+    /// nor do positions inside a replay, which are never emitted. False if the receiving side is
+    /// gone.
+    async fn read_through(
+        &mut self,
+        at: &str,
+        started: Instant,
+        tx: &mpsc::Sender<Item>,
+        cancel: &CancellationToken,
+    ) -> bool {
+        if started.elapsed() < phase::QUICK_CLOSE || self.replay.is_some() {
+            return true;
+        }
+        self.checked_at = self.checked_at.max(Some(Timestamp::now()));
+        let item = Item::Checkpoint(self.position(at.to_string()));
+        self.emit(tx, item, cancel).await
+    }
+
+    /// The position at `resource_version` as the stream knows it now.
+    fn position(&self, resource_version: String) -> Position {
+        Position {
+            resource_version,
+            event_time: self.at_event_time,
+            checked_at: self.checked_at,
+        }
+    }
+
+    /// The stream moves to `event`'s write: everything after it was written after the event's
+    /// own time.
+    fn position_of(&mut self, event: &Event) -> Position {
+        self.at_event_time = event.last_seen();
+        self.checked_at = self.checked_at.max(self.at_event_time);
+        self.position(event.resource_version().to_string())
+    }
+
     /// ADDED, and MODIFIED whose count grew, are occurrences; other changes only move the position.
     fn occurrence_or_checkpoint(&mut self, event: Box<Event>) -> Item {
-        let position = Position {
-            resource_version: event.resource_version().to_string(),
-            event_time: event.last_seen(),
-        };
+        let position = self.position_of(&event);
         if self.seen.observe(event.uid(), event.occurrence_count()) {
             Item::Occurrence {
                 event,
@@ -687,21 +941,6 @@ fn frame_rv(frame: &Frame) -> Option<&str> {
         Frame::Bookmark(rv) => Some(rv),
         Frame::Error(_) => None,
     }
-}
-
-fn checkpoint_of(event: &Event) -> Item {
-    Item::Checkpoint(Position {
-        resource_version: event.resource_version().to_string(),
-        event_time: event.last_seen(),
-    })
-}
-
-/// "Everything up to the list's resourceVersion is accounted for."
-fn list_checkpoint(resource_version: String) -> Item {
-    Item::Checkpoint(Position {
-        resource_version,
-        event_time: None,
-    })
 }
 
 /// `a <= b` for resourceVersions, compared as integers (KEP-5504: comparable within a resource;

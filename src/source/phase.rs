@@ -14,15 +14,22 @@
 //!  Watch{from} ─── error ───► Backoff ── waited ──► Watch{from: last frame}   (failures + 1,
 //!                                                            or 1 if the watch had connected)
 //!  Watch{from} ─── closed at once, empty, n-th time ─┬─────► Backoff(n · 100 ms) ─► Watch   (n < N)
-//!                                                    └─────► List{Relist} + possible gap (n = N)
-//!  Watch{from} ─── 410 (HTTP or ERROR frame) ──────────────► List{Relist} + possible gap
-//!  Watch{from} ─── 410, or empty at once, while replaying ─► Watch{from: list} (replay abandoned)
+//!                                                    └─────► List{Relist}: history gone (n = N)
+//!  Watch{from} ─── 410 (HTTP or ERROR frame) ──────────────► List{Relist}: history gone
+//!  Watch{from} ─── 410, or empty at once, while replaying ─► Relocate
+//!
+//!  Relocate ───── a later start is served ────────────────► Watch{from: that start}
+//!  Relocate ───── none is ─────────────────────────────────► Watch{from: list} (replay abandoned)
+//!  Relocate ───── error ───► Backoff ── waited ──► Relocate                   (failures + 1)
 //!
 //!  any ────────── stopped, or an error retrying cannot fix ─► Done
 //! ```
 //!
 //! N is `stale_after_empty_watches`: events have no watch cache, and API servers answer a watch
 //! from a stale resourceVersion with an empty 200 instead of 410 (kubernetes#104171).
+//!
+//! History gone is not by itself a gap: the relist exports every event still in the API, and
+//! whether anything can be missing is judged once it is done (`gap`).
 
 use std::time::Duration;
 
@@ -50,6 +57,9 @@ pub enum Phase {
         empty_watches: u32,
         failures: u32,
     },
+    /// A cold start's replay found the history before its start gone: find the earliest later
+    /// start still served (`replay::Replay::next_probe`), or give the replay up.
+    Relocate { failures: u32 },
     /// Wait `delay`, then go on with `then`.
     Backoff { delay: Duration, then: Box<Phase> },
     /// Stopped: cancelled, nobody receives, or an error that retrying cannot fix.
@@ -91,6 +101,14 @@ pub enum Outcome {
         end: WatchEnd,
         replay: Option<String>,
     },
+    /// The replay's probes are done: watch from `start`, or (None) give the replay up and watch
+    /// from the list's resourceVersion `list_rv`.
+    Relocated {
+        start: Option<String>,
+        list_rv: String,
+    },
+    /// A probe failed for another reason than lost history.
+    RelocateFailed(SourceError),
     /// A backoff's wait is over.
     Waited,
     /// Cancelled, or the receiving side is gone.
@@ -101,6 +119,7 @@ impl Outcome {
     pub fn into_error(self) -> Option<SourceError> {
         match self {
             Outcome::ListFailed(e)
+            | Outcome::RelocateFailed(e)
             | Outcome::Watched {
                 end: WatchEnd::Failed(e),
                 ..
@@ -127,14 +146,17 @@ pub enum WatchEnd {
 pub enum Action {
     /// Count a watch restart (`watch_restarts_total{cause}`).
     Restart(Cause),
-    /// The history after `resource_version` is gone: what happened meanwhile may be lost. Count a
-    /// possible gap and say so.
-    PossibleGap {
+    /// The history after `resource_version` is gone: say so; the relist that follows judges
+    /// whether anything can be missing.
+    HistoryGone {
         resource_version: String,
         gone: Gone,
     },
-    /// A cold start's replay cannot read its history: say so, emit the list's checkpoint, and
-    /// watch from the list as without a replay. Not a gap: the list exported every event.
+    /// A cold start's replay found the history through `at` gone (`why`): the replay marks every
+    /// start up to there as gone, and `Relocate` looks for a later one.
+    ReplayGone { at: String, why: &'static str },
+    /// A cold start's replay cannot read any of its history: say so, emit the list's checkpoint,
+    /// and watch from the list as without a replay. Not a gap: the list exported every event.
     AbandonReplay { why: &'static str },
     /// The request failed: mark the API unreachable and log the error with this attempt number.
     Retry { attempt: u32 },
@@ -205,7 +227,7 @@ pub fn step(
 ) -> (Phase, Vec<Action>) {
     match (phase, outcome) {
         (_, Outcome::Stopped) => (Phase::Done, vec![]),
-        (_, Outcome::ListFailed(e))
+        (_, Outcome::ListFailed(e) | Outcome::RelocateFailed(e))
         | (
             _,
             Outcome::Watched {
@@ -243,6 +265,23 @@ pub fn step(
             cfg,
             jitter,
         ),
+        (Phase::Relocate { .. }, Outcome::Relocated { start, list_rv }) => match start {
+            Some(start) => (Phase::fresh_watch(start.clone()), vec![]),
+            None => (
+                Phase::fresh_watch(list_rv.clone()),
+                vec![Action::AbandonReplay {
+                    why: "no later start is served either",
+                }],
+            ),
+        },
+        (Phase::Relocate { failures }, Outcome::RelocateFailed(_)) => {
+            let attempt = failures + 1;
+            let then = Phase::Relocate { failures: attempt };
+            (
+                backoff(cfg, attempt, jitter, then),
+                vec![Action::Retry { attempt }],
+            )
+        }
         (Phase::Backoff { then, .. }, Outcome::Waited) => (*then, vec![]),
         (phase, outcome) => unreachable!("{outcome:?} cannot follow {phase:?}"),
     }
@@ -264,31 +303,29 @@ fn watched(
         kind: ListKind::Relist { after: at.clone() },
         failures,
     };
-    if let Some(list_rv) = replay {
+    if replay.is_some() {
         // A healthy replay carries at least the listed events' own writes, so an empty answer is
-        // a stale resourceVersion too. Either way the history before the list is gone: go on from
-        // the list's resourceVersion, counters untouched.
+        // a stale resourceVersion too. Either way the history through `at` is gone: look for a
+        // later start.
         let why = match end {
             WatchEnd::Expired => Some("410 Gone"),
             _ if at_once_empty => Some("empty watch"),
             _ => None,
         };
         if let Some(why) = why {
-            let next = Phase::Watch {
-                from: list_rv.to_string(),
-                empty_watches,
-                failures,
-            };
-            return (next, vec![Action::AbandonReplay { why }]);
+            return (
+                Phase::Relocate { failures },
+                vec![Action::ReplayGone { at, why }],
+            );
         }
     }
     match end {
-        // The relist recovers every event still in the API, but one deleted meanwhile, or a count
-        // that moved more than once, cannot be recovered: a possible gap, said out loud.
+        // The relist recovers every event still in the API; whether something it cannot recover
+        // (an expired event, a count that moved more than once) may be missing, it judges itself.
         WatchEnd::Expired => (
             relist(failures),
             vec![
-                Action::PossibleGap {
+                Action::HistoryGone {
                     resource_version: at.clone(),
                     gone: Gone::Expired,
                 },
@@ -296,11 +333,11 @@ fn watched(
             ],
         ),
         // A closed watch was answered, so the failures are over. Empty ones in a row mean a stale
-        // resourceVersion, which is as much a gap as a 410.
+        // resourceVersion: the history is as gone as after a 410.
         WatchEnd::Closed { .. } if at_once_empty => {
             let empty_watches = empty_watches + 1;
             if empty_watches >= cfg.stale_after_empty_watches {
-                let gap = Action::PossibleGap {
+                let gap = Action::HistoryGone {
                     resource_version: at.clone(),
                     gone: Gone::Stale { empty_watches },
                 };
@@ -432,6 +469,7 @@ mod tests {
         let cursor = Position {
             resource_version: "77".into(),
             event_time: None,
+            checked_at: None,
         };
         assert_eq!(Phase::start(Start::Resume(cursor)), watching("77", 0, 0));
     }
@@ -463,14 +501,14 @@ mod tests {
     }
 
     #[test]
-    fn expired_relists_after_the_position_and_reports_a_possible_gap() {
+    fn expired_relists_after_the_position_and_says_the_history_is_gone() {
         let (next, actions) = step1(watching("100", 1, 2), watched("140", WatchEnd::Expired));
         // The failure count is carried on: the relist's own failures escalate from it.
         assert_eq!(next, relist("140", 2));
         assert_eq!(
             actions,
             vec![
-                Action::PossibleGap {
+                Action::HistoryGone {
                     resource_version: "140".into(),
                     gone: Gone::Expired
                 },
@@ -505,7 +543,7 @@ mod tests {
         assert_eq!(
             actions,
             vec![
-                Action::PossibleGap {
+                Action::HistoryGone {
                     resource_version: "100".into(),
                     gone: Gone::Stale { empty_watches: 3 }
                 },
@@ -604,20 +642,58 @@ mod tests {
     }
 
     #[test]
-    fn a_replay_without_history_falls_back_to_the_list_without_a_gap() {
-        for end in [WatchEnd::Expired, closed(0, 5)] {
+    fn a_replay_without_history_looks_for_a_later_start_without_a_gap() {
+        for (end, why) in [
+            (WatchEnd::Expired, "410 Gone"),
+            (closed(0, 5), "empty watch"),
+        ] {
             let outcome = Outcome::Watched {
                 at: "40".into(),
                 end,
                 replay: Some("90".into()),
             };
             let (next, actions) = step1(watching("10", 1, 2), outcome);
-            assert_eq!(next, watching("90", 1, 2));
-            assert!(
-                matches!(actions[..], [Action::AbandonReplay { .. }]),
-                "{actions:?}"
+            assert_eq!(next, Phase::Relocate { failures: 2 });
+            assert_eq!(
+                actions,
+                vec![Action::ReplayGone {
+                    at: "40".into(),
+                    why
+                }]
             );
         }
+    }
+
+    #[test]
+    fn a_relocated_replay_watches_from_its_new_start_or_falls_back_to_the_list() {
+        let found = Outcome::Relocated {
+            start: Some("55".into()),
+            list_rv: "90".into(),
+        };
+        assert_eq!(
+            step1(Phase::Relocate { failures: 3 }, found),
+            (watching("55", 0, 0), vec![])
+        );
+        let none = Outcome::Relocated {
+            start: None,
+            list_rv: "90".into(),
+        };
+        let (next, actions) = step1(Phase::Relocate { failures: 0 }, none);
+        assert_eq!(next, watching("90", 0, 0));
+        assert!(
+            matches!(actions[..], [Action::AbandonReplay { .. }]),
+            "{actions:?}"
+        );
+        let failed = Outcome::RelocateFailed(SourceError::NoListVersion);
+        let (next, actions) = step1(Phase::Relocate { failures: 1 }, failed);
+        assert_eq!(
+            next,
+            Phase::Backoff {
+                delay: Duration::from_millis(400),
+                then: Box::new(Phase::Relocate { failures: 2 })
+            }
+        );
+        assert_eq!(actions, vec![Action::Retry { attempt: 2 }]);
     }
 
     #[test]

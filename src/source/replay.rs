@@ -17,8 +17,14 @@
 //!   skipping the earlier counts; positions inside the replayed range are never emitted (the
 //!   cursor never moves backwards).
 //! - **410, or an empty watch** (what servers answer for a stale resourceVersion on events): the
-//!   history is gone; we watch from the list's resourceVersion, as without a replay, and say how
-//!   many listed events may have had earlier occurrences.
+//!   history before that position is gone. A real API server compacts every 5 minutes, so the
+//!   start above (an event from before a quiet stretch, or the start of history) is usually gone
+//!   while the last minutes, which hold the young occurrences, are not. The replay then finds the
+//!   earliest position still served between the gone one and the list, by bisection with probes
+//!   that read one line each (about log2 of the distance: 30 probes for a billion revisions), and
+//!   replays from there: whatever history is still held is recovered. Only when none is served do
+//!   we watch from the list's resourceVersion, as without a replay. Either way the log says how
+//!   much was replayed.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -90,7 +96,10 @@ impl ListScan {
         }
         let list_rv_n = list_rv.parse::<u64>().ok()?;
         let from = self.newest_before_window.unwrap_or(HISTORY_START);
-        (from < list_rv_n).then_some(Replay {
+        if from >= list_rv_n {
+            return None;
+        }
+        Some(Replay {
             from,
             list_rv: list_rv_n,
             max_listed_rv: self.max_rv,
@@ -98,6 +107,9 @@ impl ListScan {
             behind: self.behind,
             checkpointed: false,
             exported: 0,
+            gone: 0,
+            served: list_rv_n,
+            relocations: 0,
         })
     }
 }
@@ -120,6 +132,12 @@ pub struct Replay {
     checkpointed: bool,
     /// Earlier occurrences exported so far.
     pub exported: u64,
+    /// The latest start known compacted, and the earliest known served (`list_rv`: none known
+    /// before the list, whose own position is where a replay without history goes on).
+    gone: u64,
+    served: u64,
+    /// Times the start moved later because the history before it was gone.
+    pub relocations: u32,
 }
 
 /// What to do with one watch frame while replaying.
@@ -138,6 +156,50 @@ impl Replay {
     /// Listed events that may have earlier occurrences.
     pub fn listed_behind(&self) -> usize {
         self.behind.len()
+    }
+
+    /// Listed events with earlier counts not all replayed (older than the window, or before the
+    /// history that was still held).
+    pub fn incomplete(&self) -> usize {
+        self.behind
+            .values()
+            .filter(|b| b.replayed < b.listed - 1)
+            .count()
+    }
+
+    /// A watch from `at` (at or after the current start) was answered 410 or empty: the history
+    /// through `at` is gone, and so is every start at or before it.
+    pub fn gone_through(&mut self, at: u64) {
+        self.gone = self.gone.max(at);
+        if self.served <= self.gone {
+            // What was served when probed has been compacted since: probe again.
+            self.served = self.list_rv;
+        }
+    }
+
+    /// The next start to probe, while the earliest served one is not known.
+    pub fn next_probe(&self) -> Option<u64> {
+        (self.served > self.gone + 1).then(|| self.gone + (self.served - self.gone) / 2)
+    }
+
+    /// What a probe from `start` found: `served`, or gone (410, or an empty answer).
+    pub fn probed(&mut self, start: u64, served: bool) {
+        if served {
+            self.served = self.served.min(start);
+        } else {
+            self.gone = self.gone.max(start);
+        }
+    }
+
+    /// Once probing is over: the earliest start still served, now the replay's `from`; None when
+    /// nothing before the list is (the replay is abandoned).
+    pub fn relocate(&mut self) -> Option<u64> {
+        if self.served >= self.list_rv {
+            return None;
+        }
+        self.relocations += 1;
+        self.from = self.served;
+        Some(self.served)
     }
 
     /// Decides about an ADDED/MODIFIED (`event: Some`) or any other frame at `rv` (`event: None`).
@@ -296,6 +358,79 @@ mod tests {
         let mut r = scan.plan("108").unwrap();
         assert_eq!(r.step("120", None), Step::Past { checkpoint: true });
         assert!(!r.abandon());
+    }
+
+    /// `a` repeated inside the window after a quiet stretch: the start before the window is an
+    /// old event whose history a real server has compacted.
+    fn quiet_then_busy(now: Timestamp) -> Replay {
+        let mut scan = ListScan::new(now, AGE);
+        scan.record(&ev("old", 1, 101, 3600, now), false);
+        scan.record(&ev("b", 1, 150, 4, now), true);
+        scan.record(&ev("a", 4, 160, 1, now), true); // a:1..3 written between 150 and 160
+        scan.record(&ev("c", 1, 170, 1, now), true);
+        scan.plan("180").expect("a replay")
+    }
+
+    /// Probes until the earliest served start is known, a start being served from `compacted` on.
+    fn probe_all(r: &mut Replay, compacted: u64) -> Vec<u64> {
+        let mut probes = Vec::new();
+        while let Some(p) = r.next_probe() {
+            assert!(!probes.contains(&p), "probed {p} twice: {probes:?}");
+            probes.push(p);
+            r.probed(p, p >= compacted);
+        }
+        probes
+    }
+
+    #[test]
+    fn a_gone_start_moves_to_the_earliest_later_start_still_served() {
+        let now = Timestamp::now();
+        let mut r = quiet_then_busy(now);
+        assert_eq!(r.from, 101);
+        // The watch from 101 was answered 410: the server compacted at 155.
+        r.gone_through(101);
+        let probes = probe_all(&mut r, 155);
+        assert_eq!(r.relocate(), Some(155), "probed {probes:?}");
+        assert_eq!((r.from, r.relocations), (155, 1));
+        // Bisection over the 79 positions between the gone start and the list: log2 of that.
+        assert!(probes.len() <= 7, "{probes:?}");
+        // Nothing was replayed yet: a's earlier counts are not all exported.
+        assert_eq!(r.incomplete(), 1);
+    }
+
+    #[test]
+    fn when_every_start_is_gone_the_replay_is_abandoned() {
+        let now = Timestamp::now();
+        let mut r = quiet_then_busy(now);
+        r.gone_through(101);
+        probe_all(&mut r, u64::MAX);
+        assert_eq!(r.relocate(), None);
+        assert!(r.abandon());
+    }
+
+    #[test]
+    fn a_start_compacted_after_its_probe_is_probed_past() {
+        let now = Timestamp::now();
+        let mut r = quiet_then_busy(now);
+        r.gone_through(101);
+        probe_all(&mut r, 120);
+        assert_eq!(r.relocate(), Some(120));
+        // The watch from 120 gets 410 after all (compacted again between the probe and the watch).
+        r.gone_through(120);
+        let probes = probe_all(&mut r, 159);
+        assert_eq!(r.relocate(), Some(159), "probed {probes:?}");
+        assert_eq!(r.relocations, 2);
+    }
+
+    #[test]
+    fn a_replay_cut_mid_stream_resumes_from_a_start_after_where_it_was() {
+        let now = Timestamp::now();
+        let mut r = quiet_then_busy(now);
+        // Replaying from 101, the stream broke at 162 and the resumed watch from 162 got 410.
+        r.gone_through(162);
+        let probes = probe_all(&mut r, 166);
+        assert!(probes.iter().all(|p| *p > 162), "{probes:?}");
+        assert_eq!(r.relocate(), Some(166));
     }
 
     #[test]

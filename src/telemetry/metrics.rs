@@ -36,6 +36,13 @@ pub struct CauseLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceFailureLabels {
+    /// `list` or `watch`.
+    pub op: String,
+    pub cause: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
     revision: String,
@@ -77,6 +84,10 @@ pub struct Metrics {
     pub watch_restarts: Counters<CauseLabel>,
     pub relists: Counter,
     pub possible_gaps: Counter,
+    /// List and watch requests that failed, by operation and cause.
+    pub source_failures: Counters<SourceFailureLabels>,
+    /// How long the source has gone without reading from the API server (0 while a watch is open).
+    pub source_blind_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub enrich_cache_hits: Counter,
     pub enrich_cache_misses: Counter,
     pub enrich_errors: Counter,
@@ -93,6 +104,22 @@ const FILTER_REASONS: [&str; 4] = [
     "not_new_occurrence",
     "already_exported",
     "deleted",
+];
+/// The `cause` labels of `watch_restarts_total` (`source::phase::Cause`).
+pub const RESTART_CAUSES: [&str; 5] = ["closed", "expired", "stale", "empty", "error"];
+/// The `op` and `cause` labels of `source_failures_total` (`source::SourceError::cause`).
+pub const SOURCE_OPS: [&str; 2] = ["list", "watch"];
+pub const SOURCE_FAILURE_CAUSES: [&str; 10] = [
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "throttled",
+    "server_error",
+    "rejected",
+    "transport",
+    "malformed",
+    "broken",
+    "request",
 ];
 
 #[derive(Default)]
@@ -146,6 +173,8 @@ impl Metrics {
             watch_restarts: Family::default(),
             relists: Counter::default(),
             possible_gaps: Counter::default(),
+            source_failures: Family::default(),
+            source_blind_seconds: Gauge::default(),
             enrich_cache_hits: Counter::default(),
             enrich_cache_misses: Counter::default(),
             enrich_errors: Counter::default(),
@@ -249,13 +278,23 @@ impl Metrics {
         );
         reg.register(
             "relists",
-            "Full lists of events (start, 410 Gone, stale watch)",
+            "Complete lists of events (start, 410 Gone, stale watch)",
             m.relists.clone(),
         );
         reg.register(
             "possible_gaps",
-            "Resumes where events may have been lost because history was gone",
+            "Relists after lost watch history that may have missed events (expired before they were read, or repeats collapsed)",
             m.possible_gaps.clone(),
+        );
+        reg.register(
+            "source_failures",
+            "List and watch requests for events that failed, by operation and cause",
+            m.source_failures.clone(),
+        );
+        reg.register(
+            "source_blind_seconds",
+            "How long the event source has gone without reading from the API server (0 while a watch is open)",
+            m.source_blind_seconds.clone(),
         );
         reg.register(
             "enrich_cache_hits",
@@ -286,10 +325,68 @@ impl Metrics {
             "Build information: version and git revision (always 1)",
             build_info,
         );
+        // Every fixed label exists from the start, at 0: `rate()` and `increase()` over a series
+        // that appears only at its first increment miss that increment, and an alert over a sum
+        // of two such series has no series at all until both moved.
+        for t in RECEIVED_TYPES {
+            let _ = m
+                .events_received
+                .get_or_create(&TypeLabel { r#type: t.into() });
+        }
+        for r in FILTER_REASONS {
+            let _ = m
+                .events_filtered
+                .get_or_create(&ReasonLabel { reason: r.into() });
+        }
+        for c in RESTART_CAUSES {
+            let _ = m
+                .watch_restarts
+                .get_or_create(&CauseLabel { cause: c.into() });
+        }
+        for op in SOURCE_OPS {
+            for cause in SOURCE_FAILURE_CAUSES {
+                let _ = m.source_failures.get_or_create(&SourceFailureLabels {
+                    op: op.into(),
+                    cause: cause.into(),
+                });
+            }
+        }
         Self {
             registry: Arc::new(reg),
             ..m
         }
+    }
+
+    /// Creates every per-receiver series at 0 (counters, queue depth, histograms), so that each
+    /// receiver's series exist before its first delivery, failure or drop: an alert such as
+    /// `rate(sink_failed_total) + rate(sink_dropped_total)` can only fire over series that exist.
+    pub fn init_receiver(&self, receiver: &str) {
+        let r = Metrics::receiver(receiver);
+        for f in [
+            &self.routed,
+            &self.sink_sent,
+            &self.sink_failed,
+            &self.sink_retried,
+            &self.sink_dropped,
+            &self.sink_already_delivered,
+            &self.sink_messages,
+            &self.sink_rate_limited,
+        ] {
+            let _ = f.get_or_create(&r);
+        }
+        let _ = self.queue_depth.get_or_create(&r);
+        let _ = self.send_seconds.get_or_create(&r);
+        let _ = self.batch_size.get_or_create(&r);
+    }
+
+    /// `source_failures_total{op, cause}` + 1.
+    pub fn count_source_failure(&self, op: &str, cause: &str) {
+        self.source_failures
+            .get_or_create(&SourceFailureLabels {
+                op: op.into(),
+                cause: cause.into(),
+            })
+            .inc();
     }
 
     /// `events_received{type}` + 1.
@@ -449,9 +546,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resolved_handles_count_into_their_families_and_appear_when_first_counted() {
+    fn resolved_handles_count_into_their_families() {
         let m = Metrics::default();
-        assert!(!m.encode().contains("events_received_total"));
         m.count_received("ADDED");
         m.count_received("ADDED");
         m.count_received("SURPRISE");
@@ -471,12 +567,37 @@ mod tests {
         ] {
             assert!(text.contains(sample), "{sample} in {text}");
         }
-        assert!(
-            !text.contains("MODIFIED") && !text.contains("too_old"),
-            "{text}"
-        );
         m.queue_depth.get_or_create(&Metrics::receiver("a")).dec();
         assert_eq!(m.queue_depth_of("a").get(), 1);
+    }
+
+    #[test]
+    fn every_fixed_label_and_every_receiver_series_exists_at_zero() {
+        let m = Metrics::default();
+        m.init_receiver("archive");
+        let text = m.encode_prometheus();
+        for sample in [
+            "kube_event_exporter_events_received_total{type=\"MODIFIED\"} 0",
+            "kube_event_exporter_events_filtered_total{reason=\"too_old\"} 0",
+            "kube_event_exporter_watch_restarts_total{cause=\"expired\"} 0",
+            "kube_event_exporter_source_failures_total{op=\"list\",cause=\"forbidden\"} 0",
+            "kube_event_exporter_source_failures_total{op=\"watch\",cause=\"transport\"} 0",
+            "kube_event_exporter_possible_gaps_total 0",
+            "kube_event_exporter_source_blind_seconds 0.0",
+            "kube_event_exporter_routed_total{receiver=\"archive\"} 0",
+            "kube_event_exporter_sink_sent_total{receiver=\"archive\"} 0",
+            "kube_event_exporter_sink_failed_total{receiver=\"archive\"} 0",
+            "kube_event_exporter_sink_dropped_total{receiver=\"archive\"} 0",
+            "kube_event_exporter_sink_retried_total{receiver=\"archive\"} 0",
+            "kube_event_exporter_sink_already_delivered_total{receiver=\"archive\"} 0",
+            "kube_event_exporter_queue_depth{receiver=\"archive\"} 0",
+            "kube_event_exporter_send_seconds_count{receiver=\"archive\"} 0",
+        ] {
+            assert!(
+                text.contains(&format!("{sample}\n")),
+                "{sample} in:\n{text}"
+            );
+        }
     }
 
     #[test]

@@ -381,7 +381,9 @@ impl Replicas {
 
 /// A replica's config: the tests' lease timing, a file receiver and the soak's webhook, both fed
 /// every event; the webhook batches (a slow webhook must not throttle the file receiver below the
-/// generation rate) and names the replica in a header.
+/// generation rate) and names the replica in a header. `eventTTL` is shorter than the shortest
+/// outage: the outages delete events as a TTL that short would, so a resume after one may have
+/// missed them, and must say so.
 fn config_yaml(name: &str, output: &Path, hook_url: &str, t: &Timing) -> String {
     format!(
         "logFormat: json
@@ -389,6 +391,7 @@ logLevel: info
 kubeQPS: 1000
 kubeBurst: 1000
 maxEventAgeSeconds: 3600
+eventTTL: 3s
 leaderElection:
   leaseNamespace: default
   leaseDuration: {lease}

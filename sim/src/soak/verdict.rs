@@ -287,11 +287,24 @@ pub fn judge(input: &Inputs) -> Verdict {
         incidents: incidents(input.replicas, input.logs, &timeline),
         ..Verdict::default()
     };
+    // A possible gap is judged once its relist is done, after the relist's occurrences were
+    // handed on: it covers what that relist exported, so it counts from the relist's start (the
+    // replica's last `relisting` line before it).
     let gaps: Vec<(f64, &str)> = input
         .logs
         .iter()
         .filter(|e| e.kind == LogKind::PossibleGap)
-        .map(|e| (e.t, e.replica.as_str()))
+        .map(|e| {
+            let started = input
+                .logs
+                .iter()
+                .filter(|r| r.kind == LogKind::Relisting && r.replica == e.replica && r.t <= e.t)
+                .map(|r| r.t)
+                .fold(None, |latest: Option<f64>, t| {
+                    Some(latest.map_or(t, |l| l.max(t)))
+                });
+            (started.unwrap_or(e.t), e.replica.as_str())
+        })
         .collect();
     v.possible_gaps = gaps.len();
     losses(input, &idx, &gaps, &mut v);
