@@ -176,6 +176,7 @@ pub async fn until_watching(sim: &kube_sim::SimHandle) {
     )
     .await;
 }
+pub mod debian;
 pub mod pyservers;
 pub mod replicas;
 pub mod rsyslog;

@@ -3,9 +3,7 @@
 //! with the ossl driver; or imudp), writing every message of our tag as one JSON line: the parsed
 //! RFC 5424 header, the structured data (parsed by rsyslog's own mmpstrucdata) and MSG.
 //!
-//! rsyslogd is installed with apt-get on first use when missing (one installer at a time, under a
-//! lock in target/); a machine where that is impossible fails the tests with what to install,
-//! never skips them.
+//! rsyslogd is installed with apt-get on first use when missing (`common::debian`).
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -108,54 +106,11 @@ fn has_ossl() -> bool {
             .any(|e| e.path().join("rsyslog/lmnsd_ossl.so").exists())
 }
 
-fn install() -> Result<(), String> {
-    let apt = |args: &[&str]| -> Result<(), String> {
-        let out = Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .output()
-            .map_err(|e| format!("apt-get: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "apt-get {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    };
-    let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
-    install.extend(PACKAGES);
-    apt(&install).or_else(|_| {
-        apt(&["update", "-q"])?;
-        apt(&install)
-    })
-}
-
 /// The rsyslogd binary, installed first if missing. Panics with what to do when it cannot be.
 pub fn ensure_installed() -> PathBuf {
-    if let Some(exe) = rsyslogd().filter(|_| has_ossl()) {
-        return exe;
-    }
-    // One installer at a time across test binaries and threads.
-    let lock_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rsyslog-install.lock");
-    let lock = std::fs::File::create(&lock_path).expect("the install lock file");
-    lock.lock().expect("the install lock");
-    if let Some(exe) = rsyslogd().filter(|_| has_ossl()) {
-        return exe;
-    }
-    match install() {
-        Ok(()) => rsyslogd()
-            .filter(|_| has_ossl())
-            .expect("rsyslogd and its ossl driver after apt-get install"),
-        Err(why) => panic!(
-            "the syslog tests need rsyslogd (Debian packages {}), which is missing and could not \
-             be installed: {why}. Install them (apt-get install {}) and run the tests again.",
-            PACKAGES.join(", "),
-            PACKAGES.join(" ")
-        ),
-    }
+    super::debian::ensure(PACKAGES, "rsyslog-install.lock", "the syslog tests", || {
+        rsyslogd().filter(|_| has_ossl())
+    })
 }
 
 impl Rsyslog {
