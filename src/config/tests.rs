@@ -589,6 +589,22 @@ fn collects_every_error() {
     );
 }
 
+/// An unknown key with a block map under it is reported on its own line, not on the line of the
+/// map's first key (issue 23: `stdot:` on line 35 was reported as line 36).
+#[test]
+fn an_unknown_key_over_a_nested_map_is_reported_on_its_own_line() {
+    let e = errs(
+        "logLevel: info\nreceivers:\n  - name: out\n    stdout: {}\n    stdot:\n      deDot: true\n      layout:\n        msg: x\nleaderElction:\n  - a\n",
+    );
+    let lines: Vec<(&str, Option<u64>)> =
+        e.errors.iter().map(|e| (e.path.as_str(), e.line)).collect();
+    assert_eq!(
+        lines,
+        [("receivers[0].stdot", Some(5)), ("leaderElction", Some(9)),],
+        "{e}"
+    );
+}
+
 #[test]
 fn yaml_syntax_errors() {
     let e =
