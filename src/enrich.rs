@@ -64,12 +64,14 @@ pub struct Enricher {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnrichError {
-    #[error("discovery of {api_version}: {source}")]
+    // The cause is the source, which `telemetry::error_chain` shows readably (an API error by
+    // its code and message).
+    #[error("discovery of {api_version}")]
     Discovery {
         api_version: String,
         source: kube::Error,
     },
-    #[error("get {kind} {namespace}/{name}: {source}")]
+    #[error("get {kind} {namespace}/{name}")]
     Get {
         kind: String,
         namespace: String,
@@ -118,7 +120,7 @@ impl Enricher {
             Ok(None) => {}
             Err(e) => {
                 self.metrics.enrich_errors.inc();
-                tracing::debug!(error = %e, event = %event.occurrence_key(), "involved object lookup failed; exporting without its metadata");
+                tracing::debug!(error = %crate::telemetry::error_chain(&e), event = %event.occurrence_key(), "involved object lookup failed; exporting without its metadata");
             }
         }
         event

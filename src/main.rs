@@ -143,7 +143,7 @@ async fn run(args: RunArgs) -> ExitCode {
     match serve(cfg, args).await {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "exiting");
+            tracing::error!(error = %telemetry::error_chain(&*e), "exiting");
             ExitCode::FAILURE
         }
     }
