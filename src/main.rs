@@ -132,7 +132,16 @@ async fn run(args: RunArgs) -> ExitCode {
     let cfg = match load_checked(&args.config) {
         Ok(c) => c,
         Err(errors) => {
-            eprintln!("{}: invalid config\n{errors}", args.config.display());
+            // Logging is not set up (the config says how): a file that asks for JSON gets its
+            // errors as JSON lines, so a log pipeline reads them like every other line.
+            match config::log_format_hint(&args.config) {
+                config::LogFormat::Json => {
+                    telemetry::logging::config_errors_json(&args.config, &errors)
+                }
+                config::LogFormat::Text => {
+                    eprintln!("{}: invalid config\n{errors}", args.config.display())
+                }
+            }
             return ExitCode::from(2);
         }
     };

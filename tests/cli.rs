@@ -277,3 +277,80 @@ fn demo_show_events_prints_every_replicas_exports() {
     );
     assert!(stderr.contains("leads"), "{stderr}");
 }
+
+/// `run` with `logFormat: json` writes its config errors as JSON log lines (one per error, level
+/// ERROR, the file, the YAML path and line), as every other line of its log: they used to be plain
+/// text, since logging was never set up. Without `logFormat: json`, plain text as before.
+#[test]
+fn run_writes_config_errors_as_json_when_the_file_asks_for_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, yaml: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, yaml).unwrap();
+        let out = exe()
+            .env_remove("RUST_LOG")
+            .args(["run", "--metrics-address", "127.0.0.1:0", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), path.display().to_string(), err)
+    };
+    let (code, path, err) = run(
+        "json.yaml",
+        "logFormat: json\nlogLevl: info\nroute: {routes: [{match: [{receiver: nope}]}]}\n",
+    );
+    assert_eq!(code, Some(2), "{err}");
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "one line per error:\n{err}");
+    for l in &lines {
+        assert_eq!(l["level"], "ERROR", "{l}");
+        assert_eq!(l["config"], path.as_str(), "{l}");
+    }
+    assert_eq!(lines[0]["yaml_path"], "logLevl");
+    assert_eq!(lines[0]["line"], 2);
+    assert_eq!(
+        lines[0]["message"],
+        "logLevl: unknown key (did you mean \"logLevel\"?) (line 2)"
+    );
+    assert_eq!(lines[1]["yaml_path"], "route.routes[0].match[0].receiver");
+    assert!(
+        lines[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("receiver \"nope\" is not defined"),
+        "{}",
+        lines[1]
+    );
+
+    // YAML that does not parse: still JSON, from the `logFormat: json` line as written.
+    let (code, _, err) = run("broken.yaml", "logFormat: json\nroute: {{ .Message }}\n");
+    assert_eq!(code, Some(2), "{err}");
+    let line: serde_json::Value =
+        serde_json::from_str(err.trim()).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert!(
+        line["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid YAML"),
+        "{line}"
+    );
+    assert_eq!(line["line"], 2, "{line}");
+    assert!(
+        line.get("yaml_path").is_none(),
+        "a whole-file error has no path: {line}"
+    );
+
+    // Text otherwise, as before.
+    let (code, path, err) = run("text.yaml", "logLevl: info\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "{path}: invalid config\nlogLevl: unknown key (did you mean \"logLevel\"?) (line 1)\n"
+        )
+    );
+}

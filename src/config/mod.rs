@@ -176,4 +176,4 @@ pub mod yaml {
     pub use super::node::{Kind, Node};
     pub use super::schema::{Ctx, Fields, to_json};
 }
-pub use load::{key_paths, load, parse};
+pub use load::{key_paths, load, log_format_hint, parse};

@@ -965,3 +965,31 @@ fn tls_server_name_is_checked_at_load() {
         "receivers[0].webhook.tls.serverName: \"10.0.0.1\" is an IP address: write it in endpoint instead (serverName is a DNS name)"
     );
 }
+
+#[test]
+fn the_log_format_is_read_leniently_from_a_config_that_does_not_load() {
+    use super::load::log_format_in;
+    // Among errors: the file asks for JSON.
+    assert_eq!(
+        log_format_in("logFormat: json\nlogLevl: info\nreceivers: 3\n"),
+        Some(LogFormat::Json)
+    );
+    assert_eq!(
+        log_format_in("{logFormat: json, receivers: 3}"),
+        Some(LogFormat::Json),
+        "flow style"
+    );
+    // Not YAML at all: the line as written, quoted or with a comment.
+    assert_eq!(
+        log_format_in("logFormat: \"json\"  # for Loki\nroute: {{ .Message }}\n"),
+        Some(LogFormat::Json)
+    );
+    assert_eq!(log_format_in("logFormat: text\nlogLevl: x\n"), None);
+    assert_eq!(
+        log_format_in("receivers:\n  logFormat: json\n"),
+        None,
+        "not top level"
+    );
+    assert_eq!(log_format_in("route: {{ x }}\n  logFormat: json\n"), None);
+    assert_eq!(log_format_in("- logFormat\n"), None);
+}
