@@ -354,3 +354,84 @@ fn run_writes_config_errors_as_json_when_the_file_asks_for_json() {
         )
     );
 }
+
+/// `check-config` takes `--config` as `run` does: described, from `KEE_CONFIG`, else
+/// `config.yaml` (it used to be required and undescribed).
+#[test]
+fn check_config_defaults_to_config_yaml_like_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        "route: {routes: [{match: [{receiver: out}]}]}\nreceivers:\n  - name: out\n    stdout: {}\n",
+    )
+    .unwrap();
+    let out = exe()
+        .current_dir(dir.path())
+        .env_remove("KEE_CONFIG")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("config.yaml: "), "{stdout}");
+
+    let help = |args: &[&str]| {
+        let out = exe().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let check = help(&["check-config", "--help"]);
+    let run = help(&["run", "--help"]);
+    // The option's help, on its line or (in the long format) on the next.
+    let option = |text: &str| {
+        let start = text
+            .find("--config <CONFIG>")
+            .unwrap_or_else(|| panic!("no --config in:\n{text}"));
+        let mut lines = text[start..].lines();
+        let mut out: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        for l in lines.take_while(|l| !l.trim().is_empty() && !l.trim().starts_with('-')) {
+            out.extend(l.split_whitespace());
+        }
+        out.join(" ")
+    };
+    assert_eq!(option(&check), option(&run));
+    assert!(
+        option(&check).contains("Config file") && option(&check).contains("[default: config.yaml]"),
+        "{check}"
+    );
+    for code in ["0  valid", "2  invalid"] {
+        assert!(check.contains(code), "{code:?} in:\n{check}");
+    }
+}
+
+/// `--help` names the environment the exporter reads and its exit codes.
+#[test]
+fn help_names_the_environment_and_the_exit_codes() {
+    for args in [&["--help"][..], &["run", "--help"]] {
+        let out = exe().args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        for var in [
+            "KEE_CONFIG",
+            "KUBECONFIG",
+            "POD_NAME",
+            "POD_NAMESPACE",
+            "TOKIO_WORKER_THREADS",
+            "RUST_LOG",
+        ] {
+            assert!(text.contains(var), "{args:?}: {var} not in:\n{text}");
+        }
+        let codes: Vec<&str> = text
+            .split("Exit status:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{args:?}: no exit status in:\n{text}"))
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(codes, ["0", "1", "2", "3", "130"], "{args:?}:\n{text}");
+    }
+}
