@@ -6,6 +6,8 @@
 //!   new key); NotFound is cached too, as `deleted: true`.
 //! - GETs are rate-limited by `kubeQPS`/`kubeBurst`. Failures never hold an event back: it is
 //!   exported without metadata and the failure is counted.
+//! - Secrets are never looked up: `get` on secrets in a ClusterRole reads every Secret's data in
+//!   the cluster, far too much for an event's labels. Events about Secrets go out without them.
 //!
 //! The pipeline runs several lookups at once (bounded) while preserving order; see `exporter`.
 
@@ -64,12 +66,14 @@ pub struct Enricher {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnrichError {
-    #[error("discovery of {api_version}: {source}")]
+    // The cause is the source, which `telemetry::error_chain` shows readably (an API error by
+    // its code and message).
+    #[error("discovery of {api_version}")]
     Discovery {
         api_version: String,
         source: kube::Error,
     },
-    #[error("get {kind} {namespace}/{name}: {source}")]
+    #[error("get {kind} {namespace}/{name}")]
     Get {
         kind: String,
         namespace: String,
@@ -118,7 +122,7 @@ impl Enricher {
             Ok(None) => {}
             Err(e) => {
                 self.metrics.enrich_errors.inc();
-                tracing::debug!(error = %e, event = %event.occurrence_key(), "involved object lookup failed; exporting without its metadata");
+                tracing::debug!(error = %crate::telemetry::error_chain(&e), event = %event.occurrence_key(), "involved object lookup failed; exporting without its metadata");
             }
         }
         event
@@ -129,6 +133,9 @@ impl Enricher {
         let (Some(kind), Some(name)) = (io.kind.as_deref(), io.name.as_deref()) else {
             return Ok(None);
         };
+        if is_secret(io.api_version.as_deref(), kind) {
+            return Ok(None);
+        }
         let namespace = io.namespace.as_deref().unwrap_or("");
         let key = match io.uid.as_deref() {
             Some(uid) if !uid.is_empty() => {
@@ -331,6 +338,11 @@ impl Enricher {
     }
 }
 
+/// A core/v1 Secret (an empty apiVersion is core/v1, as in `fetch`).
+fn is_secret(api_version: Option<&str>, kind: &str) -> bool {
+    kind == "Secret" && matches!(api_version, None | Some("" | "v1"))
+}
+
 /// Token bucket: `qps` tokens a second, at most `burst` saved. Waiters queue on the mutex, so the
 /// order is fair.
 struct RateLimiter {
@@ -367,6 +379,15 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_core_secrets_are_secrets() {
+        assert!(is_secret(Some("v1"), "Secret"));
+        assert!(is_secret(None, "Secret"));
+        assert!(is_secret(Some(""), "Secret"));
+        assert!(!is_secret(Some("external-secrets.io/v1"), "Secret"));
+        assert!(!is_secret(Some("v1"), "ConfigMap"));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn rate_limiter_allows_burst_then_qps() {

@@ -241,6 +241,31 @@ mod tests {
         assert!(v["involvedObject"].get("labels").is_none());
     }
 
+    /// An event written through events.k8s.io/v1 with a series has no `count` in its core/v1 view:
+    /// the document carries `series.count`, which is the occurrence number of its key.
+    #[test]
+    fn a_series_events_document_has_its_count_under_series() {
+        let e = event(serde_json::json!({
+            "metadata":{"uid":"u"},
+            "series":{"count":7,"lastObservedTime":"2025-01-02T03:04:05.000000Z"},
+            "reason":"BackOff"
+        }));
+        let key = e.occurrence_key();
+        let v: serde_json::Value = serde_json::from_slice(Occurrence::new(e).json()).unwrap();
+        assert_eq!(key, "u:7");
+        assert!(v.get("count").is_none(), "{v}");
+        assert_eq!(v["series"]["count"], 7);
+        assert_eq!(
+            format!(
+                "{}:{}",
+                v["metadata"]["uid"].as_str().unwrap(),
+                v["series"]["count"]
+            ),
+            key,
+            "a consumer forms the key from series.count when count is absent"
+        );
+    }
+
     #[test]
     fn json_in_an_arena_is_json_and_is_kept() {
         let e = event(serde_json::json!({"metadata":{"uid":"u"},"message":"a \"quoted\" text"}));

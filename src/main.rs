@@ -30,9 +30,40 @@ const VERSION: &str = concat!(
     ")"
 );
 
+/// What `run` reads from its environment and how it exits (in `--help`).
+const RUN_HELP: &str = "\
+Environment:
+  KEE_CONFIG            the config file when --config is not given
+  KUBECONFIG            kubeconfig file(s) when --kubeconfig is not given and not in a cluster
+  POD_NAME              identity in the Lease, unless leaderElection.identity is set (default:
+                        the host name and a random suffix); the Deployment sets it
+  POD_NAMESPACE         namespace of the Lease, unless leaderElection.leaseNamespace is set or the
+                        service account's namespace file exists (default: default)
+  TOKIO_WORKER_THREADS  async worker threads (default: 1)
+  RUST_LOG              replaces the config's logLevel and the caps on libraries' logs
+  NO_COLOR              no colour in text logs on a terminal
+  ${VAR} in a config value is replaced by that variable (an unset one is a config error).
+
+Exit status:
+  0    stopped on a signal: handed over, or everything read was delivered
+  1    could not start or run (API configuration, metrics address, receivers)
+  2    invalid config (every error is printed)
+  3    without leader election: occurrences left undelivered at shutdown
+  130  a second signal during the shutdown (the same signal again within 1 s is not one)";
+
+/// check-config's exit codes (in `--help`).
+const CHECK_HELP: &str = "\
+Environment:
+  KEE_CONFIG  the config file when --config is not given
+  ${VAR} in a config value is replaced by that variable (an unset one is an error).
+
+Exit status:
+  0  valid: a one-line summary on stdout, warnings on stderr
+  2  invalid: every error on stderr, each with its YAML path (and line, when known)";
+
 #[derive(Parser)]
 #[command(name = "kube-event-exporter", version = VERSION, about = "Exports every Kubernetes event occurrence, losslessly")]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, after_help = RUN_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -43,12 +74,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Watch events and export them (the default).
+    #[command(after_help = RUN_HELP)]
     Run(RunArgs),
     /// Validate a config file and exit: 0 with a summary, 2 with every error.
-    CheckConfig {
-        #[arg(long, short = 'c', env = "KEE_CONFIG")]
-        config: PathBuf,
-    },
+    #[command(after_help = CHECK_HELP)]
+    CheckConfig(ConfigFile),
     /// Run an in-process API simulator, generate events and export them to stdout.
     #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
@@ -58,11 +88,18 @@ enum Command {
     Sim(demo::SimArgs),
 }
 
+/// The config file option, the same for `run` and `check-config`.
 #[derive(Args)]
-struct RunArgs {
+struct ConfigFile {
     /// Config file (resmoio-compatible YAML).
     #[arg(long, short = 'c', env = "KEE_CONFIG", default_value = "config.yaml")]
     config: PathBuf,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    file: ConfigFile,
     /// Kubeconfig; default: in-cluster, else $KUBECONFIG or ~/.kube/config.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
@@ -91,7 +128,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::CheckConfig { config }) => check_config(&config),
+        Some(Command::CheckConfig(file)) => check_config(&file.config),
         Some(Command::Run(args)) => runtime.block_on(run(args)),
         #[cfg(feature = "demo")]
         Some(Command::Demo(args)) => runtime.block_on(demo::run(args)),
@@ -129,21 +166,30 @@ fn load_checked(path: &std::path::Path) -> Result<config::Config, config::Config
 async fn run(args: RunArgs) -> ExitCode {
     // The same checks as check-config, before anything starts: receivers that cannot work
     // (unwritable file, unreadable TLS files) fail here, not when a standby takes over.
-    let cfg = match load_checked(&args.config) {
+    let cfg = match load_checked(&args.file.config) {
         Ok(c) => c,
         Err(errors) => {
-            eprintln!("{}: invalid config\n{errors}", args.config.display());
+            // Logging is not set up (the config says how): a file that asks for JSON gets its
+            // errors as JSON lines, so a log pipeline reads them like every other line.
+            match config::log_format_hint(&args.file.config) {
+                config::LogFormat::Json => {
+                    telemetry::logging::config_errors_json(&args.file.config, &errors)
+                }
+                config::LogFormat::Text => {
+                    eprintln!("{}: invalid config\n{errors}", args.file.config.display())
+                }
+            }
             return ExitCode::from(2);
         }
     };
     telemetry::logging::init(cfg.log_level, cfg.log_format);
     for warning in cfg.warnings() {
-        tracing::warn!(config = %args.config.display(), "{warning}");
+        tracing::warn!(config = %args.file.config.display(), "{warning}");
     }
     match serve(cfg, args).await {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "exiting");
+            tracing::error!(error = %telemetry::error_chain(&*e), "exiting");
             ExitCode::FAILURE
         }
     }
@@ -153,7 +199,7 @@ async fn run(args: RunArgs) -> ExitCode {
 const UNDELIVERED_EXIT: u8 = 3;
 
 async fn serve(cfg: config::Config, args: RunArgs) -> anyhow::Result<ExitCode> {
-    tracing::info!(version = VERSION, config = %args.config.display(), summary = %cfg.summary(), "starting");
+    tracing::info!(version = VERSION, config = %args.file.config.display(), summary = %cfg.summary(), "starting");
     let metrics = telemetry::Metrics::new(&cfg.metrics_name_prefix);
     // A standby's series exist too: alerts aggregate over every pod of the Deployment.
     for receiver in &cfg.receivers {

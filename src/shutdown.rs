@@ -6,9 +6,11 @@
 //! ```
 //!
 //! 1. [`install`]: the first SIGTERM, SIGINT or SIGHUP cancels a token; a second one exits at once
-//!    with status 130 — the committed cursor makes that at-least-once, never lossy. SIGHUP is
-//!    graceful too: its default action would end the leader without releasing the Lease, and the
-//!    successor would wait for it to expire and replay.
+//!    with status 130 — the committed cursor makes that at-least-once, never lossy. The same signal
+//!    again within 1 s of the first is not a second one but the same request delivered twice
+//!    (`timeout` and some supervisors signal both the process and its process group): it is
+//!    logged and the shutdown goes on. SIGHUP is graceful too: its default action would end the
+//!    leader without releasing the Lease, and the successor would wait for it to expire and replay.
 //! 2. [`coordinate`] ends one leadership [`Term`] and its exporter: keep exporting for the linger,
 //!    stop reading, drain what was read through the sinks, write the final cursor while releasing
 //!    the term, and join the run's tasks. Under leader election the term is the Lease (the elector
@@ -38,6 +40,10 @@ use crate::telemetry::error_chain;
 /// Exit status after a second signal.
 const FORCED_EXIT: i32 = 130;
 
+/// The same signal again within this long of the first is the same shutdown request: one SIGTERM
+/// sent to the process and to its process group arrives twice.
+pub const REPEAT_WINDOW: Duration = Duration::from_secs(1);
+
 // ── 1. Signal ──────────────────────────────────────────────────────────────────────────────────
 
 /// Installs the handlers (a task on `tasks`) and returns the token cancelled by the first signal.
@@ -56,11 +62,23 @@ pub fn install(tasks: &Tasks) -> std::io::Result<CancellationToken> {
             // The process is ending without a signal (an error at start).
             _ = joining.cancelled() => return,
         };
+        let first_at = Instant::now();
         tracing::info!(signal = first, "shutdown requested");
         token.cancel();
-        let second = tokio::select! {
-            s = signals.next() => s,
-            _ = joining.cancelled() => return,
+        let second = loop {
+            let next = tokio::select! {
+                s = signals.next() => s,
+                _ = joining.cancelled() => return,
+            };
+            let after = first_at.elapsed();
+            if !is_repeat(first, next, after) {
+                break next;
+            }
+            tracing::info!(
+                signal = next,
+                after_ms = millis(after),
+                "repeated signal within 1s; same shutdown request"
+            );
         };
         tracing::warn!(
             signal = second,
@@ -69,6 +87,12 @@ pub fn install(tasks: &Tasks) -> std::io::Result<CancellationToken> {
         std::process::exit(FORCED_EXIT);
     });
     Ok(requested)
+}
+
+/// Whether `next`, `after` the `first` signal, repeats the same request rather than asking to
+/// exit at once.
+fn is_repeat(first: &str, next: &str, after: Duration) -> bool {
+    next == first && after < REPEAT_WINDOW
 }
 
 struct Signals {
@@ -341,6 +365,18 @@ impl Drop for Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_same_signal_within_a_second_is_a_repeat() {
+        let ms = Duration::from_millis;
+        assert!(is_repeat("SIGTERM", "SIGTERM", ms(0)));
+        assert!(is_repeat("SIGTERM", "SIGTERM", ms(999)));
+        assert!(!is_repeat("SIGTERM", "SIGTERM", ms(1000)));
+        assert!(!is_repeat("SIGTERM", "SIGTERM", ms(5000)));
+        // Another signal is somebody else asking: it forces the exit however soon it comes.
+        assert!(!is_repeat("SIGTERM", "SIGINT", ms(10)));
+        assert!(!is_repeat("SIGHUP", "SIGTERM", ms(10)));
+    }
 
     #[tokio::test]
     async fn the_process_join_waits_for_every_scope_and_stops_long_lived_tasks() {

@@ -23,11 +23,16 @@ async fn sim(tls: TlsMode) -> kube_sim::SimHandle {
 /// error it logged.
 async fn first_error(kubeconfig_text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let kc = dir.path().join("kubeconfig");
+    first_error_in(dir.path(), kubeconfig_text).await
+}
+
+/// As [`first_error`], with the kubeconfig written to `dir/kubeconfig`.
+async fn first_error_in(dir: &std::path::Path, kubeconfig_text: &str) -> String {
+    let kc = dir.join("kubeconfig");
     std::fs::write(&kc, kubeconfig_text).unwrap();
     let mut a = common::replicas::Replica::spawn(
         "a",
-        dir.path(),
+        dir,
         "logFormat: json\nleaderElection:\n  identity: a\n  leaseNamespace: default\nroute:\n  routes:\n    - match:\n        - receiver: out\nreceivers:\n  - name: out\n    stdout: {}\n",
         &kc,
     );
@@ -57,8 +62,51 @@ fn assert_says(error: &str, words: &[&str]) {
 async fn a_certificate_from_an_unknown_authority_is_named() {
     common::init();
     let (a, other) = (sim(TlsMode::On).await, sim(TlsMode::On).await);
-    let e = first_error(&kubeconfig(&a.url(), other.ca_pem(), a.token())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let e = first_error_in(dir.path(), &kubeconfig(&a.url(), other.ca_pem(), a.token())).await;
     assert_says(&e, &["UnknownIssuer"]);
+    // Which server, and which CA did not vouch for it.
+    let kc = dir.path().join("kubeconfig");
+    let named = format!(
+        "API server {} (CA: certificate-authority-data in {})",
+        a.url().trim_end_matches('/'),
+        kc.display()
+    );
+    assert!(e.contains(&named), "expected {named:?} in: {e}");
+
+    // A CA file: its path, and the kubeconfig that names it.
+    let ca = dir.path().join("other-ca.crt");
+    std::fs::write(&ca, other.ca_pem().unwrap()).unwrap();
+    let text = kubeconfig(&a.url(), None, a.token()).replace(
+        "    server: ",
+        &format!("    certificate-authority: {}\n    server: ", ca.display()),
+    );
+    let e = first_error_in(dir.path(), &text).await;
+    assert_says(&e, &["UnknownIssuer"]);
+    let named = format!(
+        "(CA: certificate-authority {} (from {}))",
+        ca.display(),
+        kc.display()
+    );
+    assert!(e.contains(&named), "expected {named:?} in: {e}");
+}
+
+/// A failure that is not about TLS names the server only: the CA has nothing to do with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_names_the_server_but_not_the_ca() {
+    common::init();
+    let s = sim(TlsMode::On).await;
+    // An HTTPS URL with a CA, on a port with nothing listening: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("https://127.0.0.1:{port}");
+    let e = first_error(&kubeconfig(&url, s.ca_pem(), s.token())).await;
+    assert_says(&e, &["Connection refused"]);
+    assert!(e.contains(&format!("API server {url}")), "{e}");
+    assert!(!e.contains("CA:"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -277,3 +277,161 @@ fn demo_show_events_prints_every_replicas_exports() {
     );
     assert!(stderr.contains("leads"), "{stderr}");
 }
+
+/// `run` with `logFormat: json` writes its config errors as JSON log lines (one per error, level
+/// ERROR, the file, the YAML path and line), as every other line of its log: they used to be plain
+/// text, since logging was never set up. Without `logFormat: json`, plain text as before.
+#[test]
+fn run_writes_config_errors_as_json_when_the_file_asks_for_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, yaml: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, yaml).unwrap();
+        let out = exe()
+            .env_remove("RUST_LOG")
+            .args(["run", "--metrics-address", "127.0.0.1:0", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), path.display().to_string(), err)
+    };
+    let (code, path, err) = run(
+        "json.yaml",
+        "logFormat: json\nlogLevl: info\nroute: {routes: [{match: [{receiver: nope}]}]}\n",
+    );
+    assert_eq!(code, Some(2), "{err}");
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "one line per error:\n{err}");
+    for l in &lines {
+        assert_eq!(l["level"], "ERROR", "{l}");
+        assert_eq!(l["config"], path.as_str(), "{l}");
+    }
+    assert_eq!(lines[0]["yaml_path"], "logLevl");
+    assert_eq!(lines[0]["line"], 2);
+    assert_eq!(
+        lines[0]["message"],
+        "logLevl: unknown key (did you mean \"logLevel\"?) (line 2)"
+    );
+    assert_eq!(lines[1]["yaml_path"], "route.routes[0].match[0].receiver");
+    assert!(
+        lines[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("receiver \"nope\" is not defined"),
+        "{}",
+        lines[1]
+    );
+
+    // YAML that does not parse: still JSON, from the `logFormat: json` line as written.
+    let (code, _, err) = run("broken.yaml", "logFormat: json\nroute: {{ .Message }}\n");
+    assert_eq!(code, Some(2), "{err}");
+    let line: serde_json::Value =
+        serde_json::from_str(err.trim()).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert!(
+        line["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid YAML"),
+        "{line}"
+    );
+    assert_eq!(line["line"], 2, "{line}");
+    assert!(
+        line.get("yaml_path").is_none(),
+        "a whole-file error has no path: {line}"
+    );
+
+    // Text otherwise, as before.
+    let (code, path, err) = run("text.yaml", "logLevl: info\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "{path}: invalid config\nlogLevl: unknown key (did you mean \"logLevel\"?) (line 1)\n"
+        )
+    );
+}
+
+/// `check-config` takes `--config` as `run` does: described, from `KEE_CONFIG`, else
+/// `config.yaml` (it used to be required and undescribed).
+#[test]
+fn check_config_defaults_to_config_yaml_like_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        "route: {routes: [{match: [{receiver: out}]}]}\nreceivers:\n  - name: out\n    stdout: {}\n",
+    )
+    .unwrap();
+    let out = exe()
+        .current_dir(dir.path())
+        .env_remove("KEE_CONFIG")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("config.yaml: "), "{stdout}");
+
+    let help = |args: &[&str]| {
+        let out = exe().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let check = help(&["check-config", "--help"]);
+    let run = help(&["run", "--help"]);
+    // The option's help, on its line or (in the long format) on the next.
+    let option = |text: &str| {
+        let start = text
+            .find("--config <CONFIG>")
+            .unwrap_or_else(|| panic!("no --config in:\n{text}"));
+        let mut lines = text[start..].lines();
+        let mut out: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        for l in lines.take_while(|l| !l.trim().is_empty() && !l.trim().starts_with('-')) {
+            out.extend(l.split_whitespace());
+        }
+        out.join(" ")
+    };
+    assert_eq!(option(&check), option(&run));
+    assert!(
+        option(&check).contains("Config file") && option(&check).contains("[default: config.yaml]"),
+        "{check}"
+    );
+    for code in ["0  valid", "2  invalid"] {
+        assert!(check.contains(code), "{code:?} in:\n{check}");
+    }
+}
+
+/// `--help` names the environment the exporter reads and its exit codes.
+#[test]
+fn help_names_the_environment_and_the_exit_codes() {
+    for args in [&["--help"][..], &["run", "--help"]] {
+        let out = exe().args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        for var in [
+            "KEE_CONFIG",
+            "KUBECONFIG",
+            "POD_NAME",
+            "POD_NAMESPACE",
+            "TOKIO_WORKER_THREADS",
+            "RUST_LOG",
+        ] {
+            assert!(text.contains(var), "{args:?}: {var} not in:\n{text}");
+        }
+        let codes: Vec<&str> = text
+            .split("Exit status:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{args:?}: no exit status in:\n{text}"))
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(codes, ["0", "1", "2", "3", "130"], "{args:?}:\n{text}");
+    }
+}

@@ -241,3 +241,75 @@ async fn forbidden_lookups_export_without_metadata_and_are_not_repeated() {
         }
     }
 }
+
+/// Secrets are not looked up: `get` on secrets in the ClusterRole would read every Secret in the
+/// cluster. An event about a Secret is exported without its labels and without any request for
+/// it, while the other events are still enriched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_about_secrets_are_exported_without_a_lookup() {
+    init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    sim.put_object(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "db", "namespace": "shop", "labels": {"app": "db"}}}))
+        .unwrap();
+    sim.put_object(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "db-0", "namespace": "shop", "labels": {"app": "db"}}}))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "kubeQPS: 1000\nleaderElection: {enabled: false}",
+        common::ROUTE_ALL,
+        &["all"],
+    );
+    let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
+    common::until_watching(&sim).await;
+    let mut keys = Vec::new();
+    for (kind, name) in [("Secret", "db"), ("Pod", "db-0"), ("Secret", "db")] {
+        let e = sim
+            .create_event("shop", json!({"metadata": {"generateName": "e-"},
+                "involvedObject": {"apiVersion": "v1", "kind": kind, "name": name, "namespace": "shop"},
+                "reason": "R", "count": 1}))
+            .unwrap();
+        keys.push((
+            kind,
+            format!("{}:1", e["metadata"]["uid"].as_str().unwrap()),
+        ));
+    }
+    let want: Vec<String> = keys.iter().map(|(_, k)| k.clone()).collect();
+    let metrics = run.metrics.clone();
+    let text_path = dir.path().join("all.ndjson");
+    let (d, _) = run.finish("all", &want, Duration::from_secs(20)).await;
+    assert!(d.is_exact(), "{}", d.summary());
+    let text = std::fs::read_to_string(text_path).unwrap();
+    for line in text.lines() {
+        let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = format!("{}:1", doc["metadata"]["uid"].as_str().unwrap());
+        let kind = keys.iter().find(|(_, k)| *k == key).unwrap().0;
+        let labels = &doc["involvedObject"]["labels"];
+        if kind == "Pod" {
+            assert_eq!(labels, &json!({"app": "db"}), "the pod is enriched");
+        } else {
+            assert!(
+                labels.is_null() || labels == &json!({}),
+                "a Secret's labels are not looked up: {labels}"
+            );
+        }
+    }
+    let secret_requests: Vec<_> = sim
+        .accesses()
+        .into_iter()
+        .filter(
+            |a| matches!(a, kube_sim::Access::Resource { resource, .. } if resource == "secrets"),
+        )
+        .collect();
+    assert!(
+        secret_requests.is_empty(),
+        "no request for secrets: {secret_requests:?}"
+    );
+    assert_eq!(
+        common::metric(&metrics, "kube_event_exporter_enrich_errors"),
+        0.0,
+        "not looking a Secret up is no error"
+    );
+}

@@ -466,9 +466,16 @@ async fn second_sigterm_during_drain_exits_fast_and_the_successor_replays() {
     )
     .await;
     replicas[0].signal("TERM");
+    let first = Instant::now();
     common::eventually(Duration::from_secs(10), "draining", || {
         replicas[0].log_text().contains("shutdown: draining")
     })
+    .await;
+    // The same signal within the repeat window is the same request (a SIGTERM delivered to the
+    // process and its group); only a later one forces the exit.
+    tokio::time::sleep_until(
+        (first + kube_event_exporter::shutdown::REPEAT_WINDOW + Duration::from_millis(100)).into(),
+    )
     .await;
     let second = Instant::now();
     replicas[0].signal("TERM");

@@ -99,6 +99,36 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     parse(&text, &|name| std::env::var(name).ok())
 }
 
+/// The `logFormat` the file at `path` asks for, read leniently from a file that does not load, so
+/// that its errors can be logged the way the file asks: `json` when the top level says so, even
+/// among other errors or in YAML that does not parse; text otherwise (unreadable file included).
+pub fn log_format_hint(path: &Path) -> LogFormat {
+    read(path, MAX_CONFIG_BYTES)
+        .ok()
+        .and_then(|text| log_format_in(&text))
+        .unwrap_or_default()
+}
+
+pub(super) fn log_format_in(text: &str) -> Option<LogFormat> {
+    let value = match node::parse_yaml(text) {
+        Ok(Node {
+            kind: Kind::Map(entries),
+            ..
+        }) => match &entries.iter().find(|e| e.key == "logFormat")?.value.kind {
+            Kind::Str(s) => s.clone(),
+            _ => return None,
+        },
+        Ok(_) => return None,
+        // Not YAML: a top-level `logFormat: json` line, as written.
+        Err(_) => text.lines().find_map(|l| {
+            let value = l.strip_prefix("logFormat:")?;
+            let value = value.split(" #").next().unwrap_or("").trim();
+            Some(value.trim_matches(['"', '\'']).to_owned())
+        })?,
+    };
+    (value == "json").then_some(LogFormat::Json)
+}
+
 /// Reads at most `limit` bytes of UTF-8 text from `path`; more is an error naming the limit.
 fn read(path: &Path, limit: u64) -> Result<String, ConfigErrors> {
     let cannot =

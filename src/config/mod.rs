@@ -176,7 +176,7 @@ pub use error::{ConfigError, ConfigErrors};
 
 /// The loader's path-aware helpers, for the receiver kinds that parse their own keys.
 pub mod yaml {
-    pub use super::node::{Kind, Node};
+    pub use super::node::{Entry, Kind, Node};
     pub use super::schema::{Ctx, Fields, to_json};
 }
-pub use load::{key_paths, load, parse};
+pub use load::{key_paths, load, log_format_hint, parse};

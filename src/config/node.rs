@@ -26,7 +26,17 @@ pub enum Kind {
     Str(String),
     Seq(Vec<Node>),
     /// Keys in document order; non-string scalar keys are stringified.
-    Map(Vec<(String, Node)>),
+    Map(Vec<Entry>),
+}
+
+/// One key of a map and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub key: String,
+    /// The key's own line, for errors about the key: a block map or list under it starts on the
+    /// next line, which is the value's line.
+    pub line: u64,
+    pub value: Node,
 }
 
 impl Kind {
@@ -115,11 +125,15 @@ impl<'de> Visitor<'de> for KindVisitor {
         Ok(Kind::Seq(out))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Kind, A::Error> {
-        let mut out: Vec<(String, Node)> = Vec::new();
+        let mut out = Vec::new();
         // Keys are read as strings: the scalar exactly as written (`n:` stays "n", `1:` is "1").
-        while let Some(key) = map.next_key::<String>()? {
+        while let Some(key) = map.next_key::<Spanned<String>>()? {
             let value = map.next_value::<Node>()?;
-            out.push((key, value));
+            out.push(Entry {
+                line: key.referenced.line(),
+                key: key.value,
+                value,
+            });
         }
         Ok(Kind::Map(out))
     }
@@ -152,29 +166,44 @@ mod tests {
     fn tree_with_lines() {
         let n = parse_yaml("a: 1\nb:\n  - x\n  - {c: true}\nd: 1.5\ne:\n").unwrap();
         let Kind::Map(m) = n.kind else { panic!() };
-        assert_eq!(m[0].0, "a");
-        assert_eq!(m[0].1.kind, Kind::Int(1));
-        assert_eq!(m[0].1.line, 1);
-        let Kind::Seq(s) = &m[1].1.kind else { panic!() };
+        assert_eq!(m[0].key, "a");
+        assert_eq!(m[0].value.kind, Kind::Int(1));
+        assert_eq!(m[0].value.line, 1);
+        let Kind::Seq(s) = &m[1].value.kind else {
+            panic!()
+        };
         assert_eq!(s[0].line, 3);
         assert_eq!(s[0].kind, Kind::Str("x".into()));
-        assert_eq!(m[2].1.kind, Kind::Float(1.5));
-        assert_eq!(m[3].1.kind, Kind::Null);
+        assert_eq!(m[2].value.kind, Kind::Float(1.5));
+        assert_eq!(m[3].value.kind, Kind::Null);
         let n = parse_yaml("n: no\ny: on\n1: x\n").unwrap();
         let Kind::Map(m) = n.kind else { panic!() };
         assert_eq!(
             m[0],
-            (
-                "n".to_owned(),
-                Node {
+            Entry {
+                key: "n".to_owned(),
+                line: 1,
+                value: Node {
                     line: 1,
                     kind: Kind::Str("no".into())
                 }
-            )
+            }
         );
-        assert_eq!(m[1].0, "y");
-        assert_eq!(m[1].1.kind, Kind::Str("on".into()));
-        assert_eq!(m[2].0, "1");
+        assert_eq!(m[1].key, "y");
+        assert_eq!(m[1].value.kind, Kind::Str("on".into()));
+        assert_eq!(m[2].key, "1");
+    }
+
+    #[test]
+    fn a_key_has_its_own_line_and_a_block_value_the_next() {
+        let n = parse_yaml("a:\n  b:\n    - 1\n  c: {d: 2}\n").unwrap();
+        let Kind::Map(m) = n.kind else { panic!() };
+        assert_eq!((m[0].line, m[0].value.line), (1, 2));
+        let Kind::Map(inner) = &m[0].value.kind else {
+            panic!()
+        };
+        assert_eq!((inner[0].line, inner[0].value.line), (2, 3));
+        assert_eq!((inner[1].line, inner[1].value.line), (4, 4));
     }
 }
 

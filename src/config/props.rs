@@ -57,7 +57,12 @@ fn resolve(n: &Node, path: &str) -> Option<Resolved> {
     }
     match &n.kind {
         Kind::Map(entries) => {
-            for (k, child) in entries {
+            for super::node::Entry {
+                key: k,
+                value: child,
+                ..
+            } in entries
+            {
                 let Some(rest) = path.strip_prefix(k.as_str()) else {
                     continue;
                 };

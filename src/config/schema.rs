@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::env;
 use super::error::ConfigError;
-use super::node::{Kind, Node};
+use super::node::{Entry, Kind, Node};
 use super::{Regex, duration};
 
 /// Walk state: collected errors and the environment used for `${VAR}`.
@@ -19,7 +19,7 @@ pub struct Ctx<'e> {
 pub struct Fields<'n> {
     pub path: String,
     pub line: u64,
-    entries: &'n [(String, Node)],
+    entries: &'n [Entry],
 }
 
 pub(crate) fn join(path: &str, key: &str) -> String {
@@ -35,8 +35,8 @@ impl<'n> Fields<'n> {
     pub fn get(&self, key: &str) -> Option<&'n Node> {
         self.entries
             .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+            .find(|e| e.key == key)
+            .map(|e| &e.value)
             .filter(|v| v.kind != Kind::Null)
     }
 
@@ -50,7 +50,7 @@ impl<'n> Fields<'n> {
 
     /// Every key, including those with a null value (`stdout:` alone selects the kind).
     pub fn keys(&self) -> impl Iterator<Item = &'n str> {
-        self.entries.iter().map(|(k, _)| k.as_str())
+        self.entries.iter().map(|e| e.key.as_str())
     }
 }
 
@@ -80,13 +80,14 @@ impl Ctx<'_> {
             }
             return None;
         };
-        for (k, v) in entries {
-            if !allowed.contains(&k.as_str()) {
-                let msg = match suggest(k, allowed) {
+        for e in entries {
+            if !allowed.contains(&e.key.as_str()) {
+                let msg = match suggest(&e.key, allowed) {
                     Some(s) => format!("unknown key (did you mean {s:?}?)"),
                     None => "unknown key".to_owned(),
                 };
-                self.error(&join(path, k), v.line, msg);
+                // The key's line: a map or list under it starts on the next one.
+                self.error(&join(path, &e.key), e.line, msg);
             }
         }
         Some(Fields {
@@ -282,9 +283,9 @@ impl Ctx<'_> {
             self.type_error(&path, n, "a map");
             return out;
         };
-        for (k, v) in entries {
-            if let Some(t) = each(self, &join(&path, k), v) {
-                out.insert(k.clone(), t);
+        for e in entries {
+            if let Some(t) = each(self, &join(&path, &e.key), &e.value) {
+                out.insert(e.key.clone(), t);
             }
         }
         out
@@ -354,7 +355,7 @@ pub fn to_json(ctx: &mut Ctx, n: &Node, path: &str) -> serde_json::Value {
         Kind::Map(entries) => Value::Object(
             entries
                 .iter()
-                .map(|(k, v)| (k.clone(), to_json(ctx, v, &join(path, k))))
+                .map(|e| (e.key.clone(), to_json(ctx, &e.value, &join(path, &e.key))))
                 .collect(),
         ),
     }

@@ -590,6 +590,22 @@ fn collects_every_error() {
     );
 }
 
+/// An unknown key with a block map under it is reported on its own line, not on the line of the
+/// map's first key (issue 23: `stdot:` on line 35 was reported as line 36).
+#[test]
+fn an_unknown_key_over_a_nested_map_is_reported_on_its_own_line() {
+    let e = errs(
+        "logLevel: info\nreceivers:\n  - name: out\n    stdout: {}\n    stdot:\n      deDot: true\n      layout:\n        msg: x\nleaderElction:\n  - a\n",
+    );
+    let lines: Vec<(&str, Option<u64>)> =
+        e.errors.iter().map(|e| (e.path.as_str(), e.line)).collect();
+    assert_eq!(
+        lines,
+        [("receivers[0].stdot", Some(5)), ("leaderElction", Some(9)),],
+        "{e}"
+    );
+}
+
 #[test]
 fn yaml_syntax_errors() {
     let e =
@@ -966,4 +982,32 @@ fn event_ttl_is_a_positive_duration() {
         only("eventTTL: 60\n"),
         "eventTTL: invalid duration 60: add a unit, e.g. 60s"
     );
+}
+
+#[test]
+fn the_log_format_is_read_leniently_from_a_config_that_does_not_load() {
+    use super::load::log_format_in;
+    // Among errors: the file asks for JSON.
+    assert_eq!(
+        log_format_in("logFormat: json\nlogLevl: info\nreceivers: 3\n"),
+        Some(LogFormat::Json)
+    );
+    assert_eq!(
+        log_format_in("{logFormat: json, receivers: 3}"),
+        Some(LogFormat::Json),
+        "flow style"
+    );
+    // Not YAML at all: the line as written, quoted or with a comment.
+    assert_eq!(
+        log_format_in("logFormat: \"json\"  # for Loki\nroute: {{ .Message }}\n"),
+        Some(LogFormat::Json)
+    );
+    assert_eq!(log_format_in("logFormat: text\nlogLevl: x\n"), None);
+    assert_eq!(
+        log_format_in("receivers:\n  logFormat: json\n"),
+        None,
+        "not top level"
+    );
+    assert_eq!(log_format_in("route: {{ x }}\n  logFormat: json\n"), None);
+    assert_eq!(log_format_in("- logFormat\n"), None);
 }

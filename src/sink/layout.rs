@@ -145,7 +145,7 @@ fn leaf_line(mut n: &Node, path: &str) -> Option<u64> {
         };
         if !key.is_empty() {
             let Kind::Map(m) = &n.kind else { return None };
-            n = &m.iter().find(|(k, _)| k == key)?.1;
+            n = &m.iter().find(|e| e.key == key)?.value;
         }
         for i in idx {
             let Kind::Seq(s) = &n.kind else { return None };

@@ -6,10 +6,11 @@
 //! HTTP trace layer is off. `RUST_LOG`, when set, replaces all of this.
 
 use std::io::IsTerminal;
+use std::path::Path;
 
 use tracing_subscriber::{EnvFilter, fmt};
 
-use crate::config::{LogFormat, LogLevel};
+use crate::config::{ConfigErrors, LogFormat, LogLevel};
 
 /// Crates capped at warn (or at error when that is the configured level). Directive targets match
 /// by string prefix: `hyper` also covers `hyper_util` and `hyper_rustls`, so no entry may be a
@@ -86,6 +87,37 @@ pub fn init(level: LogLevel, format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// Logs the errors of a config that did not load as JSON lines, the shape `logFormat: json` gives
+/// every other line (logging is not set up: the config that says how failed to load). One ERROR
+/// line per error, with the file (`config`), the error's YAML path (`yaml_path`) and `line` when it
+/// has them. Neither `RUST_LOG` nor `logLevel` applies: these are the reasons the process exits.
+pub fn config_errors_json(file: &Path, errors: &ConfigErrors) {
+    config_errors_json_to(std::io::stderr, file, errors);
+}
+
+fn config_errors_json_to<W>(writer: W, file: &Path, errors: &ConfigErrors)
+where
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let subscriber = fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(writer)
+        .with_ansi(false)
+        .with_max_level(tracing::Level::ERROR)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        for e in &errors.errors {
+            tracing::error!(
+                config = %file.display(),
+                yaml_path = (!e.path.is_empty()).then_some(e.path.as_str()),
+                line = e.line,
+                "{e}"
+            );
+        }
+    });
 }
 
 #[cfg(test)]
@@ -177,5 +209,35 @@ mod tests {
                 "{out}"
             );
         }
+    }
+
+    #[test]
+    fn config_errors_are_json_lines_with_their_file_path_and_line() {
+        let buf = Buf::default();
+        let out = buf.clone();
+        let errors = crate::config::parse("logFormat: json\nlogLevl: info\nroute: 3\n", &|_| None)
+            .unwrap_err();
+        assert_eq!(errors.errors.len(), 2, "{errors}");
+        config_errors_json_to(
+            move || out.clone(),
+            Path::new("/etc/kee/config.yaml"),
+            &errors,
+        );
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for (line, e) in lines.iter().zip(&errors.errors) {
+            assert_eq!(line["level"], "ERROR", "{line}");
+            assert_eq!(line["config"], "/etc/kee/config.yaml", "{line}");
+            assert_eq!(line["yaml_path"], e.path.as_str(), "{line}");
+            assert_eq!(line["line"], e.line.unwrap(), "{line}");
+            assert_eq!(line["message"], e.to_string(), "{line}");
+            assert!(line["timestamp"].is_string(), "{line}");
+        }
+        assert_eq!(lines[0]["yaml_path"], "logLevl");
+        assert_eq!(lines[1]["line"], 3);
     }
 }

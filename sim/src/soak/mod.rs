@@ -29,6 +29,10 @@ use schedule::{Action, Fault, HookMode, Schedule, Sig, Target};
 use verdict::split_key;
 use webhook::Webhook;
 
+/// The exporter takes the same signal again within this long of the first for the same request
+/// (its `shutdown::REPEAT_WINDOW`).
+const REPEAT_WINDOW: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 pub struct SoakOptions {
     pub seed: u64,
@@ -314,6 +318,7 @@ impl Soak {
         self.hook.force(Some(HookMode::Hang));
         let t0 = self.now();
         self.replicas.signal(name, Sig::Term).await?;
+        let first = Instant::now();
         self.replicas.start()?;
         let limit = self.timing().linger + Duration::from_secs(5);
         let draining = wait_for(limit, "the drain", || {
@@ -321,6 +326,9 @@ impl Soak {
                 || self.replicas.get(name).is_none_or(|r| !r.running())
         })
         .await;
+        // A repeat within this window is the same request (one SIGTERM delivered twice): the
+        // second signal has to come later to force the exit.
+        tokio::time::sleep_until(first + REPEAT_WINDOW + Duration::from_millis(100)).await;
         if draining.is_ok() && self.replicas.get(name).is_some_and(|r| r.running()) {
             self.replicas.signal(name, Sig::Term).await?;
         } else {
