@@ -53,7 +53,17 @@ const RULE_KEYS: &[&str] = &[
     "host",
     "receiver",
 ];
-const DELIVERY_KEYS: &[&str] = &["queue", "dropWhenFull", "timeout", "retry", "batch"];
+const DELIVERY_KEYS: &[&str] = &[
+    "queue",
+    "dropWhenFull",
+    "timeout",
+    "retry",
+    "batch",
+    "concurrency",
+];
+
+/// Most lanes a receiver may have: far above what any destination needs from one exporter.
+const MAX_CONCURRENCY: i64 = 64;
 const RETRY_KEYS: &[&str] = &["initialBackoff", "maxBackoff", "maxAttempts"];
 const BATCH_KEYS: &[&str] = &["maxEvents", "maxWait"];
 
@@ -599,10 +609,23 @@ fn sink(ctx: &mut Ctx, r: &Fields, kind: &KindInfo) -> Option<SinkConfig> {
 }
 
 fn delivery(ctx: &mut Ctx, f: &Fields) -> DeliveryConfig {
-    let default_max_events = f
-        .keys()
-        .find_map(kind::find)
-        .map_or(256, |k| k.default_max_events) as i64;
+    let kind = f.keys().find_map(kind::find);
+    let default_max_events = kind.map_or(256, |k| k.default_max_events) as i64;
+    let concurrency = match (ctx.int(f, "concurrency", 1, MAX_CONCURRENCY), kind) {
+        (Some(n), Some(k)) if n > 1 => match k.concurrency {
+            kind::Concurrency::Serial(why) => {
+                ctx.error(
+                    &f.path("concurrency"),
+                    f.get("concurrency").map_or(f.line, |n| n.line),
+                    format!("the {} receiver sends one request at a time: {why}", k.name),
+                );
+                1
+            }
+            kind::Concurrency::Lanes(_) => n as usize,
+        },
+        (Some(n), _) => n as usize,
+        (None, k) => k.map_or(1, |k| k.concurrency.default_lanes()),
+    };
     let retry = f
         .get("retry")
         .and_then(|n| ctx.map(n, &f.path("retry"), RETRY_KEYS));
@@ -675,5 +698,6 @@ fn delivery(ctx: &mut Ctx, f: &Fields) -> DeliveryConfig {
         timeout,
         retry,
         batch,
+        concurrency,
     }
 }

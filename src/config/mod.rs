@@ -138,6 +138,8 @@ pub struct DeliveryConfig {
     pub timeout: Duration,
     pub retry: RetryConfig,
     pub batch: BatchConfig,
+    /// Requests (batches) in flight at once, each in its own lane (`sink::worker`).
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -246,6 +246,7 @@ receivers:
                 max_events: 100,
                 max_wait: Duration::from_secs(1)
             },
+            concurrency: 1,
         }
     );
     let SinkConfig::Webhook(w) = &c.receivers[1].sink else {
@@ -1010,4 +1011,23 @@ fn the_log_format_is_read_leniently_from_a_config_that_does_not_load() {
     );
     assert_eq!(log_format_in("route: {{ x }}\n  logFormat: json\n"), None);
     assert_eq!(log_format_in("- logFormat\n"), None);
+}
+
+#[test]
+fn concurrency_defaults_per_kind_and_serial_kinds_refuse_more_than_one() {
+    let c = ok(
+        "receivers:\n  - name: w\n    webhook: {endpoint: 'http://x.test/'}\n  - name: f\n    file: {path: /tmp/x}\n  - name: w4\n    concurrency: 4\n    webhook: {endpoint: 'http://x.test/'}\n  - name: f1\n    concurrency: 1\n    file: {path: /tmp/x}\n",
+    );
+    let lanes: Vec<usize> = c.receivers.iter().map(|r| r.delivery.concurrency).collect();
+    assert_eq!(lanes, [16, 1, 4, 1]);
+    assert_eq!(
+        only("receivers:\n  - name: f\n    concurrency: 2\n    file: {path: /tmp/x}\n"),
+        "receivers[0].concurrency: the file receiver sends one request at a time: it appends to one file, in order"
+    );
+    for bad in ["0", "65", "two"] {
+        let e = only(&format!(
+            "receivers:\n  - name: w\n    concurrency: {bad}\n    webhook: {{endpoint: 'http://x.test/'}}\n"
+        ));
+        assert!(e.starts_with("receivers[0].concurrency: "), "{e}");
+    }
 }

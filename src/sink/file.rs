@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::kind::{BuildEnv, Problem, ReceiverKind};
+use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
 use super::{Doc, SendError, Sink, SinkError, stdout::ndjson};
 use crate::config::yaml::{Ctx, Fields};
@@ -35,6 +35,7 @@ pub struct FileConfig {
 
 impl ReceiverKind for FileConfig {
     const NAME: &'static str = "file";
+    const CONCURRENCY: Concurrency = Concurrency::Serial("it appends to one file, in order");
     const KEYS: &'static [&'static str] =
         &["path", "layout", "maxsize", "maxage", "maxbackups", "deDot"];
 

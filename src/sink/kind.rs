@@ -38,6 +38,8 @@ pub trait ReceiverKind: Debug + Clone + PartialEq + Send + Sync + Sized + 'stati
     const NESTED: &'static [(&'static str, &'static [&'static str])] = &[];
     /// `batch.maxEvents` when the receiver does not set it.
     const DEFAULT_MAX_EVENTS: usize = 256;
+    /// Whether requests may be in flight at once, and how many by default (`concurrency`).
+    const CONCURRENCY: Concurrency = Concurrency::Serial("it writes through one stream, in order");
 
     /// The kind's map, its keys already checked against `KEYS`. Every problem goes to `ctx` with
     /// its path; `None` when there was any.
@@ -91,12 +93,32 @@ impl<K: ReceiverKind> Receiver for K {
     }
 }
 
+/// How a kind sends: through one stream, or in concurrent lanes (`sink::worker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// One request at a time, always: why (`concurrency` above 1 is a load error).
+    Serial(&'static str),
+    /// Lanes, this many by default: a request/response API whose round trip, not its
+    /// throughput, bounds one lane.
+    Lanes(usize),
+}
+
+impl Concurrency {
+    pub fn default_lanes(self) -> usize {
+        match self {
+            Concurrency::Serial(_) => 1,
+            Concurrency::Lanes(n) => n,
+        }
+    }
+}
+
 /// A row of the table.
 pub struct KindInfo {
     pub name: &'static str,
     pub keys: &'static [&'static str],
     pub nested: &'static [(&'static str, &'static [&'static str])],
     pub default_max_events: usize,
+    pub concurrency: Concurrency,
     pub parse: for<'c, 'e, 'f, 'n> fn(&'c mut Ctx<'e>, &'f Fields<'n>) -> Option<SinkConfig>,
 }
 
@@ -129,6 +151,7 @@ macro_rules! receiver_kinds {
                 keys: <$ty as ReceiverKind>::KEYS,
                 nested: <$ty as ReceiverKind>::NESTED,
                 default_max_events: <$ty as ReceiverKind>::DEFAULT_MAX_EVENTS,
+                concurrency: <$ty as ReceiverKind>::CONCURRENCY,
                 parse: |ctx, f| <$ty as ReceiverKind>::parse(ctx, f).map(SinkConfig::$variant),
             },)*
         ];

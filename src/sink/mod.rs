@@ -19,6 +19,7 @@ pub mod loki;
 pub mod notify;
 pub mod opsgenie;
 pub mod pipe;
+mod queue;
 mod retry;
 pub mod slack;
 pub mod stdout;
@@ -29,10 +30,10 @@ pub mod webhook;
 mod worker;
 
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::config::{ConfigError, ConfigErrors, ReceiverConfig};
@@ -41,7 +42,7 @@ use crate::progress::Ack;
 use crate::telemetry::Metrics;
 
 pub use encode::Encoder;
-pub use kind::{BuildEnv, KINDS, Problem, ReceiverKind, SinkConfig};
+pub use kind::{BuildEnv, Concurrency, KINDS, Problem, ReceiverKind, SinkConfig};
 pub use retry::{Backoff, parse_retry_after};
 
 /// One occurrence for one receiver.
@@ -95,6 +96,48 @@ pub trait Sink: Send + 'static {
         &'a mut self,
         batch: &'a [Doc],
     ) -> futures::future::BoxFuture<'a, Result<(), SendError>>;
+
+    /// Another sender to the same destination, for one more request in flight: the same client
+    /// (its connections, credentials and caches), its own per-request buffers. None: this kind
+    /// sends one request at a time (its `ReceiverKind::CONCURRENCY` is `Serial`).
+    fn lane(&self) -> Option<Box<dyn Sink>> {
+        None
+    }
+
+    /// Which occurrences must arrive in order, one request after the other: by default those of
+    /// one involved object.
+    fn order_key(&self) -> OrderKey {
+        OrderKey::InvolvedObject
+    }
+}
+
+/// What keeps occurrences in order when requests run concurrently: occurrences with the same key
+/// are never in two requests at once, and go in queue order.
+#[derive(Clone)]
+pub enum OrderKey {
+    /// The involved object (its uid; else its namespace, kind and name): its occurrences, and so
+    /// every count of each of its events, arrive in order.
+    InvolvedObject,
+    /// A kind's own key, e.g. Loki's stream, whose entries must arrive in time order.
+    With(Arc<dyn Fn(&Occurrence) -> u64 + Send + Sync>),
+}
+
+impl OrderKey {
+    /// The key of `occ` (a hash: two keys that collide are merely kept in order together).
+    pub fn of(&self, occ: &Occurrence) -> u64 {
+        match self {
+            OrderKey::InvolvedObject => {
+                let o = &occ.event.involved_object;
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                match o.uid.as_deref().filter(|u| !u.is_empty()) {
+                    Some(uid) => uid.hash(&mut h),
+                    None => (&o.namespace, &o.kind, &o.name).hash(&mut h),
+                }
+                h.finish()
+            }
+            OrderKey::With(f) => f(occ),
+        }
+    }
 }
 
 /// Every check [`Receivers::start`] makes before it spawns a worker, made without starting,
@@ -136,7 +179,7 @@ pub struct Receivers {
 #[derive(Clone)]
 pub struct ReceiverHandle {
     name: Arc<str>,
-    tx: mpsc::Sender<Delivery>,
+    tx: queue::QueueSender,
     drop_when_full: bool,
     metrics: Metrics,
 }
@@ -183,14 +226,23 @@ impl Receivers {
                     .collect::<Vec<_>>()
                     .join("; "),
             })?;
-            built.push((rc, sink, receiver.encoding().encoder().clone()));
+            let key = sink.order_key();
+            let mut lanes = Vec::with_capacity(rc.delivery.concurrency);
+            for _ in 1..rc.delivery.concurrency {
+                lanes.push(sink.lane().ok_or_else(|| SinkError::Config {
+                    receiver: rc.name.clone(),
+                    message: format!("the {} receiver cannot send concurrently", rc.sink.kind()),
+                })?);
+            }
+            lanes.insert(0, sink);
+            built.push((rc, lanes, key, receiver.encoding().encoder().clone()));
         }
         // Spawn only once every receiver was built, so a bad one leaves nothing running.
         let mut handles = BTreeMap::new();
-        for (rc, sink, encoder) in built {
+        for (rc, lanes, key, encoder) in built {
             metrics.init_receiver(&rc.name);
-            let (tx, rx) = mpsc::channel(rc.delivery.queue.max(1));
-            let w = worker::Worker::new(rc, sink, encoder, metrics.clone(), abort.clone());
+            let (tx, rx) = queue::queue(rc.delivery.queue);
+            let w = worker::Worker::new(rc, lanes, key, encoder, metrics.clone(), abort.clone());
             tasks.spawn(w.run(rx));
             let handle = ReceiverHandle {
                 name: rc.name.as_str().into(),
@@ -224,28 +276,27 @@ impl ReceiverHandle {
 
     /// Enqueues. A full queue waits (lossless backpressure) unless the receiver has `dropWhenFull`.
     pub async fn send(&self, d: Delivery) {
-        if self.drop_when_full {
-            match self.tx.try_send(d) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(d)) => {
-                    self.metrics
-                        .sink_dropped
-                        .get_or_create(&Metrics::receiver(&self.name))
-                        .inc();
-                    tracing::debug!(receiver = %self.name, key = %d.occ.key, "queue full: dropped (dropWhenFull)");
-                    d.ack.done();
-                    return;
-                }
-                Err(mpsc::error::TrySendError::Closed(d)) => {
-                    tracing::warn!(receiver = %self.name, key = %d.occ.key, "receiver stopped; occurrence left for the successor");
-                    return;
-                }
+        let queued = if self.drop_when_full {
+            self.tx.try_send(d)
+        } else {
+            self.tx.send(d).await
+        };
+        match queued {
+            Ok(()) => {
+                self.metrics.queue_depth_of(&self.name).inc();
             }
-        } else if let Err(mpsc::error::SendError(d)) = self.tx.send(d).await {
-            tracing::warn!(receiver = %self.name, key = %d.occ.key, "receiver stopped; occurrence left for the successor");
-            return;
+            Err(queue::Refused::Full(d)) => {
+                self.metrics
+                    .sink_dropped
+                    .get_or_create(&Metrics::receiver(&self.name))
+                    .inc();
+                tracing::debug!(receiver = %self.name, key = %d.occ.key, "queue full: dropped (dropWhenFull)");
+                d.ack.done();
+            }
+            Err(queue::Refused::Closed(d)) => {
+                tracing::warn!(receiver = %self.name, key = %d.occ.key, "receiver stopped; occurrence left for the successor");
+            }
         }
-        self.metrics.queue_depth_of(&self.name).inc();
     }
 }
 

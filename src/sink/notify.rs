@@ -157,6 +157,8 @@ pub fn one_line(s: &str) -> String {
 
 /// Renders templates for one receiver, remembering which keys already failed so each is logged
 /// at warn once (then at debug): a template that fails for one event usually fails for many.
+/// A lane's clone remembers on its own.
+#[derive(Clone)]
 pub struct Renderer {
     receiver: String,
     failed: HashSet<String>,

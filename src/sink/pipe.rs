@@ -25,7 +25,7 @@ use futures::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
 
-use super::kind::{BuildEnv, Problem, ReceiverKind};
+use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
 use super::{Doc, SendError, Sink, stdout::ndjson};
 use crate::config::yaml::{Ctx, Fields};
@@ -39,6 +39,7 @@ pub struct PipeConfig {
 
 impl ReceiverKind for PipeConfig {
     const NAME: &'static str = "pipe";
+    const CONCURRENCY: Concurrency = Concurrency::Serial("it writes to one pipe, in order");
     const KEYS: &'static [&'static str] = &["path", "deDot", "layout"];
 
     fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {

@@ -4,7 +4,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::kind::{BuildEnv, Problem, ReceiverKind};
+use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
 use super::{Doc, SendError, Sink};
 use crate::config::yaml::{Ctx, Fields};
@@ -17,6 +17,7 @@ pub struct StdoutConfig {
 
 impl ReceiverKind for StdoutConfig {
     const NAME: &'static str = "stdout";
+    const CONCURRENCY: Concurrency = Concurrency::Serial("it writes to one stream, in order");
     const KEYS: &'static [&'static str] = &["deDot", "layout"];
 
     fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {

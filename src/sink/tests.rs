@@ -474,8 +474,9 @@ async fn full_queue_blocks_or_drops_when_asked() {
             conns.push(c);
         }
     });
+    // One request at a time: the queue's 2 and that one are all a receiver holds.
     let cfgs = receivers(&format!(
-        "  - name: lossless\n    queue: 2\n    webhook: {{endpoint: \"{url}\"}}\n  - name: lossy\n    queue: 2\n    dropWhenFull: true\n    webhook: {{endpoint: \"{url}\"}}\n"
+        "  - name: lossless\n    queue: 2\n    concurrency: 1\n    webhook: {{endpoint: \"{url}\"}}\n  - name: lossy\n    queue: 2\n    concurrency: 1\n    dropWhenFull: true\n    webhook: {{endpoint: \"{url}\"}}\n"
     ));
     let (tasks, metrics, tracker) = (TaskTracker::new(), Metrics::default(), Tracker::new(None));
     let abort = CancellationToken::new();
@@ -846,12 +847,13 @@ async fn a_per_document_answer_acks_the_delivered_and_the_permanent_and_resends_
     let (metrics, tracker) = (Metrics::default(), Tracker::new(None));
     let worker = worker::Worker::new(
         &rc,
-        Box::new(sink),
+        vec![Box::new(sink)],
+        OrderKey::InvolvedObject,
         Encoder::Event,
         metrics.clone(),
         CancellationToken::new(),
     );
-    let (tx, rx) = mpsc::channel(8);
+    let (tx, rx) = queue::queue(8);
     let mut keys = Vec::new();
     for i in 0..4 {
         let occ = occurrence(i);
@@ -861,12 +863,14 @@ async fn a_per_document_answer_acks_the_delivered_and_the_permanent_and_resends_
             event_time: None,
             checked_at: None,
         }));
-        tx.send(Delivery {
-            occ,
-            ack: ticket.ack(),
-        })
-        .await
-        .unwrap();
+        assert!(
+            tx.send(Delivery {
+                occ,
+                ack: ticket.ack(),
+            })
+            .await
+            .is_ok()
+        );
         ticket.release();
     }
     drop(tx);
@@ -894,4 +898,193 @@ async fn a_per_document_answer_acks_the_delivered_and_the_permanent_and_resends_
         text.contains("sink_retried_total{receiver=\"bulk\"} 2"),
         "{text}"
     );
+}
+
+/// A destination that takes `delay` per request, records the keys of each batch it accepted (in
+/// the order the answers were given) and the most requests it had at once; `stuck`: the involved
+/// object whose batches fail (transiently) that many times first.
+#[derive(Clone)]
+struct Slow {
+    delay: Duration,
+    accepted: Arc<Mutex<Vec<String>>>,
+    now: Arc<std::sync::atomic::AtomicUsize>,
+    peak: Arc<std::sync::atomic::AtomicUsize>,
+    stuck: Option<(String, Arc<std::sync::atomic::AtomicUsize>)>,
+}
+
+impl Slow {
+    fn new(delay: Duration, stuck: Option<(&str, usize)>) -> Self {
+        Self {
+            delay,
+            accepted: Arc::default(),
+            now: Arc::default(),
+            peak: Arc::default(),
+            stuck: stuck.map(|(o, n)| (o.to_owned(), Arc::new(n.into()))),
+        }
+    }
+}
+
+impl Sink for Slow {
+    fn send<'a>(
+        &'a mut self,
+        batch: &'a [Doc],
+    ) -> futures::future::BoxFuture<'a, Result<(), SendError>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        Box::pin(async move {
+            let n = self.now.fetch_add(1, SeqCst) + 1;
+            self.peak.fetch_max(n, SeqCst);
+            tokio::time::sleep(self.delay).await;
+            self.now.fetch_sub(1, SeqCst);
+            if let Some((object, left)) = &self.stuck
+                && batch
+                    .iter()
+                    .any(|d| d.occ.event.involved_object.uid.as_deref() == Some(object))
+                && left
+                    .fetch_update(SeqCst, SeqCst, |l| l.checked_sub(1))
+                    .is_ok()
+            {
+                return Err(SendError::Transient {
+                    reason: "503".into(),
+                    retry_after: None,
+                });
+            }
+            let mut accepted = self.accepted.lock().unwrap();
+            accepted.extend(batch.iter().map(|d| d.key.clone()));
+            Ok(())
+        })
+    }
+
+    fn lane(&self) -> Option<Box<dyn Sink>> {
+        Some(Box::new(self.clone()))
+    }
+}
+
+/// Occurrence `count` of the event `event` about the object `object`.
+fn about(object: &str, event: &str, count: i32) -> Arc<Occurrence> {
+    let e: Event = serde_json::from_value(serde_json::json!({
+        "metadata": {"uid": event, "namespace": "ns"},
+        "involvedObject": {"kind": "Pod", "name": object, "uid": object},
+        "reason": "BackOff", "count": count, "type": "Warning"
+    }))
+    .unwrap();
+    Arc::new(Occurrence::new(e))
+}
+
+/// Runs a worker of `concurrency` senders cloned from `sink` over `occs` (queued in order); returns
+/// the tracker once every occurrence is settled or the worker ended.
+async fn run_worker(
+    sink: &Slow,
+    concurrency: usize,
+    max_events: usize,
+    occs: Vec<Arc<Occurrence>>,
+) -> Tracker {
+    let rc = receivers(&format!(
+        "  - name: slow\n    concurrency: {concurrency}\n    retry: {{initialBackoff: 1ms, maxBackoff: 2ms}}\n    batch: {{maxEvents: {max_events}, maxWait: 5ms}}\n    webhook: {{endpoint: 'http://127.0.0.1:9/'}}\n"
+    ))
+    .remove(0);
+    let senders: Vec<Box<dyn Sink>> = (0..concurrency)
+        .map(|_| Box::new(sink.clone()) as Box<dyn Sink>)
+        .collect();
+    let worker = worker::Worker::new(
+        &rc,
+        senders,
+        OrderKey::InvolvedObject,
+        Encoder::Event,
+        Metrics::default(),
+        CancellationToken::new(),
+    );
+    let tracker = Tracker::new(None);
+    let (tx, rx) = queue::queue(1024);
+    let run = tokio::spawn(worker.run(rx));
+    for occ in occs {
+        let ticket = tracker.begin(None);
+        let ack = ticket.ack();
+        assert!(tx.send(Delivery { occ, ack }).await.is_ok());
+        ticket.release();
+    }
+    drop(tx);
+    run.await.unwrap();
+    tracker
+}
+
+/// Each object's counts, in the order the destination accepted them.
+fn counts_by_object(
+    accepted: &[String],
+    object_of: impl Fn(&str) -> String,
+) -> BTreeMap<String, Vec<i32>> {
+    let mut by: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for k in accepted {
+        let (event, count) = k.rsplit_once(':').unwrap();
+        by.entry(object_of(event))
+            .or_default()
+            .push(count.parse().unwrap());
+    }
+    by
+}
+
+#[tokio::test]
+async fn requests_run_concurrently_and_each_objects_occurrences_arrive_in_order() {
+    // 12 objects, one event each repeated 15 times, interleaved as the source would emit them.
+    let occs: Vec<_> = (1..=15)
+        .flat_map(|count| (0..12).map(move |o| about(&format!("o{o}"), &format!("e{o}"), count)))
+        .collect();
+    let sink = Slow::new(Duration::from_millis(5), None);
+    let tracker = run_worker(&sink, 8, 1, occs).await;
+    assert_eq!(tracker.in_flight(), 0, "every occurrence acknowledged");
+    let peak = sink.peak.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(peak > 1 && peak <= 8, "{peak} requests at once");
+    let accepted = sink.accepted.lock().unwrap().clone();
+    assert_eq!(accepted.len(), 180);
+    for (object, counts) in counts_by_object(&accepted, |e| e.replace('e', "o")) {
+        assert_eq!(
+            counts,
+            (1..=15).collect::<Vec<_>>(),
+            "{object} out of order"
+        );
+    }
+}
+
+#[tokio::test]
+async fn batches_of_one_object_keep_its_order_across_concurrent_requests() {
+    let occs: Vec<_> = (1..=40)
+        .flat_map(|count| (0..5).map(move |o| about(&format!("o{o}"), &format!("e{o}"), count)))
+        .collect();
+    let sink = Slow::new(Duration::from_millis(3), None);
+    let tracker = run_worker(&sink, 4, 7, occs).await;
+    assert_eq!(tracker.in_flight(), 0);
+    let accepted = sink.accepted.lock().unwrap().clone();
+    for (object, counts) in counts_by_object(&accepted, |e| e.replace('e', "o")) {
+        assert_eq!(
+            counts,
+            (1..=40).collect::<Vec<_>>(),
+            "{object} out of order"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_retrying_object_holds_back_only_its_own_occurrences() {
+    let occs: Vec<_> = (1..=10)
+        .flat_map(|count| (0..8).map(move |o| about(&format!("o{o}"), &format!("e{o}"), count)))
+        .collect();
+    // o3's requests fail 60 times (about 60 backoffs of 1-2 ms plus 2 ms each) before one passes.
+    let sink = Slow::new(Duration::from_millis(2), Some(("o3", 60)));
+    let tracker = run_worker(&sink, 4, 1, occs).await;
+    assert_eq!(tracker.in_flight(), 0);
+    let accepted = sink.accepted.lock().unwrap().clone();
+    let first_o3 = accepted
+        .iter()
+        .position(|k| k.starts_with("e3:"))
+        .expect("o3 delivered in the end");
+    assert_eq!(
+        first_o3, 70,
+        "every other object's 70 occurrences went while o3 was retrying: {accepted:?}"
+    );
+    for (object, counts) in counts_by_object(&accepted, |e| e.replace('e', "o")) {
+        assert_eq!(
+            counts,
+            (1..=10).collect::<Vec<_>>(),
+            "{object} out of order"
+        );
+    }
 }

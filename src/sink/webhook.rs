@@ -19,7 +19,7 @@ use futures::future::BoxFuture;
 use reqwest::header::{CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use super::http::{Endpoint, HeaderTemplate, header_value, parse_headers, parse_url};
-use super::kind::{BuildEnv, Problem, ReceiverKind};
+use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
 use super::tls::{TLS_KEYS, TlsConfig};
 use super::{Doc, SendError, Sink, retry::parse_retry_after};
@@ -41,6 +41,7 @@ pub struct WebhookConfig {
 
 impl ReceiverKind for WebhookConfig {
     const NAME: &'static str = "webhook";
+    const CONCURRENCY: Concurrency = Concurrency::Lanes(16);
     const KEYS: &'static [&'static str] = &["endpoint", "headers", "layout", "tls"];
     const NESTED: &'static [(&'static str, &'static [&'static str])] = &[("tls", TLS_KEYS)];
     /// One POST per occurrence unless asked: most webhook receivers expect one object.
@@ -92,6 +93,7 @@ impl ReceiverKind for WebhookConfig {
     }
 }
 
+#[derive(Clone)]
 pub struct WebhookSink {
     client: reqwest::Client,
     /// Where requests go (see `http::Endpoint::url`).
@@ -137,6 +139,10 @@ fn snippet(body: &str) -> String {
 }
 
 impl Sink for WebhookSink {
+    fn lane(&self) -> Option<Box<dyn Sink>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
             self.body.clear();

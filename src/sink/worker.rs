@@ -1,101 +1,272 @@
-//! The worker of one receiver: batch → encode → send with retries → acknowledge.
+//! The worker of one receiver: batch → encode → send with retries → acknowledge, with up to
+//! `concurrency` requests in flight.
+//!
+//! With one request at a time the worker sends batches in queue order. With more, a destination
+//! that answers in 50 ms takes `concurrency` requests per 50 ms instead of one: each request has
+//! its own sender (`Sink::lane`: the same client, its own buffers), and the worker keeps order
+//! where it matters. Each occurrence has an order key (`OrderKey`: its involved object, or Loki's
+//! stream); a key is in at most one request at a time, and its occurrences go in queue order, so
+//! the occurrences of one object arrive in order whatever the others do. A request that keeps
+//! retrying holds back only its keys: the rest go on until the queue's bound is reached.
+//! Acknowledgements stay exact: each occurrence acks on its own, and the cursor is the low
+//! watermark of them all, whatever order the requests finish in.
 
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Delivery, Doc, Encoder, SendError, Sink, retry::Backoff};
+use super::queue::Queued;
+use super::{Delivery, Doc, Encoder, OrderKey, SendError, Sink, retry::Backoff};
 use crate::config::{DeliveryConfig, ReceiverConfig};
 use crate::progress::Ack;
 use crate::telemetry::{Metrics, metrics::ReceiverLabel};
 
 pub struct Worker {
+    shared: Shared,
+    senders: Vec<Box<dyn Sink>>,
+    key: OrderKey,
+}
+
+/// What every request of the receiver shares.
+struct Shared {
     name: String,
     delivery: DeliveryConfig,
-    sink: Box<dyn Sink>,
     encoder: Encoder,
     metrics: Metrics,
     label: ReceiverLabel,
+    /// Requests being sent.
+    in_flight: Gauge,
     abort: CancellationToken,
-    permanent_causes: Causes,
-    /// Where the default documents of a batch are written, one after the other; reclaimed for
-    /// the next batch once the sink has dropped the last one (bytes reuses a buffer with no
-    /// other handle left), so a steady stream writes into the same, cache-warm memory.
+    permanent_causes: Mutex<Causes>,
+}
+
+/// One sender, and the arena its default documents are written in, one batch after the other;
+/// reclaimed for the next batch once the sink has dropped the last one (bytes reuses a buffer
+/// with no other handle left), so a steady stream writes into the same, cache-warm memory.
+struct Lane {
+    sink: Box<dyn Sink>,
     arena: BytesMut,
+}
+
+/// An occurrence waiting for a request, with its order key and when it arrived.
+struct Waiting {
+    key: u64,
+    since: tokio::time::Instant,
+    queued: Queued,
 }
 
 /// Room reserved per occurrence of a batch in the arena: a kube-sim event is about 700 bytes.
 const ARENA_PER_DOC: usize = 1024;
 
 impl Worker {
+    /// `senders`: one per request that may be in flight (the first built by the kind, the others
+    /// its `Sink::lane`s).
     pub fn new(
         rc: &ReceiverConfig,
-        sink: Box<dyn Sink>,
+        senders: Vec<Box<dyn Sink>>,
+        key: OrderKey,
         encoder: Encoder,
         metrics: Metrics,
         abort: CancellationToken,
     ) -> Self {
+        let label = Metrics::receiver(&rc.name);
+        let in_flight = metrics.sink_in_flight.get_or_create(&label).clone();
         Self {
-            name: rc.name.clone(),
-            delivery: rc.delivery.clone(),
-            sink,
-            encoder,
-            label: Metrics::receiver(&rc.name),
-            metrics,
-            abort,
-            permanent_causes: Causes::default(),
-            arena: BytesMut::new(),
+            shared: Shared {
+                name: rc.name.clone(),
+                delivery: rc.delivery.clone(),
+                encoder,
+                in_flight,
+                label,
+                metrics,
+                abort,
+                permanent_causes: Mutex::default(),
+            },
+            senders,
+            key,
         }
     }
 
-    /// Runs until the queue is closed and drained, or `abort` fires (then whatever is unsent keeps
-    /// its ack un-done).
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Delivery>) {
-        let max = self.delivery.batch.max_events.max(1);
+    /// Runs until the queue is closed and everything in it sent, or `abort` fires (then whatever
+    /// is unsent keeps its ack un-done).
+    pub async fn run(self, rx: mpsc::UnboundedReceiver<Queued>) {
+        let Worker {
+            shared,
+            senders,
+            key,
+        } = self;
+        let mut lanes: Vec<Lane> = senders
+            .into_iter()
+            .map(|sink| Lane {
+                sink,
+                arena: BytesMut::new(),
+            })
+            .collect();
+        if lanes.len() == 1 {
+            // One request at a time: queue order is every order.
+            return lanes[0].run(&shared, rx).await;
+        }
+        concurrently(&shared, lanes, &key, rx).await;
+    }
+}
+
+/// Up to `lanes.len()` requests at once, a key in at most one of them.
+async fn concurrently(
+    shared: &Shared,
+    mut free: Vec<Lane>,
+    key: &OrderKey,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
+) {
+    let max = shared.delivery.batch.max_events.max(1);
+    let max_wait = shared.delivery.batch.max_wait;
+    let mut waiting: VecDeque<Waiting> = VecDeque::new();
+    // Keys in a request now: their next occurrences wait for it.
+    let mut busy: HashSet<u64> = HashSet::new();
+    let mut running = FuturesUnordered::new();
+    let mut open = true;
+    loop {
+        // Start a request while a sender is free and a batch is due.
+        while !free.is_empty() {
+            let now = tokio::time::Instant::now();
+            let Some((batch, keys)) = next_batch(&mut waiting, &busy, max, max_wait, !open, now)
+            else {
+                break;
+            };
+            busy.extend(keys.iter().copied());
+            shared
+                .metrics
+                .queue_depth
+                .get_or_create(&shared.label)
+                .dec_by(batch.len() as i64);
+            let mut lane = free.pop().expect("a free sender");
+            running.push(async move {
+                let mut batch = batch;
+                let delivered = lane.deliver(shared, &mut batch).await;
+                (lane, keys, delivered)
+            });
+        }
+        if !open && waiting.is_empty() && running.is_empty() {
+            return;
+        }
+        // A partial batch is due once its first occurrence has waited `maxWait`.
+        let due = (!free.is_empty())
+            .then(|| waiting.iter().find(|w| !busy.contains(&w.key)))
+            .flatten()
+            .map(|w| w.since + max_wait);
+        tokio::select! {
+            biased;
+            _ = shared.abort.cancelled() => return,
+            Some((lane, keys, delivered)) = running.next(), if !running.is_empty() => {
+                if !delivered {
+                    return;
+                }
+                for k in keys {
+                    busy.remove(&k);
+                }
+                free.push(lane);
+            }
+            queued = rx.recv(), if open => match queued {
+                Some(queued) => waiting.push_back(Waiting {
+                    key: key.of(&queued.delivery().occ),
+                    since: tokio::time::Instant::now(),
+                    queued,
+                }),
+                None => open = false,
+            },
+            _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {}
+        }
+    }
+}
+
+/// The next batch to send, in queue order, of occurrences whose key is in no request: full, or
+/// partial once its first occurrence waited `max_wait` (at once when `flush`, or when the batch
+/// size is 1). Returns it with its keys; None when nothing is due.
+fn next_batch(
+    waiting: &mut VecDeque<Waiting>,
+    busy: &HashSet<u64>,
+    max: usize,
+    max_wait: std::time::Duration,
+    flush: bool,
+    now: tokio::time::Instant,
+) -> Option<(Vec<Delivery>, Vec<u64>)> {
+    let mut ready = waiting.iter().filter(|w| !busy.contains(&w.key));
+    let first = ready.next()?;
+    let due = max == 1 || flush || first.since + max_wait <= now || 1 + ready.count() >= max;
+    if !due {
+        return None;
+    }
+    let mut batch = Vec::with_capacity(max.min(waiting.len()));
+    let mut keys: Vec<u64> = Vec::new();
+    let mut kept = VecDeque::with_capacity(waiting.len());
+    for w in waiting.drain(..) {
+        if batch.len() < max && !busy.contains(&w.key) {
+            if !keys.contains(&w.key) {
+                keys.push(w.key);
+            }
+            batch.push(w.queued.take());
+        } else {
+            kept.push_back(w);
+        }
+    }
+    *waiting = kept;
+    Some((batch, keys))
+}
+
+impl Lane {
+    /// Batches and sends what is queued, in queue order, one request at a time, until the queue
+    /// closes or `abort`.
+    async fn run(&mut self, shared: &Shared, mut rx: mpsc::UnboundedReceiver<Queued>) {
+        let max = shared.delivery.batch.max_events.max(1);
         let mut batch: Vec<Delivery> = Vec::with_capacity(max);
         loop {
             let first = tokio::select! {
                 biased;
-                _ = self.abort.cancelled() => return,
+                _ = shared.abort.cancelled() => return,
                 d = rx.recv() => d,
             };
             let Some(first) = first else { return };
-            batch.push(first);
+            batch.push(first.take());
             // Fill the batch with what is already queued, then wait up to maxWait for more.
             if max > 1 {
-                let deadline = tokio::time::Instant::now() + self.delivery.batch.max_wait;
+                let deadline = tokio::time::Instant::now() + shared.delivery.batch.max_wait;
                 while batch.len() < max {
                     match rx.try_recv() {
-                        Ok(d) => batch.push(d),
+                        Ok(d) => batch.push(d.take()),
                         Err(mpsc::error::TryRecvError::Disconnected) => break,
                         Err(mpsc::error::TryRecvError::Empty) => {
                             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                                Ok(Some(d)) => batch.push(d),
+                                Ok(Some(d)) => batch.push(d.take()),
                                 _ => break,
                             }
                         }
                     }
                 }
             }
-            self.metrics
+            shared
+                .metrics
                 .queue_depth
-                .get_or_create(&self.label)
+                .get_or_create(&shared.label)
                 .dec_by(batch.len() as i64);
-            if !self.deliver(&mut batch).await {
+            if !self.deliver(shared, &mut batch).await {
                 return;
             }
         }
     }
 
     /// Sends one batch. False if aborted (the batch's acks are dropped un-done).
-    async fn deliver(&mut self, batch: &mut Vec<Delivery>) -> bool {
+    async fn deliver(&mut self, shared: &Shared, batch: &mut Vec<Delivery>) -> bool {
         let mut docs = Vec::with_capacity(batch.len());
         let mut acks: Vec<Ack> = Vec::with_capacity(batch.len());
         self.arena.reserve(batch.len() * ARENA_PER_DOC);
         for d in batch.drain(..) {
-            match self.encoder.encode_in(&d.occ, &mut self.arena) {
+            match shared.encoder.encode_in(&d.occ, &mut self.arena) {
                 Ok(body) => {
                     docs.push(Doc {
                         key: d.occ.key.clone(),
@@ -106,8 +277,12 @@ impl Worker {
                 }
                 Err(e) => {
                     // Rendering is deterministic: retrying cannot help.
-                    self.metrics.sink_failed.get_or_create(&self.label).inc();
-                    tracing::warn!(receiver = %self.name, key = %d.occ.key, error = %e, "layout failed to render; occurrence not sent");
+                    shared
+                        .metrics
+                        .sink_failed
+                        .get_or_create(&shared.label)
+                        .inc();
+                    tracing::warn!(receiver = %shared.name, key = %d.occ.key, error = %e, "layout failed to render; occurrence not sent");
                     d.ack.done();
                 }
             }
@@ -115,63 +290,74 @@ impl Worker {
         if docs.is_empty() {
             return true;
         }
-        let mut backoff = Backoff::new(self.delivery.retry.clone());
+        let mut backoff = Backoff::new(shared.delivery.retry.clone());
         loop {
             let started = Instant::now();
-            let result = tokio::select! {
-                biased;
-                _ = self.abort.cancelled() => return false,
-                r = tokio::time::timeout(self.delivery.timeout, self.sink.send(&docs)) => r.unwrap_or_else(|_| Err(SendError::Transient {
-                    reason: format!("timed out after {:?}", self.delivery.timeout),
-                    retry_after: None,
-                })),
+            let result = {
+                let _sending = InFlight::new(&shared.in_flight);
+                tokio::select! {
+                    biased;
+                    _ = shared.abort.cancelled() => return false,
+                    r = tokio::time::timeout(shared.delivery.timeout, self.sink.send(&docs)) => r.unwrap_or_else(|_| Err(SendError::Transient {
+                        reason: format!("timed out after {:?}", shared.delivery.timeout),
+                        retry_after: None,
+                    })),
+                }
             };
-            self.metrics
+            shared
+                .metrics
                 .send_seconds
-                .get_or_create(&self.label)
+                .get_or_create(&shared.label)
                 .observe(started.elapsed().as_secs_f64());
             match result {
                 Ok(()) => {
-                    self.metrics
+                    shared
+                        .metrics
                         .batch_size
-                        .get_or_create(&self.label)
+                        .get_or_create(&shared.label)
                         .observe(docs.len() as f64);
-                    self.metrics
+                    shared
+                        .metrics
                         .sink_sent
-                        .get_or_create(&self.label)
+                        .get_or_create(&shared.label)
                         .inc_by(docs.len() as u64);
                     if backoff.attempts() > 0 {
-                        tracing::info!(receiver = %self.name, attempts = backoff.attempts() + 1, "delivered after retries");
+                        tracing::info!(receiver = %shared.name, attempts = backoff.attempts() + 1, "delivered after retries");
                     }
                     Ack::done_all(acks);
                     return true;
                 }
                 Err(SendError::Permanent { reason }) => {
-                    self.metrics
+                    shared
+                        .metrics
                         .sink_failed
-                        .get_or_create(&self.label)
+                        .get_or_create(&shared.label)
                         .inc_by(docs.len() as u64);
-                    tracing::warn!(receiver = %self.name, first = %docs[0].key, count = docs.len(), %reason, "permanent failure; not retried");
+                    tracing::warn!(receiver = %shared.name, first = %docs[0].key, count = docs.len(), %reason, "permanent failure; not retried");
                     Ack::done_all(acks);
                     return true;
                 }
                 Err(SendError::Partial(failed)) => {
-                    let Some(retry) = self.settle_partial(&mut docs, &mut acks, failed) else {
+                    let Some(retry) = shared.settle_partial(&mut docs, &mut acks, failed) else {
                         return true;
                     };
                     let (reason, retry_after) = retry;
                     let Some(delay) = backoff.next_delay(retry_after) else {
-                        self.give_up(&docs, &reason, backoff.attempts());
+                        shared.give_up(&docs, &reason, backoff.attempts());
                         Ack::done_all(acks);
                         return true;
                     };
-                    self.metrics.sink_retried.get_or_create(&self.label).inc();
+                    shared
+                        .metrics
+                        .sink_retried
+                        .get_or_create(&shared.label)
+                        .inc();
                     if backoff.attempts() == 1 || backoff.attempts().is_multiple_of(10) {
-                        tracing::warn!(receiver = %self.name, first = %docs[0].key, count = docs.len(), %reason, attempt = backoff.attempts(), delay_ms = delay.as_millis() as u64, "some documents failed; retrying those");
+                        tracing::warn!(receiver = %shared.name, first = %docs[0].key, count = docs.len(), %reason, attempt = backoff.attempts(), delay_ms = delay.as_millis() as u64, "some documents failed; retrying those");
                     }
                     tokio::select! {
                         biased;
-                        _ = self.abort.cancelled() => return false,
+                        _ = shared.abort.cancelled() => return false,
                         _ = tokio::time::sleep(delay) => {}
                     }
                 }
@@ -180,25 +366,48 @@ impl Worker {
                     retry_after,
                 }) => {
                     let Some(delay) = backoff.next_delay(retry_after) else {
-                        self.give_up(&docs, &reason, backoff.attempts());
+                        shared.give_up(&docs, &reason, backoff.attempts());
                         Ack::done_all(acks);
                         return true;
                     };
-                    self.metrics.sink_retried.get_or_create(&self.label).inc();
+                    shared
+                        .metrics
+                        .sink_retried
+                        .get_or_create(&shared.label)
+                        .inc();
                     // First failure and then every 10th, so a long outage does not flood the log.
                     if backoff.attempts() == 1 || backoff.attempts().is_multiple_of(10) {
-                        tracing::warn!(receiver = %self.name, first = %docs[0].key, count = docs.len(), %reason, attempt = backoff.attempts(), delay_ms = delay.as_millis() as u64, "send failed; retrying");
+                        tracing::warn!(receiver = %shared.name, first = %docs[0].key, count = docs.len(), %reason, attempt = backoff.attempts(), delay_ms = delay.as_millis() as u64, "send failed; retrying");
                     }
                     tokio::select! {
                         biased;
-                        _ = self.abort.cancelled() => return false,
+                        _ = shared.abort.cancelled() => return false,
                         _ = tokio::time::sleep(delay) => {}
                     }
                 }
             }
         }
     }
+}
 
+/// Counts one request in `sink_in_flight` while it lives (however the send ends: answered,
+/// timed out, or aborted).
+struct InFlight<'a>(&'a Gauge);
+
+impl<'a> InFlight<'a> {
+    fn new(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Shared {
     fn give_up(&self, docs: &[Doc], reason: &str, attempts: u32) {
         self.metrics
             .sink_failed
@@ -211,7 +420,7 @@ impl Worker {
     /// `docs`/`acks` only what is worth sending again. Returns the reason and the longest
     /// `Retry-After` of those, or None when nothing is left to send.
     fn settle_partial(
-        &mut self,
+        &self,
         docs: &mut Vec<Doc>,
         acks: &mut Vec<Ack>,
         failed: Vec<(usize, SendError)>,
@@ -245,7 +454,12 @@ impl Worker {
                     permanent += 1;
                     // Once per cause (a mapping error can hit every document of a kind): the
                     // rest are counted in sink_failed and logged at debug.
-                    if self.permanent_causes.first(&reason) {
+                    let first = self
+                        .permanent_causes
+                        .lock()
+                        .expect("causes lock")
+                        .first(&reason);
+                    if first {
                         tracing::warn!(receiver = %self.name, key = %doc.key, %reason, "permanent failure of one document; not retried (further documents failing for this reason are counted, logged at debug)");
                     } else {
                         tracing::debug!(receiver = %self.name, key = %doc.key, %reason, "permanent failure of one document; not retried");

@@ -75,6 +75,8 @@ pub struct Metrics {
     /// Answers that asked to slow down (HTTP 429, Slack's `ratelimited`).
     pub sink_rate_limited: Counters<ReceiverLabel>,
     pub queue_depth: Family<ReceiverLabel, Gauge>,
+    /// Requests (batches) being sent, across the receiver's lanes.
+    pub sink_in_flight: Family<ReceiverLabel, Gauge>,
     pub send_seconds: Family<ReceiverLabel, Histogram>,
     pub batch_size: Family<ReceiverLabel, Histogram>,
     pub is_leader: Gauge,
@@ -160,6 +162,7 @@ impl Metrics {
             sink_messages: Family::default(),
             sink_rate_limited: Family::default(),
             queue_depth: Family::default(),
+            sink_in_flight: Family::default(),
             send_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
             }),
@@ -244,6 +247,11 @@ impl Metrics {
             "queue_depth",
             "Occurrences waiting in a receiver queue",
             m.queue_depth.clone(),
+        );
+        reg.register(
+            "sink_in_flight",
+            "Requests (batches) a receiver is sending now, across its lanes (at most its concurrency)",
+            m.sink_in_flight.clone(),
         );
         reg.register(
             "send_seconds",
@@ -375,6 +383,7 @@ impl Metrics {
             let _ = f.get_or_create(&r);
         }
         let _ = self.queue_depth.get_or_create(&r);
+        let _ = self.sink_in_flight.get_or_create(&r);
         let _ = self.send_seconds.get_or_create(&r);
         let _ = self.batch_size.get_or_create(&r);
     }
@@ -483,6 +492,7 @@ impl Metrics {
             f.get_or_create(&r).inc();
         }
         self.queue_depth.get_or_create(&r).set(1);
+        self.sink_in_flight.get_or_create(&r).set(1);
         self.send_seconds.get_or_create(&r).observe(0.1);
         self.batch_size.get_or_create(&r).observe(1.0);
     }
@@ -591,6 +601,7 @@ mod tests {
             "kube_event_exporter_sink_retried_total{receiver=\"archive\"} 0",
             "kube_event_exporter_sink_already_delivered_total{receiver=\"archive\"} 0",
             "kube_event_exporter_queue_depth{receiver=\"archive\"} 0",
+            "kube_event_exporter_sink_in_flight{receiver=\"archive\"} 0",
             "kube_event_exporter_send_seconds_count{receiver=\"archive\"} 0",
         ] {
             assert!(

@@ -25,6 +25,9 @@ pub fn process_env(k: &str) -> Option<String> {
     std::env::var(k).ok()
 }
 
+/// One AWS service's client. Cheap to clone: clones (a receiver's lanes) share the connections
+/// and the credentials.
+#[derive(Clone)]
 pub struct AwsClient {
     http: reqwest::Client,
     pub endpoint: reqwest::Url,

@@ -21,6 +21,7 @@
 //! assume a role from another profile (`source_profile`, `credential_source`) and SSO profiles.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -230,16 +231,22 @@ fn from_profile(
 
 /// A source and the credentials it last gave.
 #[derive(Debug)]
+/// Credentials from a source, cached until five minutes before they expire. Cheap to clone: the
+/// clones (a receiver's concurrent lanes) share one cache, so one fetch serves them all.
+#[derive(Clone)]
 pub struct Chain {
-    source: Source,
-    cached: Option<(Credentials, Option<SystemTime>)>,
+    source: Arc<Source>,
+    cached: Arc<tokio::sync::Mutex<Option<Cached>>>,
 }
+
+/// Credentials and when they expire (None: never, static ones).
+type Cached = (Credentials, Option<SystemTime>);
 
 impl Chain {
     pub fn new(source: Source) -> Chain {
         Chain {
-            source,
-            cached: None,
+            source: Arc::new(source),
+            cached: Arc::default(),
         }
     }
 
@@ -247,9 +254,11 @@ impl Chain {
         &self.source
     }
 
-    /// Valid credentials, fetched when there are none or they expire within five minutes.
-    pub async fn get(&mut self, client: &reqwest::Client) -> Result<Credentials, String> {
-        if let Some((c, expiry)) = &self.cached
+    /// Valid credentials, fetched when there are none or they expire within five minutes. Lanes
+    /// that ask meanwhile wait for the one fetch.
+    pub async fn get(&self, client: &reqwest::Client) -> Result<Credentials, String> {
+        let mut cached = self.cached.lock().await;
+        if let Some((c, expiry)) = &*cached
             && expiry.is_none_or(|e| SystemTime::now() + REFRESH_BEFORE < e)
         {
             return Ok(c.clone());
@@ -257,15 +266,18 @@ impl Chain {
         let (creds, expiry) = fetch(&self.source, client)
             .await
             .map_err(|why| format!("AWS credentials ({}): {why}", self.source.describe()))?;
-        self.cached = Some((creds.clone(), expiry));
+        *cached = Some((creds.clone(), expiry));
         Ok(creds)
     }
 
     /// The service said the credentials expired or are invalid: fetch anew next time (static
     /// ones are kept; they cannot change).
-    pub fn invalidate(&mut self) {
-        if !matches!(self.source, Source::Static { .. }) {
-            self.cached = None;
+    /// When another lane holds the cache, it is fetching new ones right now: nothing to forget.
+    pub fn invalidate(&self) {
+        if !matches!(*self.source, Source::Static { .. })
+            && let Ok(mut cached) = self.cached.try_lock()
+        {
+            *cached = None;
         }
     }
 }
@@ -680,7 +692,7 @@ mod tests {
         let (url, seen) = metadata_server().await;
         let client = reqwest::Client::new();
         let imds = [("AWS_EC2_METADATA_SERVICE_ENDPOINT", url.as_str())];
-        let mut chain = Chain::new(resolve(&imds, &Files::default()).unwrap());
+        let chain = Chain::new(resolve(&imds, &Files::default()).unwrap());
         let c = chain.get(&client).await.unwrap();
         assert_eq!(
             (c.access_key_id(), c.session_token()),
@@ -715,7 +727,7 @@ mod tests {
                 token.to_str().unwrap(),
             ),
         ];
-        let mut chain = Chain::new(resolve(&pod, &Files::default()).unwrap());
+        let chain = Chain::new(resolve(&pod, &Files::default()).unwrap());
         assert_eq!(chain.get(&client).await.unwrap().access_key_id(), "ASIAPOD");
 
         // Nothing listening: the error names the source and the address.

@@ -18,7 +18,7 @@ use super::client::{AwsClient, JSON_1_1, process_env};
 use super::endpoint::EVENTBRIDGE;
 use super::{parse_region, region_warnings};
 use crate::config::yaml::{Ctx, Fields};
-use crate::sink::kind::{BuildEnv, Problem, ReceiverKind};
+use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
 use crate::sink::notify::{Renderer, opt_template};
 use crate::sink::{Doc, SendError, Sink};
@@ -44,6 +44,7 @@ pub struct EventBridgeConfig {
 
 impl ReceiverKind for EventBridgeConfig {
     const NAME: &'static str = "eventbridge";
+    const CONCURRENCY: Concurrency = Concurrency::Lanes(4);
     const KEYS: &'static [&'static str] = &[
         "detailType",
         "details",
@@ -117,6 +118,7 @@ impl ReceiverKind for EventBridgeConfig {
     }
 }
 
+#[derive(Clone)]
 pub struct EventBridgeSink {
     client: AwsClient,
     cfg: EventBridgeConfig,
@@ -187,6 +189,10 @@ impl EventBridgeSink {
 }
 
 impl Sink for EventBridgeSink {
+    fn lane(&self) -> Option<Box<dyn Sink>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
             if batch.is_empty() {

@@ -17,7 +17,7 @@ use super::client::{AwsClient, JSON_1_1, process_env};
 use super::endpoint::FIREHOSE;
 use super::{parse_arn, parse_region, region_warnings};
 use crate::config::yaml::{Ctx, Fields};
-use crate::sink::kind::{BuildEnv, Problem, ReceiverKind};
+use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
 use crate::sink::{Doc, SendError, Sink};
 
@@ -40,6 +40,7 @@ pub struct FirehoseConfig {
 
 impl ReceiverKind for FirehoseConfig {
     const NAME: &'static str = "firehose";
+    const CONCURRENCY: Concurrency = Concurrency::Lanes(4);
     const KEYS: &'static [&'static str] = &["deliveryStreamName", "region", "layout", "deDot"];
     const DEFAULT_MAX_EVENTS: usize = 500;
 
@@ -87,6 +88,7 @@ impl ReceiverKind for FirehoseConfig {
     }
 }
 
+#[derive(Clone)]
 pub struct FirehoseSink {
     client: AwsClient,
     stream: String,
@@ -125,6 +127,10 @@ fn entry(i: usize, doc: &Doc) -> Result<Entry, SendError> {
 }
 
 impl Sink for FirehoseSink {
+    fn lane(&self) -> Option<Box<dyn Sink>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
             if batch.is_empty() {

@@ -17,7 +17,7 @@ use super::client::{AwsClient, JSON_1_1, process_env};
 use super::endpoint::KINESIS;
 use super::{bounded_key, object_uid, parse_arn, parse_region, region_warnings};
 use crate::config::yaml::{Ctx, Fields};
-use crate::sink::kind::{BuildEnv, Problem, ReceiverKind};
+use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
 use crate::sink::{Doc, SendError, Sink};
 
@@ -47,6 +47,7 @@ impl KinesisConfig {
 
 impl ReceiverKind for KinesisConfig {
     const NAME: &'static str = "kinesis";
+    const CONCURRENCY: Concurrency = Concurrency::Lanes(4);
     const KEYS: &'static [&'static str] = &["streamName", "region", "layout", "deDot"];
     const DEFAULT_MAX_EVENTS: usize = 500;
 
@@ -114,6 +115,7 @@ impl ReceiverKind for KinesisConfig {
     }
 }
 
+#[derive(Clone)]
 pub struct KinesisSink {
     client: AwsClient,
     /// `StreamName` or `StreamARN`, and its value.
@@ -161,6 +163,10 @@ fn entry(i: usize, doc: &Doc) -> Result<Entry, SendError> {
 }
 
 impl Sink for KinesisSink {
+    fn lane(&self) -> Option<Box<dyn Sink>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
             if batch.is_empty() {

@@ -19,7 +19,7 @@ use super::client::{AwsClient, JSON_1_1, process_env};
 use super::endpoint::SSM;
 use super::{parse_region, region_warnings};
 use crate::config::yaml::{Ctx, Fields};
-use crate::sink::kind::{BuildEnv, Problem, ReceiverKind};
+use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
 use crate::sink::notify::{
     DEFAULT_MESSAGE, Renderer, opt_template, template_list, template_map, truncate,
@@ -64,6 +64,7 @@ fn reserved(key: &str) -> bool {
 
 impl ReceiverKind for OpsCenterConfig {
     const NAME: &'static str = "opscenter";
+    const CONCURRENCY: Concurrency = Concurrency::Lanes(4);
     const KEYS: &'static [&'static str] = &[
         "title",
         "description",
@@ -191,6 +192,7 @@ impl ReceiverKind for OpsCenterConfig {
     }
 }
 
+#[derive(Clone)]
 pub struct OpsCenterSink {
     client: AwsClient,
     cfg: OpsCenterConfig,
@@ -329,6 +331,10 @@ impl OpsCenterSink {
 }
 
 impl Sink for OpsCenterSink {
+    fn lane(&self) -> Option<Box<dyn Sink>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
             if batch.is_empty() {

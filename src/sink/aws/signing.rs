@@ -66,6 +66,8 @@ pub fn sign(
 }
 
 /// Signs requests for one service in one region, fetching and refreshing credentials as needed.
+/// Clones share the credentials.
+#[derive(Clone)]
 pub struct Signer {
     region: String,
     service: String,

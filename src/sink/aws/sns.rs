@@ -16,7 +16,7 @@ use super::client::{AwsClient, process_env};
 use super::endpoint::SNS;
 use super::{fifo_id, object_uid, parse_arn, parse_region, region_warnings, xml};
 use crate::config::yaml::{self, Ctx};
-use crate::sink::kind::{BuildEnv, Problem, ReceiverKind};
+use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
 use crate::sink::{Doc, SendError, Sink};
 
@@ -52,6 +52,7 @@ impl SnsConfig {
 
 impl ReceiverKind for SnsConfig {
     const NAME: &'static str = "sns";
+    const CONCURRENCY: Concurrency = Concurrency::Lanes(4);
     const KEYS: &'static [&'static str] = &["topicARN", "region", "layout", "deDot"];
     /// Ten requests of ten messages, five at a time.
     const DEFAULT_MAX_EVENTS: usize = 100;
@@ -109,6 +110,7 @@ impl ReceiverKind for SnsConfig {
     }
 }
 
+#[derive(Clone)]
 pub struct SnsSink {
     client: AwsClient,
     topic_arn: String,
@@ -204,6 +206,10 @@ fn read_answer(xml_text: &str, docs: &[usize], outcomes: &mut Outcomes) {
 }
 
 impl Sink for SnsSink {
+    fn lane(&self) -> Option<Box<dyn Sink>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
             if batch.is_empty() {

@@ -20,7 +20,7 @@ use super::client::{AwsClient, AwsError, JSON_1_0, Session, process_env};
 use super::endpoint::SQS;
 use super::{fifo_id, object_uid, parse_region, region_warnings};
 use crate::config::yaml::{Ctx, Fields};
-use crate::sink::kind::{BuildEnv, Problem, ReceiverKind};
+use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
 use crate::sink::{Doc, SendError, Sink};
 
@@ -67,6 +67,7 @@ fn valid_queue_name(name: &str) -> bool {
 
 impl ReceiverKind for SqsConfig {
     const NAME: &'static str = "sqs";
+    const CONCURRENCY: Concurrency = Concurrency::Lanes(4);
     const KEYS: &'static [&'static str] = &["queueName", "region", "layout", "deDot"];
     /// Ten requests of ten messages, five at a time.
     const DEFAULT_MAX_EVENTS: usize = 100;
@@ -115,6 +116,7 @@ impl ReceiverKind for SqsConfig {
     }
 }
 
+#[derive(Clone)]
 pub struct SqsSink {
     client: AwsClient,
     queue: String,
@@ -240,6 +242,10 @@ fn read_answer(v: &Value, docs: &[usize], outcomes: &mut Outcomes) {
 }
 
 impl Sink for SqsSink {
+    fn lane(&self) -> Option<Box<dyn Sink>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
             if batch.is_empty() {

@@ -7,6 +7,7 @@ use reqwest::header::HeaderMap;
 use super::config::AwsConfig;
 
 /// Signs requests, fetching and refreshing credentials as needed.
+#[derive(Clone)]
 pub struct Signer(crate::sink::aws::Signer);
 
 impl Signer {

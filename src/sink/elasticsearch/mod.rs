@@ -43,7 +43,7 @@ use self::bulk::{Action, Op, Outcome};
 pub use self::config::{AwsConfig, SearchConfig};
 use self::golayout::GoLayout;
 use super::http::Endpoint;
-use super::kind::{BuildEnv, Problem, ReceiverKind};
+use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
 use super::{Doc, SendError, Sink, retry::parse_retry_after};
 use crate::config::yaml::{Ctx, Fields};
@@ -61,6 +61,7 @@ macro_rules! search_kind {
     ($ty:ident, $name:literal) => {
         impl ReceiverKind for $ty {
             const NAME: &'static str = $name;
+            const CONCURRENCY: Concurrency = Concurrency::Lanes(4);
             const KEYS: &'static [&'static str] = config::KEYS;
             const NESTED: &'static [(&'static str, &'static [&'static str])] = config::NESTED;
             /// One `_bulk` request carries up to this many occurrences.
@@ -102,6 +103,7 @@ search_kind!(OpenSearchConfig, "opensearch");
 const BULK_QUERY: &str = "filter_path=errors,items.*.status,items.*.error";
 
 /// One of `hosts`.
+#[derive(Clone)]
 struct Host {
     client: reqwest::Client,
     bulk: reqwest::Url,
@@ -120,6 +122,7 @@ enum TypeMode {
     Omit,
 }
 
+#[derive(Clone)]
 pub struct SearchSink {
     kind: &'static str,
     receiver: String,
@@ -581,6 +584,10 @@ fn snippet(body: &[u8]) -> String {
 }
 
 impl Sink for SearchSink {
+    fn lane(&self) -> Option<Box<dyn Sink>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
             if batch.is_empty() {

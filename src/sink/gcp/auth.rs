@@ -9,6 +9,7 @@
 //! send. Tokens are cached until five minutes before they expire; a 401 from an API drops the
 //! cached one.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -202,13 +203,15 @@ enum Source {
     None,
 }
 
-/// Access tokens for one receiver, cached.
+/// Access tokens for one receiver, cached. Clones (the receiver's lanes) share the cache, so one
+/// exchange serves them all.
+#[derive(Clone)]
 pub struct Tokens {
-    source: Source,
+    source: Arc<Source>,
     /// For logs and errors.
     describe: String,
     client: reqwest::Client,
-    cached: Option<(String, Instant)>,
+    cached: Arc<tokio::sync::Mutex<Option<(String, Instant)>>>,
     project: Option<String>,
 }
 
@@ -232,20 +235,22 @@ impl Tokens {
             CredentialSource::None => (Source::None, None),
         };
         Ok(Self {
-            source: inner,
+            source: Arc::new(inner),
             describe: source.describe(),
             client,
-            cached: None,
+            cached: Arc::default(),
             project,
         })
     }
 
     /// The `Authorization` value, or None without credentials (an emulator).
     pub async fn authorization(&mut self) -> Result<Option<String>, SendError> {
-        if matches!(self.source, Source::None) {
+        if matches!(*self.source, Source::None) {
             return Ok(None);
         }
-        if let Some((token, until)) = &self.cached
+        // Lanes that ask while one exchanges wait for its token.
+        let mut cached = self.cached.lock().await;
+        if let Some((token, until)) = &*cached
             && Instant::now() < *until
         {
             return Ok(Some(format!("Bearer {token}")));
@@ -258,13 +263,16 @@ impl Tokens {
         } else {
             life / 2
         };
-        self.cached = Some((token.clone(), Instant::now() + keep));
+        *cached = Some((token.clone(), Instant::now() + keep));
         Ok(Some(format!("Bearer {token}")))
     }
 
-    /// Forgets the cached token (the API answered 401).
+    /// Forgets the cached token (the API answered 401). When another lane holds the cache, it is
+    /// exchanging a new one right now: nothing to forget.
     pub fn invalidate(&mut self) {
-        self.cached = None;
+        if let Ok(mut cached) = self.cached.try_lock() {
+            *cached = None;
+        }
     }
 
     /// Getting a token fails transiently: a metadata server or token endpoint that is down, or a
@@ -274,7 +282,7 @@ impl Tokens {
             reason: format!("access token from {}: {why}", self.describe),
             retry_after: None,
         };
-        let req = match &self.source {
+        let req = match &*self.source {
             Source::Key(key) => {
                 let now = jiff::Timestamp::now().as_second().max(0) as u64;
                 let assertion = key.assertion(SCOPE, now).map_err(fail)?;
@@ -321,7 +329,7 @@ impl Tokens {
     /// A value of the metadata server (`project/project-id`, `instance/attributes/cluster-name`).
     /// Transient on failure, naming what to configure instead.
     pub async fn metadata(&self, path: &str) -> Result<String, SendError> {
-        let host = match &self.source {
+        let host = match &*self.source {
             Source::Metadata(host) => host.clone(),
             _ => std::env::var("GCE_METADATA_HOST")
                 .ok()

@@ -29,7 +29,7 @@ use super::{
     whole_request_error,
 };
 use crate::config::yaml::{Ctx, Fields};
-use crate::sink::kind::{BuildEnv, Problem, ReceiverKind};
+use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
 use crate::sink::{Doc, SendError, Sink};
 
@@ -57,6 +57,7 @@ pub struct BigQueryConfig {
 
 impl ReceiverKind for BigQueryConfig {
     const NAME: &'static str = "bigquery";
+    const CONCURRENCY: Concurrency = Concurrency::Lanes(4);
     const KEYS: &'static [&'static str] = &[
         "project",
         "dataset",
@@ -213,6 +214,7 @@ fn reason_is_transient(reason: &str) -> bool {
     )
 }
 
+#[derive(Clone)]
 pub struct BigQuerySink {
     api: Api,
     cfg: BigQueryConfig,
@@ -221,6 +223,10 @@ pub struct BigQuerySink {
 }
 
 impl Sink for BigQuerySink {
+    fn lane(&self) -> Option<Box<dyn Sink>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
             if batch.is_empty() {

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::config::yaml::{Ctx, Fields};
 use crate::event::Event;
-use crate::sink::kind::{BuildEnv, Problem, ReceiverKind};
+use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
 use crate::sink::{Doc, SendError, Sink};
 
@@ -49,6 +49,7 @@ pub struct CloudLoggingConfig {
 
 impl ReceiverKind for CloudLoggingConfig {
     const NAME: &'static str = "cloudLogging";
+    const CONCURRENCY: Concurrency = Concurrency::Lanes(8);
     const KEYS: &'static [&'static str] = &[
         "project",
         "logName",
@@ -142,6 +143,7 @@ pub struct Site {
     pub cluster: Option<String>,
 }
 
+#[derive(Clone)]
 pub struct CloudLoggingSink {
     api: Api,
     cfg: CloudLoggingConfig,
@@ -295,6 +297,10 @@ pub fn partial_errors(body: &[u8]) -> Option<Vec<(usize, RpcStatus)>> {
 }
 
 impl Sink for CloudLoggingSink {
+    fn lane(&self) -> Option<Box<dyn Sink>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
             let Some(first) = batch.first() else {

@@ -66,7 +66,9 @@ pub fn parse_name(ctx: &mut Ctx, f: &Fields, key: &str, required: bool) -> Optio
     v
 }
 
-/// An authenticated JSON API: its client, base URL and tokens.
+/// An authenticated JSON API: its client, base URL and tokens. Clones share the connections
+/// and the token cache.
+#[derive(Clone)]
 pub struct Api {
     client: reqwest::Client,
     base: String,

@@ -26,7 +26,7 @@ use super::{
     whole_request_error,
 };
 use crate::config::yaml::{Ctx, Fields};
-use crate::sink::kind::{BuildEnv, Problem, ReceiverKind};
+use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
 use crate::sink::{Doc, SendError, Sink};
 
@@ -50,6 +50,7 @@ pub struct PubsubConfig {
 
 impl ReceiverKind for PubsubConfig {
     const NAME: &'static str = "pubsub";
+    const CONCURRENCY: Concurrency = Concurrency::Lanes(4);
     const KEYS: &'static [&'static str] = &[
         "gcloud_project_id",
         "topic",
@@ -118,6 +119,7 @@ impl PubsubConfig {
     }
 }
 
+#[derive(Clone)]
 pub struct PubsubSink {
     api: Api,
     cfg: PubsubConfig,
@@ -190,6 +192,10 @@ impl PubsubSink {
 }
 
 impl Sink for PubsubSink {
+    fn lane(&self) -> Option<Box<dyn Sink>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
             if batch.is_empty() {

@@ -39,7 +39,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
-use super::kind::{BuildEnv, Problem, ReceiverKind};
+use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
 use super::{Doc, SendError, Sink};
 use crate::config::yaml::{Ctx, Fields};
@@ -55,6 +55,9 @@ pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
 impl ReceiverKind for KafkaConfig {
     const NAME: &'static str = "kafka";
+    const CONCURRENCY: Concurrency = Concurrency::Serial(
+        "librdkafka keeps requests in flight itself (up to 5 per broker with the idempotent producer), and one batch of the receiver spans them",
+    );
     const KEYS: &'static [&'static str] = config::KEYS;
     const NESTED: &'static [(&'static str, &'static [&'static str])] =
         &[("tls", TLS_KEYS), ("sasl", SASL_KEYS), ("avro", AVRO_KEYS)];

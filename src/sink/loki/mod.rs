@@ -26,6 +26,7 @@ pub mod push;
 mod value;
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,10 +39,11 @@ pub use config::{DEFAULT_METADATA, LabelTemplate, LokiConfig, OCCURRENCE_KEY, Se
 pub use push::Format;
 
 use super::http::{Endpoint, header_value};
-use super::kind::{BuildEnv, Problem, ReceiverKind};
+use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
 use super::tls::TLS_KEYS;
-use super::{Doc, SendError, Sink, parse_retry_after};
+use super::{Doc, OrderKey, SendError, Sink, parse_retry_after};
+use crate::event::Occurrence;
 use crate::telemetry::error_chain;
 use crate::template::Template;
 use proto::Timestamp;
@@ -52,6 +54,7 @@ const X_SCOPE_ORGID: HeaderName = HeaderName::from_static("x-scope-orgid");
 
 impl ReceiverKind for LokiConfig {
     const NAME: &'static str = "loki";
+    const CONCURRENCY: Concurrency = Concurrency::Lanes(4);
     const KEYS: &'static [&'static str] = config::KEYS;
     const NESTED: &'static [(&'static str, &'static [&'static str])] = &[("tls", TLS_KEYS)];
 
@@ -96,6 +99,7 @@ impl ReceiverKind for LokiConfig {
     }
 }
 
+#[derive(Clone)]
 pub struct LokiSink {
     client: reqwest::Client,
     url: reqwest::Url,
@@ -375,6 +379,25 @@ struct Part {
 }
 
 impl Sink for LokiSink {
+    fn lane(&self) -> Option<Box<dyn Sink>> {
+        Some(Box::new(self.clone()))
+    }
+
+    /// Loki takes each stream's entries in time order: a stream is in one request at a time.
+    /// (Labels that are all fixed make one stream: one request at a time, whatever
+    /// `concurrency` says.)
+    fn order_key(&self) -> OrderKey {
+        let labels = self.labels.clone();
+        OrderKey::With(Arc::new(move |occ: &Occurrence| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for (name, t) in &labels {
+                name.hash(&mut h);
+                t.render(&occ.event, || occ.value()).ok().hash(&mut h);
+            }
+            h.finish()
+        }))
+    }
+
     fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
             let started = Instant::now();

@@ -31,7 +31,7 @@ pub use config::{
 };
 
 use super::http::Endpoint;
-use super::kind::{BuildEnv, Problem, ReceiverKind};
+use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
 use super::notify::{
     Counts, DEFAULT_MESSAGE, Renderer, copy, rename_endpoint, settle, snippet, status_error,
@@ -53,6 +53,7 @@ pub const SOURCE_MAX: usize = 100;
 
 impl ReceiverKind for OpsgenieConfig {
     const NAME: &'static str = "opsgenie";
+    const CONCURRENCY: Concurrency = Concurrency::Lanes(4);
     const KEYS: &'static [&'static str] = config::KEYS;
     const NESTED: &'static [(&'static str, &'static [&'static str])] = &[("tls", TLS_KEYS)];
     /// Alerts are created one request each, in order: a batch is what one attempt's timeout
@@ -115,6 +116,7 @@ impl ReceiverKind for OpsgenieConfig {
     }
 }
 
+#[derive(Clone)]
 pub struct OpsgenieSink {
     cfg: OpsgenieConfig,
     client: reqwest::Client,
@@ -365,6 +367,10 @@ pub fn fit_details(details: &mut [(String, String)], key: &str) {
 }
 
 impl Sink for OpsgenieSink {
+    fn lane(&self) -> Option<Box<dyn Sink>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
             let mut failed: Vec<(usize, SendError)> = Vec::new();

@@ -34,7 +34,7 @@ pub use config::{
 pub use message::{Attachment, Rendered};
 
 use super::http::Endpoint;
-use super::kind::{BuildEnv, Problem, ReceiverKind};
+use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
 use super::notify::{
     Counts, Pacer, Renderer, copy, rename_endpoint, retry_after, settle, snippet, status_error,
@@ -59,6 +59,9 @@ const TRANSIENT_ERRORS: &[&str] = &[
 
 impl ReceiverKind for SlackConfig {
     const NAME: &'static str = "slack";
+    const CONCURRENCY: Concurrency = Concurrency::Serial(
+        "Slack takes one message per second per channel, so its posts are paced instead",
+    );
     const KEYS: &'static [&'static str] = config::KEYS;
     const NESTED: &'static [(&'static str, &'static [&'static str])] = &[("tls", TLS_KEYS)];
     /// Up to 100 occurrences per channel fold into one digest.

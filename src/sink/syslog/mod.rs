@@ -21,7 +21,7 @@ pub mod message;
 mod tls;
 mod transport;
 
-use super::kind::{BuildEnv, Problem, ReceiverKind};
+use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
 use super::tls::{TLS_KEYS, TlsConfig};
 use super::{Doc, SendError, Sink};
@@ -76,6 +76,7 @@ pub const DEFAULT_TAG: &str = "kube-event-exporter";
 
 impl ReceiverKind for SyslogConfig {
     const NAME: &'static str = "syslog";
+    const CONCURRENCY: Concurrency = Concurrency::Serial("it writes to one connection, in order");
     const KEYS: &'static [&'static str] = &[
         "network", "address", "tag", "facility", "layout", "deDot", "tls",
     ];

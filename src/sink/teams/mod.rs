@@ -27,7 +27,7 @@ use reqwest::header::{CONTENT_TYPE, HOST, HeaderMap, HeaderValue};
 use serde_json::Value;
 
 use super::http::{Endpoint, HeaderTemplate, parse_headers, parse_url, render_headers};
-use super::kind::{BuildEnv, Problem, ReceiverKind};
+use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
 use super::notify::{Counts, rename_endpoint, status_error, transport_error};
 use super::tls::{TLS_KEYS, TlsConfig};
@@ -60,6 +60,7 @@ fn is_connector(url: &str) -> bool {
 
 impl ReceiverKind for TeamsConfig {
     const NAME: &'static str = "teams";
+    const CONCURRENCY: Concurrency = Concurrency::Lanes(4);
     const KEYS: &'static [&'static str] = &["endpoint", "layout", "headers", "tls"];
     const NESTED: &'static [(&'static str, &'static [&'static str])] = &[("tls", TLS_KEYS)];
     /// Up to 10 occurrences share a card.
@@ -109,6 +110,7 @@ impl ReceiverKind for TeamsConfig {
     }
 }
 
+#[derive(Clone)]
 pub struct TeamsSink {
     client: reqwest::Client,
     url: reqwest::Url,
@@ -215,6 +217,10 @@ enum Post {
 }
 
 impl Sink for TeamsSink {
+    fn lane(&self) -> Option<Box<dyn Sink>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
             let Some(first) = batch.first() else {
