@@ -16,6 +16,8 @@ async fn reduced_benchmark_exports_exactly_what_was_generated_in_every_phase() {
         idle: Duration::from_secs(3),
         work_dir: dir.path().to_path_buf(),
         baseline_exe: None,
+        latency_events: 400,
+        latency_search_events: 3000,
     };
     let report = run(&opts, |m| eprintln!("bench: {m}")).await.unwrap();
     eprintln!("{}{}", report.table(), report.last_line());
@@ -25,6 +27,9 @@ async fn reduced_benchmark_exports_exactly_what_was_generated_in_every_phase() {
         "sustained-webhook",
         "sustained-search",
         "baseline-decode",
+        "remote-webhook-50ms",
+        "remote-search-100ms",
+        "remote-webhook-live",
     ] {
         let p = report
             .phase(name)
@@ -35,6 +40,14 @@ async fn reduced_benchmark_exports_exactly_what_was_generated_in_every_phase() {
             "{name}: lost {}, duplicated {}",
             p.lost,
             p.duplicated
+        );
+    }
+    for name in ["remote-webhook-50ms", "remote-webhook-live"] {
+        let p = report.phase(name).unwrap();
+        assert_eq!(
+            p.out_of_order,
+            Some(0),
+            "{name}: each object's occurrences in order"
         );
     }
     assert!(

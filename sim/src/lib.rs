@@ -10,6 +10,7 @@ pub mod bench;
 pub mod exporter_process;
 mod faults;
 pub mod generator;
+pub mod hook;
 pub mod loki;
 pub mod resources;
 pub mod search;

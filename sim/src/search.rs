@@ -29,6 +29,8 @@ struct Store {
     written: Vec<String>,
     requests: u64,
     conflicts: u64,
+    /// Each request is answered this long after it arrived (a remote cluster's round trip).
+    latency: std::time::Duration,
 }
 
 /// The running endpoint; stops when dropped.
@@ -40,7 +42,15 @@ pub struct FakeSearch {
 
 impl FakeSearch {
     pub async fn start() -> std::io::Result<FakeSearch> {
-        let store: Arc<Mutex<Store>> = Arc::default();
+        Self::with_latency(std::time::Duration::ZERO).await
+    }
+
+    /// Answers each `_bulk` request `latency` after it arrived.
+    pub async fn with_latency(latency: std::time::Duration) -> std::io::Result<FakeSearch> {
+        let store: Arc<Mutex<Store>> = Arc::new(Mutex::new(Store {
+            latency,
+            ..Store::default()
+        }));
         let app = axum::Router::new()
             .route("/_bulk", axum::routing::post(bulk))
             .route("/{index}/_bulk", axum::routing::post(bulk))
@@ -100,6 +110,10 @@ async fn bulk(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let latency = store.lock().expect("store").latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let gzip = headers
         .get("content-encoding")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));

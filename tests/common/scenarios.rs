@@ -15,6 +15,8 @@ pub const RATE: f64 = 200.0;
 
 pub struct Outcome {
     pub delivery: Delivery,
+    /// Every generated key, in generation order.
+    pub generated: Vec<String>,
     /// Exported occurrences beyond one per generated key.
     pub duplicated_occurrences: usize,
     /// Exit codes of the stopped leader(s).
@@ -72,7 +74,7 @@ async fn finish(
     replicas: &mut [Replica],
     g: &kube_sim::Generator,
     exported: &dyn Fn() -> Vec<String>,
-) -> (Delivery, usize) {
+) -> (Delivery, usize, Vec<String>) {
     g.wait().await;
     let want = g.generated();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -96,7 +98,7 @@ async fn finish(
             }
         }
     }
-    (d, dup)
+    (d, dup, want)
 }
 
 /// Two replicas; mid-stream the leader gets SIGTERM and a replacement starts (a rolling update).
@@ -125,9 +127,11 @@ pub async fn graceful_handover(
     c.wait_holder(Duration::from_secs(60), |h| !h.is_empty() && h != leader)
         .await;
     let exits = vec![replicas[idx].wait(Duration::from_secs(30)).await];
-    let (delivery, duplicated_occurrences) = finish(&c, &mut replicas, &g, exported).await;
+    let (delivery, duplicated_occurrences, generated) =
+        finish(&c, &mut replicas, &g, exported).await;
     Outcome {
         delivery,
+        generated,
         duplicated_occurrences,
         exits,
         since_commit: retry,
@@ -157,9 +161,11 @@ pub async fn sigkill_of_the_leader(
     let exits = vec![replicas[idx].wait(Duration::from_secs(10)).await];
     c.wait_holder(Duration::from_secs(30), |h| !h.is_empty() && h != leader)
         .await;
-    let (delivery, duplicated_occurrences) = finish(&c, &mut replicas, &g, exported).await;
+    let (delivery, duplicated_occurrences, generated) =
+        finish(&c, &mut replicas, &g, exported).await;
     Outcome {
         delivery,
+        generated,
         duplicated_occurrences,
         exits,
         since_commit,

@@ -29,6 +29,12 @@ struct Args {
     /// Occurrences streamed in the sustained phases.
     #[arg(long, default_value_t = 1_000_000)]
     events: usize,
+    /// Occurrences sent to the webhook that answers in 50 ms (from history, then live at 200/s).
+    #[arg(long, default_value_t = 4000)]
+    latency_events: usize,
+    /// Occurrences sent to the OpenSearch that answers in 100 ms.
+    #[arg(long, default_value_t = 200_000)]
+    latency_search_events: usize,
     /// Seconds of idle time over which API requests are counted.
     #[arg(long, default_value_t = 60)]
     idle_seconds: u64,
@@ -93,6 +99,8 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         idle: Duration::from_secs(args.idle_seconds),
         work_dir: work.clone(),
         baseline_exe: Some(std::env::current_exe()?),
+        latency_events: args.latency_events,
+        latency_search_events: args.latency_search_events,
     };
     let report = run(&opts, |m| eprintln!("bench: {m}")).await;
     let _ = std::fs::remove_dir_all(&work);
