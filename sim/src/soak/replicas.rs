@@ -381,7 +381,8 @@ impl Replicas {
 
 /// A replica's config: the tests' lease timing, a file receiver and the soak's webhook, both fed
 /// every event; the webhook batches (a slow webhook must not throttle the file receiver below the
-/// generation rate) and names the replica in a header. `eventTTL` is shorter than the shortest
+/// generation rate), sends up to four requests at once (it answers after a round trip) and names
+/// the replica in a header. `eventTTL` is shorter than the shortest
 /// outage: the outages delete events as a TTL that short would, so a resume after one may have
 /// missed them, and must say so.
 fn config_yaml(name: &str, output: &Path, hook_url: &str, t: &Timing) -> String {
@@ -410,6 +411,7 @@ receivers:
       path: {output}
   - name: hook
     timeout: {timeout}
+    concurrency: 4
     retry: {{initialBackoff: 100ms, maxBackoff: 2s}}
     batch: {{maxEvents: 100, maxWait: 100ms}}
     webhook:

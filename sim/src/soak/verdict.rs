@@ -262,7 +262,34 @@ fn replayable(incident: &Incident, idx: &Index, key: &str, rv: u64) -> bool {
         None => true,
         Some(a) => a > incident.t + TOLERANCE || a >= incident.committed - ACK_SLACK,
     };
-    after_cursor && (recent || incident.relisting)
+    after_cursor && (recent || incident.relisting || held_back(idx, incident, rv))
+}
+
+/// With several requests in flight the cursor is the low watermark of what every receiver
+/// acknowledged: an occurrence acknowledged early stays after it while an earlier one waits (a
+/// slow or retrying request). Whether an occurrence before `rv` and after the committed cursor
+/// was not yet acknowledged by every receiver in the replica's tenure when that cursor was
+/// committed.
+fn held_back(idx: &Index, incident: &Incident, rv: u64) -> bool {
+    let cursor = incident.cursor.unwrap_or(0);
+    let mut acked: HashMap<&str, (u64, usize, f64)> = HashMap::new();
+    for ((_, key), ds) in idx {
+        let Some(d) = ds
+            .iter()
+            .find(|d| d.replica == incident.replica && d.t >= incident.tenure - TOLERANCE)
+        else {
+            continue;
+        };
+        if d.rv == 0 || d.rv <= cursor || d.rv >= rv {
+            continue;
+        }
+        let e = acked.entry(key).or_insert((d.rv, 0, f64::NEG_INFINITY));
+        e.1 += 1;
+        e.2 = e.2.max(d.t);
+    }
+    acked.values().any(|(_, receivers, last)| {
+        *receivers < Receiver::ALL.len() || *last >= incident.committed - ACK_SLACK
+    })
 }
 
 /// `{uid}:{count}` → (uid, count).

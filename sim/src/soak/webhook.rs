@@ -28,6 +28,10 @@ use super::schedule::HookMode;
 
 pub const REPLICA_HEADER: &str = "x-soak-replica";
 
+/// How long the webhook takes to answer when it is up, as a receiver in another region would:
+/// the exporter keeps several requests in flight (`concurrency: 4`) to keep up.
+const ROUND_TRIP: Duration = Duration::from_millis(20);
+
 struct Shared {
     mode: Mutex<HookMode>,
     /// Takes precedence over `mode` while set (a fault of the process track that needs a hanging
@@ -127,7 +131,8 @@ async fn hook(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
     let arrived = s.clock.now();
     let generation = s.generation.load(Ordering::SeqCst);
     match s.mode() {
-        HookMode::Up => {}
+        // A remote receiver: every answer takes a round trip.
+        HookMode::Up => tokio::time::sleep(ROUND_TRIP).await,
         // A request read just before the cut.
         HookMode::Down => return StatusCode::SERVICE_UNAVAILABLE,
         HookMode::Slow(d) => tokio::time::sleep(d).await,
