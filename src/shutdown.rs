@@ -1,4 +1,4 @@
-//! The shutdown coordinator (DESIGN §3), top to bottom:
+//! The shutdown coordinator (docs/architecture.md, "Leadership and handover"), top to bottom:
 //!
 //! ```text
 //! signal ──► linger (exporting, renewing) ──► stop reading ──► drain (renewing)

@@ -1,5 +1,5 @@
-//! Leader election and handover with real exporter processes against kube-sim (DESIGN §3, issue
-//! "Leader election with lossless handover"). Each scenario generates ≥ 200 occurrences/s with
+//! Leader election and handover with real exporter processes against kube-sim (docs/architecture.md,
+//! "Leadership and handover"). Each scenario generates ≥ 200 occurrences/s with
 //! repeats and compares every exported occurrence key (the union of all replicas' files) with the
 //! generated ones; failures report lost and duplicated counts.
 

@@ -2,7 +2,8 @@
 //! benchmark. The real `kube::Client` talks to it as to an API server for everything the exporter
 //! uses: discovery, events (paginated list, watch from a resourceVersion, 410 after compaction),
 //! generic objects for enrichment, and Leases with optimistic concurrency. Faults are injected
-//! through [`SimHandle`] or the `/admin/…` endpoints. See DESIGN §7.
+//! through [`SimHandle`] or the `/admin/…` endpoints. See docs/architecture.md, "kube-sim, the
+//! test API server".
 
 mod admin;
 mod api;

@@ -1,4 +1,4 @@
-//! The replica lifecycle under leader election (DESIGN §3):
+//! The replica lifecycle under leader election (docs/architecture.md, "Leadership and handover"):
 //!
 //! standby ──acquire──► leading ──lost lease──► standby
 //!                         │

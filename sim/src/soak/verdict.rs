@@ -1,4 +1,5 @@
-//! The invariants, judged from what was observed (DESIGN §3 and §8):
+//! The invariants, judged from what was observed (docs/architecture.md, "Leadership and
+//! handover" and "How we test"):
 //!
 //! - **lost**: every generated occurrence reaches both receivers, except those the API no longer
 //!   held when the exporter could read them, and only where the exporter reported a possible gap:
