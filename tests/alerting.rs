@@ -428,6 +428,10 @@ impl FakeOpsgenie {
 
 // ---- Teams ----
 
+/// Requests arriving this soon after a 429 was answered were sent before the exporter read it:
+/// with several requests in flight, they are on their way already.
+const IN_FLIGHT_GRACE: Duration = Duration::from_millis(100);
+
 #[derive(Default)]
 struct TeamsState {
     cards: Vec<Value>,
@@ -435,8 +439,11 @@ struct TeamsState {
     throttled: usize,
     too_large: usize,
     window: VecDeque<Instant>,
-    /// When a 429 said to come back.
+    /// When the last 429 was answered, and when it said to come back.
+    told_at: Option<Instant>,
     hold_until: Option<Instant>,
+    /// Requests that came before Retry-After had passed, and after the exporter had the 429 (a
+    /// request already on its way when another one was told to wait is not early).
     early: usize,
     script: VecDeque<Fault>,
 }
@@ -519,7 +526,11 @@ impl FakeTeams {
             )
                 .into_response();
         }
-        if st.hold_until.is_some_and(|t| now < t) {
+        if st.hold_until.is_some_and(|t| now < t)
+            && st
+                .told_at
+                .is_some_and(|t| now.duration_since(t) > IN_FLIGHT_GRACE)
+        {
             st.early += 1;
         }
         while st
@@ -531,7 +542,10 @@ impl FakeTeams {
         }
         if st.window.len() >= per_second {
             st.throttled += 1;
-            st.hold_until = Some(now + Duration::from_secs(1));
+            if st.hold_until.is_none_or(|t| now >= t) {
+                st.told_at = Some(now);
+                st.hold_until = Some(now + Duration::from_secs(1));
+            }
             let mut r = (StatusCode::TOO_MANY_REQUESTS, "").into_response();
             r.headers_mut().insert("retry-after", "1".parse().unwrap());
             return r;

@@ -1088,3 +1088,101 @@ async fn a_retrying_object_holds_back_only_its_own_occurrences() {
         );
     }
 }
+
+/// A destination that answers its first request 429 with `Retry-After` and records when every
+/// request started.
+#[derive(Clone)]
+struct RateLimited {
+    retry_after: Duration,
+    starts: Arc<Mutex<Vec<Instant>>>,
+    told: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Sink for RateLimited {
+    fn send<'a>(
+        &'a mut self,
+        _batch: &'a [Doc],
+    ) -> futures::future::BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(async move {
+            self.starts.lock().unwrap().push(Instant::now());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let mut told = self.told.lock().unwrap();
+            if told.is_none() {
+                *told = Some(Instant::now());
+                return Err(SendError::Transient {
+                    reason: "429".into(),
+                    retry_after: Some(self.retry_after),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn lane(&self) -> Option<Box<dyn Sink>> {
+        Some(Box::new(self.clone()))
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_holds_every_request_of_the_receiver_not_only_the_one_told() {
+    let sink = RateLimited {
+        retry_after: Duration::from_millis(300),
+        starts: Arc::default(),
+        told: Arc::default(),
+    };
+    let rc = receivers(
+        "  - name: limited\n    concurrency: 4\n    retry: {initialBackoff: 1ms, maxBackoff: 1s}\n    webhook: {endpoint: 'http://127.0.0.1:9/'}\n",
+    )
+    .remove(0);
+    let senders: Vec<Box<dyn Sink>> = (0..4)
+        .map(|_| Box::new(sink.clone()) as Box<dyn Sink>)
+        .collect();
+    let worker = worker::Worker::new(
+        &rc,
+        senders,
+        OrderKey::InvolvedObject,
+        Encoder::Event,
+        Metrics::default(),
+        CancellationToken::new(),
+    );
+    let tracker = Tracker::new(None);
+    let (tx, rx) = queue::queue(1024);
+    let run = tokio::spawn(worker.run(rx));
+    // One occurrence first (the one that is told to wait), then many about other objects.
+    for i in 0..40 {
+        let ticket = tracker.begin(None);
+        let ack = ticket.ack();
+        let occ = about(&format!("o{i}"), &format!("e{i}"), 1);
+        assert!(tx.send(Delivery { occ, ack }).await.is_ok());
+        ticket.release();
+        if i == 0 {
+            // Let the first request be answered before the others are queued.
+            common_wait(|| sink.told.lock().unwrap().is_some()).await;
+        }
+    }
+    drop(tx);
+    run.await.unwrap();
+    assert_eq!(tracker.in_flight(), 0);
+    let told = sink.told.lock().unwrap().expect("told to wait");
+    let early: Vec<Duration> = sink
+        .starts
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| **s > told && **s < told + sink.retry_after)
+        .map(|s| *s - told)
+        .collect();
+    assert!(
+        early.is_empty(),
+        "requests started during Retry-After: {early:?}"
+    );
+}
+
+/// Polls `cond` every millisecond for at most 5 s.
+async fn common_wait(cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "condition never held");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}

@@ -45,6 +45,33 @@ struct Shared {
     in_flight: Gauge,
     abort: CancellationToken,
     permanent_causes: Mutex<Causes>,
+    /// The destination asked to wait (`Retry-After`): no request of the receiver starts before
+    /// then, not only the one that was told. A rate limit is the endpoint's, not a request's.
+    hold_until: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Shared {
+    /// Waits out a `Retry-After` any request of the receiver was given. False if aborted.
+    async fn held(&self) -> bool {
+        loop {
+            let until = *self.hold_until.lock().expect("hold lock");
+            match until {
+                Some(t) if t > tokio::time::Instant::now() => tokio::select! {
+                    biased;
+                    _ = self.abort.cancelled() => return false,
+                    _ = tokio::time::sleep_until(t) => {}
+                },
+                _ => return true,
+            }
+        }
+    }
+
+    /// The destination said to wait `d` before the next request.
+    fn hold(&self, d: std::time::Duration) {
+        let until = tokio::time::Instant::now() + d;
+        let mut hold = self.hold_until.lock().expect("hold lock");
+        *hold = Some(hold.map_or(until, |h| h.max(until)));
+    }
 }
 
 /// One sender, and the arena its default documents are written in, one batch after the other;
@@ -88,6 +115,7 @@ impl Worker {
                 metrics,
                 abort,
                 permanent_causes: Mutex::default(),
+                hold_until: Mutex::default(),
             },
             senders,
             key,
@@ -292,6 +320,9 @@ impl Lane {
         }
         let mut backoff = Backoff::new(shared.delivery.retry.clone());
         loop {
+            if !shared.held().await {
+                return false;
+            }
             let started = Instant::now();
             let result = {
                 let _sending = InFlight::new(&shared.in_flight);
@@ -342,6 +373,9 @@ impl Lane {
                         return true;
                     };
                     let (reason, retry_after) = retry;
+                    if let Some(d) = retry_after {
+                        shared.hold(d);
+                    }
                     let Some(delay) = backoff.next_delay(retry_after) else {
                         shared.give_up(&docs, &reason, backoff.attempts());
                         Ack::done_all(acks);
@@ -365,6 +399,9 @@ impl Lane {
                     reason,
                     retry_after,
                 }) => {
+                    if let Some(d) = retry_after {
+                        shared.hold(d);
+                    }
                     let Some(delay) = backoff.next_delay(retry_after) else {
                         shared.give_up(&docs, &reason, backoff.attempts());
                         Ack::done_all(acks);
