@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::enrich::Enricher;
 use crate::progress::{Cursor, Tracker};
-use crate::shutdown::{Scope, Tasks};
 use crate::sink::{Receivers, SinkError};
 use crate::source::{Reading, Source, SourceConfig, Start};
+use crate::tasks::{Scope, Tasks};
 use crate::telemetry::{Health, Metrics};
 
 /// Items buffered between the source and enrichment.
@@ -197,14 +197,6 @@ impl Exporter {
         self.stop_source.cancel();
         self.abort.cancel();
         self.tasks.join().await;
-    }
-
-    /// `stop_reading`, `drain` and `join` in one, for a run without a term to end.
-    pub async fn shutdown(mut self, drain_timeout: Duration) -> DrainReport {
-        self.stop_reading();
-        let report = self.drain(drain_timeout).await;
-        self.join().await;
-        report
     }
 }
 

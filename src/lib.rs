@@ -19,5 +19,6 @@ pub mod route;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod tasks;
 pub mod telemetry;
 pub mod template;

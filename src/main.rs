@@ -13,8 +13,9 @@ use kube_event_exporter::{
     cluster, config,
     exporter::{Exporter, Handles},
     leader::elector::Replica,
-    shutdown::{self, NoLease, Outcome, Tasks},
+    shutdown::{self, NoLease, Outcome},
     source::Start,
+    tasks::Tasks,
     telemetry,
 };
 

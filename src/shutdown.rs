@@ -16,9 +16,10 @@
 //!    the term, and join the run's tasks. Under leader election the term is the Lease (the elector
 //!    keeps renewing it while we linger and drain, and reports a lost lease); without it, [`NoLease`]
 //!    goes through the same steps with nothing to renew, nobody to linger for and no successor.
-//! 3. [`Tasks::join`]: every task of the process — signal handler, Lease watcher, HTTP server, and
-//!    each run's source, pipeline and sinks — was spawned on one [`Tasks`]; the last step stops the
-//!    long-lived ones and waits for all of them, so "nothing left running" is a fact, not a hope.
+//! 3. [`Tasks::join`](crate::tasks::Tasks::join): every task of the process — signal handler,
+//!    Lease watcher, HTTP server, and each run's source, pipeline and sinks — was spawned on one
+//!    `Tasks`; the last step stops the long-lived ones and waits for all of them, so "nothing left
+//!    running" is a fact, not a hope.
 //!
 //! A lost lease at any point aborts delivery at once and commits nothing: the successor resumes
 //! from the last cursor this replica committed.
@@ -27,14 +28,14 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::sync::CancellationToken;
 
 use crate::exporter::Exporter;
-use crate::leader::elector::Lost;
 use crate::leader::lock::LockError;
+use crate::leader::renewer::Lost;
 use crate::progress::Position;
+use crate::tasks::Tasks;
 use crate::telemetry::error_chain;
 
 /// Exit status after a second signal.
@@ -55,7 +56,7 @@ pub fn install(tasks: &Tasks) -> std::io::Result<CancellationToken> {
     };
     let requested = CancellationToken::new();
     let token = requested.clone();
-    let joining = tasks.stop.clone();
+    let joining = tasks.joining();
     tasks.spawn(async move {
         let first = tokio::select! {
             s = signals.next() => s,
@@ -292,74 +293,6 @@ pub async fn coordinate(
 
 fn millis(d: Duration) -> u64 {
     d.as_millis() as u64
-}
-
-// ── 4. Join ────────────────────────────────────────────────────────────────────────────────────
-
-/// Every task of the process, so its last step can wait for all of them. Cheap to clone.
-#[derive(Clone, Default)]
-pub struct Tasks {
-    tracker: TaskTracker,
-    /// Cancelled when the final join begins: the tasks that would otherwise run for ever (signal
-    /// handler, Lease watcher, HTTP server) end on it.
-    stop: CancellationToken,
-}
-
-impl Tasks {
-    pub fn spawn<F>(&self, task: F) -> JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.tracker.spawn(task)
-    }
-
-    /// Cancelled when the final join begins.
-    pub fn joining(&self) -> CancellationToken {
-        self.stop.clone()
-    }
-
-    /// A tracker for one exporting run (its source, pipeline and sinks): joined on its own when the
-    /// run ends — a lost lease ends a run, not the process — and part of the process-wide join
-    /// until then.
-    pub fn scope(&self) -> Scope {
-        let tracker = TaskTracker::new();
-        let run = tracker.clone();
-        self.tracker.spawn(async move { run.wait().await });
-        Scope { tracker }
-    }
-
-    /// Stops the long-lived tasks and waits until every task spawned here, and every task of
-    /// every scope, has finished.
-    pub async fn join(&self) {
-        self.stop.cancel();
-        self.tracker.close();
-        self.tracker.wait().await;
-    }
-}
-
-/// The tasks of one exporting run. Dropping it closes it, so the process-wide join never waits for
-/// a run that was abandoned; it still waits for that run's tasks to finish.
-pub struct Scope {
-    tracker: TaskTracker,
-}
-
-impl Scope {
-    pub fn tracker(&self) -> &TaskTracker {
-        &self.tracker
-    }
-
-    /// Waits until every task of the run has finished.
-    pub async fn join(&self) {
-        self.tracker.close();
-        self.tracker.wait().await;
-    }
-}
-
-impl Drop for Scope {
-    fn drop(&mut self) {
-        self.tracker.close();
-    }
 }
 
 #[cfg(test)]

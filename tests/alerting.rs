@@ -723,7 +723,7 @@ async fn slack_folds_a_burst_into_digests_never_exceeds_one_message_per_second_p
         posts.iter().map(|p| p.keys.len()).max().unwrap_or(0),
         channels.len()
     );
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -767,7 +767,7 @@ async fn slack_ok_false_fails_only_that_channel_and_slacks_transient_errors_are_
         "both faults were answered"
     );
     assert_eq!(metric(&run, "sink_sent_total"), ok.len() as f64);
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -795,7 +795,7 @@ async fn slack_429_holds_the_channel_for_retry_after() {
         gap >= Duration::from_secs(2),
         "retried {gap:?} after a 429 with Retry-After: 2"
     );
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -836,7 +836,7 @@ async fn slack_incoming_webhook_gets_every_key_and_its_4xx_reason_is_permanent()
     )
     .await;
     assert!(!slack.keys().contains(&failed));
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
 }
 
 // ---- Opsgenie tests ----
@@ -870,7 +870,7 @@ async fn opsgenie_creates_one_alert_per_occurrence_with_its_priority_and_a_repla
     let throttled = og.state.lock().unwrap().throttled;
     assert_eq!(metric(&run, "sink_rate_limited_total"), throttled as f64);
     assert_eq!(metric(&run, "sink_messages_total"), want.len() as f64);
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
     let d = Delivery::compare(&want, &og.alert_keys());
     assert!(d.is_exact(), "{}", d.summary());
     assert!(throttled > 0, "the burst met the rate limit");
@@ -892,7 +892,7 @@ async fn opsgenie_creates_one_alert_per_occurrence_with_its_priority_and_a_repla
         og.alerts().values().any(|a| a.count > 1)
     })
     .await;
-    run2.exporter.shutdown(Duration::from_secs(10)).await;
+    run2.stop(Duration::from_secs(10)).await;
     assert_eq!(og.alerts().len(), before, "a replay opened no new alert");
     eprintln!(
         "opsgenie: {} alerts, {} throttled requests retried, {} create requests accepted",
@@ -935,7 +935,7 @@ async fn opsgenie_validation_errors_fail_one_alert_and_a_bad_key_fails_the_batch
         0.0,
         "a 422 is not retried"
     );
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
 
     // A wrong key: 401 for the first alert of a batch, the rest failed without a request each.
     let og = FakeOpsgenie::start(1000).await;
@@ -964,7 +964,7 @@ async fn opsgenie_validation_errors_fail_one_alert_and_a_bad_key_fails_the_batch
         n + 5
     );
     assert_eq!(metric(&run, "sink_retried_total"), 0.0);
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
 }
 
 // ---- Teams tests ----
@@ -997,7 +997,7 @@ async fn teams_delivers_every_key_in_cards_honours_429_retry_after_and_shortens_
     };
     assert_eq!(metric(&run, "sink_rate_limited_total"), throttled as f64);
     assert_eq!(metric(&run, "sink_messages_total"), cards as f64);
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
     let d = Delivery::compare(&want, &teams.keys());
     assert!(d.is_exact(), "{}", d.summary());
     let st = teams.state.lock().unwrap();
@@ -1052,7 +1052,7 @@ async fn teams_413_shrinks_the_card_instead_of_failing_again_and_again() {
     let next = vec![event(&sim, "ops", &"z".repeat(50_000))];
     wait_keys("teams", || teams.keys(), &next, Duration::from_secs(30)).await;
     assert_eq!(teams.state.lock().unwrap().too_large, refused);
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
 }
 
 // ---- check-config ----

@@ -287,7 +287,7 @@ async fn every_occurrence_reaches_an_sqs_queue_once_with_its_occurrence_key() {
         .wait_for(sqs_keys, &want, Duration::from_secs(60))
         .await;
     let failed = run.metric("kube_event_exporter_sink_failed_total");
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
     let messages = reader.messages();
     let d = Delivery::compare(&want, &sqs_keys(&messages));
     eprintln!("sqs (moto): {}", d.summary());
@@ -648,7 +648,7 @@ async fn every_occurrence_reaches_a_kinesis_stream_once_keyed_by_its_object() {
     reader
         .wait_for(body_keys, &want, Duration::from_secs(60))
         .await;
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
     let records = reader.messages();
     let d = Delivery::compare(&want, &body_keys(&records));
     eprintln!("kinesis (moto): {}", d.summary());
@@ -780,7 +780,7 @@ async fn every_occurrence_reaches_an_sns_topic_once_and_its_subscriber_gets_the_
     reader
         .wait_for(sqs_keys, &want, Duration::from_secs(60))
         .await;
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
     let messages = reader.messages();
     let d = Delivery::compare(&want, &sqs_keys(&messages));
     eprintln!("sns (moto): {}", d.summary());
@@ -851,7 +851,7 @@ async fn every_occurrence_reaches_an_event_bus_once_with_its_time_and_rendered_d
     reader
         .wait_for(detail_keys, &want, Duration::from_secs(60))
         .await;
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
     let messages = reader.messages();
     let d = Delivery::compare(&want, &detail_keys(&messages));
     eprintln!("eventbridge (moto): {}", d.summary());
@@ -912,7 +912,7 @@ async fn every_occurrence_reaches_s3_through_firehose_once_as_one_line() {
     reader
         .wait_for(object_keys, &want, Duration::from_secs(60))
         .await;
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
     let objects = reader.messages();
     let d = Delivery::compare(&want, &object_keys(&objects));
     eprintln!("firehose (moto, S3): {}", d.summary());

@@ -8,6 +8,8 @@
 
 mod common;
 
+use kube_event_exporter::shutdown::Outcome;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -96,9 +98,9 @@ async fn repeats_before_the_first_list_are_exported_from_the_watch_history() {
     let live = sim.generate(gen_cfg(400.0, 200, 12));
     live.wait().await;
     want.extend(live.generated());
-    let (d, report) = run.finish("all", &want, Duration::from_secs(30)).await;
+    let (d, outcome) = run.finish("all", &want, Duration::from_secs(30)).await;
     assert!(d.is_exact(), "{}", d.summary());
-    assert!(report.drained, "{report:?}");
+    assert_eq!(outcome, Outcome::Done);
     assert_monotonic(&cursors.await.unwrap());
 }
 
@@ -139,13 +141,13 @@ async fn a_compacted_replay_start_moves_to_the_history_still_held() {
     let dir = tempfile::tempdir().unwrap();
     let run = Running::start(&cfg(dir.path()), sim.kube_config(), Start::Cold, dir.path()).await;
     let cursors = record_cursor(&run);
-    let (d, report) = run.finish("all", &want, Duration::from_secs(30)).await;
+    let (d, outcome) = run.finish("all", &want, Duration::from_secs(30)).await;
     assert!(
         d.is_exact(),
         "every earlier count after {held_from} is replayed: {}",
         d.summary()
     );
-    assert!(report.drained);
+    assert_eq!(outcome, Outcome::Done);
     assert!(
         old.iter().all(|k| !d.exported_keys.contains(k)),
         "old events stay filtered"
@@ -175,9 +177,9 @@ async fn without_history(stale_empty_200: bool) {
     let live = sim.generate(gen_cfg(400.0, 200, 32));
     live.wait().await;
     want.extend(live.generated());
-    let (d, report) = run.finish("all", &want, Duration::from_secs(30)).await;
+    let (d, outcome) = run.finish("all", &want, Duration::from_secs(30)).await;
     assert!(d.is_exact(), "{}", d.summary());
-    assert!(report.drained);
+    assert_eq!(outcome, Outcome::Done);
     assert_monotonic(&cursors.await.unwrap());
 }
 

@@ -6,6 +6,8 @@
 
 mod common;
 
+use kube_event_exporter::shutdown::Outcome;
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -94,8 +96,8 @@ async fn a_50ms_webhook_keeps_up_with_200_per_second_and_each_objects_order() {
         tail < Duration::from_secs(30),
         "delivered {tail:?} after the last occurrence generated"
     );
-    let report = run.exporter.shutdown(Duration::from_secs(10)).await;
-    assert!(report.drained, "{report:?}");
+    let outcome = run.stop(Duration::from_secs(10)).await;
+    assert_eq!(outcome, Outcome::Done);
 }
 
 /// A webhook that refuses (503) the requests about one object: that object's occurrences wait
@@ -156,7 +158,7 @@ async fn a_retrying_object_holds_back_only_its_own_occurrences() {
     assert!(d.is_exact(), "{}", d.summary());
     let bad = out_of_order(&generated, &accepted);
     assert!(bad.is_empty(), "out of order: {bad:?}");
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
 }
 
 fn receiver(url: &str) -> String {

@@ -624,7 +624,7 @@ async fn generated_occurrences_reach_cloud_logging_and_bigquery_through_flaky_an
             }
         })
         .await;
-        let _ = run.exporter.shutdown(Duration::from_secs(10)).await;
+        let _ = run.stop(Duration::from_secs(10)).await;
         assert!(
             d.lost.is_empty() && d.duplicated.is_empty() && d.unexpected.is_empty(),
             "{kind}: lost {} duplicated {} unexpected {} of {}",
@@ -780,7 +780,7 @@ async fn pubsub_delivers_generated_occurrences_to_the_emulator_with_the_key_attr
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    let _ = run.exporter.shutdown(Duration::from_secs(10)).await;
+    let _ = run.stop(Duration::from_secs(10)).await;
     let d = Delivery::compare(&want, &got);
     assert!(
         d.lost.is_empty() && d.duplicated.is_empty() && d.unexpected.is_empty(),

@@ -119,7 +119,7 @@ async fn every_occurrence_reaches_tansu_once_keyed_by_its_object_in_order_with_i
     g.wait().await;
     let want = g.generated();
     reader.wait_for_keys(&want, Duration::from_secs(60)).await;
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
     let records = reader.records();
     let d = Delivery::compare(
         &want,
@@ -246,7 +246,7 @@ async fn tansu_killed_and_started_again_loses_nothing_and_replays_nothing() {
     second
         .wait_for_keys(&want_during, Duration::from_secs(90))
         .await;
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
     let records = second.records();
     let mut exported = read_before;
     exported.extend(records.iter().map(|r| r.idempotency_key().to_owned()));

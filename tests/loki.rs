@@ -138,7 +138,7 @@ async fn generated_events_arrive_once_each_with_the_events_time_labels_and_key()
     g.wait().await;
     let want = g.generated();
     wait_stored(&loki, &want, Duration::from_secs(60)).await;
-    run.exporter.shutdown(Duration::from_secs(5)).await;
+    run.stop(Duration::from_secs(5)).await;
     let d = Delivery::compare(&want, &stored_keys(&loki));
     eprintln!(
         "loki delivery: {}; requests {}",
@@ -227,7 +227,7 @@ async fn a_400_fails_only_the_rejected_entries_and_later_ones_still_arrive() {
         metric(&metrics, "sink_failed") >= 2.0
     })
     .await;
-    run.exporter.shutdown(Duration::from_secs(5)).await;
+    run.stop(Duration::from_secs(5)).await;
     let stored = stored_keys(&loki);
     let d = Delivery::compare(&good, &stored);
     eprintln!("loki 400: {}; rejected {:?}", d.summary(), loki.rejected());
@@ -284,7 +284,7 @@ async fn a_429_is_retried_no_sooner_than_its_retry_after() {
         .map(|_| event(&sim, "shop", jiff::Timestamp::now(), 10))
         .collect();
     wait_stored(&loki, &want, Duration::from_secs(30)).await;
-    run.exporter.shutdown(Duration::from_secs(5)).await;
+    run.stop(Duration::from_secs(5)).await;
     let d = Delivery::compare(&want, &stored_keys(&loki));
     assert!(d.is_exact(), "{}", d.summary());
     let r = loki.requests();
@@ -325,7 +325,7 @@ async fn json_format_delivers_the_same_entries() {
     g.wait().await;
     let want = g.generated();
     wait_stored(&loki, &want, Duration::from_secs(60)).await;
-    run.exporter.shutdown(Duration::from_secs(5)).await;
+    run.stop(Duration::from_secs(5)).await;
     let d = Delivery::compare(&want, &stored_keys(&loki));
     assert!(d.is_exact(), "{}", d.summary());
     assert_eq!(metric(&metrics, "sink_failed"), 0.0);
@@ -388,7 +388,7 @@ async fn tenant_basic_auth_and_a_templated_tenant_reach_loki() {
     let want = g.generated();
     wait_stored(&guarded, &want, Duration::from_secs(60)).await;
     wait_stored(&per_ns, &want, Duration::from_secs(60)).await;
-    run.exporter.shutdown(Duration::from_secs(5)).await;
+    run.stop(Duration::from_secs(5)).await;
     for loki in [&guarded, &per_ns] {
         let d = Delivery::compare(&want, &stored_keys(loki));
         assert!(d.is_exact(), "{}", d.summary());

@@ -119,7 +119,7 @@ async fn every_occurrence_reaches_the_fifo_reader_once() {
     g.wait().await;
     let want = g.generated();
     reader.wait_for(&want, Duration::from_secs(60)).await;
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
     let d = Delivery::compare(&want, &reader.keys());
     eprintln!("pipe: {}", d.summary());
     assert!(d.is_exact(), "{}", d.summary());
@@ -152,7 +152,7 @@ async fn a_fifo_nobody_reads_holds_deliveries_until_a_reader_opens_it() {
     let reader = Reader::open(&fifo);
     let want = g.generated();
     reader.wait_for(&want, Duration::from_secs(60)).await;
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
     let d = Delivery::compare(&want, &reader.keys());
     eprintln!("pipe without a reader at first: {}", d.summary());
     assert!(d.is_exact(), "{}", d.summary());

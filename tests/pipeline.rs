@@ -3,6 +3,8 @@
 
 mod common;
 
+use kube_event_exporter::shutdown::Outcome;
+
 use std::time::Duration;
 
 use common::{ROUTE_ALL, Running, config, init};
@@ -39,9 +41,9 @@ async fn steady_watch_exports_every_occurrence_including_repeats_once() {
         generated.iter().any(|k| !k.ends_with(":1")),
         "the generator made repeats"
     );
-    let (d, report) = run.finish("all", &generated, Duration::from_secs(30)).await;
+    let (d, outcome) = run.finish("all", &generated, Duration::from_secs(30)).await;
     assert!(d.is_exact(), "{}", d.summary());
-    assert!(report.drained, "{report:?}");
+    assert_eq!(outcome, Outcome::Done);
 }
 
 /// Config for the fault tests: everything to `all`, generous API rate, short backoff ceiling.
@@ -70,9 +72,9 @@ async fn cold_start_pages_the_list_and_exports_only_young_events() {
         dir.path(),
     )
     .await;
-    let (d, report) = run.finish("all", &young, Duration::from_secs(30)).await;
+    let (d, outcome) = run.finish("all", &young, Duration::from_secs(30)).await;
     assert!(d.is_exact(), "{}", d.summary());
-    assert!(report.drained);
+    assert_eq!(outcome, Outcome::Done);
     let lists = sim
         .request_counts()
         .get(&("list".to_string(), "events".to_string()))
@@ -122,11 +124,11 @@ async fn dropped_watches_resume_without_loss_or_duplicates() {
         sim.drop_watches();
     }
     g.wait().await;
-    let (d, report) = run
+    let (d, outcome) = run
         .finish("all", &g.generated(), Duration::from_secs(30))
         .await;
     assert!(d.is_exact(), "{}", d.summary());
-    assert!(report.drained);
+    assert_eq!(outcome, Outcome::Done);
     let watches = sim.request_counts()[&("watch".to_string(), "events".to_string())];
     assert!(
         watches >= 6,
@@ -209,7 +211,7 @@ async fn expired_resource_version_relists_without_re_exporting() {
         "the 410 is counted as a possible gap"
     );
     assert!(run.metric("kube_event_exporter_relists_total") >= 2.0);
-    run.exporter.shutdown(Duration::from_secs(5)).await;
+    run.stop(Duration::from_secs(5)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +234,7 @@ async fn stale_watch_answered_with_empty_200_relists() {
         run.metric("kube_event_exporter_possible_gaps_total") >= 1.0,
         "a stale watch is counted as a possible gap"
     );
-    run.exporter.shutdown(Duration::from_secs(5)).await;
+    run.stop(Duration::from_secs(5)).await;
 }
 
 /// A quiet cluster on a real API server: events have no watch bookmarks, so the watch's position
@@ -342,11 +344,11 @@ async fn api_429_and_500_bursts_lose_nothing() {
     sim.fail_next(5, 500);
     sim.drop_watches();
     g.wait().await;
-    let (d, report) = run
+    let (d, outcome) = run
         .finish("all", &g.generated(), Duration::from_secs(60))
         .await;
     assert!(d.is_exact(), "{}", d.summary());
-    assert!(report.drained);
+    assert_eq!(outcome, Outcome::Done);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

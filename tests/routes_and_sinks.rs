@@ -3,6 +3,8 @@
 
 mod common;
 
+use kube_event_exporter::shutdown::Outcome;
+
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -89,8 +91,8 @@ async fn route_tree_drop_beats_match_subtrees_and_several_receivers() {
             .all(|(r, keys)| run.keys(r).into_iter().collect::<BTreeSet<_>>() == *keys)
     })
     .await;
-    let report = run.exporter.shutdown(Duration::from_secs(5)).await;
-    assert!(report.drained);
+    let outcome = run.stop(Duration::from_secs(5)).await;
+    assert_eq!(outcome, Outcome::Done);
     for (receiver, keys) in &want {
         let got = common::keys_in_file(&dir.path().join(format!("{receiver}.ndjson")));
         assert_eq!(
@@ -190,7 +192,7 @@ async fn webhook_down_then_up_loses_nothing_and_keys_are_idempotency_keys() {
         want.iter().all(|k| have.contains(k))
     })
     .await;
-    run.exporter.shutdown(Duration::from_secs(5)).await;
+    run.stop(Duration::from_secs(5)).await;
     let d = common::Delivery::compare(&want, &keys_now());
     assert!(d.is_exact(), "{}", d.summary());
     for (key, body) in received.lock().unwrap().iter() {

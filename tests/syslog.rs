@@ -91,7 +91,7 @@ async fn every_occurrence_reaches_rsyslog_once_with_its_key_in_structured_data_a
     g.wait().await;
     let want = g.generated();
     rsyslog.wait_for_keys(&want, Duration::from_secs(60)).await;
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
     let records = rsyslog.records();
     let d = Delivery::compare(&want, &rsyslog.keys());
     eprintln!("rsyslog over TCP: {}", d.summary());
@@ -134,7 +134,7 @@ async fn rsyslog_down_then_up_loses_nothing_and_replays_nothing() {
     );
     rsyslog.spawn();
     rsyslog.wait_for_keys(&want, Duration::from_secs(60)).await;
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
     let d = Delivery::compare(&want, &rsyslog.keys());
     eprintln!("rsyslog down then up: {}", d.summary());
     assert!(d.is_exact(), "{}", d.summary());
@@ -170,7 +170,7 @@ async fn tls_with_a_client_certificate_delivers_every_occurrence_to_rsyslog() {
     g.wait().await;
     let want = g.generated();
     rsyslog.wait_for_keys(&want, Duration::from_secs(60)).await;
-    run.exporter.shutdown(Duration::from_secs(10)).await;
+    run.stop(Duration::from_secs(10)).await;
     let d = Delivery::compare(&want, &rsyslog.keys());
     eprintln!("rsyslog over TLS: {}", d.summary());
     assert!(d.is_exact(), "{}", d.summary());

@@ -2,3 +2,4 @@
 pub mod cursor;
 pub mod elector;
 pub mod lock;
+pub mod renewer;

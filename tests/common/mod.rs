@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kube_event_exporter::config::{self, Config};
-use kube_event_exporter::exporter::{DrainReport, Exporter, Handles};
-use kube_event_exporter::shutdown::Tasks;
+use kube_event_exporter::exporter::{Exporter, Handles};
+use kube_event_exporter::shutdown::{self, NoLease, Outcome};
 use kube_event_exporter::source::Start;
+use kube_event_exporter::tasks::Tasks;
 use kube_event_exporter::telemetry::{Health, Metrics};
 
 pub use keys::{Delivery, keys_in_file};
@@ -122,13 +123,13 @@ impl Running {
         }
     }
 
-    /// Waits until `receiver` has every key of `want` (or the limit passes), then drains and stops.
+    /// Waits until `receiver` has every key of `want` (or the limit passes), then stops (`stop`).
     pub async fn finish(
         self,
         receiver: &str,
         want: &[String],
         limit: Duration,
-    ) -> (Delivery, DrainReport) {
+    ) -> (Delivery, Outcome) {
         let deadline = Instant::now() + limit;
         let want_set: std::collections::BTreeSet<&String> = want.iter().collect();
         loop {
@@ -140,8 +141,14 @@ impl Running {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let path = self.dir.join(format!("{receiver}.ndjson"));
-        let report = self.exporter.shutdown(Duration::from_secs(10)).await;
-        (Delivery::compare(want, &keys_in_file(&path)), report)
+        let outcome = self.stop(Duration::from_secs(10)).await;
+        (Delivery::compare(want, &keys_in_file(&path)), outcome)
+    }
+
+    /// Ends the run as production does without leader election: the shutdown coordinator with
+    /// no Lease (stop reading, drain within `drain`, join every task of the run).
+    pub async fn stop(self, drain: Duration) -> Outcome {
+        shutdown::coordinate(NoLease, self.exporter, drain).await
     }
 
     pub fn metric(&self, name: &str) -> f64 {
