@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::scenarios;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -20,7 +22,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use common::{Delivery, Running, init};
 use kube_event_exporter::source::Start;
-use kube_sim::{GeneratorConfig, Sim, SimConfig, SimHandle};
+use kube_sim::{Sim, SimConfig, SimHandle};
 use serde_json::{Value, json};
 
 async fn serve(app: axum::Router) -> SocketAddr {
@@ -597,22 +599,6 @@ async fn exporter(sim: &SimHandle, dir: &std::path::Path, receiver: &str) -> Run
     run
 }
 
-fn generate(
-    sim: &SimHandle,
-    n: u64,
-    rate: f64,
-    namespaces: usize,
-    seed: u64,
-) -> kube_sim::Generator {
-    sim.generate(GeneratorConfig {
-        rate_per_sec: rate,
-        total: Some(n),
-        repeat_ratio: 0.3,
-        namespaces,
-        seed,
-    })
-}
-
 /// An event in `ns` created now; its key.
 fn event(sim: &SimHandle, ns: &str, message: &str) -> String {
     let ts = jiff::Timestamp::now()
@@ -672,9 +658,9 @@ async fn slack_folds_a_burst_into_digests_never_exceeds_one_message_per_second_p
     )
     .await;
     let started = Instant::now();
-    // 800 occurrences in about 2 s over 4 namespaces: 100 per second per channel, where Slack
-    // takes one message per second.
-    let g = generate(&sim, 800, 400.0, 4, 31);
+    // 800 occurrences in about 2 s over 6 namespaces: more than 60 per second per channel, where
+    // Slack takes one message per second.
+    let g = scenarios::generate(&sim, 400.0, 800, 31);
     g.wait().await;
     let want = g.generated();
     wait_keys("slack", || slack.keys(), &want, Duration::from_secs(60)).await;
@@ -813,7 +799,7 @@ async fn slack_incoming_webhook_gets_every_key_and_its_4xx_reason_is_permanent()
         ),
     )
     .await;
-    let g = generate(&sim, 200, 200.0, 3, 32);
+    let g = scenarios::generate(&sim, 200.0, 200, 32);
     g.wait().await;
     let want = g.generated();
     wait_keys(
@@ -857,7 +843,7 @@ async fn opsgenie_creates_one_alert_per_occurrence_with_its_priority_and_a_repla
     let dir = tempfile::tempdir().unwrap();
     let receiver = opsgenie_receiver(&og.url(), GENIE_KEY, "");
     let run = exporter(&sim, dir.path(), &receiver).await;
-    let g = generate(&sim, 400, 400.0, 4, 33);
+    let g = scenarios::generate(&sim, 400.0, 400, 33);
     g.wait().await;
     let want = g.generated();
     wait_keys(
@@ -985,7 +971,7 @@ async fn teams_delivers_every_key_in_cards_honours_429_retry_after_and_shortens_
         ),
     )
     .await;
-    let g = generate(&sim, 300, 300.0, 3, 34);
+    let g = scenarios::generate(&sim, 300.0, 300, 34);
     let big = event(&sim, "ops", &"x".repeat(200_000));
     g.wait().await;
     let mut want = g.generated();

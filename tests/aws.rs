@@ -13,13 +13,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::moto::{self, Message, Reader, admin};
+use common::replicas::Timing;
+use common::scenarios::{self, FAST, Load, RATE, Target};
 use common::{Delivery, Running};
 use kube_event_exporter::config;
 use kube_event_exporter::event::{Event, Occurrence};
 use kube_event_exporter::sink::aws::sqs::SqsSink;
 use kube_event_exporter::sink::{BuildEnv, Doc, SendError, Sink, SinkConfig};
 use kube_event_exporter::source::Start;
-use kube_sim::{GeneratorConfig, Sim, SimConfig, SimHandle};
+use kube_sim::{Sim, SimConfig};
 use serde_json::{Value, json};
 
 /// moto first: it puts the AWS environment in place before anything else runs.
@@ -51,16 +53,6 @@ fn exporter_config(receiver: &str) -> config::Config {
         "clusterName: test-cluster\nomitLookup: true\nleaderElection: {{enabled: false}}\nroute:\n  routes:\n    - match:\n        - receiver: aws\nreceivers:\n{receiver}"
     );
     config::parse(&text, &|_| None).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
-
-fn generate(sim: &SimHandle, n: u64, seed: u64) -> kube_sim::Generator {
-    sim.generate(GeneratorConfig {
-        rate_per_sec: 500.0,
-        total: Some(n),
-        repeat_ratio: 0.3,
-        namespaces: 4,
-        seed,
-    })
 }
 
 /// Documents for sink-level tests: `n` events of 4 objects, `pad` bytes of message each.
@@ -102,122 +94,28 @@ fn object_uid(e: &Event) -> String {
 
 // ---- handover scenarios ----
 
-/// Occurrences per second in the handover scenarios. moto is one Python process whose SQS
-/// costs grow with a queue's length; on a loaded 2-core machine it takes about a hundred
-/// messages a second, so the scenarios of tests/common/scenarios.rs (200 per second, a 5 s
-/// drain) would measure moto's backlog rather than the handover.
-const RATE: f64 = 80.0;
-
-struct Outcome {
-    delivery: Delivery,
-    /// Exported occurrences beyond one per generated key.
-    duplicated: usize,
-    /// The exit code of the stopped leader.
-    exit: Option<i32>,
-    /// From the dead leader's last cursor commit to the kill (`Cluster::since_commit`).
-    since_commit: Duration,
-}
-
-impl Outcome {
-    /// How many occurrences a SIGKILL may export twice: the successor replays from the cursor
-    /// committed at the last renewal (`since_commit` of occurrences: one retry period unless that
-    /// renewal was late), plus the worker
-    /// batch that was (partly) delivered but not yet acknowledged when the process died: up to
-    /// `batch.maxEvents` when the service is behind.
-    fn duplicate_bound(&self, max_events: usize) -> usize {
-        (RATE * self.since_commit.as_secs_f64()).ceil() as usize + max_events
-    }
-}
-
-/// Two exporter replicas routing every occurrence to `receiver` (a list item named `aws`);
-/// mid-stream the leader gets SIGTERM and a replacement starts (a rolling update), or SIGKILL
-/// (`kill`) and the standby takes over after the lease. `exported` reads the keys that reached
-/// the service.
-async fn handover(
-    sim: &SimHandle,
-    receiver: &str,
-    exported: &dyn Fn() -> Vec<String>,
-    seed: u64,
-    kill: bool,
-) -> Outcome {
-    use common::replicas::{Cluster, Timing};
-    let mut c = Cluster::new(
-        sim,
-        Timing {
+/// The load of the handover scenarios here: moto is one Python process whose SQS costs grow with
+/// a queue's length; on a loaded 2-core machine it takes about a hundred messages a second, so
+/// the default rate (200/s, a 5 s drain) would measure moto's backlog rather than the handover.
+fn moto_load() -> Load {
+    Load {
+        rate: RATE * 0.4,
+        timing: Timing {
             // Room for moto's backlog: the drain ends when the queue is empty, not at this bound.
             drain: Duration::from_secs(30),
             ..Timing::default()
         },
-    );
-    c.extra_receivers = receiver.to_owned();
-    c.extra_routes = vec!["aws".to_owned()];
-    let retry = c.timing.retry;
-    let mut replicas = vec![c.start("a").await, c.start("b").await];
-    let leader = c
-        .wait_holder(Duration::from_secs(30), |h| !h.is_empty())
-        .await;
-    common::until_watching(sim).await;
-    let g = sim.generate(GeneratorConfig {
-        rate_per_sec: RATE,
-        total: Some((RATE * 6.0) as u64),
-        repeat_ratio: 0.3,
-        namespaces: 6,
-        seed,
-    });
-    common::eventually(Duration::from_secs(60), "generator progress", || {
-        g.count() >= (RATE * 2.0) as usize
-    })
-    .await;
-    let idx = replicas
-        .iter()
-        .position(|r| r.name == leader)
-        .expect("the leader is one of ours");
-    let mut since_commit = retry;
-    if kill {
-        replicas[idx].signal("KILL");
-        since_commit = c.since_commit(retry).await;
-    } else {
-        replicas[idx].signal("TERM");
-        replicas.push(c.start("c").await);
+        ..Load::default()
     }
-    c.wait_holder(Duration::from_secs(60), |h| !h.is_empty() && h != leader)
-        .await;
-    let exit = replicas[idx].wait(Duration::from_secs(60)).await;
-    g.wait().await;
-    let want = g.generated();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let have: std::collections::BTreeSet<String> = exported().into_iter().collect();
-        if want.iter().all(|k| have.contains(k)) || std::time::Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for r in &replicas {
-        r.signal("TERM");
-    }
-    for r in &mut replicas {
-        r.wait(Duration::from_secs(60)).await;
-    }
-    let delivery = Delivery::compare(&want, &exported());
-    let duplicated = delivery.exported - (delivery.generated - delivery.lost.len());
-    if !delivery.lost.is_empty() || (!kill && duplicated > 0) {
-        for r in &replicas {
-            eprintln!("--- {} log (warnings and transitions):", r.name);
-            for l in r
-                .log_text()
-                .lines()
-                .filter(|l| l.contains("WARN") || l.contains("transition") || l.contains("drain"))
-            {
-                eprintln!("{l}");
-            }
-        }
-    }
-    Outcome {
-        delivery,
-        duplicated,
-        exit,
-        since_commit,
+}
+
+/// Every occurrence to `receiver` (a list item named `aws`), `exported` reading what reached the
+/// service.
+fn to_aws<'a>(receiver: &'a str, exported: &'a dyn Fn() -> Vec<String>) -> Target<'a> {
+    Target::Receiver {
+        yaml: receiver,
+        name: "aws",
+        exported,
     }
 }
 
@@ -280,7 +178,7 @@ async fn every_occurrence_reaches_an_sqs_queue_once_with_its_occurrence_key() {
     let cfg = exporter_config(&receiver("sqs", &format!("      queueName: {name}\n")));
     let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
     common::until_watching(&sim).await;
-    let g = generate(&sim, 600, 11);
+    let g = scenarios::generate(&sim, FAST, 600, 11);
     g.wait().await;
     let want = g.generated();
     reader
@@ -487,17 +385,12 @@ async fn graceful_handover_to_sqs_loses_and_duplicates_nothing() {
     let name = unique("handover");
     let reader = Reader::sqs(&queue(&name));
     let sim = Sim::start(SimConfig::default()).await.unwrap();
-    let o = handover(
-        &sim,
-        &receiver("sqs", &format!("      queueName: {name}\n")),
-        &|| sqs_keys(&reader.messages()),
-        41,
-        false,
-    )
-    .await;
+    let yaml = receiver("sqs", &format!("      queueName: {name}\n"));
+    let exported = || sqs_keys(&reader.messages());
+    let o = scenarios::rolling_update(&sim, to_aws(&yaml, &exported), moto_load(), 1, 41).await;
     eprintln!("sqs graceful handover: {}", o.delivery.summary());
     assert!(o.delivery.is_exact(), "{}", o.delivery.summary());
-    assert_eq!(o.exit, Some(0), "the old leader exits 0");
+    assert_eq!(o.exits, [Some(0)], "the old leader exits 0");
     reader
         .messages()
         .iter()
@@ -516,19 +409,14 @@ async fn sigkill_of_the_leader_with_a_fifo_queue_loses_nothing_and_every_replay_
     let name = format!("{}.fifo", unique("kill"));
     let reader = Reader::sqs(&queue(&name));
     let sim = Sim::start(SimConfig::default()).await.unwrap();
-    let o = handover(
-        &sim,
-        &receiver("sqs", &format!("      queueName: {name}\n")),
-        &|| sqs_keys(&reader.messages()),
-        42,
-        true,
-    )
-    .await;
+    let yaml = receiver("sqs", &format!("      queueName: {name}\n"));
+    let exported = || sqs_keys(&reader.messages());
+    let o = scenarios::sigkill(&sim, to_aws(&yaml, &exported), moto_load(), 42).await;
     let d = &o.delivery;
     eprintln!(
         "sqs FIFO SIGKILL: {}; duplicated occurrences {} (moto forgets deleted ids)",
         d.summary(),
-        o.duplicated
+        o.duplicated_occurrences
     );
     assert!(
         d.lost.is_empty() && d.unexpected.is_empty(),
@@ -552,31 +440,11 @@ async fn sigkill_of_the_leader_with_a_standard_queue_loses_nothing_and_every_cop
     let name = unique("kill-std");
     let reader = Reader::sqs(&queue(&name));
     let sim = Sim::start(SimConfig::default()).await.unwrap();
-    let o = handover(
-        &sim,
-        &receiver("sqs", &format!("      queueName: {name}\n")),
-        &|| sqs_keys(&reader.messages()),
-        43,
-        true,
-    )
-    .await;
-    let d = &o.delivery;
-    eprintln!(
-        "sqs SIGKILL: {}; duplicated occurrences {}",
-        d.summary(),
-        o.duplicated
-    );
-    assert!(
-        d.lost.is_empty() && d.unexpected.is_empty(),
-        "{}",
-        d.summary()
-    );
-    let bound = o.duplicate_bound(100);
-    assert!(
-        o.duplicated <= bound,
-        "duplicates {} > one retry period of occurrences and one batch ({bound})",
-        o.duplicated,
-    );
+    let yaml = receiver("sqs", &format!("      queueName: {name}\n"));
+    let exported = || sqs_keys(&reader.messages());
+    let o = scenarios::sigkill(&sim, to_aws(&yaml, &exported), moto_load(), 43).await;
+    // Plus one batch (100 messages) delivered but not yet acknowledged when the process died.
+    o.assert_no_loss_and_at_most("sqs SIGKILL", o.duplicate_bound(Duration::ZERO) + 100);
     // A consumer drops a replay by its occurrence_key: every copy is the same occurrence.
     let messages = reader.messages();
     let mut by_key: BTreeMap<&str, Vec<&Message>> = BTreeMap::new();
@@ -642,7 +510,7 @@ async fn every_occurrence_reaches_a_kinesis_stream_once_keyed_by_its_object() {
     let cfg = exporter_config(&receiver("kinesis", &format!("      streamName: {name}\n")));
     let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
     common::until_watching(&sim).await;
-    let g = generate(&sim, 600, 21);
+    let g = scenarios::generate(&sim, FAST, 600, 21);
     g.wait().await;
     let want = g.generated();
     reader
@@ -699,31 +567,11 @@ async fn sigkill_of_the_leader_with_kinesis_loses_nothing_and_a_replay_keeps_its
     stream(&name);
     let reader = Reader::kinesis(&name);
     let sim = Sim::start(SimConfig::default()).await.unwrap();
-    let o = handover(
-        &sim,
-        &receiver("kinesis", &format!("      streamName: {name}\n")),
-        &|| body_keys(&reader.messages()),
-        44,
-        true,
-    )
-    .await;
-    let d = &o.delivery;
-    eprintln!(
-        "kinesis SIGKILL: {}; duplicated occurrences {}",
-        d.summary(),
-        o.duplicated
-    );
-    assert!(
-        d.lost.is_empty() && d.unexpected.is_empty(),
-        "{}",
-        d.summary()
-    );
-    let bound = o.duplicate_bound(500);
-    assert!(
-        o.duplicated <= bound,
-        "duplicates {} > {bound}",
-        o.duplicated
-    );
+    let yaml = receiver("kinesis", &format!("      streamName: {name}\n"));
+    let exported = || body_keys(&reader.messages());
+    let o = scenarios::sigkill(&sim, to_aws(&yaml, &exported), moto_load(), 44).await;
+    // Plus one batch (500 records) delivered but not yet acknowledged when the process died.
+    o.assert_no_loss_and_at_most("kinesis SIGKILL", o.duplicate_bound(Duration::ZERO) + 500);
     // A replayed record has the same partition key, so it lands on the same shard, after the
     // original: a consumer keeping the last count per event drops it.
     assert_kinesis_records(&reader.messages());
@@ -774,7 +622,7 @@ async fn every_occurrence_reaches_an_sns_topic_once_and_its_subscriber_gets_the_
     let cfg = exporter_config(&receiver("sns", &format!("      topicARN: {topic}\n")));
     let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
     common::until_watching(&sim).await;
-    let g = generate(&sim, 400, 31);
+    let g = scenarios::generate(&sim, FAST, 400, 31);
     g.wait().await;
     let want = g.generated();
     reader
@@ -845,7 +693,7 @@ async fn every_occurrence_reaches_an_event_bus_once_with_its_time_and_rendered_d
     ));
     let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
     common::until_watching(&sim).await;
-    let g = generate(&sim, 300, 51);
+    let g = scenarios::generate(&sim, FAST, 300, 51);
     g.wait().await;
     let want = g.generated();
     reader
@@ -906,7 +754,7 @@ async fn every_occurrence_reaches_s3_through_firehose_once_as_one_line() {
     ));
     let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
     common::until_watching(&sim).await;
-    let g = generate(&sim, 600, 61);
+    let g = scenarios::generate(&sim, FAST, 600, 61);
     g.wait().await;
     let want = g.generated();
     reader

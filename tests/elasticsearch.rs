@@ -768,10 +768,8 @@ fn config_mistakes_are_errors_with_their_path() {
 
 mod handover {
     use super::*;
-    use common::replicas::{Cluster, Replica, Timing};
-    use kube_sim::{GeneratorConfig, Sim, SimConfig};
-
-    const RATE: f64 = 200.0;
+    use common::scenarios::{self, Load, Outcome, Target};
+    use kube_sim::{Sim, SimConfig};
 
     fn search_receiver(url: &str) -> String {
         format!(
@@ -779,67 +777,45 @@ mod handover {
         )
     }
 
-    async fn stop_all(c: &Cluster, replicas: &mut [Replica]) {
-        let leader = c.holder().await;
-        for r in replicas.iter().filter(|r| r.name != leader) {
-            r.signal("TERM");
-        }
-        for r in replicas.iter().filter(|r| r.name == leader) {
-            r.signal("TERM");
-        }
-        for r in replicas.iter_mut() {
-            r.wait(Duration::from_secs(30)).await;
-        }
-    }
-
-    /// Two replicas export to osmem-server; the leader is stopped by `signal`; the index must
-    /// hold every generated occurrence exactly once.
-    async fn scenario(signal: &str, seed: u64) -> (common::Delivery, common::Delivery, f64) {
+    /// Two replicas export to osmem-server, the leader killed or given SIGTERM; returns the
+    /// scenario's outcome (the index's document ids as its target, read every 100 ms) and the
+    /// index checked document by document.
+    async fn scenario(kill: bool, seed: u64) -> (Outcome, common::Delivery) {
         let server: Server = osmem().start();
         let sim = Sim::start(SimConfig::default()).await.unwrap();
-        let mut c = Cluster::new(&sim, Timing::default());
-        c.extra_receivers = search_receiver(&server.url());
-        c.extra_routes = vec!["search".into()];
-        let mut replicas = vec![c.start("a").await, c.start("b").await];
-        let leader = c
-            .wait_holder(Duration::from_secs(30), |h| !h.is_empty())
-            .await;
-        common::until_watching(&sim).await;
-        let g = sim.generate(GeneratorConfig {
-            rate_per_sec: RATE,
-            total: Some((RATE * 6.0) as u64),
-            repeat_ratio: 0.3,
-            namespaces: 4,
-            seed,
+        let ids: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (url, mirror) = (server.url(), ids.clone());
+        let reader = tokio::spawn(async move {
+            loop {
+                let docs = documents(&url, "kube-events").await;
+                *mirror.lock().unwrap() = docs.keys().cloned().collect();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         });
-        common::eventually(Duration::from_secs(60), "generator progress", || {
-            g.count() >= 500
-        })
-        .await;
-        let idx = replicas.iter().position(|r| r.name == leader).unwrap();
-        replicas[idx].signal(signal);
-        let next = c
-            .wait_holder(Duration::from_secs(30), |h| !h.is_empty() && h != leader)
-            .await;
-        g.wait().await;
-        let want = g.generated();
-        wait_for_index(&server.url(), "kube-events", &want, Duration::from_secs(90)).await;
-        let successor = replicas.iter().find(|r| r.name == next).unwrap();
-        let already = successor
-            .metric("kube_event_exporter_sink_already_delivered_total")
-            .await;
-        c.wait_exported(&want, Duration::from_secs(30)).await;
-        stop_all(&c, &mut replicas).await;
-        let index = compare_index(&server.url(), "kube-events", &want).await;
-        let archive = common::Delivery::compare(&want, &c.exported());
-        (index, archive, already)
+        let yaml = search_receiver(&server.url());
+        let exported = || ids.lock().unwrap().clone();
+        let target = Target::Receiver {
+            yaml: &yaml,
+            name: "search",
+            exported: &exported,
+        };
+        let o = if kill {
+            scenarios::sigkill(&sim, target, Load::default(), seed).await
+        } else {
+            scenarios::rolling_update(&sim, target, Load::default(), 1, seed).await
+        };
+        reader.abort();
+        let index = compare_index(&server.url(), "kube-events", &o.generated).await;
+        (o, index)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sigkill_of_the_leader_leaves_each_occurrence_once_in_the_index() {
         init();
-        let (index, archive, already) = scenario("KILL", 11).await;
+        let (o, index) = scenario(true, 11).await;
+        let archive = &o.archive;
         let replayed = archive.exported - (archive.generated - archive.lost.len());
+        let already = o.successor_metric("kube_event_exporter_sink_already_delivered_total");
         eprintln!(
             "SIGKILL: index {}; the file receiver got {replayed} replayed occurrences; the successor's 409s: {already}",
             index.summary()
@@ -851,10 +827,11 @@ mod handover {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn graceful_handover_loses_nothing_and_the_index_holds_each_occurrence_once() {
         init();
-        let (index, archive, _) = scenario("TERM", 12).await;
+        let (o, index) = scenario(false, 12).await;
         eprintln!("SIGTERM: index {}", index.summary());
         assert!(index.is_exact(), "{}", index.summary());
-        assert!(archive.is_exact(), "{}", archive.summary());
+        assert!(o.archive.is_exact(), "{}", o.archive.summary());
+        assert_eq!(o.exits, [Some(0)]);
     }
 }
 

@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::scenarios::{self, FAST};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,7 +27,7 @@ use common::{Delivery, Running, init};
 use kube_event_exporter::event::{Event, Occurrence};
 use kube_event_exporter::sink::{Doc, SendError, Sink};
 use kube_event_exporter::source::Start;
-use kube_sim::{GeneratorConfig, Sim, SimConfig, SimHandle};
+use kube_sim::{Sim, SimConfig, SimHandle};
 use serde_json::{Value, json};
 
 const PROJECT: &str = "test-proj";
@@ -557,16 +559,6 @@ async fn exporter(sim: &SimHandle, dir: &Path, receiver: &str) -> Running {
     run
 }
 
-fn generate(sim: &SimHandle, n: u64, seed: u64) -> kube_sim::Generator {
-    sim.generate(GeneratorConfig {
-        rate_per_sec: 400.0,
-        total: Some(n),
-        repeat_ratio: 0.3,
-        namespaces: 4,
-        seed,
-    })
-}
-
 async fn wait_keys(
     what: &str,
     want: &[String],
@@ -605,7 +597,7 @@ async fn generated_occurrences_reach_cloud_logging_and_bigquery_through_flaky_an
         };
         let sim = Sim::start(SimConfig::default()).await.unwrap();
         let run = exporter(&sim, dir.path(), &receiver).await;
-        let gen_ = generate(&sim, 600, 31);
+        let gen_ = scenarios::generate(&sim, FAST, 600, 31);
         gen_.wait().await;
         let want = gen_.generated();
         let store = g.store.clone();
@@ -733,7 +725,7 @@ async fn pubsub_delivers_generated_occurrences_to_the_emulator_with_the_key_attr
         key.display()
     );
     let run = exporter(&sim, dir.path(), &receiver).await;
-    let gen_ = generate(&sim, 600, 41);
+    let gen_ = scenarios::generate(&sim, FAST, 600, 41);
     gen_.wait().await;
     let want = gen_.generated();
     let mut got = Vec::new();

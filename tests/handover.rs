@@ -7,20 +7,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::replicas::{Cluster, Monitor, Timing};
+use common::replicas::{Cluster, Timing};
+use common::scenarios::{self, Load, RATE, Target, stop_all};
 use common::{Delivery, init};
 use kube_sim::{GeneratorConfig, Sim, SimConfig, SimHandle};
 
-const RATE: f64 = 250.0;
-
 fn generate(sim: &SimHandle, seconds: f64, seed: u64) -> kube_sim::Generator {
-    sim.generate(GeneratorConfig {
-        rate_per_sec: RATE,
-        total: Some((RATE * seconds) as u64),
-        repeat_ratio: 0.3,
-        namespaces: 6,
-        seed,
-    })
+    scenarios::generate(sim, RATE, (RATE * seconds) as u64, seed)
 }
 
 async fn wait_count(g: &kube_sim::Generator, n: usize) {
@@ -30,77 +23,27 @@ async fn wait_count(g: &kube_sim::Generator, n: usize) {
     .await;
 }
 
-/// Graceful rolling update: SIGTERM the leader, start a replacement; repeat `rounds` times.
-async fn rolling(timing: Timing, rounds: usize) -> (Delivery, Vec<Duration>, Vec<Option<i32>>) {
+/// Graceful rolling updates with the file receiver of every replica as the target.
+async fn rolling(timing: Timing, rounds: usize) -> scenarios::Outcome {
     let sim = Sim::start(SimConfig::default()).await.unwrap();
-    let mut c = Cluster::new(&sim, timing);
-    let monitor = Monitor::start(c.leases.clone());
-    let mut replicas = vec![c.start("r0").await, c.start("r1").await];
-    c.wait_holder(Duration::from_secs(30), |h| !h.is_empty())
-        .await;
-    common::until_watching(&sim).await;
-    let g = generate(&sim, 4.0 + 5.0 * rounds as f64, 1);
-    let mut gaps = Vec::new();
-    let mut exits = Vec::new();
-    for round in 0..rounds {
-        wait_count(&g, (round + 1) * 1000).await;
-        let leader = c.holder().await;
-        let idx = replicas
-            .iter()
-            .position(|r| r.name == leader)
-            .expect("leader is one of ours");
-        let t0 = Instant::now();
-        replicas[idx].signal("TERM");
-        replicas.push(c.start(&format!("r{}", round + 2)).await);
-        let next = c
-            .wait_holder(Duration::from_secs(60), |h| !h.is_empty() && h != leader)
-            .await;
-        let acquired = monitor
-            .became(&next, t0)
-            .await
-            .expect("monitor saw the new holder");
-        let released = monitor.released_between(t0, acquired);
-        gaps.push(
-            released
-                .map(|r| acquired.saturating_duration_since(r))
-                .unwrap_or_default(),
-        );
-        exits.push(replicas[idx].wait(Duration::from_secs(30)).await);
-    }
-    g.wait().await;
-    let want = g.generated();
-    c.wait_exported(&want, Duration::from_secs(60)).await;
-    stop_all(&c, &mut replicas).await;
-    (Delivery::compare(&want, &c.exported()), gaps, exits)
-}
-
-/// Standbys first (they exit at once), then the leader (graceful handover to nobody).
-async fn stop_all(c: &Cluster, replicas: &mut [common::replicas::Replica]) {
-    let leader = c.holder().await;
-    for r in replicas.iter().filter(|r| r.name != leader) {
-        r.signal("TERM");
-    }
-    for r in replicas.iter_mut().filter(|r| r.name != leader) {
-        r.wait(Duration::from_secs(20)).await;
-    }
-    for r in replicas.iter().filter(|r| r.name == leader) {
-        r.signal("TERM");
-    }
-    for r in replicas.iter_mut() {
-        r.wait(Duration::from_secs(30)).await;
-    }
+    let load = Load {
+        timing,
+        ..Load::default()
+    };
+    scenarios::rolling_update(&sim, Target::Archive, load, rounds, 1).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_sigterm_with_default_linger_loses_and_duplicates_nothing() {
     init();
-    let (d, gaps, exits) = rolling(Timing::default(), 1).await;
+    let o = rolling(Timing::default(), 1).await;
+    let (d, gaps) = (&o.archive, &o.takeovers);
     eprintln!(
         "graceful default linger: {}; handover gaps {gaps:?}",
         d.summary()
     );
     assert!(d.is_exact(), "{}", d.summary());
-    assert_eq!(exits, [Some(0)], "the old leader exits 0");
+    assert_eq!(o.exits, [Some(0)], "the old leader exits 0");
     assert!(
         gaps[0] <= Duration::from_secs(1),
         "standby took over {:?} after the release",
@@ -111,7 +54,7 @@ async fn graceful_sigterm_with_default_linger_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_sigterm_without_linger_loses_and_duplicates_nothing() {
     init();
-    let (d, gaps, exits) = rolling(
+    let o = rolling(
         Timing {
             linger: Some(Duration::ZERO),
             ..Timing::default()
@@ -119,19 +62,20 @@ async fn graceful_sigterm_without_linger_loses_and_duplicates_nothing() {
         1,
     )
     .await;
+    let (d, gaps) = (&o.archive, &o.takeovers);
     eprintln!(
         "graceful linger 0s: {}; handover gaps {gaps:?}",
         d.summary()
     );
     assert!(d.is_exact(), "{}", d.summary());
-    assert_eq!(exits, [Some(0)]);
+    assert_eq!(o.exits, [Some(0)]);
     assert!(gaps[0] <= Duration::from_secs(1), "{gaps:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_rolling_restarts_in_a_row_lose_and_duplicate_nothing() {
     init();
-    let (d, gaps, exits) = rolling(
+    let o = rolling(
         Timing {
             linger: Some(Duration::from_secs(1)),
             ..Timing::default()
@@ -140,62 +84,29 @@ async fn three_rolling_restarts_in_a_row_lose_and_duplicate_nothing() {
     )
     .await;
     eprintln!(
-        "three rolling restarts: {}; handover gaps {gaps:?}",
-        d.summary()
+        "three rolling restarts: {}; handover gaps {:?}",
+        o.archive.summary(),
+        o.takeovers
     );
-    assert!(d.is_exact(), "{}", d.summary());
-    assert_eq!(exits, [Some(0), Some(0), Some(0)]);
+    assert!(o.archive.is_exact(), "{}", o.archive.summary());
+    assert_eq!(o.exits, [Some(0), Some(0), Some(0)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_leader_loses_nothing_and_duplicates_at_most_one_retry_period() {
     init();
     let sim = Sim::start(SimConfig::default()).await.unwrap();
-    let timing = Timing::default();
-    let (lease, retry) = (timing.lease, timing.retry);
-    let mut c = Cluster::new(&sim, timing);
-    let monitor = Monitor::start(c.leases.clone());
-    let mut replicas = vec![c.start("a").await, c.start("b").await];
-    let leader = c
-        .wait_holder(Duration::from_secs(30), |h| !h.is_empty())
-        .await;
-    common::until_watching(&sim).await;
-    let g = generate(&sim, 8.0, 2);
-    wait_count(&g, 1000).await;
-    let idx = replicas.iter().position(|r| r.name == leader).unwrap();
-    let killed = Instant::now();
-    replicas[idx].signal("KILL");
-    let since_commit = c.since_commit(retry).await;
-    let next = c
-        .wait_holder(Duration::from_secs(30), |h| !h.is_empty() && h != leader)
-        .await;
-    let takeover = monitor
-        .became(&next, killed)
-        .await
-        .expect("monitor saw the new holder")
-        .duration_since(killed);
-    g.wait().await;
-    let want = g.generated();
-    c.wait_exported(&want, Duration::from_secs(60)).await;
-    stop_all(&c, &mut replicas).await;
-    let d = Delivery::compare(&want, &c.exported());
-    let dup_count = d.exported - (d.generated - d.lost.len());
-    eprintln!(
-        "SIGKILL: {}; duplicated occurrences {dup_count}; takeover {takeover:?}",
-        d.summary()
-    );
-    assert!(
-        d.lost.is_empty() && d.unexpected.is_empty(),
-        "{}",
-        d.summary()
-    );
+    let load = Load {
+        seconds: 8.0,
+        ..Load::default()
+    };
+    let (lease, retry) = (load.timing.lease, load.timing.retry);
+    let o = scenarios::sigkill(&sim, Target::Archive, load, 2).await;
     // The successor replays what was delivered since the last cursor commit: one retry period
     // of occurrences, unless the dead leader's last renewal was late on a loaded machine.
-    let bound = (RATE * since_commit.as_secs_f64()).ceil() as usize;
-    assert!(
-        dup_count <= bound,
-        "duplicates {dup_count} > the occurrences of {since_commit:?} since the last cursor commit ({bound})"
-    );
+    o.assert_no_loss_and_bounded_duplicates("SIGKILL", Duration::ZERO);
+    let takeover = o.takeovers[0];
+    eprintln!("SIGKILL: takeover {takeover:?}");
     assert!(
         takeover <= lease + retry + Duration::from_secs(1),
         "takeover took {takeover:?}"

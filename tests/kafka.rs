@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::scenarios::{self, FAST};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +22,7 @@ use kube_event_exporter::event::{Event, Occurrence};
 use kube_event_exporter::sink::kafka::{KafkaConfig, KafkaSink};
 use kube_event_exporter::sink::{Doc, SendError, Sink, SinkConfig};
 use kube_event_exporter::source::Start;
-use kube_sim::{GeneratorConfig, Sim, SimConfig, SimHandle};
+use kube_sim::{Sim, SimConfig};
 
 const TOPIC: &str = "kube-events";
 
@@ -52,16 +54,6 @@ fn kafka_config(keys: &str) -> KafkaConfig {
         SinkConfig::Kafka(c) => c.clone(),
         other => panic!("{other:?}"),
     }
-}
-
-fn generate(sim: &SimHandle, n: u64, seed: u64) -> kube_sim::Generator {
-    sim.generate(GeneratorConfig {
-        rate_per_sec: 500.0,
-        total: Some(n),
-        repeat_ratio: 0.3,
-        namespaces: 4,
-        seed,
-    })
 }
 
 /// The record is the event it names: one `Idempotency-Key`, the event's occurrence key; the
@@ -115,7 +107,7 @@ async fn every_occurrence_reaches_tansu_once_keyed_by_its_object_in_order_with_i
     let cfg = exporter_config(&receiver(&brokers(&tansu.addr())));
     let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
     common::until_watching(&sim).await;
-    let g = generate(&sim, 600, 11);
+    let g = scenarios::generate(&sim, FAST, 600, 11);
     g.wait().await;
     let want = g.generated();
     reader.wait_for_keys(&want, Duration::from_secs(60)).await;
@@ -211,7 +203,7 @@ async fn tansu_killed_and_started_again_loses_nothing_and_replays_nothing() {
     let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
     common::until_watching(&sim).await;
 
-    let before = generate(&sim, 200, 21);
+    let before = scenarios::generate(&sim, FAST, 200, 21);
     before.wait().await;
     let want_before = before.generated();
     let first = Reader::follow(&tansu.addr(), TOPIC);
@@ -225,7 +217,7 @@ async fn tansu_killed_and_started_again_loses_nothing_and_replays_nothing() {
 
     tansu.kill();
     let sent_before = run.metric("kube_event_exporter_sink_sent");
-    let during = generate(&sim, 200, 22);
+    let during = scenarios::generate(&sim, FAST, 200, 22);
     during.wait().await;
     let want_during = during.generated();
     common::eventually(

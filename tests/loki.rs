@@ -6,15 +6,16 @@
 
 mod common;
 
+use common::scenarios::{self, FAST, Load, Target};
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::replicas::{Cluster, Timing};
 use common::{Delivery, Running, init};
 use kube_event_exporter::event::Event;
 use kube_event_exporter::source::Start;
 use kube_sim::loki::{FakeLoki, Fault, Limits, LokiOptions, StoredEntry};
-use kube_sim::{GeneratorConfig, Sim, SimConfig, SimHandle};
+use kube_sim::{Sim, SimConfig, SimHandle};
 use serde_json::json;
 
 fn options() -> LokiOptions {
@@ -90,16 +91,6 @@ fn metric(run: &kube_event_exporter::telemetry::Metrics, name: &str) -> f64 {
     common::metric(run, &format!("kube_event_exporter_{name}"))
 }
 
-fn generate(sim: &SimHandle, n: u64, seed: u64) -> kube_sim::Generator {
-    sim.generate(GeneratorConfig {
-        rate_per_sec: 400.0,
-        total: Some(n),
-        repeat_ratio: 0.3,
-        namespaces: 4,
-        seed,
-    })
-}
-
 /// An event created now (or at `at`) with a message of `message_len` characters; its key.
 fn event(sim: &SimHandle, ns: &str, at: jiff::Timestamp, message_len: usize) -> String {
     let ts = at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
@@ -134,7 +125,7 @@ async fn generated_events_arrive_once_each_with_the_events_time_labels_and_key()
     )
     .await;
     let metrics = run.metrics.clone();
-    let g = generate(&sim, 800, 21);
+    let g = scenarios::generate(&sim, FAST, 800, 21);
     g.wait().await;
     let want = g.generated();
     wait_stored(&loki, &want, Duration::from_secs(60)).await;
@@ -321,7 +312,7 @@ async fn json_format_delivers_the_same_entries() {
     )
     .await;
     let metrics = run.metrics.clone();
-    let g = generate(&sim, 300, 22);
+    let g = scenarios::generate(&sim, FAST, 300, 22);
     g.wait().await;
     let want = g.generated();
     wait_stored(&loki, &want, Duration::from_secs(60)).await;
@@ -383,7 +374,7 @@ async fn tenant_basic_auth_and_a_templated_tenant_reach_loki() {
     let cfg = kube_event_exporter::config::parse(&text, &env).unwrap();
     let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
     common::until_watching(&sim).await;
-    let g = generate(&sim, 200, 23);
+    let g = scenarios::generate(&sim, FAST, 200, 23);
     g.wait().await;
     let want = g.generated();
     wait_stored(&guarded, &want, Duration::from_secs(60)).await;
@@ -494,75 +485,42 @@ async fn the_test_server_refuses_what_loki_refuses() {
     assert_eq!(loki.entry_count(), 2);
 }
 
-/// Real exporter processes with a Loki receiver each, against kube-sim and one fake Loki.
-async fn cluster_with_loki(sim: &SimHandle, loki: &FakeLoki, timing: Timing) -> Cluster {
-    let mut c = Cluster::new(sim, timing);
-    c.extra_receivers = receiver(
+/// The scenarios' Loki receiver (every replica has one, routed every occurrence).
+fn handover_receiver(loki: &FakeLoki) -> String {
+    receiver(
         &loki.url(),
         "    batch: {maxEvents: 100, maxWait: 50ms}\n",
         "",
-    );
-    c.extra_routes = vec!["loki".into()];
-    c
+    )
 }
 
-async fn stop_all(c: &Cluster, replicas: &mut [common::replicas::Replica]) {
-    let leader = c.holder().await;
-    for r in replicas.iter().filter(|r| r.name != leader) {
-        r.signal("TERM");
-    }
-    for r in replicas.iter_mut().filter(|r| r.name != leader) {
-        r.wait(Duration::from_secs(20)).await;
-    }
-    for r in replicas.iter().filter(|r| r.name == leader) {
-        r.signal("TERM");
-    }
-    for r in replicas.iter_mut() {
-        r.wait(Duration::from_secs(30)).await;
+fn eight_seconds() -> Load {
+    Load {
+        seconds: 8.0,
+        ..Load::default()
     }
 }
-
-const RATE: f64 = 250.0;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_handover_stores_every_occurrence_once_in_loki() {
     init();
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let loki = FakeLoki::start(options()).await.unwrap();
-    let mut c = cluster_with_loki(&sim, &loki, Timing::default()).await;
-    let mut replicas = vec![c.start("r0").await, c.start("r1").await];
-    let leader = c
-        .wait_holder(Duration::from_secs(30), |h| !h.is_empty())
-        .await;
-    common::until_watching(&sim).await;
-    let g = sim.generate(GeneratorConfig {
-        rate_per_sec: RATE,
-        total: Some((RATE * 8.0) as u64),
-        repeat_ratio: 0.3,
-        namespaces: 6,
-        seed: 31,
-    });
-    common::eventually(Duration::from_secs(60), "generator progress", || {
-        g.count() >= 800
-    })
-    .await;
-    let idx = replicas.iter().position(|r| r.name == leader).unwrap();
-    replicas[idx].signal("TERM");
-    replicas.push(c.start("r2").await);
-    c.wait_holder(Duration::from_secs(60), |h| !h.is_empty() && h != leader)
-        .await;
-    assert_eq!(replicas[idx].wait(Duration::from_secs(30)).await, Some(0));
-    g.wait().await;
-    let want = g.generated();
-    wait_stored(&loki, &want, Duration::from_secs(60)).await;
-    stop_all(&c, &mut replicas).await;
-    let d = Delivery::compare(&want, &stored_keys(&loki));
+    let yaml = handover_receiver(&loki);
+    let stored = || stored_keys(&loki);
+    let target = Target::Receiver {
+        yaml: &yaml,
+        name: "loki",
+        exported: &stored,
+    };
+    let o = scenarios::rolling_update(&sim, target, eight_seconds(), 1, 31).await;
     eprintln!(
         "loki graceful handover: {}; identical entries Loki dropped {}",
-        d.summary(),
+        o.delivery.summary(),
         loki.duplicates_dropped()
     );
-    assert!(d.is_exact(), "{}", d.summary());
+    assert!(o.delivery.is_exact(), "{}", o.delivery.summary());
+    assert_eq!(o.exits, [Some(0)]);
     assert!(loki.rejected().is_empty(), "{:?}", loki.rejected());
 }
 
@@ -571,39 +529,22 @@ async fn sigkill_of_the_leader_loses_nothing_and_loki_keeps_no_duplicate() {
     init();
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let loki = FakeLoki::start(options()).await.unwrap();
-    let mut c = cluster_with_loki(&sim, &loki, Timing::default()).await;
-    let mut replicas = vec![c.start("a").await, c.start("b").await];
-    let leader = c
-        .wait_holder(Duration::from_secs(30), |h| !h.is_empty())
-        .await;
-    common::until_watching(&sim).await;
-    let g = sim.generate(GeneratorConfig {
-        rate_per_sec: RATE,
-        total: Some((RATE * 8.0) as u64),
-        repeat_ratio: 0.3,
-        namespaces: 6,
-        seed: 32,
-    });
-    common::eventually(Duration::from_secs(60), "generator progress", || {
-        g.count() >= 1000
-    })
-    .await;
-    let idx = replicas.iter().position(|r| r.name == leader).unwrap();
-    replicas[idx].signal("KILL");
-    c.wait_holder(Duration::from_secs(30), |h| !h.is_empty() && h != leader)
-        .await;
-    g.wait().await;
-    let want = g.generated();
-    wait_stored(&loki, &want, Duration::from_secs(60)).await;
-    stop_all(&c, &mut replicas).await;
-    let d = Delivery::compare(&want, &stored_keys(&loki));
-    let file = Delivery::compare(&want, &c.exported());
+    let yaml = handover_receiver(&loki);
+    let stored = || stored_keys(&loki);
+    let target = Target::Receiver {
+        yaml: &yaml,
+        name: "loki",
+        exported: &stored,
+    };
+    let o = scenarios::sigkill(&sim, target, eight_seconds(), 32).await;
+    let file = &o.archive;
     let replayed = file.exported - (file.generated - file.lost.len());
     eprintln!(
         "loki SIGKILL: {}; replayed occurrences (file receiver) {replayed}; identical entries Loki dropped {}",
-        d.summary(),
+        o.delivery.summary(),
         loki.duplicates_dropped()
     );
-    assert!(d.is_exact(), "{}", d.summary());
+    // A replay is the identical entry, which Loki drops: exact in the store.
+    assert!(o.delivery.is_exact(), "{}", o.delivery.summary());
     assert!(loki.rejected().is_empty(), "{:?}", loki.rejected());
 }

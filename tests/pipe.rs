@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::scenarios::{self, FAST};
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +14,7 @@ use common::{Delivery, Running, init};
 use kube_event_exporter::config;
 use kube_event_exporter::event::Event;
 use kube_event_exporter::source::Start;
-use kube_sim::{GeneratorConfig, Sim, SimConfig, SimHandle};
+use kube_sim::{Sim, SimConfig};
 use tokio::io::AsyncBufReadExt;
 use tokio::net::unix::pipe;
 
@@ -90,16 +92,6 @@ fn exporter_config(path: &Path) -> config::Config {
     config::parse(&text, &|_| None).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
-fn generate(sim: &SimHandle, n: u64, seed: u64) -> kube_sim::Generator {
-    sim.generate(GeneratorConfig {
-        rate_per_sec: 500.0,
-        total: Some(n),
-        repeat_ratio: 0.3,
-        namespaces: 4,
-        seed,
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_occurrence_reaches_the_fifo_reader_once() {
     init();
@@ -115,7 +107,7 @@ async fn every_occurrence_reaches_the_fifo_reader_once() {
     )
     .await;
     common::until_watching(&sim).await;
-    let g = generate(&sim, 600, 51);
+    let g = scenarios::generate(&sim, FAST, 600, 51);
     g.wait().await;
     let want = g.generated();
     reader.wait_for(&want, Duration::from_secs(60)).await;
@@ -140,7 +132,7 @@ async fn a_fifo_nobody_reads_holds_deliveries_until_a_reader_opens_it() {
     )
     .await;
     common::until_watching(&sim).await;
-    let g = generate(&sim, 200, 52);
+    let g = scenarios::generate(&sim, FAST, 200, 52);
     g.wait().await;
     common::eventually(
         Duration::from_secs(30),

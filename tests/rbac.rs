@@ -11,12 +11,14 @@
 
 mod common;
 
+use common::scenarios::{self, FAST};
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use kube_sim::{Access, GeneratorConfig, Sim, SimConfig, SimHandle};
+use kube_sim::{Access, Sim, SimConfig, SimHandle};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
@@ -328,17 +330,6 @@ fn assert_made(resources: &BTreeSet<String>, needed: &[&str]) {
     }
 }
 
-/// Events about pods, nodes, deployments, replica sets, stateful sets and jobs across namespaces.
-fn generate(sim: &SimHandle, seed: u64) -> kube_sim::Generator {
-    sim.generate(GeneratorConfig {
-        rate_per_sec: 500.0,
-        total: Some(1500),
-        repeat_ratio: 0.3,
-        namespaces: 4,
-        seed,
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_api_call_is_allowed_by_the_shipped_rbac() {
     common::init();
@@ -368,7 +359,7 @@ async fn every_api_call_is_allowed_by_the_shipped_rbac() {
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let replicas = Replicas::start(&sim, &install.config).await;
     // Objects exist for the generated events, so enrichment GETs them.
-    let g = generate(&sim, 7);
+    let g = scenarios::generate(&sim, FAST, 1500, 7);
     g.wait().await;
     let delivery = replicas.wait_exported(&g.generated()).await;
     assert!(delivery.is_exact(), "{}", delivery.summary());
@@ -440,7 +431,7 @@ async fn the_namespaced_overlay_needs_no_cluster_wide_permission() {
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let replicas = Replicas::start(&sim, &install.config).await;
     // Events in other namespaces first: not watched, so never exported nor looked up.
-    let g = generate(&sim, 8);
+    let g = scenarios::generate(&sim, FAST, 1500, 8);
     g.wait().await;
     // Then events in the exporter's namespace about objects there, so enrichment GETs them.
     let mut want = Vec::new();

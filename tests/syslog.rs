@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::scenarios::{self, FAST};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use kube_event_exporter::event::{Event, Occurrence};
 use kube_event_exporter::sink::syslog::{SyslogConfig, SyslogSink};
 use kube_event_exporter::sink::{Doc, SendError, Sink, SinkConfig};
 use kube_event_exporter::source::Start;
-use kube_sim::{GeneratorConfig, Sim, SimConfig, SimHandle};
+use kube_sim::{Sim, SimConfig};
 
 const TAG: &str = "kee-test";
 
@@ -32,16 +34,6 @@ fn exporter_config(receiver: &str) -> config::Config {
         "clusterName: test-cluster\nomitLookup: true\nleaderElection: {{enabled: false}}\nroute:\n  routes:\n    - match:\n        - receiver: syslog\nreceivers:\n{receiver}"
     );
     config::parse(&text, &|_| None).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
-
-fn generate(sim: &SimHandle, n: u64, seed: u64) -> kube_sim::Generator {
-    sim.generate(GeneratorConfig {
-        rate_per_sec: 500.0,
-        total: Some(n),
-        repeat_ratio: 0.3,
-        namespaces: 4,
-        seed,
-    })
 }
 
 /// The RFC 5424 fields of `r` are those of the event in its MSG, and its SD key is that event's.
@@ -87,7 +79,7 @@ async fn every_occurrence_reaches_rsyslog_once_with_its_key_in_structured_data_a
     )));
     let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
     common::until_watching(&sim).await;
-    let g = generate(&sim, 600, 11);
+    let g = scenarios::generate(&sim, FAST, 600, 11);
     g.wait().await;
     let want = g.generated();
     rsyslog.wait_for_keys(&want, Duration::from_secs(60)).await;
@@ -111,14 +103,14 @@ async fn rsyslog_down_then_up_loses_nothing_and_replays_nothing() {
     )));
     let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
     common::until_watching(&sim).await;
-    let before = generate(&sim, 200, 21);
+    let before = scenarios::generate(&sim, FAST, 200, 21);
     before.wait().await;
     let mut want = before.generated();
     rsyslog.wait_for_keys(&want, Duration::from_secs(60)).await;
 
     // The collector goes away (a restart, a rollout) with the connection open; events go on.
     rsyslog.stop();
-    let during = generate(&sim, 200, 22);
+    let during = scenarios::generate(&sim, FAST, 200, 22);
     during.wait().await;
     want.extend(during.generated());
     common::eventually(
@@ -166,7 +158,7 @@ async fn tls_with_a_client_certificate_delivers_every_occurrence_to_rsyslog() {
     )));
     let run = Running::start(&cfg, sim.kube_config(), Start::Cold, dir.path()).await;
     common::until_watching(&sim).await;
-    let g = generate(&sim, 300, 31);
+    let g = scenarios::generate(&sim, FAST, 300, 31);
     g.wait().await;
     let want = g.generated();
     rsyslog.wait_for_keys(&want, Duration::from_secs(60)).await;

@@ -15,6 +15,7 @@ pub const LEASE: &str = "kube-event-exporter";
 const EXE: &str = env!("CARGO_BIN_EXE_kube-event-exporter");
 
 /// Lease timing of the tests: short, so scenarios finish in seconds; same ratios as production.
+#[derive(Debug, Clone)]
 pub struct Timing {
     pub lease: Duration,
     pub renew_deadline: Duration,
@@ -134,14 +135,18 @@ impl Replica {
 
     /// One sample of a metric on the replica's `/metrics` (summed over labels).
     pub async fn metric(&self, name: &str) -> f64 {
+        super::sum_samples(&self.metrics_text().await, name)
+    }
+
+    /// The replica's `/metrics`.
+    pub async fn metrics_text(&self) -> String {
         let url = format!("{}/metrics", self.http_url().await);
-        let text = reqwest::get(&url)
+        reqwest::get(&url)
             .await
             .expect("scrape")
             .text()
             .await
-            .expect("scrape body");
-        super::sum_samples(&text, name)
+            .expect("scrape body")
     }
 }
 
