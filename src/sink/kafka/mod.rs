@@ -223,6 +223,8 @@ pub struct KafkaSink {
     flush: Duration,
     /// Batches in a row of which no record was acknowledged.
     stalled: u32,
+    /// atMostOnce: delivery reports not read yet (the records were acknowledged on enqueue).
+    unconfirmed: Vec<DeliveryFuture>,
     last_error: Arc<Mutex<Option<String>>>,
 }
 
@@ -261,6 +263,7 @@ impl KafkaSink {
             producer,
             flush: timeout,
             stalled: 0,
+            unconfirmed: Vec::new(),
             last_error,
         })
     }
@@ -379,29 +382,10 @@ impl Sink for KafkaSink {
             let (pending, mut failed) = self.enqueue(batch).await;
             match self.semantics {
                 Semantics::AtMostOnce => {
-                    // Acknowledged on enqueue; what the broker then refuses is only logged.
-                    let receiver = self.receiver.clone();
-                    let topic = self.topic.clone();
-                    tokio::spawn(async move {
-                        let mut lost = 0usize;
-                        let mut first = None;
-                        for (_, f) in pending {
-                            match f.await {
-                                Ok(Ok(_)) => {}
-                                Ok(Err((e, _))) => {
-                                    lost += 1;
-                                    first.get_or_insert_with(|| e.to_string());
-                                }
-                                Err(_) => {
-                                    lost += 1;
-                                    first.get_or_insert_with(|| "client closed".to_owned());
-                                }
-                            }
-                        }
-                        if lost > 0 {
-                            tracing::warn!(receiver = %receiver, %topic, lost, reason = first.unwrap_or_default(), "atMostOnce: records not delivered (not resent)");
-                        }
-                    });
+                    // Acknowledged on enqueue; what the broker then refuses is only logged, as
+                    // the reports come in (read at the next batch, and at the end).
+                    self.unconfirmed.extend(pending.into_iter().map(|(_, f)| f));
+                    self.log_refused();
                     // Nothing is resent: an enqueue failure is final too.
                     for (_, e) in failed.iter_mut() {
                         if let SendError::Transient { reason, .. } = e {
@@ -458,6 +442,31 @@ impl Sink for KafkaSink {
     }
 }
 
+impl KafkaSink {
+    /// atMostOnce: logs the records whose delivery reports say the brokers refused them (or the
+    /// client dropped them), and forgets every report that came in. The rest wait for later.
+    fn log_refused(&mut self) {
+        let (mut lost, mut first) = (0usize, None);
+        self.unconfirmed.retain_mut(|f| match f.now_or_never() {
+            None => true,
+            Some(Ok(Ok(_))) => false,
+            Some(Ok(Err((e, _)))) => {
+                lost += 1;
+                first.get_or_insert_with(|| e.to_string());
+                false
+            }
+            Some(Err(_)) => {
+                lost += 1;
+                first.get_or_insert_with(|| "client closed".to_owned());
+                false
+            }
+        });
+        if lost > 0 {
+            tracing::warn!(receiver = %self.receiver, topic = %self.topic, lost, reason = first.unwrap_or_default(), "atMostOnce: records not delivered (not resent)");
+        }
+    }
+}
+
 impl Drop for KafkaSink {
     fn drop(&mut self) {
         // The client purges its queue when dropped: give atMostOnce records their chance first.
@@ -467,5 +476,6 @@ impl Drop for KafkaSink {
         {
             tracing::warn!(receiver = %self.receiver, in_flight = self.producer.in_flight_count(), error = %e, "atMostOnce: records still queued when the receiver stopped are dropped");
         }
+        self.log_refused();
     }
 }
