@@ -188,14 +188,8 @@ impl LeaseLock {
             spec.renew_time = Some(now_micro());
             spec.lease_duration_seconds = Some(self.duration_secs());
             set_cursor(&mut lease, cursor);
-            match self
-                .api
-                .replace(&self.name, &PostParams::default(), &lease)
-                .await
-            {
-                Ok(written) => {
-                    let epoch = epoch_of(&written);
-                    self.held = Some(written);
+            match self.write(&lease).await? {
+                Some(epoch) => {
                     return Ok(Some(Attempt::Leading {
                         epoch,
                         acquired: false,
@@ -206,8 +200,7 @@ impl LeaseLock {
                     }));
                 }
                 // Someone else wrote the Lease: re-read and re-decide below.
-                Err(e) if is_conflict(&e) => self.held = None,
-                Err(e) => return Err(self.err(e)),
+                None => self.held = None,
             }
         }
         let current = self.read().await?;
@@ -267,25 +260,34 @@ impl LeaseLock {
         if let Some(c) = cursor {
             set_cursor(&mut lease, Some(c));
         }
+        match self.write(&lease).await? {
+            Some(epoch) => Ok(Some(Attempt::Leading {
+                epoch,
+                acquired: true,
+                cursor: previous_cursor,
+                previous_renew: spec.renew_time.as_ref().map(|t| t.0),
+                previous_holder: holder,
+                freed,
+            })),
+            None if freed == Freed::Ours => Ok(None),
+            None => Ok(Some(Attempt::Following { holder })),
+        }
+    }
+
+    /// Writes `lease`, its resourceVersion the precondition; then we hold what was written, and
+    /// its epoch is returned. None: someone else wrote the Lease first (409).
+    async fn write(&mut self, lease: &Lease) -> Result<Option<i32>, LockError> {
         match self
             .api
-            .replace(&self.name, &PostParams::default(), &lease)
+            .replace(&self.name, &PostParams::default(), lease)
             .await
         {
             Ok(written) => {
                 let epoch = epoch_of(&written);
                 self.held = Some(written);
-                Ok(Some(Attempt::Leading {
-                    epoch,
-                    acquired: true,
-                    cursor: previous_cursor,
-                    previous_renew: spec.renew_time.as_ref().map(|t| t.0),
-                    previous_holder: holder,
-                    freed,
-                }))
+                Ok(Some(epoch))
             }
-            Err(e) if is_conflict(&e) && freed == Freed::Ours => Ok(None),
-            Err(e) if is_conflict(&e) => Ok(Some(Attempt::Following { holder })),
+            Err(e) if is_conflict(&e) => Ok(None),
             Err(e) => Err(self.err(e)),
         }
     }

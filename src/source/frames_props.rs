@@ -194,29 +194,17 @@ fn gen_event() -> impl Strategy<Value = GenEvent> {
         // Unknown fields are ignored (future API versions add some).
         prop::collection::vec(("x-[a-z]{1,6}", json_value()), 0..3),
     )
-        .prop_map(
-            |(
-                uid,
-                resource_version,
-                count,
-                series_count,
-                reason,
-                message,
-                managed_fields,
-                labels,
-                extra,
-            )| GenEvent {
-                uid,
-                resource_version,
-                count,
-                series_count,
-                reason,
-                message,
-                managed_fields,
-                labels,
-                extra,
-            },
-        )
+        .prop_map(|t| GenEvent {
+            uid: t.0,
+            resource_version: t.1,
+            count: t.2,
+            series_count: t.3,
+            reason: t.4,
+            message: t.5,
+            managed_fields: t.6,
+            labels: t.7,
+            extra: t.8,
+        })
 }
 
 impl GenEvent {

@@ -370,7 +370,18 @@ impl Metrics {
     /// `rate(sink_failed_total) + rate(sink_dropped_total)` can only fire over series that exist.
     pub fn init_receiver(&self, receiver: &str) {
         let r = Metrics::receiver(receiver);
-        for f in [
+        for f in self.receiver_counters() {
+            let _ = f.get_or_create(&r);
+        }
+        let _ = self.queue_depth.get_or_create(&r);
+        let _ = self.sink_in_flight.get_or_create(&r);
+        let _ = self.send_seconds.get_or_create(&r);
+        let _ = self.batch_size.get_or_create(&r);
+    }
+
+    /// Every counter family labelled by receiver.
+    fn receiver_counters(&self) -> [&Counters<ReceiverLabel>; 8] {
+        [
             &self.routed,
             &self.sink_sent,
             &self.sink_failed,
@@ -379,13 +390,7 @@ impl Metrics {
             &self.sink_already_delivered,
             &self.sink_messages,
             &self.sink_rate_limited,
-        ] {
-            let _ = f.get_or_create(&r);
-        }
-        let _ = self.queue_depth.get_or_create(&r);
-        let _ = self.sink_in_flight.get_or_create(&r);
-        let _ = self.send_seconds.get_or_create(&r);
-        let _ = self.batch_size.get_or_create(&r);
+        ]
     }
 
     /// `source_failures_total{op, cause}` + 1.
@@ -479,16 +484,7 @@ impl Metrics {
                 cause: "closed".into(),
             })
             .inc();
-        for f in [
-            &self.routed,
-            &self.sink_sent,
-            &self.sink_failed,
-            &self.sink_retried,
-            &self.sink_dropped,
-            &self.sink_already_delivered,
-            &self.sink_messages,
-            &self.sink_rate_limited,
-        ] {
+        for f in self.receiver_counters() {
             f.get_or_create(&r).inc();
         }
         self.queue_depth.get_or_create(&r).set(1);
