@@ -48,6 +48,23 @@ pub struct Exporter {
     /// difference was read but never reached a receiver (an aborted drain).
     emitted: Arc<AtomicU64>,
     dispatched: Arc<AtomicU64>,
+    /// The receivers' names and the counters their totals are read from.
+    receivers: Vec<String>,
+    metrics: Metrics,
+}
+
+/// What one receiver did in this process, for the line a shutdown logs per receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiverTotals {
+    pub receiver: String,
+    /// Delivered (including what the destination already had).
+    pub sent: u64,
+    /// Failed for good (counted, logged, not retried).
+    pub failed: u64,
+    /// Dropped because the queue was full (`dropWhenFull`).
+    pub dropped: u64,
+    /// Routed to it but neither sent, failed nor dropped: what a successor replays.
+    pub pending: u64,
 }
 
 /// How a drain went.
@@ -119,6 +136,8 @@ impl Exporter {
             abort.clone(),
         ));
         let (done_tx, pipeline_done) = tokio::sync::oneshot::channel();
+        let names = config.receivers.iter().map(|r| r.name.clone()).collect();
+        let totals_from = metrics.clone();
         let pipeline = crate::pipeline::Pipeline {
             abort: abort.clone(),
             route: config.route.clone(),
@@ -140,7 +159,26 @@ impl Exporter {
             pipeline_done,
             emitted,
             dispatched,
+            receivers: names,
+            metrics: totals_from,
         })
+    }
+
+    /// Each receiver's totals in this process (its counters: they start with the process).
+    pub fn receiver_totals(&self) -> Vec<ReceiverTotals> {
+        self.receivers
+            .iter()
+            .map(|name| {
+                let [routed, sent, failed, dropped] = self.metrics.receiver_counts(name);
+                ReceiverTotals {
+                    receiver: name.clone(),
+                    sent,
+                    failed,
+                    dropped,
+                    pending: routed.saturating_sub(sent + failed + dropped),
+                }
+            })
+            .collect()
     }
 
     pub fn tracker(&self) -> &Tracker {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 #[cfg(feature = "demo")]
 mod demo;
+mod resmoio_args;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -44,6 +45,9 @@ Environment:
   RUST_LOG              replaces the config's logLevel and the caps on libraries' logs
   NO_COLOR              no colour in text logs on a terminal
   ${VAR} in a config value is replaced by that variable (an unset one is a config error).
+
+resmoio's flags -conf, -metrics-address and -kubeconfig are accepted as --config,
+--metrics-address and --kubeconfig.
 
 Exit status:
   0    stopped on a signal: handed over, or everything read was delivered
@@ -112,7 +116,14 @@ struct RunArgs {
 fn main() -> ExitCode {
     // One TLS provider for kube and reqwest (mixing ring and aws-lc-rs panics at runtime).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
+    let args = match resmoio_args::translate(std::env::args_os()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     // One worker thread unless TOKIO_WORKER_THREADS says otherwise: tokio's default (one per
     // core of the node) makes every hand-off between pipeline stages a cross-thread wake-up. With
     // one worker the benchmark spends 7.3 instead of 10.3 CPU seconds per million occurrences at

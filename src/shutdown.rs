@@ -238,6 +238,8 @@ pub async fn coordinate(
     };
     let drained_in = started.elapsed().saturating_sub(lingered);
 
+    let exporter_totals = exporter.receiver_totals();
+
     // Final cursor + release, in one write: the successor resumes exactly after what every
     // receiver acknowledged.
     let cursor = report.cursor.position.as_ref();
@@ -288,6 +290,14 @@ pub async fn coordinate(
 
     // Join this run's tasks; the process-wide join (`Tasks::join`) follows.
     exporter.join().await;
+    // What each receiver did, so a user can reconcile with the destination without scraping.
+    for t in exporter_totals {
+        tracing::info!(
+            receiver = %t.receiver, sent = t.sent, failed = t.failed, dropped = t.dropped,
+            pending = t.pending,
+            "shutdown: receiver totals since the process started"
+        );
+    }
     outcome
 }
 

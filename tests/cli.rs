@@ -435,3 +435,34 @@ fn help_names_the_environment_and_the_exit_codes() {
         assert_eq!(codes, ["0", "1", "2", "3", "130"], "{args:?}:\n{text}");
     }
 }
+
+/// resmoio's Deployment runs `-conf=/data/config.yaml -metrics-address=:2112`: the same flags
+/// work here (they used to read as `-c onf=…` and an unknown `-m`).
+#[test]
+fn resmoios_deployment_flags_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    // A config that does not load: `run` stops at once with it, before any API call.
+    std::fs::write(&path, "logLevl: info\n").unwrap();
+    let out = exe()
+        .arg(format!("-conf={}", path.display()))
+        .arg("-metrics-address=127.0.0.1:0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}: invalid config", path.display())) && err.contains("logLevl"),
+        "{err}"
+    );
+    let out = exe()
+        .args(["check-config", "-conf"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = exe().arg("-metrics-tls-config=web.yaml").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("-metrics-tls-config"), "{err}");
+}

@@ -109,6 +109,25 @@ async fn rolling_update_waits_for_ready_standbys_and_the_logs_tell_the_story() {
             r.name
         );
     }
+    // a says what its receiver did: what its file holds, nothing failed, nothing left over.
+    let totals = common::logs::lines(&a.log_text())
+        .into_iter()
+        .find(|l| common::logs::message(l) == "shutdown: receiver totals since the process started")
+        .unwrap_or_else(|| panic!("a logs its receiver's totals:\n{}", a.log_text()));
+    let n = |f: &str| common::logs::field(&totals, f).and_then(|v| v.as_u64());
+    assert_eq!(
+        common::logs::field(&totals, "receiver").and_then(|v| v.as_str()),
+        Some("archive")
+    );
+    assert_eq!(
+        n("sent"),
+        Some(common::keys_in_file(&a.output).len() as u64),
+        "{totals}"
+    );
+    assert_eq!(
+        (n("failed"), n("dropped"), n("pending")),
+        (Some(0), Some(0), Some(0))
+    );
 }
 
 /// SIGHUP was fatal (exit 129, Lease not released, duplicates after expiry); it is a graceful

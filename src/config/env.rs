@@ -41,9 +41,52 @@ pub(crate) fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<St
     Ok(out)
 }
 
+/// Names of `$NAME` references without braces in `s` that `env` knows: resmoio (which runs
+/// `os.ExpandEnv` over the whole file) replaced them with the variable; we send them as written
+/// (Go template variables look the same), so a config copied from resmoio that relies on them
+/// deserves a warning.
+pub(crate) fn unbraced_set(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while let Some(at) = s[i..].find('$').map(|p| p + i) {
+        let start = at + 1;
+        let escaped = at > 0 && bytes[at - 1] == b'$';
+        let mut end = start;
+        while end < bytes.len() && (bytes[end] == b'_' || bytes[end].is_ascii_alphanumeric()) {
+            end += 1;
+        }
+        let name = &s[start..end];
+        let first_ok = name
+            .as_bytes()
+            .first()
+            .is_some_and(|b| *b == b'_' || b.is_ascii_alphabetic());
+        if !escaped && first_ok && env(name).is_some() && !out.iter().any(|n| n == name) {
+            out.push(name.to_owned());
+        }
+        i = end.max(start);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::expand;
+    use super::{expand, unbraced_set};
+
+    #[test]
+    fn unbraced_references_to_set_variables_are_found() {
+        let env = |k: &str| (k == "MY_API_KEY" || k == "k").then(|| "v".to_owned());
+        assert_eq!(unbraced_set("$MY_API_KEY", &env), ["MY_API_KEY"]);
+        assert_eq!(
+            unbraced_set("Bearer $MY_API_KEY and $MY_API_KEY", &env),
+            ["MY_API_KEY"]
+        );
+        // Braced, unset, a number, or escaped: nothing to say.
+        assert!(unbraced_set("${MY_API_KEY} $OTHER $5 $$MY_API_KEY", &env).is_empty());
+        // A Go template variable whose name happens to be set is reported too: it is only a
+        // warning, and the variable's owner can rename either.
+        assert_eq!(unbraced_set("{{ range $k, $v := . }}", &env), ["k"]);
+    }
 
     fn env(k: &str) -> Option<String> {
         (k == "TOKEN").then(|| "s3cr3t".to_owned())

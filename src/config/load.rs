@@ -180,12 +180,14 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
     let root = node::parse_yaml(text).map_err(|e| syntax_error(text, &e))?;
     let mut ctx = Ctx {
         errors: Vec::new(),
+        warnings: Vec::new(),
         env,
     };
     let config = build(&mut ctx, &root);
     if ctx.errors.is_empty()
-        && let Some(c) = config
+        && let Some(mut c) = config
     {
+        c.load_warnings = ctx.warnings;
         return Ok(c);
     }
     ctx.errors.sort_by_key(|e| e.line.unwrap_or(u64::MAX));
@@ -235,11 +237,19 @@ fn build(ctx: &mut Ctx, root: &Node) -> Option<Config> {
         Some("debug") => LogLevel::Debug,
         Some("warn") => LogLevel::Warn,
         Some("error") | Some("fatal") | Some("panic") => LogLevel::Error,
+        Some("disabled") => {
+            ctx.warnings.push(
+                "logLevel: disabled turns every log line off, errors and the lease transitions included; `error` keeps those".to_owned(),
+            );
+            LogLevel::Off
+        }
         Some(other) => {
             ctx.error(
                 "logLevel",
                 f.get("logLevel").map_or(0, |n| n.line),
-                format!("unknown log level {other:?} (use trace, debug, info, warn or error)"),
+                format!(
+                    "unknown log level {other:?} (use trace, debug, info, warn, error or disabled)"
+                ),
             );
             LogLevel::Info
         }
@@ -361,6 +371,7 @@ fn build(ctx: &mut Ctx, root: &Node) -> Option<Config> {
         omit_lookup,
         cache_size,
         event_ttl,
+        load_warnings: Vec::new(),
     })
 }
 

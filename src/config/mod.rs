@@ -30,6 +30,9 @@ pub struct Config {
     /// How long the API server keeps events (its `--event-ttl`): decides when lost watch history
     /// can have cost events (a possible gap).
     pub event_ttl: Duration,
+    /// What the loader found worth a warning (`$VAR` without braces that resmoio would have
+    /// replaced, `logLevel: disabled`): part of `warnings()`.
+    pub load_warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,6 +43,8 @@ pub enum LogLevel {
     Info,
     Warn,
     Error,
+    /// resmoio's `disabled` (zerolog's): no log line at all.
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

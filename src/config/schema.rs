@@ -12,6 +12,8 @@ use super::{Regex, duration};
 /// Walk state: collected errors and the environment used for `${VAR}`.
 pub struct Ctx<'e> {
     pub errors: Vec<ConfigError>,
+    /// What loads but deserves a word (`path: message`), shown by check-config and at start.
+    pub warnings: Vec<String>,
     pub env: &'e dyn Fn(&str) -> Option<String>,
 }
 
@@ -114,6 +116,11 @@ impl Ctx<'_> {
 
     /// Expands `${VAR}` in a string found at `path`.
     pub fn expand(&mut self, path: &str, line: u64, s: &str) -> Option<String> {
+        for name in env::unbraced_set(s, self.env) {
+            self.warnings.push(format!(
+                "{path}: ${name} is sent as written (line {line}); resmoio replaced it with the environment variable {name}, which is set here: write ${{{name}}} to use the variable"
+            ));
+        }
         match env::expand(s, self.env) {
             Ok(v) => Some(v),
             Err(e) => {

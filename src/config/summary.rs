@@ -34,7 +34,7 @@ impl Config {
     /// receivers that no rule sends to, and templates that read fields the event does not have
     /// (`.Resaon` exports `<no value>`) or fail on a sample event.
     pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out = self.load_warnings.clone();
         let mut used = Vec::new();
         collect_receivers(&self.route, &mut used);
         if self.receivers.is_empty() {

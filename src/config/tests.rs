@@ -462,7 +462,7 @@ fn durations_and_types() {
     );
     assert_eq!(
         only("logLevel: loud"),
-        "logLevel: unknown log level \"loud\" (use trace, debug, info, warn or error)"
+        "logLevel: unknown log level \"loud\" (use trace, debug, info, warn, error or disabled)"
     );
     assert_eq!(
         only("logFormat: xml"),
@@ -693,9 +693,14 @@ fn examples_load() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            // Examples may reference secrets through ${VAR}; any value will do here.
-            let c = parse(&text, &|_| Some("example".into()))
-                .unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
+            // Examples may reference secrets through ${VAR}; any value will do here. (Lower-case
+            // names are template variables, `$k`: not in the environment.)
+            let secrets = |name: &str| {
+                name.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                    .then(|| "example".to_owned())
+            };
+            let c = parse(&text, &secrets).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
             assert!(
                 c.warnings().is_empty(),
                 "{}: {:?}",
@@ -1030,4 +1035,42 @@ fn concurrency_defaults_per_kind_and_serial_kinds_refuse_more_than_one() {
         ));
         assert!(e.starts_with("receivers[0].concurrency: "), "{e}");
     }
+}
+
+#[test]
+fn an_unbraced_variable_that_is_set_is_sent_as_written_with_a_warning() {
+    let c = ok(
+        "receivers:\n  - name: hook\n    webhook:\n      endpoint: http://x.test/\n      headers:\n        X-API-KEY: $TOKEN\n        X-Template: '{{ $k := 1 }}'\n",
+    );
+    let SinkConfig::Webhook(w) = &c.receivers[0].sink else {
+        unreachable!()
+    };
+    assert_eq!(w.headers[0].template.source(), "$TOKEN", "sent as written");
+    let warnings = c.warnings();
+    let w: Vec<&String> = warnings.iter().filter(|w| w.contains("$TOKEN")).collect();
+    assert_eq!(w.len(), 1, "{warnings:?}");
+    assert!(
+        w[0].starts_with(
+            "receivers[0].webhook.headers.X-API-KEY: $TOKEN is sent as written (line 6)"
+        ) && w[0].contains("write ${TOKEN}"),
+        "{}",
+        w[0]
+    );
+    assert!(
+        !warnings.iter().any(|w| w.contains("$k")),
+        "a template variable whose name is not set is no concern: {warnings:?}"
+    );
+}
+
+#[test]
+fn log_level_disabled_is_resmoios_off() {
+    let c = ok("logLevel: disabled\n");
+    assert_eq!(c.log_level, LogLevel::Off);
+    assert!(
+        c.warnings()
+            .iter()
+            .any(|w| w.starts_with("logLevel: disabled turns every log line off")),
+        "{:?}",
+        c.warnings()
+    );
 }

@@ -40,6 +40,7 @@ pub fn directives(level: LogLevel) -> String {
     let ours = level_name(level);
     let theirs = match level {
         LogLevel::Error => "error",
+        LogLevel::Off => "off",
         _ => "warn",
     };
     let mut out = ours.to_owned();
@@ -59,6 +60,7 @@ fn level_name(level: LogLevel) -> &'static str {
         LogLevel::Info => "info",
         LogLevel::Warn => "warn",
         LogLevel::Error => "error",
+        LogLevel::Off => "off",
     }
 }
 

@@ -379,6 +379,18 @@ impl Metrics {
         let _ = self.batch_size.get_or_create(&r);
     }
 
+    /// A receiver's `routed`, `sink_sent`, `sink_failed` and `sink_dropped` counts.
+    pub fn receiver_counts(&self, receiver: &str) -> [u64; 4] {
+        let r = Metrics::receiver(receiver);
+        [
+            &self.routed,
+            &self.sink_sent,
+            &self.sink_failed,
+            &self.sink_dropped,
+        ]
+        .map(|f| f.get_or_create(&r).get())
+    }
+
     /// Every counter family labelled by receiver.
     fn receiver_counters(&self) -> [&Counters<ReceiverLabel>; 8] {
         [

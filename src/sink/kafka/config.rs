@@ -275,7 +275,7 @@ pub fn parse(ctx: &mut Ctx, f: &Fields) -> Option<KafkaConfig> {
         ctx.error(
             &f.path("avro"),
             n.line,
-            "Avro is not supported by this exporter: remove avro to send JSON (the layout or the whole event), which every resmoio avro setup can also read with a JSON deserializer",
+            "Avro is not supported by this exporter: remove avro to send JSON (the layout or the whole event); consumers that decode with an Avro deserializer (resmoio's header and schema) must switch to a JSON deserializer for this topic, or read it from a new topic",
         );
     }
     let semantics = match ctx.opt_string(f, "delivery").as_deref() {
