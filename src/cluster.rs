@@ -119,7 +119,11 @@ fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client, ClusterError> {
+/// The client, its requests counted in `metrics` (`api_requests_total`).
+pub async fn client(
+    kubeconfig: Option<&Path>,
+    metrics: &crate::telemetry::Metrics,
+) -> Result<kube::Client, ClusterError> {
     let (config, origin) = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path).map_err(|source| ClusterError::Read {
@@ -164,6 +168,9 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client, ClusterEr
     Ok(ClientBuilder::try_from(config)
         .map_err(ClusterError::Client)?
         .with_layer(&layer)
+        .with_layer(&crate::telemetry::api_requests::CountRequests::new(
+            metrics.clone(),
+        ))
         .build())
 }
 

@@ -106,7 +106,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         .await
         .context("kube-sim did not write its kubeconfig")?;
     let (url, http) = admin_endpoint(&kubeconfig)?;
-    let client = kube_event_exporter::cluster::client(Some(&kubeconfig)).await?;
+    let client = kube_event_exporter::cluster::client(
+        Some(&kubeconfig),
+        &kube_event_exporter::telemetry::Metrics::default(),
+    )
+    .await?;
     let leases: Api<Lease> = Api::namespaced(client, "default");
 
     eprintln!("demo: kube-sim at {url}; starting replicas a and b");

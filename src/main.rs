@@ -255,7 +255,7 @@ async fn export_until_shut_down(
 ) -> anyhow::Result<Outcome> {
     let tasks = handles.tasks.clone();
     let signal = shutdown::install(&tasks).context("installing signal handlers")?;
-    let client = cluster::client(args.kubeconfig.as_deref()).await?;
+    let client = cluster::client(args.kubeconfig.as_deref(), &handles.metrics).await?;
     let drain_timeout = cfg.leader_election.drain_timeout;
     if cfg.leader_election.enabled {
         let replica = Replica::new(cfg, client, handles.metrics, handles.health);

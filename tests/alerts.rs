@@ -1,9 +1,11 @@
-//! The shipped alerts: `deploy/alerts/kube-event-exporter.rules.yaml` passes `promtool check
-//! rules` and its own `promtool test rules` suite (`deploy/alerts/tests.yaml`: each alert fires on
-//! the series an exporter in that state exposes, stays silent on a healthy one), and the
-//! Prometheus Operator overlay installs exactly the same groups. The series the suite feeds the
-//! rules are the ones a real exporter exposes: a leader without `list events` is run here against
-//! kube-sim and read the same way.
+//! What operators plug the exporter into. The shipped alerts:
+//! `deploy/alerts/kube-event-exporter.rules.yaml` passes `promtool check rules` and its own
+//! `promtool test rules` suite (`deploy/alerts/tests.yaml`: each alert fires on the series an
+//! exporter in that state exposes, stays silent on a healthy one), and the Prometheus Operator
+//! overlay installs exactly the same groups. The Grafana dashboard (`deploy/grafana`) takes its
+//! data source as a variable. Every metric a rule or a panel queries is one a running exporter
+//! exposes, and the series the suite feeds the rules are the ones a real exporter exposes (a
+//! leader without `list events` is run here against kube-sim and read the same way).
 
 mod common;
 
@@ -12,6 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::replicas::{Cluster, Timing};
+use common::scenarios::{self, FAST};
 use kube_sim::{Sim, SimConfig};
 
 const RULES: &str = "deploy/alerts/kube-event-exporter.rules.yaml";
@@ -143,6 +146,101 @@ async fn a_leader_that_cannot_list_events_shows_it() {
             "the source did not read again"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    a.signal("TERM");
+    assert_eq!(a.wait(Duration::from_secs(30)).await, Some(0));
+}
+
+/// The metric names an expression or a file queries (`kube_event_exporter_…`).
+fn queried(text: &str) -> std::collections::BTreeSet<String> {
+    let prefix = "kube_event_exporter_";
+    let mut out = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(prefix) {
+        let name: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        rest = &rest[i + name.len()..];
+        out.insert(name);
+    }
+    out
+}
+
+#[test]
+fn the_dashboard_takes_its_data_source_as_a_variable() {
+    let d: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo("deploy/grafana/kube-event-exporter.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    assert_eq!(d["uid"], "kube-event-exporter");
+    let vars = d["templating"]["list"].as_array().unwrap();
+    assert!(
+        vars.iter().any(|v| v["name"] == "datasource"
+            && v["type"] == "datasource"
+            && v["query"] == "prometheus"),
+        "{vars:?}"
+    );
+    let panels = d["panels"].as_array().unwrap();
+    let mut targets = 0;
+    for p in panels.iter().filter(|p| p["type"] != "row") {
+        assert_eq!(p["datasource"]["uid"], "${datasource}", "{}", p["title"]);
+        for t in p["targets"].as_array().unwrap() {
+            assert_eq!(t["datasource"]["uid"], "${datasource}", "{}", p["title"]);
+            assert!(!queried(t["expr"].as_str().unwrap()).is_empty(), "{t}");
+            targets += 1;
+        }
+    }
+    assert!(targets >= 15, "{targets} queries");
+}
+
+/// A renamed or removed metric would leave an alert that can never fire and a panel with no
+/// data: every metric they query is in a running leader's /metrics (every series exists from the
+/// start, so none waits for its first increment).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_rules_and_the_dashboard_query_is_exposed_by_a_running_exporter() {
+    common::init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let mut c = Cluster::new(&sim, Timing::default());
+    let mut a = c.start("a").await;
+    c.wait_holder(Duration::from_secs(30), |h| h == "a").await;
+    common::until_watching(&sim).await;
+    let g = scenarios::generate(&sim, FAST, 50, 91);
+    g.wait().await;
+    c.wait_exported(&g.generated(), Duration::from_secs(30))
+        .await;
+    let text = a.metrics_text().await;
+    let exposed: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let mut wanted = queried(&std::fs::read_to_string(repo(RULES)).unwrap());
+    let dashboard =
+        std::fs::read_to_string(repo("deploy/grafana/kube-event-exporter.json")).unwrap();
+    wanted.extend(queried(&dashboard));
+    assert!(wanted.len() >= 20, "{wanted:?}");
+    let missing: Vec<&String> = wanted
+        .iter()
+        .filter(|m| !exposed.contains(m.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "queried but not exposed: {missing:?}\n{text}"
+    );
+    // The API requests the dashboard shows are counted: the leader's watch and its renewals.
+    for request in [
+        "kube_event_exporter_api_requests_total{verb=\"watch\",resource=\"events\",code=\"200\"}",
+        "kube_event_exporter_api_requests_total{verb=\"update\",resource=\"leases\",code=\"200\"}",
+    ] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while a.metric(request).await < 1.0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{request} never counted"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     a.signal("TERM");
     assert_eq!(a.wait(Duration::from_secs(30)).await, Some(0));

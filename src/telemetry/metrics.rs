@@ -43,6 +43,14 @@ pub struct SourceFailureLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiRequestLabels {
+    pub verb: String,
+    pub resource: String,
+    /// The HTTP status, or `none` when no answer came.
+    pub code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
     revision: String,
@@ -90,6 +98,8 @@ pub struct Metrics {
     pub source_failures: Counters<SourceFailureLabels>,
     /// How long the source has gone without reading from the API server (0 while a watch is open).
     pub source_blind_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Requests to the Kubernetes API, by verb, resource and answer.
+    pub api_requests: Counters<ApiRequestLabels>,
     pub enrich_cache_hits: Counter,
     pub enrich_cache_misses: Counter,
     pub enrich_errors: Counter,
@@ -178,6 +188,7 @@ impl Metrics {
             possible_gaps: Counter::default(),
             source_failures: Family::default(),
             source_blind_seconds: Gauge::default(),
+            api_requests: Family::default(),
             enrich_cache_hits: Counter::default(),
             enrich_cache_misses: Counter::default(),
             enrich_errors: Counter::default(),
@@ -300,6 +311,11 @@ impl Metrics {
             m.source_failures.clone(),
         );
         reg.register(
+            "api_requests",
+            "Requests to the Kubernetes API, by verb, resource and HTTP status (none: no answer)",
+            m.api_requests.clone(),
+        );
+        reg.register(
             "source_blind_seconds",
             "How long the event source has gone without reading from the API server (0 while a watch is open)",
             m.source_blind_seconds.clone(),
@@ -405,6 +421,17 @@ impl Metrics {
         ]
     }
 
+    /// `api_requests_total{verb, resource, code}` + 1.
+    pub fn count_api_request(&self, verb: &str, resource: &str, code: &str) {
+        self.api_requests
+            .get_or_create(&ApiRequestLabels {
+                verb: verb.into(),
+                resource: resource.into(),
+                code: code.into(),
+            })
+            .inc();
+    }
+
     /// `source_failures_total{op, cause}` + 1.
     pub fn count_source_failure(&self, op: &str, cause: &str) {
         self.source_failures
@@ -496,6 +523,7 @@ impl Metrics {
                 cause: "closed".into(),
             })
             .inc();
+        self.count_api_request("watch", "events", "200");
         for f in self.receiver_counters() {
             f.get_or_create(&r).inc();
         }

@@ -1,4 +1,5 @@
 //! Metrics, health endpoints and logging.
+pub mod api_requests;
 pub mod chain;
 pub mod health;
 pub mod logging;
