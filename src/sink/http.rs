@@ -12,8 +12,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use super::kind::Problem;
+use super::render::scalar_source;
 use super::tls::{TlsConfig, check_server_name};
-use crate::config::yaml::{Ctx, Fields, Kind};
+use crate::config::yaml::{Ctx, Fields};
 use crate::telemetry::error_chain;
 use crate::template::Template;
 
@@ -70,18 +71,7 @@ pub fn parse_headers(ctx: &mut Ctx, f: &Fields) -> Vec<HeaderTemplate> {
                 None
             }
         };
-        let s = match &v.kind {
-            Kind::Str(s) => ctx.expand(p, v.line, s)?,
-            Kind::Int(_) | Kind::Float(_) | Kind::Bool(_) => v.kind.describe(),
-            _ => {
-                ctx.error(
-                    p,
-                    v.line,
-                    format!("expected a string, found {}", v.kind.describe()),
-                );
-                return None;
-            }
-        };
+        let s = scalar_source(ctx, p, v)?;
         if let Err(why) = check_header_value(&s) {
             ctx.error(p, v.line, why);
             return None;

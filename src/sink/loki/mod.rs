@@ -35,12 +35,13 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue};
 
-pub use config::{DEFAULT_METADATA, LabelTemplate, LokiConfig, OCCURRENCE_KEY, Secret};
+pub use config::{DEFAULT_METADATA, LabelTemplate, LokiConfig, OCCURRENCE_KEY};
 pub use push::Format;
 
 use super::http::{Endpoint, header_value};
 use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
+use super::secret::Secret;
 use super::tls::TLS_KEYS;
 use super::{Doc, OrderKey, SendError, Sink, parse_retry_after};
 use crate::event::Occurrence;
@@ -131,7 +132,7 @@ impl LokiSink {
             base.insert(X_SCOPE_ORGID, header_value(t));
         }
         if let Some(user) = &cfg.username {
-            let pass = cfg.password.as_ref().map_or("", |p| p.0.as_str());
+            let pass = cfg.password.as_ref().map_or("", Secret::expose);
             let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
             let mut v = header_value(&format!("Basic {token}"));
             v.set_sensitive(true);

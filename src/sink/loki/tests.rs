@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::sink::secret::Secret;
 use crate::config::{Config, ConfigErrors, parse};
 use crate::event::{Event, Occurrence};
 

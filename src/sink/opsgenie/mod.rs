@@ -34,9 +34,9 @@ use super::http::Endpoint;
 use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
 use super::notify::{
-    Counts, DEFAULT_MESSAGE, Renderer, copy, rename_endpoint, settle, snippet, status_error,
-    transport_error, truncate,
+    Counts, copy, rename_endpoint, settle, snippet, status_error, transport_error,
 };
+use super::render::{DEFAULT_MESSAGE, Renderer, truncate};
 use super::tls::TLS_KEYS;
 use super::{Doc, SendError, Sink};
 use crate::config::yaml::{Ctx, Fields};
@@ -141,7 +141,7 @@ impl OpsgenieSink {
         })?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let mut auth = HeaderValue::from_str(&format!("GenieKey {}", cfg.api_key.0))
+        let mut auth = HeaderValue::from_str(&format!("GenieKey {}", cfg.api_key.expose()))
             .map_err(|_| vec![("apiKey", "not a valid header value".to_owned())])?;
         auth.set_sensitive(true);
         headers.insert(AUTHORIZATION, auth);

@@ -36,8 +36,9 @@ pub use message::{Attachment, Rendered};
 use super::http::Endpoint;
 use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
+use super::render::Renderer;
 use super::notify::{
-    Counts, Pacer, Renderer, copy, rename_endpoint, retry_after, settle, snippet, status_error,
+    Counts, Pacer, copy, rename_endpoint, retry_after, settle, snippet, status_error,
     transport_error,
 };
 use super::tls::TLS_KEYS;
@@ -147,7 +148,7 @@ impl SlackSink {
                 } else {
                     format!("{api_url}/")
                 };
-                let auth = HeaderValue::from_str(&format!("Bearer {}", token.0))
+                let auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
                     .map_err(|_| vec![("token", "not a valid header value".to_owned())])?;
                 (
                     format!("{base}chat.postMessage"),
@@ -203,7 +204,7 @@ impl SlackSink {
         let cfg = &self.cfg;
         let r = &mut self.renderer;
         let text = r.render("message", &cfg.message, data, &doc.key, || {
-            crate::template::Template::parse(super::notify::DEFAULT_MESSAGE)
+            crate::template::Template::parse(super::render::DEFAULT_MESSAGE)
                 .ok()
                 .and_then(|t| t.render(data).ok())
                 .unwrap_or_default()
