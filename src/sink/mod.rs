@@ -21,6 +21,7 @@ pub mod notify;
 pub mod opsgenie;
 pub mod pipe;
 mod queue;
+pub mod registry;
 pub mod render;
 mod retry;
 pub mod secret;
@@ -45,7 +46,8 @@ use crate::progress::Ack;
 use crate::telemetry::Metrics;
 
 pub use encode::Encoder;
-pub use kind::{BuildEnv, Concurrency, KINDS, Problem, ReceiverKind, SinkConfig};
+pub use kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
+pub use registry::{KINDS, SinkConfig};
 pub use retry::{Backoff, parse_retry_after};
 
 /// One occurrence for one receiver.
