@@ -160,7 +160,6 @@ pub struct BatchConfig {
     pub max_wait: Duration,
 }
 
-
 mod duration;
 mod env;
 mod error;

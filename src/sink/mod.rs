@@ -73,7 +73,7 @@ pub enum SinkError {
 }
 
 /// Why a send failed, as the worker needs to know it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SendError {
     /// Worth retrying (transport error, timeout, 408, 429, 5xx, I/O error).
     Transient {
@@ -86,6 +86,28 @@ pub enum SendError {
     /// batch, by index, failed as given; every other one was delivered. Only the transient ones
     /// are sent again.
     Partial(Vec<(usize, SendError)>),
+}
+
+impl SendError {
+    /// The reason given (empty for a per-document answer, whose documents have their own).
+    pub fn reason(&self) -> &str {
+        match self {
+            SendError::Transient { reason, .. } | SendError::Permanent { reason } => reason,
+            SendError::Partial(_) => "",
+        }
+    }
+
+    /// The same error with what to do about it appended to its reason: `… (check token)`.
+    pub fn with_hint(mut self, hint: &str) -> SendError {
+        if let SendError::Transient { reason, .. } | SendError::Permanent { reason } = &mut self
+            && !hint.is_empty()
+        {
+            reason.push_str(" (");
+            reason.push_str(hint);
+            reason.push(')');
+        }
+        self
+    }
 }
 
 /// One encoded document of a batch.

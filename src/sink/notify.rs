@@ -1,18 +1,13 @@
 //! What the notification receivers (`slack`, `teams`, `opsgenie`) share besides rendering
-//! (`sink::render`): their counters, the pacing of posts per destination, and how an HTTP answer
-//! becomes a [`SendError`].
+//! (`sink::render`) and the HTTP answer's meaning (`sink::http::answer`): their counters, and the
+//! pacing of posts per destination.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
-
+use super::SendError;
 use super::kind::BuildEnv;
-use super::render::{one_line, truncate};
-use super::{SendError, parse_retry_after};
 use crate::telemetry::Metrics;
-use crate::telemetry::error_chain;
 
 /// A required http(s) URL at `key`, without the `endpoint` naming of [`super::http::parse_url`]
 /// in later problems: `Endpoint::build` names its URL problems `endpoint`, which callers rename.
@@ -91,67 +86,6 @@ impl Pacer {
     }
 }
 
-/// The `Retry-After` of an answer.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after)
-}
-
-/// The 300-character head of a reply body, on one line, for reasons and logs.
-pub fn snippet(body: &str) -> String {
-    one_line(&truncate(body, 300))
-}
-
-/// A request that got no answer (connect, TLS, timeout, reset): worth retrying.
-pub fn transport_error(what: &str, e: &reqwest::Error) -> SendError {
-    SendError::Transient {
-        reason: format!("{what}: {}", error_chain(e)),
-        retry_after: None,
-    }
-}
-
-/// An HTTP answer that is not a success: 408, 429 and 5xx are retried (honouring
-/// `Retry-After`), a redirect and any other 4xx are permanent.
-pub fn status_error(
-    what: &str,
-    status: StatusCode,
-    headers: &HeaderMap,
-    body: &str,
-    hint: &str,
-) -> SendError {
-    let mut reason = format!("{what} answered {status}");
-    if !body.trim().is_empty() {
-        reason.push_str(": ");
-        reason.push_str(&snippet(body));
-    }
-    if !hint.is_empty() {
-        reason.push_str(" (");
-        reason.push_str(hint);
-        reason.push(')');
-    }
-    let code = status.as_u16();
-    if code == 408 || code == 429 || status.is_server_error() {
-        SendError::Transient {
-            reason,
-            retry_after: retry_after(headers),
-        }
-    } else {
-        if status.is_redirection()
-            && let Some(to) = headers.get("location").and_then(|v| v.to_str().ok())
-        {
-            reason.push_str(&format!(" (redirect to {to} not followed)"));
-        }
-        SendError::Permanent { reason }
-    }
-}
-
-/// The same error for another document of the batch (kept for the receivers that call it).
-pub fn copy(e: &SendError) -> SendError {
-    e.clone()
-}
-
 /// The answer for a batch whose documents were sent in groups: `failed` lists each failed
 /// document (by index in the batch) with its error. One failure covering the whole batch is
 /// returned as is; otherwise a per-document answer, so the worker resends only what may succeed.
@@ -191,33 +125,6 @@ mod tests {
         let mut none = Pacer::new(Duration::ZERO);
         none.answered("a", None);
         assert!(none.ready_at("a").is_none(), "minInterval 0 never waits");
-    }
-
-    #[test]
-    fn http_answers_are_classified() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, "3".parse().unwrap());
-        match status_error("POST x", StatusCode::TOO_MANY_REQUESTS, &h, "slow down", "") {
-            SendError::Transient {
-                retry_after,
-                reason,
-            } => {
-                assert_eq!(retry_after, Some(Duration::from_secs(3)));
-                assert!(
-                    reason.contains("429") && reason.contains("slow down"),
-                    "{reason}"
-                );
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            status_error("x", StatusCode::BAD_GATEWAY, &HeaderMap::new(), "", ""),
-            SendError::Transient { .. }
-        ));
-        assert!(matches!(
-            status_error("x", StatusCode::FORBIDDEN, &HeaderMap::new(), "", "hint"),
-            SendError::Permanent { reason } if reason.ends_with("(hint)")
-        ));
     }
 
     #[test]

@@ -66,7 +66,7 @@ impl Outcomes {
         self.credentials_expired |= e.credentials_expired();
         let err = e.to_send_error();
         for d in docs {
-            self.fail(d, notify::copy(&err));
+            self.fail(d, err.clone());
         }
     }
 
@@ -264,6 +264,7 @@ mod tests {
         let e = AwsError {
             action: "x".into(),
             status: None,
+            headers: Default::default(),
             code: String::new(),
             message: "connection refused".into(),
             sender_fault: false,

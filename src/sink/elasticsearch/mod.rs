@@ -34,20 +34,21 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use prometheus_client::metrics::counter::Counter;
+use reqwest::StatusCode;
 use reqwest::header::{
     AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue,
-    RETRY_AFTER,
 };
 
 use self::bulk::{Action, Op, Outcome};
 pub use self::config::{AwsConfig, SearchConfig};
 use self::golayout::GoLayout;
 use super::http::Endpoint;
+use super::http::answer::{Answer, transport_error};
 use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
-use super::{Doc, SendError, Sink, retry::parse_retry_after};
+use super::{Doc, SendError, Sink};
 use crate::config::yaml::{Ctx, Fields};
-use crate::telemetry::{Metrics, error_chain};
+use crate::telemetry::Metrics;
 
 /// `receivers[].elasticsearch`.
 #[derive(Debug, Clone, PartialEq)]
@@ -296,12 +297,8 @@ impl SearchSink {
             .headers(headers)
             .send()
             .await
-            .map_err(|e| SendError::Transient {
-                reason: format!(
-                    "GET {url} (the server version, for type): {}",
-                    error_chain(&e)
-                ),
-                retry_after: None,
+            .map_err(|e| {
+                transport_error(&format!("GET {url} (the server version, for type)"), &e)
             })?;
         let status = resp.status();
         let info: Option<serde_json::Value> = resp.json().await.ok();
@@ -423,71 +420,31 @@ impl SearchSink {
                     })
                 })?;
         }
-        let resp = match client.post(url).headers(headers).body(body).send().await {
-            Ok(r) => r,
+        let what = format!("POST {display}/_bulk");
+        let answer = match Answer::send(&what, client.post(url).headers(headers).body(body)).await {
+            Ok(a) => a,
             Err(e) => {
                 self.rotate();
-                return Err(Fail::Send(SendError::Transient {
-                    reason: format!("POST {display}/_bulk: {}", error_chain(&e)),
-                    retry_after: None,
-                }));
+                return Err(Fail::Send(e));
             }
         };
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let location = resp
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = match resp.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                self.rotate();
-                return Err(Fail::Send(SendError::Transient {
-                    reason: format!(
-                        "POST {display}/_bulk: reading the answer: {}",
-                        error_chain(&e)
-                    ),
-                    retry_after: None,
-                }));
-            }
-        };
-        if status.is_success() {
-            return bulk::parse_answer(&bytes, entries.len()).map_err(|why| {
+        match answer.classify(&what) {
+            Ok(()) => bulk::parse_answer(&answer.body, entries.len()).map_err(|why| {
                 Fail::Send(SendError::Transient {
-                    reason: format!("POST {display}/_bulk: {why}"),
+                    reason: format!("{what}: {why}"),
                     retry_after: None,
                 })
-            });
+            }),
+            Err(e) if answer.status == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(Fail::TooLarge(e.reason().to_owned()))
+            }
+            Err(e) => {
+                if answer.status.is_server_error() {
+                    self.rotate();
+                }
+                Err(Fail::Send(e))
+            }
         }
-        let reason = format!(
-            "POST {display}/_bulk answered {status}: {}",
-            snippet(&bytes)
-        );
-        let code = status.as_u16();
-        Err(match code {
-            413 => Fail::TooLarge(reason),
-            408 | 429 => Fail::Send(SendError::Transient {
-                reason,
-                retry_after,
-            }),
-            _ if status.is_server_error() => {
-                self.rotate();
-                Fail::Send(SendError::Transient {
-                    reason,
-                    retry_after,
-                })
-            }
-            _ if status.is_redirection() => Fail::Send(SendError::Permanent {
-                reason: format!("{reason} (redirect to {location:?} not followed)"),
-            }),
-            _ => Fail::Send(SendError::Permanent { reason }),
-        })
     }
 
     /// Sends every entry, in as many requests as the server's size limit needs. A request that
@@ -575,12 +532,6 @@ impl SearchSink {
             }),
         }
     }
-}
-
-/// The 200-character head of a reply body, for logs.
-fn snippet(body: &[u8]) -> String {
-    let s: String = String::from_utf8_lossy(body).chars().take(200).collect();
-    s.replace('\n', " ")
 }
 
 impl Sink for SearchSink {

@@ -363,7 +363,7 @@ impl Sink for CloudLoggingSink {
                             let e = if rpc_code_is_transient(s.code) {
                                 SendError::Transient {
                                     reason,
-                                    retry_after: answer.retry_after,
+                                    retry_after: answer.retry_after(),
                                 }
                             } else {
                                 SendError::Permanent { reason }

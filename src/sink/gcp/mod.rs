@@ -13,18 +13,18 @@ pub mod pubsub;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 
-use self::auth::{CredentialSource, Tokens, snippet};
+use self::auth::{CredentialSource, Tokens};
+use super::SendError;
 use super::http::Endpoint;
+pub use super::http::answer::Answer;
+use super::http::answer::classify;
 use super::kind::Problem;
 use super::tls::TlsConfig;
-use super::{SendError, retry::parse_retry_after};
 use crate::config::yaml::{Ctx, Fields};
-use crate::telemetry::error_chain;
 
 /// The label / attribute that carries the occurrence key.
 pub const OCCURRENCE_KEY: &str = "occurrence_key";
@@ -73,13 +73,6 @@ pub struct Api {
     client: reqwest::Client,
     base: String,
     tokens: Tokens,
-}
-
-/// A whole answer, read.
-pub struct Answer {
-    pub status: StatusCode,
-    pub retry_after: Option<Duration>,
-    pub body: Bytes,
 }
 
 impl Api {
@@ -141,28 +134,11 @@ impl Api {
         if let Some(auth) = self.tokens.authorization().await? {
             req = req.header(AUTHORIZATION, auth);
         }
-        let resp = req.send().await.map_err(|e| SendError::Transient {
-            reason: format!("{method} {url}: {}", error_chain(&e)),
-            retry_after: None,
-        })?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let body = resp.bytes().await.map_err(|e| SendError::Transient {
-            reason: format!("{method} {url}: reading the answer: {}", error_chain(&e)),
-            retry_after: None,
-        })?;
-        if status == StatusCode::UNAUTHORIZED {
+        let answer = Answer::send(&format!("{method} {url}"), req).await?;
+        if answer.status == StatusCode::UNAUTHORIZED {
             self.tokens.invalidate();
         }
-        Ok(Answer {
-            status,
-            retry_after,
-            body,
-        })
+        Ok(answer)
     }
 }
 
@@ -181,23 +157,26 @@ pub struct ErrorInfo {
     pub details: Vec<serde_json::Value>,
 }
 
-/// A failed answer to the whole request, classified: 401 (token dropped), 408, 429 and 5xx are
-/// retried; anything else is permanent, with Google's status and message.
+/// A failed answer to the whole request, classified as every HTTP answer is, with Google's
+/// status and message; a 401 is retried too (the cached token was dropped: the next attempt
+/// gets a new one).
 pub fn whole_request_error(what: &str, a: &Answer) -> SendError {
-    let text = String::from_utf8_lossy(&a.body);
     let detail = match serde_json::from_slice::<ErrorBody>(&a.body) {
         Ok(e) => format!("{} {}", e.error.status, e.error.message),
-        Err(_) => snippet(&text),
+        Err(_) => a.text().into_owned(),
     };
-    let reason = format!("{what} answered {}: {}", a.status, detail.trim());
-    let code = a.status.as_u16();
-    if code == 401 || code == 408 || code == 429 || a.status.is_server_error() {
-        SendError::Transient {
-            reason,
-            retry_after: a.retry_after,
+    match classify(what, a.status, &a.headers, &detail) {
+        Err(SendError::Permanent { reason }) if a.status == StatusCode::UNAUTHORIZED => {
+            SendError::Transient {
+                reason,
+                retry_after: None,
+            }
         }
-    } else {
-        SendError::Permanent { reason }
+        Err(e) => e,
+        Ok(()) => SendError::Transient {
+            reason: format!("{what} answered {}: not an error", a.status),
+            retry_after: None,
+        },
     }
 }
 
@@ -272,8 +251,8 @@ mod tests {
     fn whole_request_answers_are_classified_with_googles_message() {
         let a = |code: u16, body: &str| Answer {
             status: StatusCode::from_u16(code).unwrap(),
-            retry_after: None,
-            body: Bytes::from(body.to_owned()),
+            headers: Default::default(),
+            body: bytes::Bytes::from(body.to_owned()),
         };
         let err = r#"{"error":{"code":404,"message":"Resource not found (resource=t).","status":"NOT_FOUND"}}"#;
         match whole_request_error("publish", &a(404, err)) {

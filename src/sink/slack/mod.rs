@@ -34,13 +34,11 @@ pub use config::{
 pub use message::{Attachment, Rendered};
 
 use super::http::Endpoint;
+use super::http::answer::{Answer, retry_after, snippet};
 use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
+use super::notify::{Counts, Pacer, rename_endpoint, settle};
 use super::render::Renderer;
-use super::notify::{
-    Counts, Pacer, copy, rename_endpoint, retry_after, settle, snippet, status_error,
-    transport_error,
-};
 use super::tls::TLS_KEYS;
 use super::{Doc, SendError, Sink};
 use crate::config::yaml::{Ctx, Fields};
@@ -247,42 +245,31 @@ impl SlackSink {
         if let Some(h) = &self.host {
             headers.insert(HOST, h.clone());
         }
-        let resp = self
+        let req = self
             .client
             .post(self.url.clone())
             .headers(headers)
-            .body(serde_json::to_vec(body).expect("a message serializes"))
-            .send()
-            .await
-            .map_err(|e| (transport_error(&what, &e), false))?;
-        let status = resp.status();
-        let resp_headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
-        if status.as_u16() == 429 {
-            return Err((
-                status_error(&what, status, &resp_headers, &text, "rate limited"),
-                true,
-            ));
-        }
-        if !status.is_success() {
-            let hint = match (&self.target, text.trim()) {
-                (Target::Webhook, "no_service" | "no_team" | "no_service_id") => {
-                    "the webhook was removed or disabled: create a new one"
-                }
-                (Target::Webhook, "channel_is_archived") => "the webhook's channel is archived",
-                (Target::Webhook, "action_prohibited" | "posting_to_general_channel_denied") => {
-                    "an admin restricted posting to the webhook's channel"
-                }
-                _ => "",
-            };
-            return Err((
-                status_error(&what, status, &resp_headers, &text, hint),
-                false,
-            ));
-        }
+            .body(serde_json::to_vec(body).expect("a message serializes"));
+        let answer = Answer::send(&what, req).await.map_err(|e| (e, false))?;
+        let text = answer.text();
+        let limited = answer.status.as_u16() == 429;
+        let hint = match (&self.target, text.trim()) {
+            _ if limited => "rate limited",
+            (Target::Webhook, "no_service" | "no_team" | "no_service_id") => {
+                "the webhook was removed or disabled: create a new one"
+            }
+            (Target::Webhook, "channel_is_archived") => "the webhook's channel is archived",
+            (Target::Webhook, "action_prohibited" | "posting_to_general_channel_denied") => {
+                "an admin restricted posting to the webhook's channel"
+            }
+            _ => "",
+        };
+        answer
+            .classify(&what)
+            .map_err(|e| (e.with_hint(hint), limited))?;
         match self.target {
             Target::Webhook => Ok(()),
-            Target::Api { .. } => api_answer(&what, &text, &resp_headers),
+            Target::Api { .. } => api_answer(&what, &text, &answer.headers),
         }
     }
 }
@@ -429,7 +416,7 @@ impl Sink for SlackSink {
                             self.pacer.answered(&key, None);
                         }
                         for &i in &members {
-                            failed.push((i, copy(&e)));
+                            failed.push((i, e.clone()));
                         }
                     }
                 }

@@ -1,9 +1,12 @@
-//! What every HTTP receiver shares: the `endpoint` URL check, templated `headers`, and the client
-//! (timeouts, no redirects, our User-Agent, the `tls:` block, `tls.serverName`).
+//! What every HTTP receiver shares: the `endpoint` URL check, templated `headers`, the client
+//! (timeouts, no redirects, our User-Agent, the `tls:` block, `tls.serverName`), and what an
+//! answer means ([`answer`]).
 //!
 //! `serverName` is the name for SNI and certificate verification: requests go to
 //! `https://{serverName}:{port}` through a resolver that maps that name to the endpoint's host,
 //! with the endpoint's `Host` header, over HTTP/1.1.
+
+pub mod answer;
 
 use std::net::SocketAddr;
 use std::time::Duration;
