@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::SendError;
 use super::kind::BuildEnv;
 use crate::telemetry::Metrics;
 
@@ -86,20 +85,6 @@ impl Pacer {
     }
 }
 
-/// The answer for a batch whose documents were sent in groups: `failed` lists each failed
-/// document (by index in the batch) with its error. One failure covering the whole batch is
-/// returned as is; otherwise a per-document answer, so the worker resends only what may succeed.
-pub fn settle(batch_len: usize, mut failed: Vec<(usize, SendError)>) -> Result<(), SendError> {
-    if failed.is_empty() {
-        return Ok(());
-    }
-    if batch_len == 1 && failed.len() == 1 {
-        return Err(failed.pop().expect("one").1);
-    }
-    failed.sort_by_key(|(i, _)| *i);
-    Err(SendError::Partial(failed))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,31 +110,5 @@ mod tests {
         let mut none = Pacer::new(Duration::ZERO);
         none.answered("a", None);
         assert!(none.ready_at("a").is_none(), "minInterval 0 never waits");
-    }
-
-    #[test]
-    fn a_lone_failure_is_the_batch_s_answer() {
-        let one = settle(1, vec![(0, SendError::Permanent { reason: "r".into() })]);
-        assert!(matches!(one, Err(SendError::Permanent { .. })));
-        let two = settle(
-            3,
-            vec![
-                (2, SendError::Permanent { reason: "r".into() }),
-                (
-                    0,
-                    SendError::Transient {
-                        reason: "t".into(),
-                        retry_after: None,
-                    },
-                ),
-            ],
-        );
-        match two {
-            Err(SendError::Partial(list)) => {
-                assert_eq!(list.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 2])
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(settle(2, Vec::new()).is_ok());
     }
 }

@@ -370,7 +370,7 @@ impl Sink for OpsCenterSink {
                     }
                 }
             }
-            crate::sink::notify::settle(batch.len(), failed)
+            crate::sink::partial::settle(batch.len(), failed)
         }
         .boxed()
     }

@@ -46,6 +46,7 @@ use super::http::Endpoint;
 use super::http::answer::{Answer, transport_error};
 use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
+use super::partial::Outcomes;
 use super::{Doc, SendError, Sink};
 use crate::config::yaml::{Ctx, Fields};
 use crate::telemetry::Metrics;
@@ -330,7 +331,7 @@ impl SearchSink {
 
     /// Appends the batch's documents to `self.body`: one entry per document that has an index;
     /// a document whose index cannot be rendered fails permanently without being sent.
-    fn prepare(&mut self, batch: &[Doc], failed: &mut [Option<SendError>]) -> Vec<Entry> {
+    fn prepare(&mut self, batch: &[Doc], outcomes: &mut Outcomes) -> Vec<Entry> {
         self.body.clear();
         let doc_type = match &self.type_mode {
             TypeMode::Send(t) => Some(t.clone()),
@@ -346,7 +347,7 @@ impl SearchSink {
             let index = match self.index.render(|| doc.occ.value(), at) {
                 Ok(name) => name,
                 Err(reason) => {
-                    failed[i] = Some(SendError::Permanent { reason });
+                    outcomes.fail(i, SendError::Permanent { reason });
                     continue;
                 }
             };
@@ -545,33 +546,23 @@ impl Sink for SearchSink {
                 return Ok(());
             }
             self.type_mode().await?;
-            let mut result: Vec<Option<SendError>> = (0..batch.len()).map(|_| None).collect();
-            let entries = self.prepare(batch, &mut result);
+            let mut outcomes = Outcomes::new(batch.len());
+            let entries = self.prepare(batch, &mut outcomes);
             if !entries.is_empty() {
-                let outcomes = match self.submit_all(&entries).await {
-                    Ok(o) => o,
-                    // Nothing written: the whole batch fails as the request did (unless some
-                    // documents already failed to render: then per document).
-                    Err(e) if entries.len() == batch.len() => return Err(e),
-                    Err(e) => entries.iter().map(|_| Err(e.clone())).collect(),
-                };
-                for (entry, outcome) in entries.iter().zip(outcomes) {
-                    result[entry.doc] = match outcome {
-                        Ok(o) => self.settle(entry, o),
-                        Err(e) => Some(e),
-                    };
+                match self.submit_all(&entries).await {
+                    Ok(answers) => {
+                        for (entry, answer) in entries.iter().zip(answers) {
+                            match answer.map(|o| self.settle(entry, o)) {
+                                Ok(None) => {}
+                                Ok(Some(e)) | Err(e) => outcomes.fail(entry.doc, e),
+                            }
+                        }
+                    }
+                    // Nothing written: every document sent fails as the request did.
+                    Err(e) => outcomes.fail_all(entries.iter().map(|en| en.doc), &e),
                 }
             }
-            let failed: Vec<(usize, SendError)> = result
-                .into_iter()
-                .enumerate()
-                .filter_map(|(i, e)| e.map(|e| (i, e)))
-                .collect();
-            if failed.is_empty() {
-                Ok(())
-            } else {
-                Err(SendError::Partial(failed))
-            }
+            outcomes.settle()
         }
         .boxed()
     }

@@ -186,49 +186,6 @@ pub fn rpc_code_is_transient(code: i64) -> bool {
     matches!(code, 2 | 4 | 8 | 10 | 13 | 14)
 }
 
-/// Splits `sizes` (bytes of each item, in order) into consecutive ranges of at most `max_items`
-/// items and `max_bytes` bytes (an item larger than `max_bytes` goes alone).
-pub fn chunks(sizes: &[usize], max_items: usize, max_bytes: usize) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut bytes = 0;
-    for (i, &s) in sizes.iter().enumerate() {
-        if i > start && (i - start >= max_items || bytes + s > max_bytes) {
-            out.push(start..i);
-            start = i;
-            bytes = 0;
-        }
-        bytes += s;
-    }
-    if start < sizes.len() {
-        out.push(start..sizes.len());
-    }
-    out
-}
-
-/// Folds the answers of a batch's requests into one result: every failed document by index.
-pub fn batch_result(failed: Vec<(usize, SendError)>, len: usize) -> Result<(), SendError> {
-    if failed.is_empty() {
-        return Ok(());
-    }
-    // A whole batch failing alike is reported as such (one log line, one reason).
-    if failed.len() == len && len > 0 {
-        let all_same = failed.windows(2).all(|w| same_kind(&w[0].1, &w[1].1));
-        if all_same {
-            return Err(failed.into_iter().next().expect("not empty").1);
-        }
-    }
-    Err(SendError::Partial(failed))
-}
-
-fn same_kind(a: &SendError, b: &SendError) -> bool {
-    match (a, b) {
-        (SendError::Transient { reason: x, .. }, SendError::Transient { reason: y, .. }) => x == y,
-        (SendError::Permanent { reason: x }, SendError::Permanent { reason: y }) => x == y,
-        _ => false,
-    }
-}
-
 /// Writes `s` as a JSON string.
 pub fn json_str(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec");
@@ -237,15 +194,6 @@ pub fn json_str(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chunks_hold_the_item_and_byte_limits() {
-        assert_eq!(chunks(&[1, 1, 1, 1, 1], 2, 100), vec![0..2, 2..4, 4..5]);
-        assert_eq!(chunks(&[60, 60, 30, 10], 10, 100), vec![0..1, 1..4]);
-        // An item over the byte limit goes alone (the server names it).
-        assert_eq!(chunks(&[10, 500, 10], 10, 100), vec![0..1, 1..2, 2..3]);
-        assert!(chunks(&[], 10, 100).is_empty());
-    }
 
     #[test]
     fn whole_request_answers_are_classified_with_googles_message() {

@@ -42,6 +42,7 @@ use super::http::answer::Answer;
 use super::http::{Endpoint, header_value};
 use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
+use super::partial::Outcomes;
 use super::secret::Secret;
 use super::tls::TLS_KEYS;
 use super::{Doc, OrderKey, SendError, Sink};
@@ -363,7 +364,15 @@ impl Sink for LokiSink {
             // before 90% of it, so the worker's timeout never cancels the answers already known.
             let split_budget = self.timeout / 2;
             let deadline = self.timeout.mul_f64(0.9);
-            let mut outcome: Vec<Option<Result<(), SendError>>> = vec![None; batch.len()];
+            // Every part is decided before the loop ends; a document it missed is never
+            // silently counted as sent.
+            let mut outcome = Outcomes::pending(
+                batch.len(),
+                SendError::Transient {
+                    reason: "not pushed".into(),
+                    retry_after: None,
+                },
+            );
             let mut entries: Vec<Option<Entry>> = Vec::with_capacity(batch.len());
             let mut streams = HashMap::new();
             let mut header_sets: Vec<Vec<(HeaderName, HeaderValue)>> = Vec::new();
@@ -372,7 +381,7 @@ impl Sink for LokiSink {
                 match self.entry(doc, &mut streams) {
                     Ok(e) => entries.push(Some(e)),
                     Err(fail) => {
-                        outcome[i] = Some(Err(fail));
+                        outcome.fail(i, fail);
                         entries.push(None);
                         continue;
                     }
@@ -415,9 +424,7 @@ impl Sink for LokiSink {
                             part.docs.len()
                         ),
                     };
-                    for i in part.docs {
-                        outcome[i] = Some(Err(fail.clone()));
-                    }
+                    outcome.fail_all(part.docs, &fail);
                     continue;
                 }
                 if elapsed >= deadline {
@@ -427,9 +434,7 @@ impl Sink for LokiSink {
                         ),
                         retry_after: None,
                     };
-                    for i in part.docs {
-                        outcome[i] = Some(Err(fail.clone()));
-                    }
+                    outcome.fail_all(part.docs, &fail);
                     continue;
                 }
                 let refs: Vec<&Entry> = part
@@ -443,7 +448,7 @@ impl Sink for LokiSink {
                 match reply {
                     Reply::Delivered => {
                         for &i in &part.docs {
-                            outcome[i] = Some(Ok(()));
+                            outcome.delivered(i);
                         }
                     }
                     Reply::Rejected(reason) if part.docs.len() > 1 => {
@@ -461,47 +466,16 @@ impl Sink for LokiSink {
                         });
                     }
                     Reply::Rejected(reason) => {
-                        outcome[part.docs[0]] = Some(Err(SendError::Permanent { reason }));
+                        outcome.fail(part.docs[0], SendError::Permanent { reason });
                     }
                     Reply::Fail(fail) => {
-                        for &i in &part.docs {
-                            outcome[i] = Some(Err(fail.clone()));
-                        }
+                        outcome.fail_all(part.docs, &fail);
                     }
                 }
             }
-            settle(outcome)
+            outcome.settle()
         }
         .boxed()
-    }
-}
-
-/// The batch's answer from each document's outcome: Ok when all were delivered, the one
-/// failure when every document failed the same way, else a per-document answer.
-fn settle(outcome: Vec<Option<Result<(), SendError>>>) -> Result<(), SendError> {
-    let n = outcome.len();
-    let failed: Vec<(usize, SendError)> = outcome
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, o)| match o {
-            Some(Ok(())) => None,
-            Some(Err(f)) => Some((i, f)),
-            // Every part is decided before the loop ends; never silently counted as sent.
-            None => Some((
-                i,
-                SendError::Transient {
-                    reason: "not pushed".into(),
-                    retry_after: None,
-                },
-            )),
-        })
-        .collect();
-    match failed.first() {
-        None => Ok(()),
-        Some((_, first)) if failed.len() == n && failed.iter().all(|(_, f)| f == first) => {
-            Err(first.clone())
-        }
-        Some(_) => Err(SendError::Partial(failed)),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The Loki receiver's config, entries, reply classification and per-document settlement.
+//! The Loki receiver's config, entries and reply classification.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -307,41 +307,4 @@ fn replies_are_classified_like_loki_means_them() {
     assert!(
         matches!(c(401, "no org id", None), Reply::Fail(SendError::Permanent { reason }) if reason.contains("no org id"))
     );
-}
-
-#[test]
-fn the_batch_answer_is_whole_when_it_can_be_and_per_document_otherwise() {
-    let p = || {
-        Some(Err(SendError::Permanent {
-            reason: "bad".into(),
-        }))
-    };
-    let t = || {
-        Some(Err(SendError::Transient {
-            reason: "busy".into(),
-            retry_after: None,
-        }))
-    };
-    assert!(settle(vec![Some(Ok(())), Some(Ok(()))]).is_ok());
-    assert!(matches!(
-        settle(vec![p(), p()]),
-        Err(SendError::Permanent { .. })
-    ));
-    assert!(matches!(
-        settle(vec![t(), t()]),
-        Err(SendError::Transient { .. })
-    ));
-    let Err(SendError::Partial(failed)) = settle(vec![Some(Ok(())), p(), t(), None]) else {
-        panic!("expected a per-document answer")
-    };
-    let got: Vec<(usize, bool)> = failed
-        .iter()
-        .map(|(i, e)| (*i, matches!(e, SendError::Permanent { .. })))
-        .collect();
-    assert_eq!(got, [(1, true), (2, false), (3, false)]);
-    // One document failing alone is still a per-document answer when others were sent.
-    assert!(matches!(
-        settle(vec![Some(Ok(())), p()]),
-        Err(SendError::Partial(_))
-    ));
 }
