@@ -7,7 +7,8 @@ use super::error::{ConfigError, ConfigErrors};
 use super::node::{self, Kind, Node};
 use super::schema::{Ctx, Fields};
 use super::*;
-use crate::sink::kind::{self, KINDS, KindInfo};
+use crate::sink::kind;
+use crate::sink::registry::{self, KINDS, KindInfo};
 
 const TOP_KEYS: &[&str] = &[
     "logLevel",
@@ -95,7 +96,7 @@ pub fn key_paths() -> Vec<String> {
             out.extend(under(&format!("receivers[].{}.{key}.", kind.name), nested));
         }
     }
-    out.extend(kind::unsupported().map(|k| format!("receivers[].{k}")));
+    out.extend(registry::unsupported().map(|k| format!("receivers[].{k}")));
     out
 }
 
@@ -520,7 +521,7 @@ fn rule(ctx: &mut Ctx, n: &Node, path: &str, targets: &mut Vec<(String, u64, Str
 
 fn receivers(ctx: &mut Ctx, top: &Fields) -> (Vec<ReceiverConfig>, Vec<String>) {
     let mut allowed: Vec<&str> = vec!["name"];
-    allowed.extend(kind::all_names());
+    allowed.extend(registry::all_names());
     allowed.extend(DELIVERY_KEYS);
     let mut out: Vec<ReceiverConfig> = Vec::new();
     let mut seen: Vec<(String, String)> = Vec::new();
@@ -551,7 +552,7 @@ fn receivers(ctx: &mut Ctx, top: &Fields) -> (Vec<ReceiverConfig>, Vec<String>) 
         }
         let kinds: Vec<&str> = f
             .keys()
-            .filter(|k| kind::all_names().any(|n| n == *k))
+            .filter(|k| registry::all_names().any(|n| n == *k))
             .collect();
         let sink = match kinds.as_slice() {
             [] => {
@@ -565,7 +566,7 @@ fn receivers(ctx: &mut Ctx, top: &Fields) -> (Vec<ReceiverConfig>, Vec<String>) 
                 );
                 None
             }
-            [name] => match kind::find(name) {
+            [name] => match registry::find(name) {
                 Some(k) => sink(ctx, &f, k),
                 None => {
                     ctx.error(
@@ -620,7 +621,7 @@ fn sink(ctx: &mut Ctx, r: &Fields, kind: &KindInfo) -> Option<SinkConfig> {
 }
 
 fn delivery(ctx: &mut Ctx, f: &Fields) -> DeliveryConfig {
-    let kind = f.keys().find_map(kind::find);
+    let kind = f.keys().find_map(registry::find);
     let default_max_events = kind.map_or(256, |k| k.default_max_events) as i64;
     let concurrency = match (ctx.int(f, "concurrency", 1, MAX_CONCURRENCY), kind) {
         (Some(n), Some(k)) if n > 1 => match k.concurrency {

@@ -7,6 +7,8 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
+use crate::sink::SinkConfig;
+
 /// The whole, validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -162,9 +164,6 @@ pub struct BatchConfig {
     /// How long a partial batch may wait for more occurrences.
     pub max_wait: Duration,
 }
-
-/// A receiver's kind and settings: each kind owns its config (see `crate::sink::kind`).
-pub use crate::sink::SinkConfig;
 
 mod duration;
 mod env;

@@ -357,7 +357,7 @@ fn receivers_checked() {
         "route.routes[0].match[0].receiver: receiver \"nope\" is not defined in receivers"
     );
     // resmoio's kinds without an implementation yet (the table in sink/kind.rs decides).
-    let unsupported: Vec<&str> = crate::sink::kind::unsupported().collect();
+    let unsupported: Vec<&str> = crate::sink::registry::unsupported().collect();
     assert!(unsupported.contains(&"inMemory"), "{unsupported:?}");
     for kind in unsupported {
         assert_eq!(

@@ -1,16 +1,13 @@
-//! What a receiver kind is, and the table of kinds (the only list to extend when adding one).
+//! What a receiver kind is: the contract every kind implements ([`ReceiverKind`]) and what
+//! building one may use ([`BuildEnv`]). The table of kinds is `sink::registry`.
 //!
 //! A kind owns everything about itself in its own module: its config struct, the keys it accepts,
 //! their parsing from the YAML node (with the loader's path-aware helpers), its compiled templates,
-//! the checks `run` would otherwise fail on, and its [`Sink`]. The loader, `check-config`, the key
-//! reference in docs/configuration.md and [`super::Receivers::start`] all go through [`KINDS`].
+//! the checks `run` would otherwise fail on, and its [`Sink`].
 
 use std::fmt::Debug;
 
-use super::{
-    Sink, elasticsearch, file, layout::Encoding, loki, opsgenie, pipe, slack, stdout, syslog,
-    teams, webhook,
-};
+use super::{Sink, layout::Encoding, stdout};
 use crate::config::DeliveryConfig;
 use crate::config::yaml::{Ctx, Fields};
 
@@ -110,115 +107,4 @@ impl Concurrency {
             Concurrency::Lanes(n) => n,
         }
     }
-}
-
-/// A row of the table.
-pub struct KindInfo {
-    pub name: &'static str,
-    pub keys: &'static [&'static str],
-    pub nested: &'static [(&'static str, &'static [&'static str])],
-    pub default_max_events: usize,
-    pub concurrency: Concurrency,
-    pub parse: for<'c, 'e, 'f, 'n> fn(&'c mut Ctx<'e>, &'f Fields<'n>) -> Option<SinkConfig>,
-}
-
-macro_rules! receiver_kinds {
-    ($($variant:ident => $ty:ty),* $(,)?) => {
-        /// A receiver's kind and its settings.
-        #[derive(Debug, Clone, PartialEq)]
-        pub enum SinkConfig {
-            $($variant($ty),)*
-        }
-
-        impl SinkConfig {
-            pub fn kind(&self) -> &'static str {
-                match self {
-                    $(SinkConfig::$variant(_) => <$ty as ReceiverKind>::NAME,)*
-                }
-            }
-
-            pub fn receiver(&self) -> &dyn Receiver {
-                match self {
-                    $(SinkConfig::$variant(c) => c,)*
-                }
-            }
-        }
-
-        /// Every supported kind.
-        pub const KINDS: &[KindInfo] = &[
-            $(KindInfo {
-                name: <$ty as ReceiverKind>::NAME,
-                keys: <$ty as ReceiverKind>::KEYS,
-                nested: <$ty as ReceiverKind>::NESTED,
-                default_max_events: <$ty as ReceiverKind>::DEFAULT_MAX_EVENTS,
-                concurrency: <$ty as ReceiverKind>::CONCURRENCY,
-                parse: |ctx, f| <$ty as ReceiverKind>::parse(ctx, f).map(SinkConfig::$variant),
-            },)*
-        ];
-    };
-}
-
-// The table: one line per kind.
-receiver_kinds! {
-    Stdout => stdout::StdoutConfig,
-    File => file::FileConfig,
-    Webhook => webhook::WebhookConfig,
-    Elasticsearch => elasticsearch::ElasticsearchConfig,
-    Opensearch => elasticsearch::OpenSearchConfig,
-    Loki => loki::LokiConfig,
-    Syslog => syslog::SyslogConfig,
-    Pipe => pipe::PipeConfig,
-    Slack => slack::SlackConfig,
-    Opsgenie => opsgenie::OpsgenieConfig,
-    Teams => teams::TeamsConfig,
-    Sqs => super::aws::sqs::SqsConfig,
-    Kinesis => super::aws::kinesis::KinesisConfig,
-    Sns => super::aws::sns::SnsConfig,
-    Eventbridge => super::aws::eventbridge::EventBridgeConfig,
-    Firehose => super::aws::firehose::FirehoseConfig,
-    Opscenter => super::aws::opscenter::OpsCenterConfig,
-    Kafka => super::kafka::KafkaConfig,
-    Pubsub => super::gcp::pubsub::PubsubConfig,
-    Bigquery => super::gcp::bigquery::BigQueryConfig,
-    CloudLogging => super::gcp::logging::CloudLoggingConfig,
-}
-
-/// resmoio's receiver kinds. Those not in [`KINDS`] are recognised so the error says "not
-/// supported yet" rather than "unknown key".
-const RESMOIO_KINDS: &[&str] = &[
-    "stdout",
-    "file",
-    "webhook",
-    "elasticsearch",
-    "opensearch",
-    "kafka",
-    "kinesis",
-    "firehose",
-    "sqs",
-    "sns",
-    "eventbridge",
-    "loki",
-    "teams",
-    "slack",
-    "opsgenie",
-    "opscenter",
-    "syslog",
-    "pubsub",
-    "bigquery",
-    "pipe",
-    "inMemory",
-];
-
-pub fn find(name: &str) -> Option<&'static KindInfo> {
-    KINDS.iter().find(|k| k.name == name)
-}
-
-/// resmoio's kinds this exporter does not implement yet.
-pub fn unsupported() -> impl Iterator<Item = &'static str> {
-    RESMOIO_KINDS.iter().copied().filter(|k| find(k).is_none())
-}
-
-/// Every kind name a receiver entry may hold, supported or not.
-pub fn all_names() -> impl Iterator<Item = &'static str> {
-    KINDS.iter().map(|k| k.name).chain(unsupported())
 }

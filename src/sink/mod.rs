@@ -19,9 +19,13 @@ pub mod layout;
 pub mod loki;
 pub mod notify;
 pub mod opsgenie;
+pub mod partial;
 pub mod pipe;
 mod queue;
+pub mod registry;
+pub mod render;
 mod retry;
+pub mod secret;
 pub mod slack;
 pub mod stdout;
 pub mod syslog;
@@ -43,7 +47,8 @@ use crate::progress::Ack;
 use crate::telemetry::Metrics;
 
 pub use encode::Encoder;
-pub use kind::{BuildEnv, Concurrency, KINDS, Problem, ReceiverKind, SinkConfig};
+pub use kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
+pub use registry::{KINDS, SinkConfig};
 pub use retry::{Backoff, parse_retry_after};
 
 /// One occurrence for one receiver.
@@ -69,7 +74,7 @@ pub enum SinkError {
 }
 
 /// Why a send failed, as the worker needs to know it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SendError {
     /// Worth retrying (transport error, timeout, 408, 429, 5xx, I/O error).
     Transient {
@@ -82,6 +87,28 @@ pub enum SendError {
     /// batch, by index, failed as given; every other one was delivered. Only the transient ones
     /// are sent again.
     Partial(Vec<(usize, SendError)>),
+}
+
+impl SendError {
+    /// The reason given (empty for a per-document answer, whose documents have their own).
+    pub fn reason(&self) -> &str {
+        match self {
+            SendError::Transient { reason, .. } | SendError::Permanent { reason } => reason,
+            SendError::Partial(_) => "",
+        }
+    }
+
+    /// The same error with what to do about it appended to its reason: `… (check token)`.
+    pub fn with_hint(mut self, hint: &str) -> SendError {
+        if let SendError::Transient { reason, .. } | SendError::Permanent { reason } = &mut self
+            && !hint.is_empty()
+        {
+            reason.push_str(" (");
+            reason.push_str(hint);
+            reason.push(')');
+        }
+        self
+    }
 }
 
 /// One encoded document of a batch.

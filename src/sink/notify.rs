@@ -1,95 +1,12 @@
-//! What the notification receivers (`slack`, `teams`, `opsgenie`) share: their templated keys,
-//! text limits, the pacing of posts per destination, and how an HTTP answer becomes a
-//! [`SendError`].
-//!
-//! Their templates are resmoio's (Go `text/template` over the event). A template that fails to
-//! parse is a load error; one that fails on check-config's sample event is a warning there (the
-//! lint of `ReceiverKind::templates`); one that still fails on a real event is rendered as its
-//! fallback and logged, once per key at warn level, so an occurrence is never dropped for it.
+//! What the notification receivers (`slack`, `teams`, `opsgenie`) share besides rendering
+//! (`sink::render`) and the HTTP answer's meaning (`sink::http::answer`): their counters, and the
+//! pacing of posts per destination.
 
-use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
-use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
-use serde_json::Value;
-
 use super::kind::BuildEnv;
-use super::{SendError, parse_retry_after};
-use crate::config::yaml::{Ctx, Fields, Kind, Node};
 use crate::telemetry::Metrics;
-use crate::telemetry::error_chain;
-use crate::template::Template;
-
-/// The text of an occurrence when `message` is not set: what happened to which object.
-pub const DEFAULT_MESSAGE: &str = "{{ .Type }} {{ .Reason }} {{ .InvolvedObject.Kind }} {{ with .InvolvedObject.Namespace }}{{ . }}/{{ end }}{{ .InvolvedObject.Name }}: {{ .Message }}";
-
-/// A string key holding a template (`message: "{{ .Message }}"`); None when absent, null or
-/// empty. Parse errors are reported at the key's path.
-pub fn opt_template(ctx: &mut Ctx, f: &Fields, key: &str) -> Option<Template> {
-    let src = ctx.opt_string(f, key)?;
-    parse_template(
-        ctx,
-        &f.path(key),
-        f.get(key).map_or(f.line, |n| n.line),
-        &src,
-    )
-}
-
-pub fn parse_template(ctx: &mut Ctx, path: &str, line: u64, src: &str) -> Option<Template> {
-    match Template::parse(src) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            ctx.error(path, line, e.to_string());
-            None
-        }
-    }
-}
-
-/// A scalar list item or map value as template source: strings (with `${VAR}`), numbers and
-/// bools as written; None (with an error) for anything else, or a null.
-fn scalar_source(ctx: &mut Ctx, path: &str, v: &Node) -> Option<String> {
-    match &v.kind {
-        Kind::Str(s) => ctx.expand(path, v.line, s),
-        Kind::Int(_) | Kind::Float(_) | Kind::Bool(_) => Some(v.kind.describe()),
-        other => {
-            ctx.error(
-                path,
-                v.line,
-                format!("expected a string, found {}", other.describe()),
-            );
-            None
-        }
-    }
-}
-
-/// A map of names to templates (`fields`, `details`), in the order of the names.
-pub fn template_map(ctx: &mut Ctx, f: &Fields, key: &str) -> Vec<(String, Template)> {
-    let prefix = format!("{}.", f.path(key));
-    ctx.string_map(f, key, |ctx, p, v| {
-        let src = scalar_source(ctx, p, v)?;
-        let name = p.strip_prefix(&prefix).unwrap_or(p).to_owned();
-        parse_template(ctx, p, v.line, &src).map(|t| (name, t))
-    })
-    .into_values()
-    .collect()
-}
-
-/// A list of templates (`tags`).
-pub fn template_list(ctx: &mut Ctx, f: &Fields, key: &str) -> Vec<Template> {
-    let items = ctx.seq(f, key);
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let path = format!("{}[{i}]", f.path(key));
-        if let Some(src) = scalar_source(ctx, &path, item)
-            && let Some(t) = parse_template(ctx, &path, item.line, &src)
-        {
-            out.push(t);
-        }
-    }
-    out
-}
 
 /// A required http(s) URL at `key`, without the `endpoint` naming of [`super::http::parse_url`]
 /// in later problems: `Endpoint::build` names its URL problems `endpoint`, which callers rename.
@@ -120,90 +37,6 @@ impl Counts {
             messages: env.metrics.sink_messages.get_or_create(&label).clone(),
             rate_limited: env.metrics.sink_rate_limited.get_or_create(&label).clone(),
         }
-    }
-}
-
-/// At most `max` characters of `s`, the last of them `…` when it was cut.
-pub fn truncate(s: &str, max: usize) -> Cow<'_, str> {
-    if max == 0 {
-        return Cow::Borrowed("");
-    }
-    match s.char_indices().nth(max) {
-        None => Cow::Borrowed(s),
-        Some(_) => {
-            let end = s.char_indices().nth(max - 1).map_or(s.len(), |(i, _)| i);
-            Cow::Owned(format!("{}…", &s[..end]))
-        }
-    }
-}
-
-/// Line breaks and other control characters as spaces, runs of them as one: a digest line.
-pub fn one_line(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut space = false;
-    for c in s.trim().chars() {
-        if c.is_control() || c == ' ' {
-            if !space {
-                out.push(' ');
-            }
-            space = true;
-        } else {
-            out.push(c);
-            space = false;
-        }
-    }
-    out
-}
-
-/// Renders templates for one receiver, remembering which keys already failed so each is logged
-/// at warn once (then at debug): a template that fails for one event usually fails for many.
-/// A lane's clone remembers on its own.
-#[derive(Clone)]
-pub struct Renderer {
-    receiver: String,
-    failed: HashSet<String>,
-}
-
-impl Renderer {
-    pub fn new(receiver: &str) -> Self {
-        Self {
-            receiver: receiver.to_owned(),
-            failed: HashSet::new(),
-        }
-    }
-
-    /// `template` rendered for `data`; on failure `fallback`, logged.
-    pub fn render(
-        &mut self,
-        key: &str,
-        template: &Template,
-        data: &Value,
-        occurrence: &str,
-        fallback: impl FnOnce() -> String,
-    ) -> String {
-        match template.render(data) {
-            Ok(s) => s,
-            Err(e) => {
-                if self.failed.len() < 256 && self.failed.insert(key.to_owned()) {
-                    tracing::warn!(receiver = %self.receiver, key, occurrence, error = %e, "template failed to render; sent its fallback instead (further failures of this key are logged at debug)");
-                } else {
-                    tracing::debug!(receiver = %self.receiver, key, occurrence, error = %e, "template failed to render; sent its fallback instead");
-                }
-                fallback()
-            }
-        }
-    }
-
-    /// An optional template: None when unset or rendered empty; its failure renders empty.
-    pub fn render_opt(
-        &mut self,
-        key: &str,
-        template: Option<&Template>,
-        data: &Value,
-        occurrence: &str,
-    ) -> Option<String> {
-        let t = template?;
-        Some(self.render(key, t, data, occurrence, String::new)).filter(|s| !s.is_empty())
     }
 }
 
@@ -252,98 +85,9 @@ impl Pacer {
     }
 }
 
-/// The `Retry-After` of an answer.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after)
-}
-
-/// The 300-character head of a reply body, on one line, for reasons and logs.
-pub fn snippet(body: &str) -> String {
-    one_line(&truncate(body, 300))
-}
-
-/// A request that got no answer (connect, TLS, timeout, reset): worth retrying.
-pub fn transport_error(what: &str, e: &reqwest::Error) -> SendError {
-    SendError::Transient {
-        reason: format!("{what}: {}", error_chain(e)),
-        retry_after: None,
-    }
-}
-
-/// An HTTP answer that is not a success: 408, 429 and 5xx are retried (honouring
-/// `Retry-After`), a redirect and any other 4xx are permanent.
-pub fn status_error(
-    what: &str,
-    status: StatusCode,
-    headers: &HeaderMap,
-    body: &str,
-    hint: &str,
-) -> SendError {
-    let mut reason = format!("{what} answered {status}");
-    if !body.trim().is_empty() {
-        reason.push_str(": ");
-        reason.push_str(&snippet(body));
-    }
-    if !hint.is_empty() {
-        reason.push_str(" (");
-        reason.push_str(hint);
-        reason.push(')');
-    }
-    let code = status.as_u16();
-    if code == 408 || code == 429 || status.is_server_error() {
-        SendError::Transient {
-            reason,
-            retry_after: retry_after(headers),
-        }
-    } else {
-        if status.is_redirection()
-            && let Some(to) = headers.get("location").and_then(|v| v.to_str().ok())
-        {
-            reason.push_str(&format!(" (redirect to {to} not followed)"));
-        }
-        SendError::Permanent { reason }
-    }
-}
-
-/// The same error for another document of the batch (kept for the receivers that call it).
-pub fn copy(e: &SendError) -> SendError {
-    e.clone()
-}
-
-/// The answer for a batch whose documents were sent in groups: `failed` lists each failed
-/// document (by index in the batch) with its error. One failure covering the whole batch is
-/// returned as is; otherwise a per-document answer, so the worker resends only what may succeed.
-pub fn settle(batch_len: usize, mut failed: Vec<(usize, SendError)>) -> Result<(), SendError> {
-    if failed.is_empty() {
-        return Ok(());
-    }
-    if batch_len == 1 && failed.len() == 1 {
-        return Err(failed.pop().expect("one").1);
-    }
-    failed.sort_by_key(|(i, _)| *i);
-    Err(SendError::Partial(failed))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn truncation_counts_characters_and_marks_the_cut() {
-        assert_eq!(truncate("abc", 3), "abc");
-        assert_eq!(truncate("abcd", 3), "ab…");
-        assert_eq!(truncate("ééééé", 4), "ééé…");
-        assert_eq!(truncate("x", 0), "");
-        assert_eq!(truncate("", 5), "");
-    }
-
-    #[test]
-    fn one_line_joins_lines() {
-        assert_eq!(one_line(" a\nb\r\n\tc  d "), "a b c d");
-    }
 
     #[tokio::test(start_paused = true)]
     async fn the_pacer_spaces_posts_per_key_from_the_answer() {
@@ -366,58 +110,5 @@ mod tests {
         let mut none = Pacer::new(Duration::ZERO);
         none.answered("a", None);
         assert!(none.ready_at("a").is_none(), "minInterval 0 never waits");
-    }
-
-    #[test]
-    fn http_answers_are_classified() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, "3".parse().unwrap());
-        match status_error("POST x", StatusCode::TOO_MANY_REQUESTS, &h, "slow down", "") {
-            SendError::Transient {
-                retry_after,
-                reason,
-            } => {
-                assert_eq!(retry_after, Some(Duration::from_secs(3)));
-                assert!(
-                    reason.contains("429") && reason.contains("slow down"),
-                    "{reason}"
-                );
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            status_error("x", StatusCode::BAD_GATEWAY, &HeaderMap::new(), "", ""),
-            SendError::Transient { .. }
-        ));
-        assert!(matches!(
-            status_error("x", StatusCode::FORBIDDEN, &HeaderMap::new(), "", "hint"),
-            SendError::Permanent { reason } if reason.ends_with("(hint)")
-        ));
-    }
-
-    #[test]
-    fn a_lone_failure_is_the_batch_s_answer() {
-        let one = settle(1, vec![(0, SendError::Permanent { reason: "r".into() })]);
-        assert!(matches!(one, Err(SendError::Permanent { .. })));
-        let two = settle(
-            3,
-            vec![
-                (2, SendError::Permanent { reason: "r".into() }),
-                (
-                    0,
-                    SendError::Transient {
-                        reason: "t".into(),
-                        retry_after: None,
-                    },
-                ),
-            ],
-        );
-        match two {
-            Err(SendError::Partial(list)) => {
-                assert_eq!(list.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 2])
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(settle(2, Vec::new()).is_ok());
     }
 }

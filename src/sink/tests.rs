@@ -164,7 +164,7 @@ async fn file_rotates_without_losing_or_splitting_lines() {
         "  - name: f\n    batch: {{maxEvents: 7}}\n    file:\n      path: {}\n      maxbackups: 3\n",
         path.display()
     ));
-    let crate::config::SinkConfig::File(fc) = &cfgs[0].sink else {
+    let crate::sink::SinkConfig::File(fc) = &cfgs[0].sink else {
         unreachable!()
     };
     // Rotation every ~4 KiB: drive the sink directly so the limit can be tiny.

@@ -1,6 +1,7 @@
 //! webhook: POST the document as JSON (a JSON array when batching), with templated headers and
 //! `Idempotency-Key: {uid}:{count}` so a receiver can drop replays. Transport errors, timeouts,
-//! 408, 429 and 5xx are retried (honouring `Retry-After`); other 4xx are permanent.
+//! 408, 429 and 5xx are retried (honouring `Retry-After`); other 4xx are permanent
+//! (`http::answer`, as for every HTTP kind).
 //!
 //! Redirects are not followed: a POST silently turned into a GET by a 302 would lose the event;
 //! a 3xx is reported as a permanent failure naming the Location instead.
@@ -16,15 +17,15 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use reqwest::header::{CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue};
 
+use super::http::answer::Answer;
 use super::http::{Endpoint, HeaderTemplate, header_value, parse_headers, parse_url};
 use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
 use super::tls::{TLS_KEYS, TlsConfig};
-use super::{Doc, SendError, Sink, retry::parse_retry_after};
+use super::{Doc, SendError, Sink};
 use crate::config::yaml::{Ctx, Fields};
-use crate::telemetry::error_chain;
 use crate::template::Template;
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -132,12 +133,6 @@ impl WebhookSink {
     }
 }
 
-/// The 200-character head of a reply body, for logs.
-fn snippet(body: &str) -> String {
-    let s: String = body.chars().take(200).collect();
-    s.replace('\n', " ")
-}
-
 impl Sink for WebhookSink {
     fn lane(&self) -> Option<Box<dyn Sink>> {
         Some(Box::new(self.clone()))
@@ -186,43 +181,8 @@ impl Sink for WebhookSink {
                 .post(self.url.clone())
                 .headers(headers)
                 .body(self.body.split().freeze());
-            let resp = req.send().await.map_err(|e| SendError::Transient {
-                reason: format!("POST {}: {}", self.endpoint, error_chain(&e)),
-                retry_after: None,
-            })?;
-            let status = resp.status();
-            if status.is_success() {
-                return Ok(());
-            }
-            let retry_after = resp
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
-            let location = resp
-                .headers()
-                .get("location")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let body = resp.text().await.unwrap_or_default();
-            let reason = format!(
-                "POST {} answered {status}: {}",
-                self.endpoint,
-                snippet(&body)
-            );
-            let code = status.as_u16();
-            if code == 408 || code == 429 || status.is_server_error() {
-                Err(SendError::Transient {
-                    reason,
-                    retry_after,
-                })
-            } else if status.is_redirection() {
-                Err(SendError::Permanent {
-                    reason: format!("{reason} (redirect to {location:?} not followed)"),
-                })
-            } else {
-                Err(SendError::Permanent { reason })
-            }
+            let what = format!("POST {}", self.endpoint);
+            Answer::send(&what, req).await?.classify(&what)
         }
         .boxed()
     }

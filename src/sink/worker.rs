@@ -22,6 +22,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::partial::Outcomes;
 use super::queue::Queued;
 use super::{Delivery, Doc, Encoder, OrderKey, SendError, Sink, retry::Backoff};
 use crate::config::{DeliveryConfig, ReceiverConfig};
@@ -340,7 +341,7 @@ impl Lane {
                 .send_seconds
                 .get_or_create(&shared.label)
                 .observe(started.elapsed().as_secs_f64());
-            match result {
+            let (reason, retry_after, what) = match result {
                 Ok(()) => {
                     shared
                         .metrics
@@ -369,59 +370,40 @@ impl Lane {
                     return true;
                 }
                 Err(SendError::Partial(failed)) => {
-                    let Some(retry) = shared.settle_partial(&mut docs, &mut acks, failed) else {
-                        return true;
-                    };
-                    let (reason, retry_after) = retry;
-                    if let Some(d) = retry_after {
-                        shared.hold(d);
-                    }
-                    let Some(delay) = backoff.next_delay(retry_after) else {
-                        shared.give_up(&docs, &reason, backoff.attempts());
-                        Ack::done_all(acks);
-                        return true;
-                    };
-                    shared
-                        .metrics
-                        .sink_retried
-                        .get_or_create(&shared.label)
-                        .inc();
-                    if backoff.attempts() == 1 || backoff.attempts().is_multiple_of(10) {
-                        tracing::warn!(receiver = %shared.name, first = %docs[0].key, count = docs.len(), %reason, attempt = backoff.attempts(), delay_ms = delay.as_millis() as u64, "some documents failed; retrying those");
-                    }
-                    tokio::select! {
-                        biased;
-                        _ = shared.abort.cancelled() => return false,
-                        _ = tokio::time::sleep(delay) => {}
+                    match shared.settle_partial(&mut docs, &mut acks, failed) {
+                        Some((reason, retry_after)) => {
+                            (reason, retry_after, "some documents failed; retrying those")
+                        }
+                        None => return true,
                     }
                 }
                 Err(SendError::Transient {
                     reason,
                     retry_after,
-                }) => {
-                    if let Some(d) = retry_after {
-                        shared.hold(d);
-                    }
-                    let Some(delay) = backoff.next_delay(retry_after) else {
-                        shared.give_up(&docs, &reason, backoff.attempts());
-                        Ack::done_all(acks);
-                        return true;
-                    };
-                    shared
-                        .metrics
-                        .sink_retried
-                        .get_or_create(&shared.label)
-                        .inc();
-                    // First failure and then every 10th, so a long outage does not flood the log.
-                    if backoff.attempts() == 1 || backoff.attempts().is_multiple_of(10) {
-                        tracing::warn!(receiver = %shared.name, first = %docs[0].key, count = docs.len(), %reason, attempt = backoff.attempts(), delay_ms = delay.as_millis() as u64, "send failed; retrying");
-                    }
-                    tokio::select! {
-                        biased;
-                        _ = shared.abort.cancelled() => return false,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                }
+                }) => (reason, retry_after, "send failed; retrying"),
+            };
+            // The destination asked every request to wait, not only this one.
+            if let Some(d) = retry_after {
+                shared.hold(d);
+            }
+            let Some(delay) = backoff.next_delay(retry_after) else {
+                shared.give_up(&docs, &reason, backoff.attempts());
+                Ack::done_all(acks);
+                return true;
+            };
+            shared
+                .metrics
+                .sink_retried
+                .get_or_create(&shared.label)
+                .inc();
+            // First failure and then every 10th, so a long outage does not flood the log.
+            if backoff.attempts() == 1 || backoff.attempts().is_multiple_of(10) {
+                tracing::warn!(receiver = %shared.name, first = %docs[0].key, count = docs.len(), %reason, attempt = backoff.attempts(), delay_ms = delay.as_millis() as u64, "{what}");
+            }
+            tokio::select! {
+                biased;
+                _ = shared.abort.cancelled() => return false,
+                _ = tokio::time::sleep(delay) => {}
             }
         }
     }
@@ -462,12 +444,7 @@ impl Shared {
         acks: &mut Vec<Ack>,
         failed: Vec<(usize, SendError)>,
     ) -> Option<(String, Option<std::time::Duration>)> {
-        let mut outcome: Vec<Option<SendError>> = (0..docs.len()).map(|_| None).collect();
-        for (i, e) in failed {
-            if let Some(slot) = outcome.get_mut(i) {
-                *slot = Some(e);
-            }
-        }
+        let outcome = Outcomes::from_failed(docs.len(), failed).into_vec();
         let (mut delivered, mut permanent) = (0u64, 0u64);
         let mut retry: Option<(String, Option<std::time::Duration>)> = None;
         let mut keep_docs = Vec::new();

@@ -9,65 +9,32 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::client::{AwsError, Session};
-use crate::sink::{SendError, notify};
+use crate::sink::SendError;
+pub use crate::sink::partial::{self, Limits, chunks};
 
-/// The limits of one batch API.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Entries per request.
-    pub entries: usize,
-    /// Bytes per request, as the API counts them.
-    pub bytes: usize,
-}
-
-/// Consecutive ranges of entries, in order, each within `limits` (an entry larger than
-/// `limits.bytes` alone in its range: the caller decides what to do with it).
-pub fn chunks(sizes: &[usize], limits: Limits) -> Vec<Range<usize>> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, &size) in sizes.iter().enumerate() {
-        let full = i - start >= limits.entries || (i > start && bytes + size > limits.bytes);
-        if full {
-            out.push(start..i);
-            start = i;
-            bytes = 0;
-        }
-        bytes += size;
-    }
-    if start < sizes.len() {
-        out.push(start..sizes.len());
-    }
-    out
-}
-
-/// The outcome of every document of a batch: None until a failure is recorded.
+/// The outcome of every document of a batch, and whether an answer said the credentials
+/// expired.
 pub struct Outcomes {
-    failed: Vec<Option<SendError>>,
-    /// Some answer said the credentials expired.
+    docs: partial::Outcomes,
     pub credentials_expired: bool,
 }
 
 impl Outcomes {
     pub fn new(len: usize) -> Self {
         Self {
-            failed: (0..len).map(|_| None).collect(),
+            docs: partial::Outcomes::new(len),
             credentials_expired: false,
         }
     }
 
     pub fn fail(&mut self, doc: usize, e: SendError) {
-        if let Some(slot) = self.failed.get_mut(doc) {
-            *slot = Some(e);
-        }
+        self.docs.fail(doc, e);
     }
 
     /// A whole request failed: each of its documents gets the error.
     pub fn fail_all(&mut self, docs: impl IntoIterator<Item = usize>, e: &AwsError) {
         self.credentials_expired |= e.credentials_expired();
-        let err = e.to_send_error();
-        for d in docs {
-            self.fail(d, notify::copy(&err));
-        }
+        self.docs.fail_all(docs, &e.to_send_error());
     }
 
     /// One entry of an answer failed with `code`/`message`: transient when the code says so
@@ -95,35 +62,9 @@ impl Outcomes {
         );
     }
 
-    /// The worker's answer: Ok when nothing failed; one error when every document failed the
-    /// same way; else a per-document answer (only the transient ones are resent).
+    /// The worker's answer (`partial::Outcomes::settle`).
     pub fn settle(self) -> Result<(), SendError> {
-        let len = self.failed.len();
-        let failed: Vec<(usize, SendError)> = self
-            .failed
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, e)| e.map(|e| (i, e)))
-            .collect();
-        if failed.len() == len && len > 0 {
-            let first = reason_of(&failed[0].1);
-            let same_kind =
-                |e: &SendError| std::mem::discriminant(e) == std::mem::discriminant(&failed[0].1);
-            if failed
-                .iter()
-                .all(|(_, e)| same_kind(e) && reason_of(e) == first)
-            {
-                return Err(failed.into_iter().next().expect("one").1);
-            }
-        }
-        notify::settle(len, failed)
-    }
-}
-
-fn reason_of(e: &SendError) -> &str {
-    match e {
-        SendError::Transient { reason, .. } | SendError::Permanent { reason } => reason,
-        SendError::Partial(_) => "",
+        self.docs.settle()
     }
 }
 
@@ -229,20 +170,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batches_are_split_by_count_and_by_bytes_in_order() {
-        let l = Limits {
-            entries: 3,
-            bytes: 10,
-        };
-        assert_eq!(chunks(&[1; 7], l), vec![0..3, 3..6, 6..7]);
-        assert_eq!(chunks(&[4, 4, 4, 4], l), vec![0..2, 2..4]);
-        // Too large alone: its own range.
-        assert_eq!(chunks(&[2, 11, 2], l), vec![0..1, 1..2, 2..3]);
-        assert_eq!(chunks(&[10, 1], l), vec![0..1, 1..2]);
-        assert!(chunks(&[], l).is_empty());
-    }
-
-    #[test]
     fn outcomes_settle_into_one_error_or_a_per_document_answer() {
         assert!(Outcomes::new(3).settle().is_ok());
         let mut o = Outcomes::new(3);
@@ -264,6 +191,7 @@ mod tests {
         let e = AwsError {
             action: "x".into(),
             status: None,
+            headers: Default::default(),
             code: String::new(),
             message: "connection refused".into(),
             sender_fault: false,

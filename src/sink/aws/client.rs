@@ -1,8 +1,9 @@
 //! One AWS service for one receiver: the HTTP client, the region, the endpoint, the credentials;
 //! requests in the JSON protocol (`X-Amz-Target`, `application/x-amz-json-1.0/1.1`) and the query
 //! protocol (form-encoded `Action=…`, XML answers), signed with SigV4; an answer's error read as
-//! the service wrote it (`__type`/`message` in JSON, `<Error><Code>` in XML) and classified:
-//! throttling, server faults and expired credentials are retried, the rest is permanent.
+//! the service wrote it (`__type`/`message` in JSON, `<Error><Code>` in XML) and classified as
+//! every HTTP answer is (`http::answer`), and then by its code: throttling and expired
+//! credentials are retried whatever the status.
 
 use std::time::Duration;
 
@@ -15,9 +16,10 @@ use super::endpoint::{self, Service};
 use super::profile::Files;
 use super::signing::sign;
 use super::xml;
+use crate::sink::SendError;
 use crate::sink::http::USER_AGENT;
+use crate::sink::http::answer::{Answer, classify, snippet};
 use crate::sink::kind::Problem;
-use crate::sink::{SendError, notify};
 use crate::telemetry::error_chain;
 
 /// The process environment, as the AWS SDKs read it.
@@ -148,17 +150,19 @@ impl Session {
             HeaderValue::from_str(target).expect("a valid target"),
         );
         let action = target.rsplit('.').next().unwrap_or(target);
-        let (status, headers, text) = self.post(action, headers, body).await?;
-        if status.is_success() {
+        let answer = self.post(action, headers, body).await?;
+        if answer.is_success() {
+            let text = answer.text();
             return serde_json::from_str(&text).map_err(|e| AwsError {
                 action: self.what(action),
-                status: Some(status),
+                status: Some(answer.status),
+                headers: answer.headers.clone(),
                 code: String::new(),
-                message: format!("the answer is not JSON ({e}): {}", notify::snippet(&text)),
+                message: format!("the answer is not JSON ({e}): {}", snippet(&text)),
                 sender_fault: false,
             });
         }
-        Err(self.json_error(action, status, &headers, &text))
+        Err(self.json_error(action, answer))
     }
 
     /// A query-protocol call (SNS): `form` is the URL-encoded body with `Action` and `Version`;
@@ -169,16 +173,18 @@ impl Session {
             CONTENT_TYPE,
             HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
         );
-        let (status, _, text) = self.post(action, headers, form.into_bytes()).await?;
-        if status.is_success() {
+        let answer = self.post(action, headers, form.into_bytes()).await?;
+        let text = answer.text().into_owned();
+        if answer.is_success() {
             return Ok(text);
         }
         let code = xml::text(&text, "Code").unwrap_or_default();
-        let message = xml::text(&text, "Message").unwrap_or_else(|| notify::snippet(&text));
+        let message = xml::text(&text, "Message").unwrap_or_else(|| snippet(&text));
         let sender_fault = xml::text(&text, "Type").is_some_and(|t| t == "Sender");
         Err(AwsError {
             action: self.what(action),
-            status: Some(status),
+            status: Some(answer.status),
+            headers: answer.headers,
             code,
             message,
             sender_fault,
@@ -194,10 +200,11 @@ impl Session {
         action: &str,
         mut headers: HeaderMap,
         body: Vec<u8>,
-    ) -> Result<(StatusCode, HeaderMap, String), AwsError> {
+    ) -> Result<Answer, AwsError> {
         let transport = |message: String| AwsError {
             action: self.what(action),
             status: None,
+            headers: HeaderMap::new(),
             code: String::new(),
             message,
             sender_fault: false,
@@ -221,20 +228,13 @@ impl Session {
             .send()
             .await
             .map_err(|e| transport(error_chain(&e)))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.map_err(|e| transport(error_chain(&e)))?;
-        Ok((status, headers, text))
+        Ok(Answer::read(resp).await)
     }
 
-    fn json_error(
-        &self,
-        action: &str,
-        status: StatusCode,
-        headers: &HeaderMap,
-        text: &str,
-    ) -> AwsError {
-        let v: Option<serde_json::Value> = serde_json::from_str(text).ok();
+    fn json_error(&self, action: &str, answer: Answer) -> AwsError {
+        let text = answer.text();
+        let headers = &answer.headers;
+        let v: Option<serde_json::Value> = serde_json::from_str(&text).ok();
         let field = |k: &str| {
             v.as_ref()
                 .and_then(|v| v.get(k))
@@ -255,7 +255,7 @@ impl Session {
             .unwrap_or_default();
         let message = field("message")
             .or_else(|| field("Message"))
-            .unwrap_or_else(|| notify::snippet(text));
+            .unwrap_or_else(|| snippet(&text));
         // SQS also says who is at fault: `x-amzn-query-error: AWS.SimpleQueueService.…;Sender`.
         let sender_fault = headers
             .get("x-amzn-query-error")
@@ -263,7 +263,8 @@ impl Session {
             .is_some_and(|h| h.ends_with(";Sender"));
         AwsError {
             action: self.what(action),
-            status: Some(status),
+            status: Some(answer.status),
+            headers: answer.headers.clone(),
             code,
             message,
             sender_fault,
@@ -277,6 +278,8 @@ pub struct AwsError {
     /// `SQS SendMessageBatch at https://…`.
     pub action: String,
     pub status: Option<StatusCode>,
+    /// The answer's headers (`Retry-After`); empty without an answer.
+    pub headers: HeaderMap,
     /// The service's error code (`ThrottlingException`), without a namespace.
     pub code: String,
     pub message: String,
@@ -284,13 +287,9 @@ pub struct AwsError {
 }
 
 impl AwsError {
-    /// Worth retrying: no answer, a 5xx or 429, throttling, expired credentials.
+    /// Worth retrying: no answer, a 5xx, 429 or 408, throttling, expired credentials.
     pub fn transient(&self) -> bool {
-        match self.status {
-            None => true,
-            Some(s) if s.is_server_error() || s.as_u16() == 429 || s.as_u16() == 408 => true,
-            Some(_) => transient_code(&self.code) || self.credentials_expired(),
-        }
+        matches!(self.to_send_error(), SendError::Transient { .. })
     }
 
     /// The credentials were refused as expired or not yet valid (a clock or rotation race).
@@ -307,27 +306,37 @@ impl AwsError {
     }
 
     pub fn reason(&self) -> String {
-        let status = self
-            .status
-            .map(|s| format!(" answered {s}"))
-            .unwrap_or_default();
-        let code = if self.code.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", self.code)
-        };
-        format!("{}{status}{code}: {}", self.action, self.message)
+        self.to_send_error().reason().to_owned()
     }
 
+    /// The answer classified as every HTTP answer is, then by the service's code: throttling and
+    /// expired credentials are retried whatever the status. A 2xx here is an answer that could
+    /// not be read, which the same request would not mend.
     pub fn to_send_error(&self) -> SendError {
-        let reason = self.reason();
-        if self.transient() {
-            SendError::Transient {
-                reason,
+        let Some(status) = self.status else {
+            return SendError::Transient {
+                reason: format!("{}: {}", self.action, self.message),
                 retry_after: None,
-            }
+            };
+        };
+        let detail = if self.code.is_empty() {
+            self.message.clone()
         } else {
-            SendError::Permanent { reason }
+            format!("{}: {}", self.code, self.message)
+        };
+        match classify(&self.action, status, &self.headers, &detail) {
+            Ok(()) => SendError::Permanent {
+                reason: format!("{} answered {status}: {detail}", self.action),
+            },
+            Err(SendError::Permanent { reason })
+                if transient_code(&self.code) || self.credentials_expired() =>
+            {
+                SendError::Transient {
+                    reason,
+                    retry_after: None,
+                }
+            }
+            Err(e) => e,
         }
     }
 }
@@ -377,6 +386,7 @@ mod tests {
         AwsError {
             action: "SQS SendMessageBatch at http://x/".into(),
             status: Some(StatusCode::from_u16(status).unwrap()),
+            headers: HeaderMap::new(),
             code: code.into(),
             message: "m".into(),
             sender_fault: true,
@@ -400,7 +410,7 @@ mod tests {
         assert!(none.transient());
         assert_eq!(
             err(400, "QueueDoesNotExist").reason(),
-            "SQS SendMessageBatch at http://x/ answered 400 Bad Request QueueDoesNotExist: m"
+            "SQS SendMessageBatch at http://x/ answered 400 Bad Request: QueueDoesNotExist: m"
         );
     }
 }

@@ -29,6 +29,7 @@ use aws_credential_types::Credentials;
 use super::endpoint::{self, STS};
 use super::profile::{Files, Profile};
 use super::xml;
+use crate::sink::http::answer::snippet;
 use crate::telemetry::error_chain;
 
 /// Refresh temporary credentials this long before they expire.
@@ -341,8 +342,7 @@ async fn get_text(req: reqwest::RequestBuilder, what: &str) -> Result<String, St
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if !status.is_success() {
-        let snippet: String = text.chars().take(200).collect();
-        return Err(format!("{what} answered {status}: {}", snippet.trim()));
+        return Err(format!("{what} answered {status}: {}", snippet(&text)));
     }
     Ok(text)
 }

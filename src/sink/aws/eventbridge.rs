@@ -20,7 +20,7 @@ use super::{parse_region, region_warnings};
 use crate::config::yaml::{Ctx, Fields};
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
-use crate::sink::notify::{Renderer, opt_template};
+use crate::sink::render::{Renderer, opt_template};
 use crate::sink::{Doc, SendError, Sink};
 use crate::template::Template;
 

@@ -21,7 +21,7 @@ use super::{parse_region, region_warnings};
 use crate::config::yaml::{Ctx, Fields};
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
-use crate::sink::notify::{
+use crate::sink::render::{
     DEFAULT_MESSAGE, Renderer, opt_template, template_list, template_map, truncate,
 };
 use crate::sink::{Doc, SendError, Sink};
@@ -370,7 +370,7 @@ impl Sink for OpsCenterSink {
                     }
                 }
             }
-            crate::sink::notify::settle(batch.len(), failed)
+            crate::sink::partial::settle(batch.len(), failed)
         }
         .boxed()
     }

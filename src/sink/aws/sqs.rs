@@ -156,6 +156,7 @@ impl SqsSink {
             .ok_or_else(|| AwsError {
                 action: format!("SQS GetQueueUrl at {}", session.endpoint),
                 status: None,
+                headers: Default::default(),
                 code: String::new(),
                 message: format!("no QueueUrl in the answer: {v}"),
                 sender_fault: false,

@@ -4,11 +4,14 @@
 //! A `_bulk` answer is HTTP 200 even when items fail; each item has its own status:
 //! 2xx delivered; 409 a version conflict, i.e. the document is already there (a replay of an
 //! occurrence with the same `_id`, or an older occurrence than the stored one under external
-//! versioning): delivered; 429, 5xx and 408 retried; anything else permanent, except the errors
+//! versioning): delivered; 429, 5xx and 408 retried (`http::answer::verdict`, the rule of every
+//! HTTP answer); anything else permanent, except the errors
 //! that say the index is a data stream, which are resent as data-stream writes.
 
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::sink::http::answer::{Verdict, verdict};
 
 /// How a document is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,13 +154,14 @@ fn item_outcome(item: &serde_json::Map<String, Value>) -> Outcome {
     };
     let status = r.get("status").and_then(Value::as_u64).unwrap_or(0);
     let error = r.get("error");
-    match status {
-        200..=299 => Outcome::Delivered,
-        409 => Outcome::AlreadyDelivered,
-        408 | 429 | 500..=599 => Outcome::Retry {
+    let status = u16::try_from(status).unwrap_or(0);
+    match (status, verdict(status)) {
+        (_, Verdict::Delivered) => Outcome::Delivered,
+        (409, _) => Outcome::AlreadyDelivered,
+        (_, Verdict::Retry) => Outcome::Retry {
             reason: format!("{status} {}", describe(error)),
         },
-        _ => {
+        (_, Verdict::Permanent) => {
             let reason = format!("{status} {}", describe(error));
             if mentions_data_stream(error) {
                 Outcome::DataStream { reason }

@@ -7,6 +7,7 @@ use super::index::IndexPattern;
 use crate::config::yaml::{Ctx, Fields, Kind};
 use crate::sink::http::{check_header_value, check_url};
 use crate::sink::layout::Encoding;
+use crate::sink::render::scalar_source;
 use crate::sink::tls::{TLS_KEYS, TlsConfig};
 
 pub const KEYS: &[&str] = &[
@@ -180,18 +181,7 @@ pub fn parse(ctx: &mut Ctx, f: &Fields) -> Option<SearchConfig> {
                 ctx.error(p, v.line, format!("invalid header name {name:?}"));
                 return None;
             }
-            let value = match &v.kind {
-                Kind::Str(s) => ctx.expand(p, v.line, s)?,
-                Kind::Int(_) | Kind::Float(_) | Kind::Bool(_) => v.kind.describe(),
-                _ => {
-                    ctx.error(
-                        p,
-                        v.line,
-                        format!("expected a string, found {}", v.kind.describe()),
-                    );
-                    return None;
-                }
-            };
+            let value = scalar_source(ctx, p, v)?;
             match check_header_value(&value) {
                 Ok(()) => Some((name, value)),
                 Err(why) => {

@@ -34,20 +34,22 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use prometheus_client::metrics::counter::Counter;
+use reqwest::StatusCode;
 use reqwest::header::{
     AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue,
-    RETRY_AFTER,
 };
 
 use self::bulk::{Action, Op, Outcome};
 pub use self::config::{AwsConfig, SearchConfig};
 use self::golayout::GoLayout;
 use super::http::Endpoint;
+use super::http::answer::{Answer, transport_error};
 use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
-use super::{Doc, SendError, Sink, retry::parse_retry_after};
+use super::partial::Outcomes;
+use super::{Doc, SendError, Sink};
 use crate::config::yaml::{Ctx, Fields};
-use crate::telemetry::{Metrics, error_chain};
+use crate::telemetry::Metrics;
 
 /// `receivers[].elasticsearch`.
 #[derive(Debug, Clone, PartialEq)]
@@ -296,12 +298,8 @@ impl SearchSink {
             .headers(headers)
             .send()
             .await
-            .map_err(|e| SendError::Transient {
-                reason: format!(
-                    "GET {url} (the server version, for type): {}",
-                    error_chain(&e)
-                ),
-                retry_after: None,
+            .map_err(|e| {
+                transport_error(&format!("GET {url} (the server version, for type)"), &e)
             })?;
         let status = resp.status();
         let info: Option<serde_json::Value> = resp.json().await.ok();
@@ -333,7 +331,7 @@ impl SearchSink {
 
     /// Appends the batch's documents to `self.body`: one entry per document that has an index;
     /// a document whose index cannot be rendered fails permanently without being sent.
-    fn prepare(&mut self, batch: &[Doc], failed: &mut [Option<SendError>]) -> Vec<Entry> {
+    fn prepare(&mut self, batch: &[Doc], outcomes: &mut Outcomes) -> Vec<Entry> {
         self.body.clear();
         let doc_type = match &self.type_mode {
             TypeMode::Send(t) => Some(t.clone()),
@@ -349,7 +347,7 @@ impl SearchSink {
             let index = match self.index.render(|| doc.occ.value(), at) {
                 Ok(name) => name,
                 Err(reason) => {
-                    failed[i] = Some(SendError::Permanent { reason });
+                    outcomes.fail(i, SendError::Permanent { reason });
                     continue;
                 }
             };
@@ -423,71 +421,31 @@ impl SearchSink {
                     })
                 })?;
         }
-        let resp = match client.post(url).headers(headers).body(body).send().await {
-            Ok(r) => r,
+        let what = format!("POST {display}/_bulk");
+        let answer = match Answer::send(&what, client.post(url).headers(headers).body(body)).await {
+            Ok(a) => a,
             Err(e) => {
                 self.rotate();
-                return Err(Fail::Send(SendError::Transient {
-                    reason: format!("POST {display}/_bulk: {}", error_chain(&e)),
-                    retry_after: None,
-                }));
+                return Err(Fail::Send(e));
             }
         };
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let location = resp
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = match resp.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                self.rotate();
-                return Err(Fail::Send(SendError::Transient {
-                    reason: format!(
-                        "POST {display}/_bulk: reading the answer: {}",
-                        error_chain(&e)
-                    ),
-                    retry_after: None,
-                }));
-            }
-        };
-        if status.is_success() {
-            return bulk::parse_answer(&bytes, entries.len()).map_err(|why| {
+        match answer.classify(&what) {
+            Ok(()) => bulk::parse_answer(&answer.body, entries.len()).map_err(|why| {
                 Fail::Send(SendError::Transient {
-                    reason: format!("POST {display}/_bulk: {why}"),
+                    reason: format!("{what}: {why}"),
                     retry_after: None,
                 })
-            });
+            }),
+            Err(e) if answer.status == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(Fail::TooLarge(e.reason().to_owned()))
+            }
+            Err(e) => {
+                if answer.status.is_server_error() {
+                    self.rotate();
+                }
+                Err(Fail::Send(e))
+            }
         }
-        let reason = format!(
-            "POST {display}/_bulk answered {status}: {}",
-            snippet(&bytes)
-        );
-        let code = status.as_u16();
-        Err(match code {
-            413 => Fail::TooLarge(reason),
-            408 | 429 => Fail::Send(SendError::Transient {
-                reason,
-                retry_after,
-            }),
-            _ if status.is_server_error() => {
-                self.rotate();
-                Fail::Send(SendError::Transient {
-                    reason,
-                    retry_after,
-                })
-            }
-            _ if status.is_redirection() => Fail::Send(SendError::Permanent {
-                reason: format!("{reason} (redirect to {location:?} not followed)"),
-            }),
-            _ => Fail::Send(SendError::Permanent { reason }),
-        })
     }
 
     /// Sends every entry, in as many requests as the server's size limit needs. A request that
@@ -577,12 +535,6 @@ impl SearchSink {
     }
 }
 
-/// The 200-character head of a reply body, for logs.
-fn snippet(body: &[u8]) -> String {
-    let s: String = String::from_utf8_lossy(body).chars().take(200).collect();
-    s.replace('\n', " ")
-}
-
 impl Sink for SearchSink {
     fn lane(&self) -> Option<Box<dyn Sink>> {
         Some(Box::new(self.clone()))
@@ -594,33 +546,23 @@ impl Sink for SearchSink {
                 return Ok(());
             }
             self.type_mode().await?;
-            let mut result: Vec<Option<SendError>> = (0..batch.len()).map(|_| None).collect();
-            let entries = self.prepare(batch, &mut result);
+            let mut outcomes = Outcomes::new(batch.len());
+            let entries = self.prepare(batch, &mut outcomes);
             if !entries.is_empty() {
-                let outcomes = match self.submit_all(&entries).await {
-                    Ok(o) => o,
-                    // Nothing written: the whole batch fails as the request did (unless some
-                    // documents already failed to render: then per document).
-                    Err(e) if entries.len() == batch.len() => return Err(e),
-                    Err(e) => entries.iter().map(|_| Err(e.clone())).collect(),
-                };
-                for (entry, outcome) in entries.iter().zip(outcomes) {
-                    result[entry.doc] = match outcome {
-                        Ok(o) => self.settle(entry, o),
-                        Err(e) => Some(e),
-                    };
+                match self.submit_all(&entries).await {
+                    Ok(answers) => {
+                        for (entry, answer) in entries.iter().zip(answers) {
+                            match answer.map(|o| self.settle(entry, o)) {
+                                Ok(None) => {}
+                                Ok(Some(e)) | Err(e) => outcomes.fail(entry.doc, e),
+                            }
+                        }
+                    }
+                    // Nothing written: every document sent fails as the request did.
+                    Err(e) => outcomes.fail_all(entries.iter().map(|en| en.doc), &e),
                 }
             }
-            let failed: Vec<(usize, SendError)> = result
-                .into_iter()
-                .enumerate()
-                .filter_map(|(i, e)| e.map(|e| (i, e)))
-                .collect();
-            if failed.is_empty() {
-                Ok(())
-            } else {
-                Err(SendError::Partial(failed))
-            }
+            outcomes.settle()
         }
         .boxed()
     }

@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use crate::sink::SendError;
 use crate::sink::http::USER_AGENT;
+use crate::sink::http::answer::snippet;
 use crate::telemetry::error_chain;
 
 /// What every receiver kind here asks for (Pub/Sub, BigQuery and Logging all accept it).
@@ -302,12 +303,7 @@ impl Tokens {
                 .header("metadata-flavor", "Google"),
             Source::None => unreachable!("no token is fetched without credentials"),
         };
-        let resp = req.send().await.map_err(|e| fail(error_chain(&e)))?;
-        let status = resp.status();
-        let body = resp.text().await.map_err(|e| fail(error_chain(&e)))?;
-        if !status.is_success() {
-            return Err(fail(format!("answered {status}: {}", snippet(&body))));
-        }
+        let body = answered(req, false, fail).await?;
         let answer: TokenAnswer = serde_json::from_str(&body)
             .map_err(|e| fail(format!("unexpected answer ({e}): {}", snippet(&body))))?;
         Ok((answer.access_token, answer.expires_in))
@@ -340,25 +336,29 @@ impl Tokens {
             reason: format!("{path} from the metadata server {host}: {why}"),
             retry_after: None,
         };
-        let resp = self
+        let req = self
             .client
             .get(format!("http://{host}/computeMetadata/v1/{path}"))
-            .header("metadata-flavor", "Google")
-            .send()
-            .await
-            .map_err(|e| fail(error_chain(&e)))?;
-        let status = resp.status();
-        let body = resp.text().await.map_err(|e| fail(error_chain(&e)))?;
-        if !status.is_success() || body.trim().is_empty() {
-            return Err(fail(format!("answered {status}: {}", snippet(&body))));
-        }
-        Ok(body.trim().to_owned())
+            .header("metadata-flavor", "Google");
+        Ok(answered(req, true, fail).await?.trim().to_owned())
     }
 }
 
-pub fn snippet(body: &str) -> String {
-    let s: String = body.chars().take(300).collect();
-    s.replace('\n', " ")
+/// The body of a 2xx answer to `req` (not blank, when `needs_body`). Anything else is `fail`ed:
+/// every failure to get credentials or the cluster's place is transient, unlike an API's answer
+/// (a revoked key or a metadata server that is down holds the queue, logged, rather than drop).
+async fn answered(
+    req: reqwest::RequestBuilder,
+    needs_body: bool,
+    fail: impl Fn(String) -> SendError,
+) -> Result<String, SendError> {
+    let resp = req.send().await.map_err(|e| fail(error_chain(&e)))?;
+    let status = resp.status();
+    let body = resp.text().await.map_err(|e| fail(error_chain(&e)))?;
+    if !status.is_success() || (needs_body && body.trim().is_empty()) {
+        return Err(fail(format!("answered {status}: {}", snippet(&body))));
+    }
+    Ok(body)
 }
 
 #[cfg(test)]

@@ -24,13 +24,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::auth::CredentialSource;
-use super::{
-    Api, batch_result, chunks, json_str, parse_endpoint, parse_name, process_env,
-    whole_request_error,
-};
+use super::{Api, json_str, parse_endpoint, parse_name, process_env, whole_request_error};
 use crate::config::yaml::{Ctx, Fields};
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
+use crate::sink::partial::{Limits, chunks, settle};
 use crate::sink::{Doc, SendError, Sink};
 
 pub const DEFAULT_ENDPOINT: &str = "https://bigquery.googleapis.com";
@@ -274,7 +272,13 @@ impl Sink for BigQuerySink {
                 self.cfg.table,
                 self.api.base()
             );
-            for range in chunks(&sizes, self.cfg.batch_size, MAX_REQUEST_BYTES) {
+            for range in chunks(
+                &sizes,
+                Limits {
+                    entries: self.cfg.batch_size,
+                    bytes: MAX_REQUEST_BYTES,
+                },
+            ) {
                 // The request's rows and their indexes in the batch.
                 let members: Vec<usize> = range.clone().filter(|&i| rows[i].is_some()).collect();
                 if members.is_empty() {
@@ -344,7 +348,7 @@ impl Sink for BigQuerySink {
                 }
             }
             failed.sort_by_key(|(i, _)| *i);
-            batch_result(failed, batch.len())
+            settle(batch.len(), failed)
         }
         .boxed()
     }

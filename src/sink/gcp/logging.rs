@@ -18,13 +18,14 @@ use serde::Deserialize;
 
 use super::auth::CredentialSource;
 use super::{
-    Api, OCCURRENCE_KEY, batch_result, chunks, json_str, parse_endpoint, parse_name, process_env,
-    rpc_code_is_transient, whole_request_error,
+    Api, OCCURRENCE_KEY, json_str, parse_endpoint, parse_name, process_env, rpc_code_is_transient,
+    whole_request_error,
 };
 use crate::config::yaml::{Ctx, Fields};
 use crate::event::Event;
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
+use crate::sink::partial::{Limits, chunks, settle};
 use crate::sink::{Doc, SendError, Sink};
 
 pub const DEFAULT_ENDPOINT: &str = "https://logging.googleapis.com";
@@ -315,7 +316,13 @@ impl Sink for CloudLoggingSink {
             }
             let sizes: Vec<usize> = entries.iter().map(|e| e.len() + 1).collect();
             let mut failed = Vec::new();
-            for range in chunks(&sizes, MAX_ENTRIES, MAX_REQUEST_BYTES) {
+            for range in chunks(
+                &sizes,
+                Limits {
+                    entries: MAX_ENTRIES,
+                    bytes: MAX_REQUEST_BYTES,
+                },
+            ) {
                 self.body.clear();
                 self.body.extend_from_slice(b"{\"logName\":");
                 let log_name = format!(
@@ -363,7 +370,7 @@ impl Sink for CloudLoggingSink {
                             let e = if rpc_code_is_transient(s.code) {
                                 SendError::Transient {
                                     reason,
-                                    retry_after: answer.retry_after,
+                                    retry_after: answer.retry_after(),
                                 }
                             } else {
                                 SendError::Permanent { reason }
@@ -377,7 +384,7 @@ impl Sink for CloudLoggingSink {
                     }
                 }
             }
-            batch_result(failed, batch.len())
+            settle(batch.len(), failed)
         }
         .boxed()
     }

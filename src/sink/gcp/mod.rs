@@ -13,18 +13,18 @@ pub mod pubsub;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 
-use self::auth::{CredentialSource, Tokens, snippet};
+use self::auth::{CredentialSource, Tokens};
+use super::SendError;
 use super::http::Endpoint;
+pub use super::http::answer::Answer;
+use super::http::answer::classify;
 use super::kind::Problem;
 use super::tls::TlsConfig;
-use super::{SendError, retry::parse_retry_after};
 use crate::config::yaml::{Ctx, Fields};
-use crate::telemetry::error_chain;
 
 /// The label / attribute that carries the occurrence key.
 pub const OCCURRENCE_KEY: &str = "occurrence_key";
@@ -73,13 +73,6 @@ pub struct Api {
     client: reqwest::Client,
     base: String,
     tokens: Tokens,
-}
-
-/// A whole answer, read.
-pub struct Answer {
-    pub status: StatusCode,
-    pub retry_after: Option<Duration>,
-    pub body: Bytes,
 }
 
 impl Api {
@@ -141,28 +134,11 @@ impl Api {
         if let Some(auth) = self.tokens.authorization().await? {
             req = req.header(AUTHORIZATION, auth);
         }
-        let resp = req.send().await.map_err(|e| SendError::Transient {
-            reason: format!("{method} {url}: {}", error_chain(&e)),
-            retry_after: None,
-        })?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let body = resp.bytes().await.map_err(|e| SendError::Transient {
-            reason: format!("{method} {url}: reading the answer: {}", error_chain(&e)),
-            retry_after: None,
-        })?;
-        if status == StatusCode::UNAUTHORIZED {
+        let answer = Answer::send(&format!("{method} {url}"), req).await?;
+        if answer.status == StatusCode::UNAUTHORIZED {
             self.tokens.invalidate();
         }
-        Ok(Answer {
-            status,
-            retry_after,
-            body,
-        })
+        Ok(answer)
     }
 }
 
@@ -181,23 +157,26 @@ pub struct ErrorInfo {
     pub details: Vec<serde_json::Value>,
 }
 
-/// A failed answer to the whole request, classified: 401 (token dropped), 408, 429 and 5xx are
-/// retried; anything else is permanent, with Google's status and message.
+/// A failed answer to the whole request, classified as every HTTP answer is, with Google's
+/// status and message; a 401 is retried too (the cached token was dropped: the next attempt
+/// gets a new one).
 pub fn whole_request_error(what: &str, a: &Answer) -> SendError {
-    let text = String::from_utf8_lossy(&a.body);
     let detail = match serde_json::from_slice::<ErrorBody>(&a.body) {
         Ok(e) => format!("{} {}", e.error.status, e.error.message),
-        Err(_) => snippet(&text),
+        Err(_) => a.text().into_owned(),
     };
-    let reason = format!("{what} answered {}: {}", a.status, detail.trim());
-    let code = a.status.as_u16();
-    if code == 401 || code == 408 || code == 429 || a.status.is_server_error() {
-        SendError::Transient {
-            reason,
-            retry_after: a.retry_after,
+    match classify(what, a.status, &a.headers, &detail) {
+        Err(SendError::Permanent { reason }) if a.status == StatusCode::UNAUTHORIZED => {
+            SendError::Transient {
+                reason,
+                retry_after: None,
+            }
         }
-    } else {
-        SendError::Permanent { reason }
+        Err(e) => e,
+        Ok(()) => SendError::Transient {
+            reason: format!("{what} answered {}: not an error", a.status),
+            retry_after: None,
+        },
     }
 }
 
@@ -205,49 +184,6 @@ pub fn whole_request_error(what: &str, a: &Answer) -> SendError {
 pub fn rpc_code_is_transient(code: i64) -> bool {
     // DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE (and UNKNOWN).
     matches!(code, 2 | 4 | 8 | 10 | 13 | 14)
-}
-
-/// Splits `sizes` (bytes of each item, in order) into consecutive ranges of at most `max_items`
-/// items and `max_bytes` bytes (an item larger than `max_bytes` goes alone).
-pub fn chunks(sizes: &[usize], max_items: usize, max_bytes: usize) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut bytes = 0;
-    for (i, &s) in sizes.iter().enumerate() {
-        if i > start && (i - start >= max_items || bytes + s > max_bytes) {
-            out.push(start..i);
-            start = i;
-            bytes = 0;
-        }
-        bytes += s;
-    }
-    if start < sizes.len() {
-        out.push(start..sizes.len());
-    }
-    out
-}
-
-/// Folds the answers of a batch's requests into one result: every failed document by index.
-pub fn batch_result(failed: Vec<(usize, SendError)>, len: usize) -> Result<(), SendError> {
-    if failed.is_empty() {
-        return Ok(());
-    }
-    // A whole batch failing alike is reported as such (one log line, one reason).
-    if failed.len() == len && len > 0 {
-        let all_same = failed.windows(2).all(|w| same_kind(&w[0].1, &w[1].1));
-        if all_same {
-            return Err(failed.into_iter().next().expect("not empty").1);
-        }
-    }
-    Err(SendError::Partial(failed))
-}
-
-fn same_kind(a: &SendError, b: &SendError) -> bool {
-    match (a, b) {
-        (SendError::Transient { reason: x, .. }, SendError::Transient { reason: y, .. }) => x == y,
-        (SendError::Permanent { reason: x }, SendError::Permanent { reason: y }) => x == y,
-        _ => false,
-    }
 }
 
 /// Writes `s` as a JSON string.
@@ -260,20 +196,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunks_hold_the_item_and_byte_limits() {
-        assert_eq!(chunks(&[1, 1, 1, 1, 1], 2, 100), vec![0..2, 2..4, 4..5]);
-        assert_eq!(chunks(&[60, 60, 30, 10], 10, 100), vec![0..1, 1..4]);
-        // An item over the byte limit goes alone (the server names it).
-        assert_eq!(chunks(&[10, 500, 10], 10, 100), vec![0..1, 1..2, 2..3]);
-        assert!(chunks(&[], 10, 100).is_empty());
-    }
-
-    #[test]
     fn whole_request_answers_are_classified_with_googles_message() {
         let a = |code: u16, body: &str| Answer {
             status: StatusCode::from_u16(code).unwrap(),
-            retry_after: None,
-            body: Bytes::from(body.to_owned()),
+            headers: Default::default(),
+            body: bytes::Bytes::from(body.to_owned()),
         };
         let err = r#"{"error":{"code":404,"message":"Resource not found (resource=t).","status":"NOT_FOUND"}}"#;
         match whole_request_error("publish", &a(404, err)) {

@@ -22,12 +22,12 @@ use serde::Deserialize;
 
 use super::auth::CredentialSource;
 use super::{
-    Api, OCCURRENCE_KEY, batch_result, chunks, json_str, parse_endpoint, parse_name, process_env,
-    whole_request_error,
+    Api, OCCURRENCE_KEY, json_str, parse_endpoint, parse_name, process_env, whole_request_error,
 };
 use crate::config::yaml::{Ctx, Fields};
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
+use crate::sink::partial::{Limits, chunks, settle};
 use crate::sink::{Doc, SendError, Sink};
 
 pub const DEFAULT_ENDPOINT: &str = "https://pubsub.googleapis.com";
@@ -211,7 +211,13 @@ impl Sink for PubsubSink {
             let sizes: Vec<usize> = messages.iter().map(|m| m.len() + 1).collect();
             let what = format!("publish to {} at {}", self.cfg.topic, self.api.base());
             let mut failed = Vec::new();
-            for range in chunks(&sizes, MAX_MESSAGES, MAX_REQUEST_BYTES) {
+            for range in chunks(
+                &sizes,
+                Limits {
+                    entries: MAX_MESSAGES,
+                    bytes: MAX_REQUEST_BYTES,
+                },
+            ) {
                 self.body.clear();
                 self.body.extend_from_slice(b"{\"messages\":[");
                 for (n, m) in messages[range.clone()].iter().enumerate() {
@@ -246,7 +252,7 @@ impl Sink for PubsubSink {
                     failed.extend(range.map(|i| (i, e.clone())));
                 }
             }
-            batch_result(failed, batch.len())
+            settle(batch.len(), failed)
         }
         .boxed()
     }

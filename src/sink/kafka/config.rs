@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use crate::config::yaml::{Ctx, Fields};
 use crate::sink::layout::Encoding;
-use crate::sink::loki::Secret;
+use crate::sink::secret::Secret;
 use crate::sink::tls::{read_certificates, read_private_key};
 
 pub const KEYS: &[&str] = &[

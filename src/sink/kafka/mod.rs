@@ -199,7 +199,7 @@ pub fn client_config(receiver: &str, cfg: &KafkaConfig, timeout: Duration) -> Cl
     if let Some(s) = &cfg.sasl {
         c.set("sasl.mechanism", s.mechanism.librdkafka())
             .set("sasl.username", &s.username)
-            .set("sasl.password", &s.password.0);
+            .set("sasl.password", s.password.expose());
     }
     // What librdkafka sends to `Context::log`: as much as this module's log filter lets through.
     c.set_log_level(if tracing::enabled!(tracing::Level::DEBUG) {

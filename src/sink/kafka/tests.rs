@@ -1,7 +1,8 @@
 use std::time::Duration;
 
 use super::*;
-use crate::config::{self, SinkConfig};
+use crate::config;
+use crate::sink::SinkConfig;
 
 fn parse(keys: &str) -> Result<KafkaConfig, String> {
     let text = format!(

@@ -13,6 +13,7 @@ use crate::event::{Event, Occurrence};
 use crate::sink::Problem;
 use crate::sink::http::{HeaderTemplate, check_header_value, parse_headers, parse_url};
 use crate::sink::layout::Encoding;
+use crate::sink::secret::Secret;
 use crate::sink::tls::TlsConfig;
 use crate::template::Template;
 
@@ -42,16 +43,6 @@ impl LabelTemplate {
     /// A template without actions: the same value for every event.
     pub fn is_static(&self) -> bool {
         !self.template.source().contains("{{")
-    }
-}
-
-/// A value that is never printed (`Debug` shows `***`).
-#[derive(Clone, PartialEq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
     }
 }
 

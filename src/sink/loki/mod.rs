@@ -35,16 +35,18 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue};
 
-pub use config::{DEFAULT_METADATA, LabelTemplate, LokiConfig, OCCURRENCE_KEY, Secret};
+pub use config::{DEFAULT_METADATA, LabelTemplate, LokiConfig, OCCURRENCE_KEY};
 pub use push::Format;
 
+use super::http::answer::Answer;
 use super::http::{Endpoint, header_value};
 use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
+use super::partial::Outcomes;
+use super::secret::Secret;
 use super::tls::TLS_KEYS;
-use super::{Doc, OrderKey, SendError, Sink, parse_retry_after};
+use super::{Doc, OrderKey, SendError, Sink};
 use crate::event::Occurrence;
-use crate::telemetry::error_chain;
 use crate::template::Template;
 use proto::Timestamp;
 use push::{Entry, Stream};
@@ -131,7 +133,7 @@ impl LokiSink {
             base.insert(X_SCOPE_ORGID, header_value(t));
         }
         if let Some(user) = &cfg.username {
-            let pass = cfg.password.as_ref().map_or("", |p| p.0.as_str());
+            let pass = cfg.password.as_ref().map_or("", Secret::expose);
             let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
             let mut v = header_value(&format!("Basic {token}"));
             v.set_sensitive(true);
@@ -195,7 +197,11 @@ impl LokiSink {
 
     /// The entry of one document, or why it cannot be sent (rendering is deterministic: a
     /// label that fails to render fails every time).
-    fn entry(&self, doc: &Doc, streams: &mut HashMap<String, Arc<Stream>>) -> Result<Entry, Fail> {
+    fn entry(
+        &self,
+        doc: &Doc,
+        streams: &mut HashMap<String, Arc<Stream>>,
+    ) -> Result<Entry, SendError> {
         let event = &doc.occ.event;
         let data = || doc.occ.value();
         let stream = match &self.fixed_stream {
@@ -203,8 +209,8 @@ impl LokiSink {
             None => {
                 let mut pairs = Vec::with_capacity(self.labels.len());
                 for (name, t) in &self.labels {
-                    let v = t.render(event, data).map_err(|e| {
-                        Fail::Permanent(format!("streamLabels.{name} failed to render: {e}"))
+                    let v = t.render(event, data).map_err(|e| SendError::Permanent {
+                        reason: format!("streamLabels.{name} failed to render: {e}"),
                     })?;
                     pairs.push((name.clone(), v));
                 }
@@ -216,15 +222,16 @@ impl LokiSink {
             }
         };
         if stream.pairs.is_empty() {
-            return Err(Fail::Permanent(
-                "every stream label rendered empty: Loki rejects an entry without labels".into(),
-            ));
+            return Err(SendError::Permanent {
+                reason: "every stream label rendered empty: Loki rejects an entry without labels"
+                    .into(),
+            });
         }
         let mut metadata = Vec::with_capacity(self.metadata.len() + 1);
         metadata.push((self.occurrence_key.clone(), doc.key.clone()));
         for (name, t) in &self.metadata {
-            let v = t.render(event, data).map_err(|e| {
-                Fail::Permanent(format!("structuredMetadata.{name} failed to render: {e}"))
+            let v = t.render(event, data).map_err(|e| SendError::Permanent {
+                reason: format!("structuredMetadata.{name} failed to render: {e}"),
             })?;
             if !v.is_empty() {
                 metadata.push((name.clone(), v));
@@ -264,7 +271,11 @@ impl LokiSink {
     ) -> Reply {
         let body = match push::encode(entries, self.format) {
             Ok(b) => b,
-            Err(e) => return Reply::Fail(Fail::Permanent(format!("encoding the push: {e}"))),
+            Err(e) => {
+                return Reply::Fail(SendError::Permanent {
+                    reason: format!("encoding the push: {e}"),
+                });
+            }
         };
         let mut headers = self.base.clone();
         for (name, value) in extra {
@@ -276,58 +287,17 @@ impl LokiSink {
             .headers(headers)
             .timeout(time_left.max(Duration::from_millis(1)))
             .body(body);
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                return Reply::Fail(Fail::Transient(
-                    format!("POST {}: {}", self.display, error_chain(&e)),
-                    None,
-                ));
-            }
-        };
-        let status = resp.status();
-        if status.is_success() {
-            return Reply::Delivered;
+        let what = format!("POST {}", self.display);
+        match Answer::send(&what, req).await {
+            Ok(answer) => reply(&what, &answer),
+            Err(e) => Reply::Fail(e),
         }
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let location = resp
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let text = resp.text().await.unwrap_or_default();
-        classify(status.as_u16(), &self.display, &text, retry_after, location)
     }
 }
 
 /// Endpoint problems are reported under `url` (the shared code names the key `endpoint`).
 fn rename_endpoint((key, why): Problem) -> Problem {
     (if key == "endpoint" { "url" } else { key }, why)
-}
-
-/// Why entries were not delivered; cloneable, unlike [`SendError`].
-#[derive(Debug, Clone, PartialEq)]
-enum Fail {
-    Transient(String, Option<Duration>),
-    Permanent(String),
-}
-
-impl Fail {
-    fn error(&self) -> SendError {
-        match self {
-            Fail::Transient(reason, retry_after) => SendError::Transient {
-                reason: reason.clone(),
-                retry_after: *retry_after,
-            },
-            Fail::Permanent(reason) => SendError::Permanent {
-                reason: reason.clone(),
-            },
-        }
-    }
 }
 
 /// What one push's reply means.
@@ -337,36 +307,25 @@ enum Reply {
     /// Loki rejected some entries for good and stored the others (400), or the body was too
     /// large (413): worth splitting.
     Rejected(String),
-    Fail(Fail),
+    Fail(SendError),
 }
 
-/// The first 300 characters of a reply, on one line.
-fn snippet(body: &str) -> String {
-    let s: String = body.trim().chars().take(300).collect();
-    s.replace('\n', " ")
-}
-
-fn classify(
-    status: u16,
-    url: &str,
-    body: &str,
-    retry_after: Option<Duration>,
-    location: Option<String>,
-) -> Reply {
-    let mut reason = format!("POST {url} answered {status}: {}", snippet(body));
-    match status {
-        200..=299 => Reply::Delivered,
-        400 | 413 => {
-            if body.contains("structured metadata, but this feature is disallowed") {
+/// What Loki's answer to one push means: its 400 and 413 are worth splitting; everything else
+/// as for any HTTP answer.
+fn reply(what: &str, answer: &Answer) -> Reply {
+    match (answer.status.as_u16(), answer.classify(what)) {
+        (_, Ok(())) => Reply::Delivered,
+        (400 | 413, Err(e)) => {
+            let mut reason = e.reason().to_owned();
+            if answer
+                .text()
+                .contains("structured metadata, but this feature is disallowed")
+            {
                 reason.push_str(" (this receiver sends structured metadata, at least occurrence_key: Loki needs limits_config.allow_structured_metadata, the default since Loki 3.0, with schema v13)");
             }
             Reply::Rejected(reason)
         }
-        408 | 429 | 500..=599 => Reply::Fail(Fail::Transient(reason, retry_after)),
-        300..=399 => Reply::Fail(Fail::Permanent(format!(
-            "{reason} (redirect to {location:?} not followed)"
-        ))),
-        _ => Reply::Fail(Fail::Permanent(reason)),
+        (_, Err(e)) => Reply::Fail(e),
     }
 }
 
@@ -405,7 +364,15 @@ impl Sink for LokiSink {
             // before 90% of it, so the worker's timeout never cancels the answers already known.
             let split_budget = self.timeout / 2;
             let deadline = self.timeout.mul_f64(0.9);
-            let mut outcome: Vec<Option<Result<(), Fail>>> = vec![None; batch.len()];
+            // Every part is decided before the loop ends; a document it missed is never
+            // silently counted as sent.
+            let mut outcome = Outcomes::pending(
+                batch.len(),
+                SendError::Transient {
+                    reason: "not pushed".into(),
+                    retry_after: None,
+                },
+            );
             let mut entries: Vec<Option<Entry>> = Vec::with_capacity(batch.len());
             let mut streams = HashMap::new();
             let mut header_sets: Vec<Vec<(HeaderName, HeaderValue)>> = Vec::new();
@@ -414,7 +381,7 @@ impl Sink for LokiSink {
                 match self.entry(doc, &mut streams) {
                     Ok(e) => entries.push(Some(e)),
                     Err(fail) => {
-                        outcome[i] = Some(Err(fail));
+                        outcome.fail(i, fail);
                         entries.push(None);
                         continue;
                     }
@@ -451,23 +418,23 @@ impl Sink for LokiSink {
                 {
                     // Loki stored whatever was valid in the rejected push: what is left
                     // undecided is not resent.
-                    let fail = Fail::Permanent(format!(
-                        "{reason} (one of {} entries Loki rejected in one push; not resolved per entry within this attempt's time)",
-                        part.docs.len()
-                    ));
-                    for i in part.docs {
-                        outcome[i] = Some(Err(fail.clone()));
-                    }
+                    let fail = SendError::Permanent {
+                        reason: format!(
+                            "{reason} (one of {} entries Loki rejected in one push; not resolved per entry within this attempt's time)",
+                            part.docs.len()
+                        ),
+                    };
+                    outcome.fail_all(part.docs, &fail);
                     continue;
                 }
                 if elapsed >= deadline {
-                    let fail = Fail::Transient(
-                        format!("not pushed within {deadline:?}: this attempt's time ran out"),
-                        None,
-                    );
-                    for i in part.docs {
-                        outcome[i] = Some(Err(fail.clone()));
-                    }
+                    let fail = SendError::Transient {
+                        reason: format!(
+                            "not pushed within {deadline:?}: this attempt's time ran out"
+                        ),
+                        retry_after: None,
+                    };
+                    outcome.fail_all(part.docs, &fail);
                     continue;
                 }
                 let refs: Vec<&Entry> = part
@@ -481,7 +448,7 @@ impl Sink for LokiSink {
                 match reply {
                     Reply::Delivered => {
                         for &i in &part.docs {
-                            outcome[i] = Some(Ok(()));
+                            outcome.delivered(i);
                         }
                     }
                     Reply::Rejected(reason) if part.docs.len() > 1 => {
@@ -499,43 +466,16 @@ impl Sink for LokiSink {
                         });
                     }
                     Reply::Rejected(reason) => {
-                        outcome[part.docs[0]] = Some(Err(Fail::Permanent(reason)));
+                        outcome.fail(part.docs[0], SendError::Permanent { reason });
                     }
                     Reply::Fail(fail) => {
-                        for &i in &part.docs {
-                            outcome[i] = Some(Err(fail.clone()));
-                        }
+                        outcome.fail_all(part.docs, &fail);
                     }
                 }
             }
-            settle(outcome)
+            outcome.settle()
         }
         .boxed()
-    }
-}
-
-/// The batch's answer from each document's outcome: Ok when all were delivered, the one
-/// failure when every document failed the same way, else a per-document answer.
-fn settle(outcome: Vec<Option<Result<(), Fail>>>) -> Result<(), SendError> {
-    let n = outcome.len();
-    let failed: Vec<(usize, Fail)> = outcome
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, o)| match o {
-            Some(Ok(())) => None,
-            Some(Err(f)) => Some((i, f)),
-            // Every part is decided before the loop ends; never silently counted as sent.
-            None => Some((i, Fail::Transient("not pushed".into(), None))),
-        })
-        .collect();
-    match failed.first() {
-        None => Ok(()),
-        Some((_, first)) if failed.len() == n && failed.iter().all(|(_, f)| f == first) => {
-            Err(first.error())
-        }
-        Some(_) => Err(SendError::Partial(
-            failed.into_iter().map(|(i, f)| (i, f.error())).collect(),
-        )),
     }
 }
 

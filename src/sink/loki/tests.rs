@@ -1,4 +1,4 @@
-//! The Loki receiver's config, entries, reply classification and per-document settlement.
+//! The Loki receiver's config, entries and reply classification.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::config::{Config, ConfigErrors, parse};
 use crate::event::{Event, Occurrence};
+use crate::sink::secret::Secret;
 
 fn env(name: &str) -> Option<String> {
     (name == "LOKI_PASSWORD").then(|| "pa55".to_owned())
@@ -239,14 +240,14 @@ fn an_entry_without_any_label_or_with_a_failing_label_is_a_permanent_failure() {
     ));
     let occ = occurrence(serde_json::json!({"metadata": {"uid": "u"}, "reason": "BackOff"}));
     let mut streams = HashMap::new();
-    let Err(Fail::Permanent(why)) = s.entry(&doc(&occ), &mut streams) else {
+    let Err(SendError::Permanent { reason: why }) = s.entry(&doc(&occ), &mut streams) else {
         panic!("expected a permanent failure")
     };
     assert!(why.contains("every stream label rendered empty"), "{why}");
     let s = sink(&format!(
         "{URL}      streamLabels: {{a: '{{{{ .Reason.Text }}}}'}}\n"
     ));
-    let Err(Fail::Permanent(why)) = s.entry(&doc(&occ), &mut streams) else {
+    let Err(SendError::Permanent { reason: why }) = s.entry(&doc(&occ), &mut streams) else {
         panic!("expected a permanent failure")
     };
     assert!(why.starts_with("streamLabels.a failed to render"), "{why}");
@@ -263,7 +264,18 @@ fn an_event_without_any_time_is_stamped_now() {
 
 #[test]
 fn replies_are_classified_like_loki_means_them() {
-    let c = |status, body: &str, ra| classify(status, "u", body, ra, None);
+    let c = |status, body: &str, ra: Option<&str>| {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(ra) = ra {
+            headers.insert(reqwest::header::RETRY_AFTER, ra.parse().unwrap());
+        }
+        let answer = Answer {
+            status: reqwest::StatusCode::from_u16(status).unwrap(),
+            headers,
+            body: bytes::Bytes::from(body.to_owned()),
+        };
+        reply("POST u", &answer)
+    };
     assert_eq!(c(204, "", None), Reply::Delivered);
     assert!(
         matches!(c(400, "entry too far behind", None), Reply::Rejected(r) if r.contains("entry too far behind"))
@@ -277,46 +289,22 @@ fn replies_are_classified_like_loki_means_them() {
         panic!()
     };
     assert!(r.contains("allow_structured_metadata"), "{r}");
-    let ra = Some(Duration::from_secs(3));
     assert_eq!(
-        c(429, "rate", ra),
-        Reply::Fail(Fail::Transient("POST u answered 429: rate".into(), ra))
+        c(429, "rate", Some("3")),
+        Reply::Fail(SendError::Transient {
+            reason: "POST u answered 429 Too Many Requests: rate".into(),
+            retry_after: Some(Duration::from_secs(3))
+        })
     );
-    assert!(matches!(c(503, "", None), Reply::Fail(Fail::Transient(..))));
-    assert!(matches!(c(408, "", None), Reply::Fail(Fail::Transient(..))));
+    assert!(matches!(
+        c(503, "", None),
+        Reply::Fail(SendError::Transient { .. })
+    ));
+    assert!(matches!(
+        c(408, "", None),
+        Reply::Fail(SendError::Transient { .. })
+    ));
     assert!(
-        matches!(c(401, "no org id", None), Reply::Fail(Fail::Permanent(r)) if r.contains("no org id"))
+        matches!(c(401, "no org id", None), Reply::Fail(SendError::Permanent { reason }) if reason.contains("no org id"))
     );
-    assert!(matches!(
-        classify(302, "u", "", None, Some("/x".into())),
-        Reply::Fail(Fail::Permanent(r)) if r.contains("redirect to Some(\"/x\") not followed")
-    ));
-}
-
-#[test]
-fn the_batch_answer_is_whole_when_it_can_be_and_per_document_otherwise() {
-    let p = || Some(Err(Fail::Permanent("bad".into())));
-    let t = || Some(Err(Fail::Transient("busy".into(), None)));
-    assert!(settle(vec![Some(Ok(())), Some(Ok(()))]).is_ok());
-    assert!(matches!(
-        settle(vec![p(), p()]),
-        Err(SendError::Permanent { .. })
-    ));
-    assert!(matches!(
-        settle(vec![t(), t()]),
-        Err(SendError::Transient { .. })
-    ));
-    let Err(SendError::Partial(failed)) = settle(vec![Some(Ok(())), p(), t(), None]) else {
-        panic!("expected a per-document answer")
-    };
-    let got: Vec<(usize, bool)> = failed
-        .iter()
-        .map(|(i, e)| (*i, matches!(e, SendError::Permanent { .. })))
-        .collect();
-    assert_eq!(got, [(1, true), (2, false), (3, false)]);
-    // One document failing alone is still a per-document answer when others were sent.
-    assert!(matches!(
-        settle(vec![Some(Ok(())), p()]),
-        Err(SendError::Partial(_))
-    ));
 }

@@ -6,10 +6,10 @@ use crate::config::yaml::{Ctx, Fields, Kind};
 use crate::sink::Problem;
 use crate::sink::http::{check_header_value, check_url};
 use crate::sink::layout::Encoding;
-use crate::sink::loki::Secret;
-use crate::sink::notify::{
+use crate::sink::render::{
     DEFAULT_MESSAGE, opt_template, parse_template, template_list, template_map,
 };
+use crate::sink::secret::Secret;
 use crate::sink::tls::TlsConfig;
 use crate::template::Template;
 

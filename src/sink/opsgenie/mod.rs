@@ -31,12 +31,12 @@ pub use config::{
 };
 
 use super::http::Endpoint;
+use super::http::answer::{Answer, classify, snippet};
 use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
-use super::notify::{
-    Counts, DEFAULT_MESSAGE, Renderer, copy, rename_endpoint, settle, snippet, status_error,
-    transport_error, truncate,
-};
+use super::notify::{Counts, rename_endpoint};
+use super::partial::settle;
+use super::render::{DEFAULT_MESSAGE, Renderer, truncate};
 use super::tls::TLS_KEYS;
 use super::{Doc, SendError, Sink};
 use crate::config::yaml::{Ctx, Fields};
@@ -141,7 +141,7 @@ impl OpsgenieSink {
         })?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let mut auth = HeaderValue::from_str(&format!("GenieKey {}", cfg.api_key.0))
+        let mut auth = HeaderValue::from_str(&format!("GenieKey {}", cfg.api_key.expose()))
             .map_err(|_| vec![("apiKey", "not a valid header value".to_owned())])?;
         auth.set_sensitive(true);
         headers.insert(AUTHORIZATION, auth);
@@ -263,30 +263,28 @@ impl OpsgenieSink {
     /// the same way (transport, 429, 5xx, or a key, plan or URL problem).
     async fn create(&self, body: &Value) -> Result<(), (SendError, bool)> {
         let what = format!("opsgenie POST {}", self.display);
-        let resp = self
+        let req = self
             .client
             .post(self.url.clone())
             .headers(self.headers.clone())
-            .body(serde_json::to_vec(body).expect("an alert serializes"))
-            .send()
-            .await
-            .map_err(|e| (transport_error(&what, &e), true))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
+            .body(serde_json::to_vec(body).expect("an alert serializes"));
+        let answer = Answer::send(&what, req).await.map_err(|e| (e, true))?;
+        let status = answer.status;
         if status.as_u16() == 429 {
             self.counts.rate_limited.inc();
         }
-        if status.is_success() {
-            self.counts.messages.inc();
-            if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                tracing::debug!(request_id = ?v.get("requestId"), result = ?v.get("result"), "opsgenie accepted the alert");
-            }
-            return Ok(());
+        let text = answer.text();
+        if let Err(e) = classify(&what, status, &answer.headers, &error_text(&text)) {
+            let e = e.with_hint(hint(status));
+            let all =
+                matches!(e, SendError::Transient { .. }) || matches!(status.as_u16(), 401..=404);
+            return Err((e, all));
         }
-        let e = status_error(&what, status, &headers, &error_text(&text), hint(status));
-        let all = matches!(e, SendError::Transient { .. }) || matches!(status.as_u16(), 401..=404);
-        Err((e, all))
+        self.counts.messages.inc();
+        if let Ok(v) = serde_json::from_str::<Value>(&text) {
+            tracing::debug!(request_id = ?v.get("requestId"), result = ?v.get("result"), "opsgenie accepted the alert");
+        }
+        Ok(())
     }
 }
 
@@ -377,13 +375,13 @@ impl Sink for OpsgenieSink {
             let mut stop: Option<SendError> = None;
             for (i, doc) in batch.iter().enumerate() {
                 if let Some(e) = &stop {
-                    failed.push((i, copy(e)));
+                    failed.push((i, e.clone()));
                     continue;
                 }
                 let body = self.alert(doc);
                 if let Err((e, all)) = self.create(&body).await {
                     if all {
-                        stop = Some(copy(&e));
+                        stop = Some(e.clone());
                     }
                     failed.push((i, e));
                 }

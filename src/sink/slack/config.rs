@@ -8,8 +8,8 @@ use crate::config::yaml::{Ctx, Fields};
 use crate::sink::Problem;
 use crate::sink::http::{check_header_value, check_url};
 use crate::sink::layout::Encoding;
-use crate::sink::loki::Secret;
-use crate::sink::notify::{DEFAULT_MESSAGE, opt_template, parse_template, template_map};
+use crate::sink::render::{DEFAULT_MESSAGE, opt_template, parse_template, template_map};
+use crate::sink::secret::Secret;
 use crate::sink::tls::TlsConfig;
 use crate::template::Template;
 
@@ -181,7 +181,7 @@ pub fn parse(ctx: &mut Ctx, f: &Fields) -> Option<SlackConfig> {
 pub fn warnings(cfg: &SlackConfig) -> Vec<Problem> {
     let mut out = Vec::new();
     if let Mode::Api { token, .. } = &cfg.mode
-        && token.0.starts_with("https://")
+        && token.expose().starts_with("https://")
     {
         out.push((
             "token",

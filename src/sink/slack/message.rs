@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::sink::notify::{one_line, truncate};
+use crate::sink::render::{one_line, truncate};
 
 /// The metadata's `event_type`.
 pub const EVENT_TYPE: &str = "kube_event";

@@ -34,12 +34,12 @@ pub use config::{
 pub use message::{Attachment, Rendered};
 
 use super::http::Endpoint;
+use super::http::answer::{Answer, retry_after, snippet};
 use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
-use super::notify::{
-    Counts, Pacer, Renderer, copy, rename_endpoint, retry_after, settle, snippet, status_error,
-    transport_error,
-};
+use super::notify::{Counts, Pacer, rename_endpoint};
+use super::partial::settle;
+use super::render::Renderer;
 use super::tls::TLS_KEYS;
 use super::{Doc, SendError, Sink};
 use crate::config::yaml::{Ctx, Fields};
@@ -147,7 +147,7 @@ impl SlackSink {
                 } else {
                     format!("{api_url}/")
                 };
-                let auth = HeaderValue::from_str(&format!("Bearer {}", token.0))
+                let auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
                     .map_err(|_| vec![("token", "not a valid header value".to_owned())])?;
                 (
                     format!("{base}chat.postMessage"),
@@ -203,7 +203,7 @@ impl SlackSink {
         let cfg = &self.cfg;
         let r = &mut self.renderer;
         let text = r.render("message", &cfg.message, data, &doc.key, || {
-            crate::template::Template::parse(super::notify::DEFAULT_MESSAGE)
+            crate::template::Template::parse(super::render::DEFAULT_MESSAGE)
                 .ok()
                 .and_then(|t| t.render(data).ok())
                 .unwrap_or_default()
@@ -246,42 +246,31 @@ impl SlackSink {
         if let Some(h) = &self.host {
             headers.insert(HOST, h.clone());
         }
-        let resp = self
+        let req = self
             .client
             .post(self.url.clone())
             .headers(headers)
-            .body(serde_json::to_vec(body).expect("a message serializes"))
-            .send()
-            .await
-            .map_err(|e| (transport_error(&what, &e), false))?;
-        let status = resp.status();
-        let resp_headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
-        if status.as_u16() == 429 {
-            return Err((
-                status_error(&what, status, &resp_headers, &text, "rate limited"),
-                true,
-            ));
-        }
-        if !status.is_success() {
-            let hint = match (&self.target, text.trim()) {
-                (Target::Webhook, "no_service" | "no_team" | "no_service_id") => {
-                    "the webhook was removed or disabled: create a new one"
-                }
-                (Target::Webhook, "channel_is_archived") => "the webhook's channel is archived",
-                (Target::Webhook, "action_prohibited" | "posting_to_general_channel_denied") => {
-                    "an admin restricted posting to the webhook's channel"
-                }
-                _ => "",
-            };
-            return Err((
-                status_error(&what, status, &resp_headers, &text, hint),
-                false,
-            ));
-        }
+            .body(serde_json::to_vec(body).expect("a message serializes"));
+        let answer = Answer::send(&what, req).await.map_err(|e| (e, false))?;
+        let text = answer.text();
+        let limited = answer.status.as_u16() == 429;
+        let hint = match (&self.target, text.trim()) {
+            _ if limited => "rate limited",
+            (Target::Webhook, "no_service" | "no_team" | "no_service_id") => {
+                "the webhook was removed or disabled: create a new one"
+            }
+            (Target::Webhook, "channel_is_archived") => "the webhook's channel is archived",
+            (Target::Webhook, "action_prohibited" | "posting_to_general_channel_denied") => {
+                "an admin restricted posting to the webhook's channel"
+            }
+            _ => "",
+        };
+        answer
+            .classify(&what)
+            .map_err(|e| (e.with_hint(hint), limited))?;
         match self.target {
             Target::Webhook => Ok(()),
-            Target::Api { .. } => api_answer(&what, &text, &resp_headers),
+            Target::Api { .. } => api_answer(&what, &text, &answer.headers),
         }
     }
 }
@@ -428,7 +417,7 @@ impl Sink for SlackSink {
                             self.pacer.answered(&key, None);
                         }
                         for &i in &members {
-                            failed.push((i, copy(&e)));
+                            failed.push((i, e.clone()));
                         }
                     }
                 }

@@ -60,7 +60,7 @@ fn resmoios_readme_example_is_accepted_without_warnings() {
     assert_eq!(
         c.mode,
         Mode::Api {
-            token: crate::sink::loki::Secret("YOUR-API-TOKEN-HERE".into()),
+            token: crate::sink::secret::Secret("YOUR-API-TOKEN-HERE".into()),
             api_url: DEFAULT_API_URL.into()
         }
     );

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use super::*;
 use crate::config::{self, Config};
 use crate::event::{Event, Occurrence};
-use crate::sink::kind::SinkConfig;
+use crate::sink::SinkConfig;
 
 fn load(receiver: &str) -> Result<Config, String> {
     let text = format!(

@@ -13,7 +13,7 @@
 
 use serde_json::{Value, json};
 
-use crate::sink::notify::truncate;
+use crate::sink::render::truncate;
 
 /// The body's budget in bytes: below Teams' documented 28 KB, which counts the message as
 /// Teams renders it, and which connectors have been seen to enforce lower.

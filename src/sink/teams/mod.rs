@@ -26,10 +26,11 @@ use futures::future::BoxFuture;
 use reqwest::header::{CONTENT_TYPE, HOST, HeaderMap, HeaderValue};
 use serde_json::Value;
 
+use super::http::answer::{Answer, snippet};
 use super::http::{Endpoint, HeaderTemplate, parse_headers, parse_url, render_headers};
 use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
-use super::notify::{Counts, rename_endpoint, status_error, transport_error};
+use super::notify::{Counts, rename_endpoint};
 use super::tls::{TLS_KEYS, TlsConfig};
 use super::{Doc, SendError, Sink};
 use crate::config::yaml::{Ctx, Fields};
@@ -171,43 +172,40 @@ impl TeamsSink {
             headers.insert(HOST, h.clone());
         }
         render_headers(&self.headers, first.occ.value(), &mut headers);
-        let resp = self
+        let req = self
             .client
             .post(self.url.clone())
             .headers(headers)
-            .body(serde_json::to_vec(card).expect("a card serializes"))
-            .send()
-            .await
-            .map_err(|e| transport_error(&what, &e))?;
-        let status = resp.status();
-        let resp_headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
-        if status.as_u16() == 413 || (status.is_success() && text.contains("HTTP error 413")) {
+            .body(serde_json::to_vec(card).expect("a card serializes"));
+        let answer = Answer::send(&what, req).await?;
+        let status = answer.status.as_u16();
+        let text = answer.text();
+        if status == 413 || (answer.is_success() && text.contains("HTTP error 413")) {
             return Ok(Post::TooLarge);
         }
-        if status.is_success() {
-            // A connector reports its own throttling in a 200.
-            if text.contains("HTTP error 429") {
+        if let Err(e) = answer.classify(&what) {
+            if status == 429 {
                 self.counts.rate_limited.inc();
-                return Err(SendError::Transient {
-                    reason: format!("{what}: rate limited: {}", super::notify::snippet(&text)),
-                    retry_after: None,
-                });
             }
-            self.counts.messages.inc();
-            return Ok(Post::Delivered);
+            let hint = match status {
+                400 => "the workflow refused the card",
+                401 | 403 | 404 => {
+                    "check the endpoint: the workflow may be deleted or turned off, or the URL's sig is wrong"
+                }
+                _ => "",
+            };
+            return Err(e.with_hint(hint));
         }
-        if status.as_u16() == 429 {
+        // A connector reports its own throttling in a 200.
+        if text.contains("HTTP error 429") {
             self.counts.rate_limited.inc();
+            return Err(SendError::Transient {
+                reason: format!("{what}: rate limited: {}", snippet(&text)),
+                retry_after: None,
+            });
         }
-        let hint = match status.as_u16() {
-            400 => "the workflow refused the card",
-            401 | 403 | 404 => {
-                "check the endpoint: the workflow may be deleted or turned off, or the URL's sig is wrong"
-            }
-            _ => "",
-        };
-        Err(status_error(&what, status, &resp_headers, &text, hint))
+        self.counts.messages.inc();
+        Ok(Post::Delivered)
     }
 }
 

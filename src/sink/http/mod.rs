@@ -1,9 +1,12 @@
-//! What every HTTP receiver shares: the `endpoint` URL check, templated `headers`, and the client
-//! (timeouts, no redirects, our User-Agent, the `tls:` block, `tls.serverName`).
+//! What every HTTP receiver shares: the `endpoint` URL check, templated `headers`, the client
+//! (timeouts, no redirects, our User-Agent, the `tls:` block, `tls.serverName`), and what an
+//! answer means ([`answer`]).
 //!
 //! `serverName` is the name for SNI and certificate verification: requests go to
 //! `https://{serverName}:{port}` through a resolver that maps that name to the endpoint's host,
 //! with the endpoint's `Host` header, over HTTP/1.1.
+
+pub mod answer;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,8 +15,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use super::kind::Problem;
+use super::render::scalar_source;
 use super::tls::{TlsConfig, check_server_name};
-use crate::config::yaml::{Ctx, Fields, Kind};
+use crate::config::yaml::{Ctx, Fields};
 use crate::telemetry::error_chain;
 use crate::template::Template;
 
@@ -70,18 +74,7 @@ pub fn parse_headers(ctx: &mut Ctx, f: &Fields) -> Vec<HeaderTemplate> {
                 None
             }
         };
-        let s = match &v.kind {
-            Kind::Str(s) => ctx.expand(p, v.line, s)?,
-            Kind::Int(_) | Kind::Float(_) | Kind::Bool(_) => v.kind.describe(),
-            _ => {
-                ctx.error(
-                    p,
-                    v.line,
-                    format!("expected a string, found {}", v.kind.describe()),
-                );
-                return None;
-            }
-        };
+        let s = scalar_source(ctx, p, v)?;
         if let Err(why) = check_header_value(&s) {
             ctx.error(p, v.line, why);
             return None;
