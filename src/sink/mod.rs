@@ -19,6 +19,7 @@ pub mod layout;
 pub mod loki;
 pub mod notify;
 pub mod opsgenie;
+pub mod otlp;
 pub mod partial;
 pub mod pipe;
 mod queue;

@@ -76,6 +76,7 @@ receiver_kinds! {
     Pubsub => super::gcp::pubsub::PubsubConfig,
     Bigquery => super::gcp::bigquery::BigQueryConfig,
     CloudLogging => super::gcp::logging::CloudLoggingConfig,
+    Otlp => super::otlp::OtlpConfig,
 }
 
 /// resmoio's receiver kinds. Those not in [`KINDS`] are recognised so the error says "not

@@ -5,6 +5,7 @@
 pub mod keys;
 pub mod logs;
 pub mod moto;
+pub mod otlp;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
