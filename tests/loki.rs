@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use common::replicas::{Cluster, Timing};
 use common::{Delivery, Running, init};
+use fake_destinations::loki::{FakeLoki, Fault, Limits, LokiOptions, StoredEntry};
 use kube_event_exporter::event::Event;
 use kube_event_exporter::source::Start;
-use kube_sim::loki::{FakeLoki, Fault, Limits, LokiOptions, StoredEntry};
 use kube_sim::{GeneratorConfig, Sim, SimConfig, SimHandle};
 use serde_json::json;
 

@@ -11,13 +11,9 @@ pub mod bench;
 pub mod exporter_process;
 mod faults;
 pub mod generator;
-pub mod hook;
-pub mod loki;
 pub mod resources;
-pub mod search;
 pub mod soak;
 pub mod store;
-pub mod syslog;
 pub mod tls;
 mod watch;
 
