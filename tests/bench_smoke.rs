@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use kube_sim::bench::{BenchOptions, run};
+use kee_bench::bench::{BenchOptions, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reduced_benchmark_exports_exactly_what_was_generated_in_every_phase() {

@@ -27,8 +27,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::exporter_process::ExporterProcess;
-use crate::{Generator, GeneratorConfig, Sim, SimConfig, SimHandle};
+use kube_sim::exporter_process::ExporterProcess;
+use kube_sim::{Generator, GeneratorConfig, Sim, SimConfig, SimHandle};
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -492,7 +492,7 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
         event_ttl: None,
         // Plain HTTP: the benchmark measures the exporter's own work, and its baselines are
         // plain clients (TLS costs both sides alike).
-        tls: crate::TlsMode::Off,
+        tls: kube_sim::TlsMode::Off,
         ..SimConfig::default()
     })
     .await?;
@@ -535,7 +535,7 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
         event_ttl: None,
         // Plain HTTP: the benchmark measures the exporter's own work, and its baselines are
         // plain clients (TLS costs both sides alike).
-        tls: crate::TlsMode::Off,
+        tls: kube_sim::TlsMode::Off,
         ..SimConfig::default()
     })
     .await?;
@@ -1047,7 +1047,7 @@ async fn history_of(
     let sim = Sim::start(SimConfig {
         history_limit: n * 3 + 1000,
         event_ttl: None,
-        tls: crate::TlsMode::Off,
+        tls: kube_sim::TlsMode::Off,
         ..SimConfig::default()
     })
     .await?;
@@ -1177,7 +1177,7 @@ async fn remote_phases(
 
     progress("remote: webhook answering in 50 ms, 200 occurrences/s live");
     let sim = Sim::start(SimConfig {
-        tls: crate::TlsMode::Off,
+        tls: kube_sim::TlsMode::Off,
         ..SimConfig::default()
     })
     .await?;
