@@ -1,10 +1,10 @@
-//! A reduced run of the benchmark (`kube_sim::bench`), so it cannot rot: every phase must export
+//! A reduced run of the benchmark (`kee_bench::bench`), so it cannot rot: every phase must export
 //! exactly what was generated. Speed is not asserted here (shared, noisy machines); the figures come
 //! from `exporter-bench` and are written in the README.
 
 use std::time::Duration;
 
-use kube_sim::bench::{BenchOptions, run};
+use kee_bench::bench::{BenchOptions, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reduced_benchmark_exports_exactly_what_was_generated_in_every_phase() {

@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::{Delivery, Running, init, scenarios};
+use fake_destinations::hook::{SlowHook, out_of_order};
 use kube_event_exporter::source::Start;
-use kube_sim::hook::{SlowHook, out_of_order};
 use kube_sim::{GeneratorConfig, Sim, SimConfig};
 
 const LATENCY: Duration = Duration::from_millis(50);

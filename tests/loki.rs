@@ -1,4 +1,4 @@
-//! The Loki receiver against a faithful Loki push endpoint (kube_sim::loki: the real wire format,
+//! The Loki receiver against a faithful Loki push endpoint (fake_destinations::loki: the real wire format,
 //! protobuf + snappy or JSON, decoded independently of our encoder, and Loki's validation and
 //! deduplication rules): delivery compared by occurrence key, a 400 that fails only the rejected
 //! entries, 429 with Retry-After, JSON, tenant and basic auth, and handovers of real exporter
@@ -12,9 +12,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::{Delivery, Running, init};
+use fake_destinations::loki::{FakeLoki, Fault, Limits, LokiOptions, StoredEntry};
 use kube_event_exporter::event::Event;
 use kube_event_exporter::source::Start;
-use kube_sim::loki::{FakeLoki, Fault, Limits, LokiOptions, StoredEntry};
 use kube_sim::{Sim, SimConfig, SimHandle};
 use serde_json::json;
 

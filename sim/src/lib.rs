@@ -4,20 +4,17 @@
 //! generic objects for enrichment, and Leases with optimistic concurrency. Faults are injected
 //! through [`SimHandle`] or the `/admin/…` endpoints. See docs/architecture.md, "kube-sim, the
 //! test API server".
+//!
+//! This crate is what the demo links (the API server, its generator, and [`exporter_process`]);
+//! the fake destinations are the `fake-destinations` crate, the benchmark and the soak `kee-bench`.
 
 mod admin;
 mod api;
-pub mod bench;
 pub mod exporter_process;
 mod faults;
 pub mod generator;
-pub mod hook;
-pub mod loki;
 pub mod resources;
-pub mod search;
-pub mod soak;
 pub mod store;
-pub mod syslog;
 pub mod tls;
 mod watch;
 

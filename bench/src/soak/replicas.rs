@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::observe::{Clock, Followed, Observations};
 use super::schedule::Sig;
 use super::webhook::REPLICA_HEADER;
-use crate::exporter_process::ExporterProcess;
+use kube_sim::exporter_process::ExporterProcess;
 
 /// SIGHUP is a graceful shutdown like SIGTERM (src/shutdown.rs): a replica that dies by it is a
 /// violation, not a crash. (True would count a SIGHUP death as a crash, for an older exporter.)

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::SimHandle;
+use kube_sim::SimHandle;
 
 pub const LEASE_NAME: &str = "kube-event-exporter";
 pub const LEASE_NAMESPACE: &str = "default";

@@ -3,7 +3,7 @@
 //!
 //! Phases: cold start (N events already in the API, file receiver), sustained watch (M occurrences
 //! streamed from history as fast as the exporter reads them; file receiver, then a batching webhook,
-//! then Loki, the fake push endpoint of `crate::loki`),
+//! then Loki, the fake push endpoint of `fake_destinations::loki`),
 //! two baselines (the same watch request, only decoding each frame: into `k8s_openapi` `Event`,
 //! and into the occurrence key alone, the decode limit the ratio is measured against), and
 //! idle API cost (requests per minute while nothing happens), and the syslog receiver to a
@@ -27,8 +27,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::exporter_process::ExporterProcess;
-use crate::{Generator, GeneratorConfig, Sim, SimConfig, SimHandle};
+use kube_sim::exporter_process::ExporterProcess;
+use kube_sim::{Generator, GeneratorConfig, Sim, SimConfig, SimHandle};
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -492,7 +492,7 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
         event_ttl: None,
         // Plain HTTP: the benchmark measures the exporter's own work, and its baselines are
         // plain clients (TLS costs both sides alike).
-        tls: crate::TlsMode::Off,
+        tls: kube_sim::TlsMode::Off,
         ..SimConfig::default()
     })
     .await?;
@@ -535,7 +535,7 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
         event_ttl: None,
         // Plain HTTP: the benchmark measures the exporter's own work, and its baselines are
         // plain clients (TLS costs both sides alike).
-        tls: crate::TlsMode::Off,
+        tls: kube_sim::TlsMode::Off,
         ..SimConfig::default()
     })
     .await?;
@@ -699,7 +699,7 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
 
     // 5. The syslog receiver, to a collector that parses every message strictly as RFC 5424.
     progress("sustained: syslog receiver");
-    let collector = crate::syslog::SyslogCollector::start().await?;
+    let collector = fake_destinations::syslog::SyslogCollector::start().await?;
     seed_lease(&sim, rv0)?;
     let exporter = Exporter::start(
         &opts.exporter,
@@ -772,8 +772,8 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
 }
 
 /// Sustained, into Elasticsearch/OpenSearch: the same occurrences written with `_bulk` (NDJSON,
-/// gzip, the receiver's defaults) to `crate::search::FakeSearch`, which answers per item as the
-/// servers do; the keys compared are the `_id`s written.
+/// gzip, the receiver's defaults) to `fake_destinations::search::FakeSearch`, which answers per
+/// item as the servers do; the keys compared are the `_id`s written.
 async fn search_phase(
     opts: &BenchOptions,
     sim: &SimHandle,
@@ -784,7 +784,7 @@ async fn search_phase(
     progress: &impl Fn(&str),
 ) -> anyhow::Result<Phase> {
     progress("sustained: opensearch receiver");
-    let search = crate::search::FakeSearch::start().await?;
+    let search = fake_destinations::search::FakeSearch::start().await?;
     seed_lease(sim, rv0)?;
     let exporter = Exporter::start(
         &opts.exporter,
@@ -828,8 +828,8 @@ async fn search_phase(
 }
 
 /// Sustained, into Loki: the same occurrences pushed in batches (protobuf + snappy) to the fake
-/// Loki (`crate::loki`), which decodes and validates every push as Loki does; the keys compared
-/// are the entries' `occurrence_key` as stored after Loki's identical-entry dedup.
+/// Loki (`fake_destinations::loki`), which decodes and validates every push as Loki does; the
+/// keys compared are the entries' `occurrence_key` as stored after Loki's identical-entry dedup.
 async fn loki_phase(
     opts: &BenchOptions,
     sim: &SimHandle,
@@ -840,7 +840,9 @@ async fn loki_phase(
     progress: &impl Fn(&str),
 ) -> anyhow::Result<Phase> {
     progress("sustained: loki receiver");
-    let loki = crate::loki::FakeLoki::start(crate::loki::LokiOptions::default()).await?;
+    let loki =
+        fake_destinations::loki::FakeLoki::start(fake_destinations::loki::LokiOptions::default())
+            .await?;
     seed_lease(sim, rv0)?;
     let exporter = Exporter::start(
         &opts.exporter,
@@ -1045,7 +1047,7 @@ async fn history_of(
     let sim = Sim::start(SimConfig {
         history_limit: n * 3 + 1000,
         event_ttl: None,
-        tls: crate::TlsMode::Off,
+        tls: kube_sim::TlsMode::Off,
         ..SimConfig::default()
     })
     .await?;
@@ -1092,7 +1094,7 @@ async fn remote_phases(
     progress("remote: webhook answering in 50 ms, from history");
     let n = opts.latency_events;
     let (sim, kubeconfig, rv0, generated) = history_of(n, 21, dir, "remote-webhook").await?;
-    let hook = crate::hook::SlowHook::start(hook_latency).await?;
+    let hook = fake_destinations::hook::SlowHook::start(hook_latency).await?;
     seed_lease(&sim, rv0)?;
     let exporter = Exporter::start(
         &opts.exporter,
@@ -1116,7 +1118,7 @@ async fn remote_phases(
     );
     let ideal = WEBHOOK_CONCURRENCY / hook_latency.as_secs_f64();
     p.ideal_per_second = Some(ideal);
-    p.out_of_order = Some(crate::hook::out_of_order(&generated, &accepted).len());
+    p.out_of_order = Some(fake_destinations::hook::out_of_order(&generated, &accepted).len());
     p.note = Some(format!(
         "remote-webhook-50ms: {:.0} occurrences/s = {:.2} of the ideal {ideal:.0} (16 requests × 1 ÷ 50 ms); at most {} requests at once; out of order {}",
         p.per_second,
@@ -1132,7 +1134,7 @@ async fn remote_phases(
     let search_latency = Duration::from_millis(100);
     let n = opts.latency_search_events;
     let (sim, kubeconfig, rv0, generated) = history_of(n, 22, dir, "remote-search").await?;
-    let search = crate::search::FakeSearch::with_latency(search_latency).await?;
+    let search = fake_destinations::search::FakeSearch::with_latency(search_latency).await?;
     seed_lease(&sim, rv0)?;
     let exporter = Exporter::start(
         &opts.exporter,
@@ -1175,13 +1177,13 @@ async fn remote_phases(
 
     progress("remote: webhook answering in 50 ms, 200 occurrences/s live");
     let sim = Sim::start(SimConfig {
-        tls: crate::TlsMode::Off,
+        tls: kube_sim::TlsMode::Off,
         ..SimConfig::default()
     })
     .await?;
     let kubeconfig = dir.join("remote-live.kubeconfig");
     sim.write_kubeconfig(&kubeconfig)?;
-    let hook = crate::hook::SlowHook::start(hook_latency).await?;
+    let hook = fake_destinations::hook::SlowHook::start(hook_latency).await?;
     seed_lease(&sim, sim.current_resource_version())?;
     let exporter = Exporter::start(
         &opts.exporter,
@@ -1221,7 +1223,7 @@ async fn remote_phases(
         compare(&generated, &keys),
     );
     p.tail_seconds = Some(tail.as_secs_f64());
-    p.out_of_order = Some(crate::hook::out_of_order(&generated, &accepted).len());
+    p.out_of_order = Some(fake_destinations::hook::out_of_order(&generated, &accepted).len());
     p.note = Some(format!(
         "remote-webhook-live: {} occurrences generated at {rate:.0}/s in {:.1} s, all delivered {:.2} s after the last; out of order {}",
         generated.len(),

@@ -1,4 +1,4 @@
-//! `exporter-bench`: see `kube_sim::bench`. Needs the exporter built first:
+//! `exporter-bench`: see `kee_bench::bench`. Needs the exporter built first:
 //! `cargo build --release && cargo run --release -p kube-sim --bin exporter-bench`.
 
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use anyhow::Context;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
-use kube_sim::bench::{BenchOptions, run};
+use kee_bench::bench::{BenchOptions, run};
 
 #[derive(Parser)]
 #[command(
@@ -50,7 +50,7 @@ struct Args {
     #[arg(long, hide = true, default_value_t = 0)]
     baseline_count: usize,
     #[arg(long, hide = true, value_enum, default_value = "key")]
-    baseline_decode: kube_sim::bench::Decode,
+    baseline_decode: kee_bench::bench::Decode,
     #[arg(long, hide = true)]
     baseline_out: Option<PathBuf>,
 }
@@ -67,7 +67,7 @@ fn main() -> anyhow::Result<()> {
         return tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(kube_sim::bench::baseline_client(
+            .block_on(kee_bench::bench::baseline_client(
                 url,
                 args.baseline_rv,
                 args.baseline_count,

@@ -23,7 +23,7 @@ use anyhow::{Context, bail};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Generator, GeneratorConfig, Sim, SimConfig, SimHandle};
+use kube_sim::{Generator, GeneratorConfig, Sim, SimConfig, SimHandle};
 use observe::{Clock, LogKind, Observations, Receiver, Tailer};
 use replicas::{Replicas, Timing};
 use schedule::{Action, Fault, HookMode, Schedule, Sig, Target};

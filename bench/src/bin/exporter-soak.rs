@@ -1,4 +1,4 @@
-//! `exporter-soak`: see `kube_sim::soak`. Needs the exporter built first:
+//! `exporter-soak`: see `kee_bench::soak`. Needs the exporter built first:
 //! `cargo build --release --workspace && ./target/release/exporter-soak --duration 4m`.
 //!
 //! Exit 0 only when nothing was lost, duplicates stayed within the bound and every invariant
@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use kube_sim::soak::schedule::Schedule;
-use kube_sim::soak::{SoakOptions, run};
+use kee_bench::soak::schedule::Schedule;
+use kee_bench::soak::{SoakOptions, run};
 
 #[derive(Parser)]
 #[command(
