@@ -186,7 +186,10 @@ async fn a_graceful_handover_under_that_load_loses_and_duplicates_nothing() {
 }
 
 /// A SIGKILL of the leader under that load: nothing lost; the successor replays what was sent
-/// after the last cursor commit, including the requests in flight then (one round trip's worth).
+/// after the last cursor commit, plus what the cursor could not cover with 16 requests in flight:
+/// at the commit, requests that finished ahead of an older one still in flight (delivered, above
+/// the low watermark), and at the kill, requests the webhook took but whose answer never came
+/// back. Each is at most one request of one occurrence per lane.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkill_under_that_load_loses_nothing_and_replays_a_bounded_amount() {
     init();
@@ -195,5 +198,7 @@ async fn a_sigkill_under_that_load_loses_nothing_and_replays_a_bounded_amount() 
     let out =
         scenarios::sigkill_of_the_leader(&sim, &receiver(&hook.url()), "hook", &|| hook.keys(), 84)
             .await;
-    out.assert_no_loss_and_bounded_duplicates("SIGKILL, 50 ms webhook", 2 * LATENCY);
+    const LANES: usize = 16;
+    let bound = out.duplicate_bound(2 * LATENCY) + 2 * LANES;
+    out.assert_no_loss_and_at_most("SIGKILL, 50 ms webhook", bound);
 }
