@@ -8,6 +8,8 @@
 use std::time::Duration;
 
 use aws_credential_types::Credentials;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 
@@ -118,6 +120,15 @@ impl AwsClient {
     pub fn invalidate_credentials(&mut self) {
         self.chain.invalidate();
     }
+
+    /// A request that failed as a whole, as the worker takes it; credentials refused as expired
+    /// are fetched again for the next attempt.
+    pub fn failed(&mut self, e: &AwsError) -> SendError {
+        if e.credentials_expired() {
+            self.invalidate_credentials();
+        }
+        e.to_send_error()
+    }
 }
 
 /// What the requests of one send need; cheap to clone, so requests can run concurrently.
@@ -163,6 +174,17 @@ impl Session {
             });
         }
         Err(self.json_error(action, answer))
+    }
+
+    /// [`json`](Self::json) with a JSON `body`, as a batch API sends a request.
+    pub fn call<'a>(
+        &'a self,
+        target: &'a str,
+        content_type: &'static str,
+        body: &serde_json::Value,
+    ) -> BoxFuture<'a, Result<serde_json::Value, AwsError>> {
+        let body = serde_json::to_vec(body).expect("JSON serializes");
+        self.json(target, content_type, body).boxed()
     }
 
     /// A query-protocol call (SNS): `form` is the URL-encoded body with `Action` and `Version`;

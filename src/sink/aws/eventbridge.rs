@@ -13,13 +13,15 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::batch::{self, Entry, JsonApi, Limits, Outcomes};
-use super::client::{AwsClient, JSON_1_1, process_env};
+use super::batch::read_in_order;
+use super::client::{AwsClient, AwsError, JSON_1_1, Session, process_env};
 use super::endpoint::EVENTBRIDGE;
 use super::{parse_region, region_warnings};
 use crate::config::yaml::{Ctx, Fields};
+use crate::sink::http::batch::{BatchApi, BatchSink};
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
+use crate::sink::partial::{Limits, Outcomes};
 use crate::sink::render::{Renderer, opt_template};
 use crate::sink::{Doc, SendError, Sink};
 use crate::template::Template;
@@ -118,12 +120,15 @@ impl ReceiverKind for EventBridgeConfig {
     }
 }
 
+/// PutEvents of rendered entries.
 #[derive(Clone)]
-pub struct EventBridgeSink {
+pub struct EventBridge {
     client: AwsClient,
     cfg: EventBridgeConfig,
     renderer: Renderer,
 }
+
+pub type EventBridgeSink = BatchSink<EventBridge>;
 
 impl EventBridgeSink {
     pub fn build(
@@ -137,14 +142,33 @@ impl EventBridgeSink {
             env.delivery.timeout,
             vars,
         )?;
-        Ok(EventBridgeSink {
+        Ok(BatchSink::new(EventBridge {
             client,
             cfg: cfg.clone(),
             renderer: Renderer::new(env.receiver),
-        })
+        }))
+    }
+}
+
+impl BatchApi for EventBridge {
+    type Target = Session;
+    type Entry = Value;
+    type Answer = Value;
+    type Error = AwsError;
+
+    fn limits(&self) -> Limits {
+        LIMITS
     }
 
-    fn entry(&mut self, i: usize, doc: &Doc) -> Result<Entry, SendError> {
+    fn concurrency(&self) -> usize {
+        CONCURRENCY
+    }
+
+    fn target<'a>(&'a mut self, _: &'a [Doc]) -> BoxFuture<'a, Result<Session, SendError>> {
+        self.client.session().boxed()
+    }
+
+    fn encode(&mut self, _: &Session, doc: &Doc) -> Result<(Value, usize), SendError> {
         let detail = std::str::from_utf8(&doc.body).map_err(|e| SendError::Permanent {
             reason: format!("the document is not UTF-8 text: {e}"),
         })?;
@@ -180,56 +204,27 @@ impl EventBridgeSink {
         if let Some(bus) = &self.cfg.event_bus_name {
             e["EventBusName"] = json!(bus);
         }
-        Ok(Entry {
-            doc: i,
-            json: e,
-            size,
-        })
-    }
-}
-
-impl Sink for EventBridgeSink {
-    fn lane(&self) -> Option<Box<dyn Sink>> {
-        Some(Box::new(self.clone()))
+        Ok((e, size))
     }
 
-    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
-        async move {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let session = self.client.session().await?;
-            let mut outcomes = Outcomes::new(batch.len());
-            let mut entries = Vec::with_capacity(batch.len());
-            for (i, doc) in batch.iter().enumerate() {
-                match self.entry(i, doc) {
-                    Ok(e) => entries.push(e),
-                    Err(err) => outcomes.fail(i, err),
-                }
-            }
-            let api = JsonApi {
-                target: "AWSEvents.PutEvents",
-                content_type: JSON_1_1,
-                limits: LIMITS,
-                concurrency: CONCURRENCY,
-            };
-            batch::send_json(
-                &session,
-                &api,
-                &entries,
-                |list| json!({ "Entries": list }),
-                |v: &Value, docs, o| {
-                    batch::read_in_order("EventBridge PutEvents", "Entries", v, docs, o)
-                },
-                &mut outcomes,
-            )
-            .await;
-            if outcomes.credentials_expired {
-                self.client.invalidate_credentials();
-            }
-            outcomes.settle()
-        }
-        .boxed()
+    fn request<'a>(
+        &'a self,
+        session: &'a Session,
+        entries: &'a [Value],
+    ) -> BoxFuture<'a, Result<Value, AwsError>> {
+        session.call(
+            "AWSEvents.PutEvents",
+            JSON_1_1,
+            &json!({ "Entries": entries }),
+        )
+    }
+
+    fn read(&self, v: Value, _: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
+        read_in_order("EventBridge PutEvents", "Entries", &v, docs, outcomes);
+    }
+
+    fn failed(&mut self, e: AwsError) -> SendError {
+        self.client.failed(&e)
     }
 }
 

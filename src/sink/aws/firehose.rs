@@ -12,13 +12,15 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::batch::{self, Entry, JsonApi, Limits, Outcomes};
-use super::client::{AwsClient, JSON_1_1, process_env};
+use super::batch::read_in_order;
+use super::client::{AwsClient, AwsError, JSON_1_1, Session, process_env};
 use super::endpoint::FIREHOSE;
 use super::{parse_arn, parse_region, region_warnings};
 use crate::config::yaml::{Ctx, Fields};
+use crate::sink::http::batch::{BatchApi, BatchSink};
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
+use crate::sink::partial::{Limits, Outcomes};
 use crate::sink::{Doc, SendError, Sink};
 
 /// PutRecordBatch's limits: 500 records, 4 MiB.
@@ -88,11 +90,14 @@ impl ReceiverKind for FirehoseConfig {
     }
 }
 
+/// PutRecordBatch to one delivery stream.
 #[derive(Clone)]
-pub struct FirehoseSink {
+pub struct Firehose {
     client: AwsClient,
     stream: String,
 }
+
+pub type FirehoseSink = BatchSink<Firehose>;
 
 impl FirehoseSink {
     pub fn build(
@@ -102,73 +107,64 @@ impl FirehoseSink {
     ) -> Result<FirehoseSink, Vec<Problem>> {
         let client =
             AwsClient::build(&FIREHOSE, cfg.region.as_deref(), env.delivery.timeout, vars)?;
-        Ok(FirehoseSink {
+        Ok(BatchSink::new(Firehose {
             client,
             stream: cfg.delivery_stream.clone(),
-        })
+        }))
     }
 }
 
-fn entry(i: usize, doc: &Doc) -> Result<Entry, SendError> {
-    let size = doc.body.len() + 1;
-    if size > MAX_RECORD {
-        return Err(SendError::Permanent {
-            reason: format!("a record of {size} bytes is over Firehose's limit of {MAX_RECORD}"),
-        });
-    }
-    let mut data = Vec::with_capacity(size);
-    data.extend_from_slice(&doc.body);
-    data.push(b'\n');
-    Ok(Entry {
-        doc: i,
-        json: json!({ "Data": base64::engine::general_purpose::STANDARD.encode(&data) }),
-        size,
-    })
-}
+impl BatchApi for Firehose {
+    type Target = Session;
+    type Entry = Value;
+    type Answer = Value;
+    type Error = AwsError;
 
-impl Sink for FirehoseSink {
-    fn lane(&self) -> Option<Box<dyn Sink>> {
-        Some(Box::new(self.clone()))
+    fn limits(&self) -> Limits {
+        LIMITS
     }
 
-    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
-        async move {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let session = self.client.session().await?;
-            let mut outcomes = Outcomes::new(batch.len());
-            let mut entries = Vec::with_capacity(batch.len());
-            for (i, doc) in batch.iter().enumerate() {
-                match entry(i, doc) {
-                    Ok(e) => entries.push(e),
-                    Err(err) => outcomes.fail(i, err),
-                }
-            }
-            let api = JsonApi {
-                target: "Firehose_20150804.PutRecordBatch",
-                content_type: JSON_1_1,
-                limits: LIMITS,
-                concurrency: CONCURRENCY,
-            };
-            let stream = &self.stream;
-            batch::send_json(
-                &session,
-                &api,
-                &entries,
-                |records| json!({ "DeliveryStreamName": stream, "Records": records }),
-                |v: &Value, docs, o| {
-                    batch::read_in_order("Firehose PutRecordBatch", "RequestResponses", v, docs, o)
-                },
-                &mut outcomes,
-            )
-            .await;
-            if outcomes.credentials_expired {
-                self.client.invalidate_credentials();
-            }
-            outcomes.settle()
+    fn concurrency(&self) -> usize {
+        CONCURRENCY
+    }
+
+    fn target<'a>(&'a mut self, _: &'a [Doc]) -> BoxFuture<'a, Result<Session, SendError>> {
+        self.client.session().boxed()
+    }
+
+    /// The document and a newline.
+    fn encode(&mut self, _: &Session, doc: &Doc) -> Result<(Value, usize), SendError> {
+        let size = doc.body.len() + 1;
+        if size > MAX_RECORD {
+            return Err(SendError::Permanent {
+                reason: format!(
+                    "a record of {size} bytes is over Firehose's limit of {MAX_RECORD}"
+                ),
+            });
         }
-        .boxed()
+        let mut data = Vec::with_capacity(size);
+        data.extend_from_slice(&doc.body);
+        data.push(b'\n');
+        let data = base64::engine::general_purpose::STANDARD.encode(&data);
+        Ok((json!({ "Data": data }), size))
+    }
+
+    fn request<'a>(
+        &'a self,
+        session: &'a Session,
+        records: &'a [Value],
+    ) -> BoxFuture<'a, Result<Value, AwsError>> {
+        let body = json!({ "DeliveryStreamName": self.stream, "Records": records });
+        session.call("Firehose_20150804.PutRecordBatch", JSON_1_1, &body)
+    }
+
+    fn read(&self, v: Value, _: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
+        let what = "Firehose PutRecordBatch";
+        read_in_order(what, "RequestResponses", &v, docs, outcomes);
+    }
+
+    fn failed(&mut self, e: AwsError) -> SendError {
+        self.client.failed(&e)
     }
 }
 

@@ -12,13 +12,15 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::batch::{self, Entry, JsonApi, Limits, Outcomes};
-use super::client::{AwsClient, JSON_1_1, process_env};
+use super::batch::read_in_order;
+use super::client::{AwsClient, AwsError, JSON_1_1, Session, process_env};
 use super::endpoint::KINESIS;
 use super::{bounded_key, object_uid, parse_arn, parse_region, region_warnings};
 use crate::config::yaml::{Ctx, Fields};
+use crate::sink::http::batch::{BatchApi, BatchSink};
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
+use crate::sink::partial::{Limits, Outcomes};
 use crate::sink::{Doc, SendError, Sink};
 
 /// PutRecords' limits: 500 records, 5 MiB of data and partition keys.
@@ -115,12 +117,15 @@ impl ReceiverKind for KinesisConfig {
     }
 }
 
+/// PutRecords to one stream.
 #[derive(Clone)]
-pub struct KinesisSink {
+pub struct Kinesis {
     client: AwsClient,
     /// `StreamName` or `StreamARN`, and its value.
     stream: (&'static str, String),
 }
+
+pub type KinesisSink = BatchSink<Kinesis>;
 
 impl KinesisSink {
     pub fn build(
@@ -135,80 +140,58 @@ impl KinesisSink {
         } else {
             "StreamName"
         };
-        Ok(KinesisSink {
+        Ok(BatchSink::new(Kinesis {
             client,
             stream: (field, cfg.stream.clone()),
-        })
+        }))
     }
 }
 
-fn entry(i: usize, doc: &Doc) -> Result<Entry, SendError> {
-    let key = bounded_key(object_uid(doc), MAX_PARTITION_KEY);
-    let size = doc.body.len() + key.len();
-    if size > MAX_RECORD {
-        return Err(SendError::Permanent {
-            reason: format!(
-                "a record of {size} bytes (data and partition key) is over Kinesis's limit of {MAX_RECORD}"
-            ),
-        });
-    }
-    Ok(Entry {
-        doc: i,
-        json: json!({
-            "Data": base64::engine::general_purpose::STANDARD.encode(&doc.body),
-            "PartitionKey": key,
-        }),
-        size,
-    })
-}
+impl BatchApi for Kinesis {
+    type Target = Session;
+    type Entry = Value;
+    type Answer = Value;
+    type Error = AwsError;
 
-impl Sink for KinesisSink {
-    fn lane(&self) -> Option<Box<dyn Sink>> {
-        Some(Box::new(self.clone()))
+    fn limits(&self) -> Limits {
+        LIMITS
     }
 
-    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
-        async move {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let session = self.client.session().await?;
-            let mut outcomes = Outcomes::new(batch.len());
-            let mut entries = Vec::with_capacity(batch.len());
-            for (i, doc) in batch.iter().enumerate() {
-                match entry(i, doc) {
-                    Ok(e) => entries.push(e),
-                    Err(err) => outcomes.fail(i, err),
-                }
-            }
-            let api = JsonApi {
-                target: "Kinesis_20131202.PutRecords",
-                content_type: JSON_1_1,
-                limits: LIMITS,
-                concurrency: 1,
-            };
-            let (field, stream) = &self.stream;
-            batch::send_json(
-                &session,
-                &api,
-                &entries,
-                |records| {
-                    let mut body = json!({ "Records": records });
-                    body[*field] = json!(stream);
-                    body
-                },
-                |v: &Value, docs, o| {
-                    batch::read_in_order("Kinesis PutRecords", "Records", v, docs, o)
-                },
-                &mut outcomes,
-            )
-            .await;
-            if outcomes.credentials_expired {
-                self.client.invalidate_credentials();
-            }
-            outcomes.settle()
+    fn target<'a>(&'a mut self, _: &'a [Doc]) -> BoxFuture<'a, Result<Session, SendError>> {
+        self.client.session().boxed()
+    }
+
+    fn encode(&mut self, _: &Session, doc: &Doc) -> Result<(Value, usize), SendError> {
+        let key = bounded_key(object_uid(doc), MAX_PARTITION_KEY);
+        let size = doc.body.len() + key.len();
+        if size > MAX_RECORD {
+            return Err(SendError::Permanent {
+                reason: format!(
+                    "a record of {size} bytes (data and partition key) is over Kinesis's limit of {MAX_RECORD}"
+                ),
+            });
         }
-        .boxed()
+        let data = base64::engine::general_purpose::STANDARD.encode(&doc.body);
+        Ok((json!({ "Data": data, "PartitionKey": key }), size))
+    }
+
+    fn request<'a>(
+        &'a self,
+        session: &'a Session,
+        records: &'a [Value],
+    ) -> BoxFuture<'a, Result<Value, AwsError>> {
+        let (field, stream) = &self.stream;
+        let mut body = json!({ "Records": records });
+        body[*field] = json!(stream);
+        session.call("Kinesis_20131202.PutRecords", JSON_1_1, &body)
+    }
+
+    fn read(&self, v: Value, _: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
+        read_in_order("Kinesis PutRecords", "Records", &v, docs, outcomes);
+    }
+
+    fn failed(&mut self, e: AwsError) -> SendError {
+        self.client.failed(&e)
     }
 }
 

@@ -7,6 +7,7 @@
 //! with the endpoint's `Host` header, over HTTP/1.1.
 
 pub mod answer;
+pub mod batch;
 
 use std::net::SocketAddr;
 use std::time::Duration;
