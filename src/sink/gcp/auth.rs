@@ -245,7 +245,7 @@ impl Tokens {
     }
 
     /// The `Authorization` value, or None without credentials (an emulator).
-    pub async fn authorization(&mut self) -> Result<Option<String>, SendError> {
+    pub async fn authorization(&self) -> Result<Option<String>, SendError> {
         if matches!(*self.source, Source::None) {
             return Ok(None);
         }
@@ -270,7 +270,7 @@ impl Tokens {
 
     /// Forgets the cached token (the API answered 401). When another lane holds the cache, it is
     /// exchanging a new one right now: nothing to forget.
-    pub fn invalidate(&mut self) {
+    pub fn invalidate(&self) {
         if let Ok(mut cached) = self.cached.try_lock() {
             *cached = None;
         }

@@ -24,11 +24,14 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::auth::CredentialSource;
-use super::{Api, json_str, parse_endpoint, parse_name, process_env, whole_request_error};
+use super::{
+    Answer, Api, envelope, json_str, parse_endpoint, parse_name, process_env, whole_request_error,
+};
 use crate::config::yaml::{Ctx, Fields};
+use crate::sink::http::batch::{BatchApi, BatchSink};
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
-use crate::sink::partial::{Limits, chunks, settle};
+use crate::sink::partial::{Limits, Outcomes};
 use crate::sink::{Doc, SendError, Sink};
 
 pub const DEFAULT_ENDPOINT: &str = "https://bigquery.googleapis.com";
@@ -128,12 +131,11 @@ impl ReceiverKind for BigQueryConfig {
     }
 
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
-        Ok(Box::new(BigQuerySink {
+        Ok(Box::new(BatchSink::new(BigQuery {
             api: self.api(env)?,
             cfg: self.clone(),
             path: None,
-            body: Vec::new(),
-        }))
+        })))
     }
 }
 
@@ -212,145 +214,144 @@ fn reason_is_transient(reason: &str) -> bool {
     )
 }
 
+/// insertAll into one table.
 #[derive(Clone)]
-pub struct BigQuerySink {
+pub struct BigQuery {
     api: Api,
     cfg: BigQueryConfig,
+    /// `…/tables/T/insertAll`, once the project is known.
     path: Option<String>,
-    body: Vec<u8>,
 }
 
-impl Sink for BigQuerySink {
-    fn lane(&self) -> Option<Box<dyn Sink>> {
-        Some(Box::new(self.clone()))
+impl BigQuery {
+    fn what(&self) -> String {
+        format!(
+            "insertAll into {}.{} at {}",
+            self.cfg.dataset,
+            self.cfg.table,
+            self.api.base()
+        )
+    }
+}
+
+impl BatchApi for BigQuery {
+    /// The insertAll path.
+    type Target = String;
+    /// A row's JSON: `{"insertId": …, "json": …}`.
+    type Entry = Vec<u8>;
+    type Answer = Answer;
+    type Error = SendError;
+
+    /// `batch_size` rows per request.
+    fn limits(&self) -> Limits {
+        Limits {
+            entries: self.cfg.batch_size,
+            bytes: MAX_REQUEST_BYTES,
+        }
     }
 
-    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
+    fn target<'a>(&'a mut self, _: &'a [Doc]) -> BoxFuture<'a, Result<String, SendError>> {
         async move {
-            if batch.is_empty() {
-                return Ok(());
+            if let Some(p) = &self.path {
+                return Ok(p.clone());
             }
-            let path = match &self.path {
-                Some(p) => p.clone(),
-                None => {
-                    let project = self.api.tokens().project(self.cfg.project.as_deref()).await?;
-                    let p = format!(
-                        "/bigquery/v2/projects/{project}/datasets/{}/tables/{}/insertAll",
-                        self.cfg.dataset, self.cfg.table
-                    );
-                    self.path = Some(p.clone());
-                    p
-                }
-            };
-            let mut failed = Vec::new();
-            let mut rows = Vec::with_capacity(batch.len());
-            for (i, doc) in batch.iter().enumerate() {
-                let value: Value = match serde_json::from_slice(&doc.body) {
-                    Ok(v @ Value::Object(_)) => row(v),
-                    _ => {
-                        failed.push((
-                            i,
-                            SendError::Permanent {
-                                reason: format!("{}: the document is not a JSON object", doc.key),
-                            },
-                        ));
-                        rows.push(None);
-                        continue;
-                    }
-                };
-                let mut r = b"{\"insertId\":".to_vec();
-                json_str(&mut r, &doc.key);
-                r.extend_from_slice(b",\"json\":");
-                serde_json::to_writer(&mut r, &value).expect("writing to a Vec");
-                r.push(b'}');
-                rows.push(Some(r));
-            }
-            let sizes: Vec<usize> = rows.iter().map(|r| r.as_ref().map_or(0, |r| r.len() + 1)).collect();
-            let what = format!(
-                "insertAll into {}.{} at {}",
-                self.cfg.dataset,
-                self.cfg.table,
-                self.api.base()
+            let project = self
+                .api
+                .tokens()
+                .project(self.cfg.project.as_deref())
+                .await?;
+            let p = format!(
+                "/bigquery/v2/projects/{project}/datasets/{}/tables/{}/insertAll",
+                self.cfg.dataset, self.cfg.table
             );
-            for range in chunks(
-                &sizes,
-                Limits {
-                    entries: self.cfg.batch_size,
-                    bytes: MAX_REQUEST_BYTES,
-                },
-            ) {
-                // The request's rows and their indexes in the batch.
-                let members: Vec<usize> = range.clone().filter(|&i| rows[i].is_some()).collect();
-                if members.is_empty() {
-                    continue;
-                }
-                self.body.clear();
-                self.body.extend_from_slice(b"{\"kind\":\"bigquery#tableDataInsertAllRequest\",\"skipInvalidRows\":true,\"ignoreUnknownValues\":");
-                self.body.extend_from_slice(if self.cfg.ignore_unknown_values { b"true" } else { b"false" });
-                self.body.extend_from_slice(b",\"rows\":[");
-                for (n, &i) in members.iter().enumerate() {
-                    if n > 0 {
-                        self.body.push(b',');
-                    }
-                    self.body.extend_from_slice(rows[i].as_ref().expect("a member"));
-                }
-                self.body.extend_from_slice(b"]}");
-                let answer = match self.api.call(Method::POST, &path, self.body.clone()).await {
-                    Ok(a) => a,
-                    Err(e) => {
-                        failed.extend(members.iter().map(|&i| (i, e.clone())));
-                        continue;
-                    }
-                };
-                if !answer.status.is_success() {
-                    let e = whole_request_error(&what, &answer);
-                    failed.extend(members.iter().map(|&i| (i, e.clone())));
-                    continue;
-                }
-                let parsed: InsertAnswer = match serde_json::from_slice(&answer.body) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        let e = SendError::Transient {
-                            reason: format!("{what}: unexpected answer: {e}"),
-                            retry_after: None,
-                        };
-                        failed.extend(members.iter().map(|&i| (i, e.clone())));
-                        continue;
-                    }
-                };
-                for ie in parsed.insert_errors {
-                    let Some(&i) = members.get(ie.index) else { continue };
-                    let transient = !ie.errors.is_empty()
-                        && ie.errors.iter().all(|e| reason_is_transient(&e.reason));
-                    let detail: Vec<String> = ie
-                        .errors
-                        .iter()
-                        .map(|e| {
-                            if e.location.is_empty() {
-                                format!("{}: {}", e.reason, e.message)
-                            } else {
-                                format!("{} at {}: {}", e.reason, e.location, e.message)
-                            }
-                        })
-                        .collect();
-                    let reason = format!("{what}: row {}: {}", batch[i].key, detail.join("; "));
-                    failed.push((
-                        i,
-                        if transient {
-                            SendError::Transient {
-                                reason,
-                                retry_after: None,
-                            }
-                        } else {
-                            SendError::Permanent { reason }
-                        },
-                    ));
-                }
-            }
-            failed.sort_by_key(|(i, _)| *i);
-            settle(batch.len(), failed)
+            self.path = Some(p.clone());
+            Ok(p)
         }
         .boxed()
+    }
+
+    fn encode(&mut self, _: &String, doc: &Doc) -> Result<(Vec<u8>, usize), SendError> {
+        let value = match serde_json::from_slice(&doc.body) {
+            Ok(v @ Value::Object(_)) => row(v),
+            _ => {
+                return Err(SendError::Permanent {
+                    reason: format!("{}: the document is not a JSON object", doc.key),
+                });
+            }
+        };
+        let mut r = b"{\"insertId\":".to_vec();
+        json_str(&mut r, &doc.key);
+        r.extend_from_slice(b",\"json\":");
+        serde_json::to_writer(&mut r, &value).expect("writing to a Vec");
+        r.push(b'}');
+        let size = r.len() + 1;
+        Ok((r, size))
+    }
+
+    fn request<'a>(
+        &'a self,
+        path: &'a String,
+        rows: &'a [Vec<u8>],
+    ) -> BoxFuture<'a, Result<Answer, SendError>> {
+        let head = format!(
+            "{{\"kind\":\"bigquery#tableDataInsertAllRequest\",\"skipInvalidRows\":true,\"ignoreUnknownValues\":{},\"rows\":[",
+            self.cfg.ignore_unknown_values
+        );
+        let body = envelope(head.as_bytes(), rows, b"]}");
+        self.api.call(Method::POST, path, body).boxed()
+    }
+
+    /// With `skipInvalidRows` the valid rows are inserted and `insertErrors` names the others.
+    fn read(&self, answer: Answer, batch: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
+        let what = self.what();
+        if !answer.is_success() {
+            let e = whole_request_error(&what, &answer);
+            return outcomes.fail_all(docs.iter().copied(), &e);
+        }
+        let parsed: InsertAnswer = match serde_json::from_slice(&answer.body) {
+            Ok(a) => a,
+            Err(e) => {
+                let e = SendError::Transient {
+                    reason: format!("{what}: unexpected answer: {e}"),
+                    retry_after: None,
+                };
+                return outcomes.fail_all(docs.iter().copied(), &e);
+            }
+        };
+        for ie in parsed.insert_errors {
+            let Some(&i) = docs.get(ie.index) else {
+                continue;
+            };
+            let transient =
+                !ie.errors.is_empty() && ie.errors.iter().all(|e| reason_is_transient(&e.reason));
+            let detail: Vec<String> = ie
+                .errors
+                .iter()
+                .map(|e| {
+                    if e.location.is_empty() {
+                        format!("{}: {}", e.reason, e.message)
+                    } else {
+                        format!("{} at {}: {}", e.reason, e.location, e.message)
+                    }
+                })
+                .collect();
+            let reason = format!("{what}: row {}: {}", batch[i].key, detail.join("; "));
+            outcomes.fail(
+                i,
+                if transient {
+                    SendError::Transient {
+                        reason,
+                        retry_after: None,
+                    }
+                } else {
+                    SendError::Permanent { reason }
+                },
+            );
+        }
+    }
+
+    fn failed(&mut self, e: SendError) -> SendError {
+        e
     }
 }
 

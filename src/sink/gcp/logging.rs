@@ -18,14 +18,15 @@ use serde::Deserialize;
 
 use super::auth::CredentialSource;
 use super::{
-    Api, OCCURRENCE_KEY, json_str, parse_endpoint, parse_name, process_env, rpc_code_is_transient,
-    whole_request_error,
+    Answer, Api, OCCURRENCE_KEY, envelope, json_str, parse_endpoint, parse_name, process_env,
+    rpc_code_is_transient, whole_request_error,
 };
 use crate::config::yaml::{Ctx, Fields};
 use crate::event::Event;
+use crate::sink::http::batch::{BatchApi, BatchSink};
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
-use crate::sink::partial::{Limits, chunks, settle};
+use crate::sink::partial::{Limits, Outcomes};
 use crate::sink::{Doc, SendError, Sink};
 
 pub const DEFAULT_ENDPOINT: &str = "https://logging.googleapis.com";
@@ -100,12 +101,11 @@ impl ReceiverKind for CloudLoggingConfig {
     }
 
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
-        Ok(Box::new(CloudLoggingSink {
+        Ok(Box::new(BatchSink::new(CloudLogging {
             api: self.api(env)?,
             cfg: self.clone(),
             site: None,
-            body: Vec::new(),
-        }))
+        })))
     }
 }
 
@@ -144,15 +144,15 @@ pub struct Site {
     pub cluster: Option<String>,
 }
 
+/// entries.write to one log.
 #[derive(Clone)]
-pub struct CloudLoggingSink {
+pub struct CloudLogging {
     api: Api,
     cfg: CloudLoggingConfig,
     site: Option<Site>,
-    body: Vec<u8>,
 }
 
-impl CloudLoggingSink {
+impl CloudLogging {
     async fn site(&mut self, first: &Event) -> Result<Site, SendError> {
         if let Some(s) = &self.site {
             return Ok(s.clone());
@@ -297,96 +297,90 @@ pub fn partial_errors(body: &[u8]) -> Option<Vec<(usize, RpcStatus)>> {
     (!out.is_empty()).then_some(out)
 }
 
-impl Sink for CloudLoggingSink {
-    fn lane(&self) -> Option<Box<dyn Sink>> {
-        Some(Box::new(self.clone()))
+/// Where a send's entries go: the cluster's place and the whole log name.
+pub struct Log {
+    site: Site,
+    name: String,
+}
+
+impl BatchApi for CloudLogging {
+    type Target = Log;
+    /// An entry's JSON.
+    type Entry = Vec<u8>;
+    type Answer = Answer;
+    type Error = SendError;
+
+    fn limits(&self) -> Limits {
+        Limits {
+            entries: MAX_ENTRIES,
+            bytes: MAX_REQUEST_BYTES,
+        }
     }
 
-    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
+    fn target<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<Log, SendError>> {
         async move {
-            let Some(first) = batch.first() else {
-                return Ok(());
-            };
-            let site = self.site(&first.occ.event).await?;
-            let mut entries = Vec::with_capacity(batch.len());
-            for doc in batch {
-                let mut e = Vec::with_capacity(doc.body.len() + 400);
-                write_entry(&mut e, &site, doc);
-                entries.push(e);
-            }
-            let sizes: Vec<usize> = entries.iter().map(|e| e.len() + 1).collect();
-            let mut failed = Vec::new();
-            for range in chunks(
-                &sizes,
-                Limits {
-                    entries: MAX_ENTRIES,
-                    bytes: MAX_REQUEST_BYTES,
-                },
-            ) {
-                self.body.clear();
-                self.body.extend_from_slice(b"{\"logName\":");
-                let log_name = format!(
-                    "projects/{}/logs/{}",
-                    site.project,
-                    urlencode_log(&self.cfg.log_name)
-                );
-                json_str(&mut self.body, &log_name);
-                self.body
-                    .extend_from_slice(b",\"partialSuccess\":true,\"entries\":[");
-                for (n, e) in entries[range.clone()].iter().enumerate() {
-                    if n > 0 {
-                        self.body.push(b',');
-                    }
-                    self.body.extend_from_slice(e);
-                }
-                self.body.extend_from_slice(b"]}");
-                let what = format!("entries.write to {}", self.api.base());
-                let answer = match self
-                    .api
-                    .call(Method::POST, "/v2/entries:write", self.body.clone())
-                    .await
-                {
-                    Ok(a) => a,
-                    Err(e) => {
-                        failed.extend(range.map(|i| (i, e.clone())));
-                        continue;
-                    }
-                };
-                if answer.status.is_success() {
-                    continue;
-                }
-                match partial_errors(&answer.body) {
-                    Some(errors) => {
-                        for (i, s) in errors {
-                            if i >= range.len() {
-                                continue;
-                            }
-                            let reason = format!(
-                                "{what}: entry {}: code {} {}",
-                                batch[range.start + i].key,
-                                s.code,
-                                s.message
-                            );
-                            let e = if rpc_code_is_transient(s.code) {
-                                SendError::Transient {
-                                    reason,
-                                    retry_after: answer.retry_after(),
-                                }
-                            } else {
-                                SendError::Permanent { reason }
-                            };
-                            failed.push((range.start + i, e));
-                        }
-                    }
-                    None => {
-                        let e = whole_request_error(&what, &answer);
-                        failed.extend(range.map(|i| (i, e.clone())));
-                    }
-                }
-            }
-            settle(batch.len(), failed)
+            let site = self.site(&batch[0].occ.event).await?;
+            let name = format!(
+                "projects/{}/logs/{}",
+                site.project,
+                urlencode_log(&self.cfg.log_name)
+            );
+            Ok(Log { site, name })
         }
         .boxed()
+    }
+
+    fn encode(&mut self, log: &Log, doc: &Doc) -> Result<(Vec<u8>, usize), SendError> {
+        let mut e = Vec::with_capacity(doc.body.len() + 400);
+        write_entry(&mut e, &log.site, doc);
+        let size = e.len() + 1;
+        Ok((e, size))
+    }
+
+    fn request<'a>(
+        &'a self,
+        log: &'a Log,
+        entries: &'a [Vec<u8>],
+    ) -> BoxFuture<'a, Result<Answer, SendError>> {
+        let mut head = b"{\"logName\":".to_vec();
+        json_str(&mut head, &log.name);
+        head.extend_from_slice(b",\"partialSuccess\":true,\"entries\":[");
+        let body = envelope(&head, entries, b"]}");
+        self.api
+            .call(Method::POST, "/v2/entries:write", body)
+            .boxed()
+    }
+
+    /// With `partialSuccess` the valid entries are written and the others listed by index.
+    fn read(&self, answer: Answer, batch: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
+        if answer.is_success() {
+            return;
+        }
+        let what = format!("entries.write to {}", self.api.base());
+        let Some(errors) = partial_errors(&answer.body) else {
+            let e = whole_request_error(&what, &answer);
+            return outcomes.fail_all(docs.iter().copied(), &e);
+        };
+        for (i, s) in errors {
+            let Some(&doc) = docs.get(i) else { continue };
+            let reason = format!(
+                "{what}: entry {}: code {} {}",
+                batch[doc].key, s.code, s.message
+            );
+            let e = if rpc_code_is_transient(s.code) {
+                SendError::Transient {
+                    reason,
+                    retry_after: answer.retry_after(),
+                }
+            } else {
+                SendError::Permanent { reason }
+            };
+            outcomes.fail(doc, e);
+        }
+    }
+
+    fn failed(&mut self, e: SendError) -> SendError {
+        e
     }
 }
 

@@ -1,10 +1,11 @@
 //! Google Cloud receivers: `pubsub` (topics:publish), `bigquery` (tabledata.insertAll) and
 //! `cloudLogging` (entries:write), over the REST APIs with the shared credentials of [`auth`].
 //!
-//! What they share here: the `endpoint` override (tests, private endpoints), the key-file key, the
-//! authenticated JSON POST, and how a whole-request answer is classified (Google's error body
-//! `{"error": {"code", "message", "status"}}`: 408, 429, 5xx and 401 — after dropping the cached
-//! token — are retried; other 4xx are permanent with Google's message).
+//! Each is an `http::batch::BatchApi` (its limits, entries, request and answer). What they share
+//! here: the `endpoint` override (tests, private endpoints), the key-file key, the authenticated
+//! JSON POST, a request's JSON envelope, and how a whole-request answer is classified (as every
+//! HTTP answer, `http::answer`, with Google's error body `{"error": {"code", "message",
+//! "status"}}` as its detail; a 401 is retried too, after dropping the cached token).
 
 pub mod auth;
 pub mod bigquery;
@@ -120,7 +121,7 @@ impl Api {
     /// Sends `body` (JSON) with `method` to `base + path`. Transport errors are transient; the
     /// answer is returned whatever its status (a 401 also drops the cached token).
     pub async fn call(
-        &mut self,
+        &self,
         method: reqwest::Method,
         path: &str,
         body: Vec<u8>,
@@ -184,6 +185,23 @@ pub fn whole_request_error(what: &str, a: &Answer) -> SendError {
 pub fn rpc_code_is_transient(code: i64) -> bool {
     // DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE (and UNKNOWN).
     matches!(code, 2 | 4 | 8 | 10 | 13 | 14)
+}
+
+/// A request's JSON: `head`, the `items` separated by commas, `tail`.
+pub fn envelope<'a>(
+    head: &[u8],
+    items: impl IntoIterator<Item = &'a Vec<u8>>,
+    tail: &[u8],
+) -> Vec<u8> {
+    let mut body = head.to_vec();
+    for (n, item) in items.into_iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(tail);
+    body
 }
 
 /// Writes `s` as a JSON string.

@@ -22,12 +22,14 @@ use serde::Deserialize;
 
 use super::auth::CredentialSource;
 use super::{
-    Api, OCCURRENCE_KEY, json_str, parse_endpoint, parse_name, process_env, whole_request_error,
+    Answer, Api, OCCURRENCE_KEY, envelope, json_str, parse_endpoint, parse_name, process_env,
+    whole_request_error,
 };
 use crate::config::yaml::{Ctx, Fields};
+use crate::sink::http::batch::{BatchApi, BatchSink};
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
-use crate::sink::partial::{Limits, chunks, settle};
+use crate::sink::partial::{Limits, Outcomes};
 use crate::sink::{Doc, SendError, Sink};
 
 pub const DEFAULT_ENDPOINT: &str = "https://pubsub.googleapis.com";
@@ -91,12 +93,11 @@ impl ReceiverKind for PubsubConfig {
     }
 
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
-        Ok(Box::new(PubsubSink {
+        Ok(Box::new(BatchSink::new(Pubsub {
             api: self.api(env)?,
             cfg: self.clone(),
             path: None,
-            body: Vec::new(),
-        }))
+        })))
     }
 }
 
@@ -119,13 +120,13 @@ impl PubsubConfig {
     }
 }
 
+/// topics.publish to one topic.
 #[derive(Clone)]
-pub struct PubsubSink {
+pub struct Pubsub {
     api: Api,
     cfg: PubsubConfig,
     /// `/v1/projects/P/topics/T`, once the project is known (and the topic created if asked).
     path: Option<String>,
-    body: Vec<u8>,
 }
 
 #[derive(Deserialize)]
@@ -153,7 +154,7 @@ pub fn write_message(out: &mut Vec<u8>, doc: &Doc, ordering_key: bool) {
     out.push(b'}');
 }
 
-impl PubsubSink {
+impl Pubsub {
     async fn topic_path(&mut self) -> Result<String, SendError> {
         if let Some(p) = &self.path {
             return Ok(p.clone());
@@ -191,69 +192,69 @@ impl PubsubSink {
     }
 }
 
-impl Sink for PubsubSink {
-    fn lane(&self) -> Option<Box<dyn Sink>> {
-        Some(Box::new(self.clone()))
+impl BatchApi for Pubsub {
+    /// `…/topics/T:publish`.
+    type Target = String;
+    /// A message's JSON.
+    type Entry = Vec<u8>;
+    type Answer = Answer;
+    type Error = SendError;
+
+    fn limits(&self) -> Limits {
+        Limits {
+            entries: MAX_MESSAGES,
+            bytes: MAX_REQUEST_BYTES,
+        }
     }
 
-    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
-        async move {
-            if batch.is_empty() {
-                return Ok(());
+    fn target<'a>(&'a mut self, _: &'a [Doc]) -> BoxFuture<'a, Result<String, SendError>> {
+        async move { Ok(format!("{}:publish", self.topic_path().await?)) }.boxed()
+    }
+
+    fn encode(&mut self, _: &String, doc: &Doc) -> Result<(Vec<u8>, usize), SendError> {
+        let mut m = Vec::with_capacity(doc.body.len() * 4 / 3 + 120);
+        write_message(&mut m, doc, self.cfg.ordering_key);
+        let size = m.len() + 1;
+        Ok((m, size))
+    }
+
+    fn request<'a>(
+        &'a self,
+        path: &'a String,
+        messages: &'a [Vec<u8>],
+    ) -> BoxFuture<'a, Result<Answer, SendError>> {
+        let body = envelope(b"{\"messages\":[", messages, b"]}");
+        self.api.call(Method::POST, path, body).boxed()
+    }
+
+    /// A publish is all or nothing: one message ID per message, or the request's error.
+    fn read(&self, a: Answer, _: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
+        let what = format!("publish to {} at {}", self.cfg.topic, self.api.base());
+        let result = if !a.is_success() {
+            Err(whole_request_error(&what, &a))
+        } else {
+            match serde_json::from_slice::<PublishAnswer>(&a.body) {
+                Ok(p) if p.message_ids.len() == docs.len() => Ok(()),
+                Ok(p) => Err(SendError::Transient {
+                    reason: format!(
+                        "{what}: {} message IDs for {} messages",
+                        p.message_ids.len(),
+                        docs.len()
+                    ),
+                    retry_after: None,
+                }),
+                Err(e) => Err(SendError::Transient {
+                    reason: format!("{what}: unexpected answer: {e}"),
+                    retry_after: None,
+                }),
             }
-            let path = format!("{}:publish", self.topic_path().await?);
-            let mut messages = Vec::with_capacity(batch.len());
-            for doc in batch {
-                let mut m = Vec::with_capacity(doc.body.len() * 4 / 3 + 120);
-                write_message(&mut m, doc, self.cfg.ordering_key);
-                messages.push(m);
-            }
-            let sizes: Vec<usize> = messages.iter().map(|m| m.len() + 1).collect();
-            let what = format!("publish to {} at {}", self.cfg.topic, self.api.base());
-            let mut failed = Vec::new();
-            for range in chunks(
-                &sizes,
-                Limits {
-                    entries: MAX_MESSAGES,
-                    bytes: MAX_REQUEST_BYTES,
-                },
-            ) {
-                self.body.clear();
-                self.body.extend_from_slice(b"{\"messages\":[");
-                for (n, m) in messages[range.clone()].iter().enumerate() {
-                    if n > 0 {
-                        self.body.push(b',');
-                    }
-                    self.body.extend_from_slice(m);
-                }
-                self.body.extend_from_slice(b"]}");
-                let result = match self.api.call(Method::POST, &path, self.body.clone()).await {
-                    Err(e) => Err(e),
-                    Ok(a) if a.status.is_success() => {
-                        match serde_json::from_slice::<PublishAnswer>(&a.body) {
-                            Ok(p) if p.message_ids.len() == range.len() => Ok(()),
-                            Ok(p) => Err(SendError::Transient {
-                                reason: format!(
-                                    "{what}: {} message IDs for {} messages",
-                                    p.message_ids.len(),
-                                    range.len()
-                                ),
-                                retry_after: None,
-                            }),
-                            Err(e) => Err(SendError::Transient {
-                                reason: format!("{what}: unexpected answer: {e}"),
-                                retry_after: None,
-                            }),
-                        }
-                    }
-                    Ok(a) => Err(whole_request_error(&what, &a)),
-                };
-                if let Err(e) = result {
-                    failed.extend(range.map(|i| (i, e.clone())));
-                }
-            }
-            settle(batch.len(), failed)
+        };
+        if let Err(e) = result {
+            outcomes.fail_all(docs.iter().copied(), &e);
         }
-        .boxed()
+    }
+
+    fn failed(&mut self, e: SendError) -> SendError {
+        e
     }
 }
