@@ -19,7 +19,7 @@ use super::profile::Files;
 use super::signing::sign;
 use super::xml;
 use crate::sink::SendError;
-use crate::sink::http::USER_AGENT;
+use crate::sink::http;
 use crate::sink::http::answer::{Answer, classify, snippet};
 use crate::sink::kind::Problem;
 use crate::telemetry::error_chain;
@@ -71,13 +71,8 @@ impl AwsClient {
         let source = Source::resolve(env, &files, &region)
             .map_err(|why| problems.push(("credentials", why)))
             .ok();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|e| problems.push(("region", format!("HTTP client: {}", error_chain(&e)))))
+        let http = http::client(timeout)
+            .map_err(|why| problems.push(("region", why)))
             .ok();
         match (url, source, http) {
             (Some(endpoint), Some(source), Some(http)) if problems.is_empty() => Ok(AwsClient {

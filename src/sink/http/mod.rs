@@ -154,6 +154,26 @@ pub fn header_value(rendered: &str) -> HeaderValue {
     })
 }
 
+/// What every HTTP client of a receiver is built from, so that they all behave alike: the
+/// attempt's timeout (and at most 10 s to connect), no redirects (a POST silently turned into a
+/// GET by a 302 would lose the event: a 3xx is reported instead), our User-Agent, and proxies
+/// from the environment as reqwest reads them (`HTTPS_PROXY`, `NO_PROXY`). An [`Endpoint`]
+/// adds the receiver's `tls:` block.
+pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(USER_AGENT)
+}
+
+/// A client without a `tls:` block: the AWS and Google endpoints and their credential services.
+pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+    client_builder(timeout)
+        .build()
+        .map_err(|e| format!("building the HTTP client: {}", error_chain(&e)))
+}
+
 /// An HTTP destination: the client built from the receiver's timeout and `tls:` block, and the
 /// URL requests go to.
 pub struct Endpoint {
@@ -173,13 +193,7 @@ impl Endpoint {
     /// builds. Every problem is returned.
     pub fn build(url: &str, tls: &TlsConfig, timeout: Duration) -> Result<Endpoint, Vec<Problem>> {
         let mut problems = Vec::new();
-        let builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            // A POST silently turned into a GET by a 302 would lose the event: 3xx is reported.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(USER_AGENT);
-        let mut builder = tls.apply(builder, &mut problems);
+        let mut builder = tls.apply(client_builder(timeout), &mut problems);
         let mut parsed = match reqwest::Url::parse(url) {
             Ok(u) => Some(u),
             Err(e) => {
