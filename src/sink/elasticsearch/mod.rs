@@ -201,7 +201,7 @@ impl SearchSink {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
         if let config::Auth::Header(value) = &cfg.auth {
-            match HeaderValue::from_str(value) {
+            match HeaderValue::from_str(value.expose()) {
                 Ok(mut v) => {
                     v.set_sensitive(true);
                     headers.insert(AUTHORIZATION, v);
