@@ -83,12 +83,6 @@ impl ReceiverKind for WebhookConfig {
             .collect()
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        WebhookSink::build(self, env.delivery.timeout)
-            .err()
-            .unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
         Ok(Box::new(WebhookSink::build(self, env.delivery.timeout)?))
     }

@@ -1,12 +1,123 @@
-//! How the AWS batch APIs answer per entry, for the kinds' `http::batch::BatchApi::read`: an
-//! entry's error code decides whether it is resent (throttling, the service's own fault) or
-//! failed for good, and an entry the answer does not mention is resent.
+//! The AWS batch APIs (sqs, sns, kinesis, firehose, eventbridge) as `http::batch::BatchApi`s:
+//! [`Aws`] adds what they share (the client, its session and credentials) to what each says in
+//! an [`AwsBatch`] (its limits, entries, request and answer); and how their answers fail per
+//! entry: an entry's error code decides whether it is resent (throttling, the service's own
+//! fault) or failed for good, and an entry the answer does not mention is resent.
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::client::transient_code;
-use crate::sink::SendError;
-use crate::sink::partial::Outcomes;
+use super::client::{AwsClient, AwsError, Session, transient_code};
+use super::endpoint::Service;
+use crate::sink::http::batch::{BatchApi, BatchSink};
+use crate::sink::kind::{BuildEnv, Problem};
+use crate::sink::partial::{Limits, Outcomes};
+use crate::sink::{Doc, SendError};
+
+/// What one AWS batch API says of itself; [`Aws`] makes it a `BatchApi`.
+pub trait AwsBatch: Clone + Send + Sync + 'static {
+    /// A document as the API takes it.
+    type Entry: Send + Sync;
+    /// A request's answer, as the protocol gives it (JSON, or the query protocol's XML).
+    type Answer: Send;
+
+    const LIMITS: Limits;
+
+    /// Requests of one send in flight at once; 1 keeps them in order.
+    fn concurrency(&self) -> usize {
+        1
+    }
+
+    /// What a send needs before its first request besides credentials (SQS: its queue URL).
+    fn prepare<'a>(&'a mut self, _session: &'a Session) -> BoxFuture<'a, Result<(), AwsError>> {
+        async { Ok(()) }.boxed()
+    }
+
+    fn encode(&mut self, doc: &Doc) -> Result<(Self::Entry, usize), SendError>;
+
+    fn request<'a>(
+        &'a self,
+        session: &'a Session,
+        entries: &'a [Self::Entry],
+    ) -> BoxFuture<'a, Result<Self::Answer, AwsError>>;
+
+    /// Records the failed entries of an answer (`docs`: the request's documents, in order).
+    fn read(&self, answer: Self::Answer, docs: &[usize], outcomes: &mut Outcomes);
+
+    /// A request failed as a whole with `e` (SQS forgets a queue URL that is gone).
+    fn failed(&mut self, _e: &AwsError) {}
+}
+
+/// An AWS batch API with its client: one service, region and credentials, shared by the lanes.
+#[derive(Clone)]
+pub struct Aws<K> {
+    client: AwsClient,
+    kind: K,
+}
+
+impl<K: AwsBatch> Aws<K> {
+    /// The sink of `kind` at `service` in `region` (else the environment's), with the AWS
+    /// environment `vars` (`std::env::var` in production).
+    pub fn sink(
+        service: &'static Service,
+        region: Option<&str>,
+        env: &BuildEnv,
+        vars: &dyn Fn(&str) -> Option<String>,
+        kind: K,
+    ) -> Result<BatchSink<Aws<K>>, Vec<Problem>> {
+        let client = AwsClient::build(service, region, env.delivery.timeout, vars)?;
+        tracing::debug!(receiver = env.receiver, endpoint = %client.endpoint, credentials = %client.credentials_source(), "{} client", service.name);
+        Ok(BatchSink::new(Aws { client, kind }))
+    }
+}
+
+impl<K: AwsBatch> BatchApi for Aws<K> {
+    type Target = Session;
+    type Entry = K::Entry;
+    type Answer = K::Answer;
+    type Error = AwsError;
+
+    fn limits(&self) -> Limits {
+        K::LIMITS
+    }
+
+    fn concurrency(&self) -> usize {
+        self.kind.concurrency()
+    }
+
+    fn target<'a>(&'a mut self, _: &'a [Doc]) -> BoxFuture<'a, Result<Session, SendError>> {
+        async move {
+            let session = self.client.session().await?;
+            if let Err(e) = self.kind.prepare(&session).await {
+                return Err(self.client.failed(&e));
+            }
+            Ok(session)
+        }
+        .boxed()
+    }
+
+    fn encode(&mut self, _: &Session, doc: &Doc) -> Result<(K::Entry, usize), SendError> {
+        self.kind.encode(doc)
+    }
+
+    fn request<'a>(
+        &'a self,
+        session: &'a Session,
+        entries: &'a [K::Entry],
+    ) -> BoxFuture<'a, Result<K::Answer, AwsError>> {
+        self.kind.request(session, entries)
+    }
+
+    fn read(&self, answer: K::Answer, _: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
+        self.kind.read(answer, docs, outcomes);
+    }
+
+    fn failed(&mut self, e: AwsError) -> SendError {
+        self.kind.failed(&e);
+        self.client.failed(&e)
+    }
+}
 
 /// One entry of an answer failed with `code`/`message`: transient when the code says so or when
 /// the service says the fault is not the sender's.

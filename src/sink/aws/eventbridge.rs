@@ -9,16 +9,15 @@
 //! `ThrottlingException` and `InternalFailure` are resent, anything else (`MalformedDetail`,
 //! `InvalidArgument`, `NotAuthorizedForSourceException`) is permanent.
 
-use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::batch::read_in_order;
-use super::client::{AwsClient, AwsError, JSON_1_1, Session, process_env};
+use super::batch::{Aws, AwsBatch, read_in_order};
+use super::client::{AwsError, JSON_1_1, Session, process_env};
 use super::endpoint::EVENTBRIDGE;
 use super::{parse_region, region_warnings};
 use crate::config::yaml::{Ctx, Fields};
-use crate::sink::http::batch::{BatchApi, BatchSink};
+use crate::sink::http::batch::BatchSink;
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
 use crate::sink::partial::{Limits, Outcomes};
@@ -109,12 +108,6 @@ impl ReceiverKind for EventBridgeConfig {
         region_warnings(self.region.as_deref())
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        EventBridgeSink::build(self, env, &process_env)
-            .err()
-            .unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
         Ok(Box::new(EventBridgeSink::build(self, env, &process_env)?))
     }
@@ -123,12 +116,11 @@ impl ReceiverKind for EventBridgeConfig {
 /// PutEvents of rendered entries.
 #[derive(Clone)]
 pub struct EventBridge {
-    client: AwsClient,
     cfg: EventBridgeConfig,
     renderer: Renderer,
 }
 
-pub type EventBridgeSink = BatchSink<EventBridge>;
+pub type EventBridgeSink = BatchSink<Aws<EventBridge>>;
 
 impl EventBridgeSink {
     pub fn build(
@@ -136,39 +128,25 @@ impl EventBridgeSink {
         env: &BuildEnv,
         vars: &dyn Fn(&str) -> Option<String>,
     ) -> Result<EventBridgeSink, Vec<Problem>> {
-        let client = AwsClient::build(
-            &EVENTBRIDGE,
-            cfg.region.as_deref(),
-            env.delivery.timeout,
-            vars,
-        )?;
-        Ok(BatchSink::new(EventBridge {
-            client,
+        let kind = EventBridge {
             cfg: cfg.clone(),
             renderer: Renderer::new(env.receiver),
-        }))
+        };
+        Aws::sink(&EVENTBRIDGE, cfg.region.as_deref(), env, vars, kind)
     }
 }
 
-impl BatchApi for EventBridge {
-    type Target = Session;
+impl AwsBatch for EventBridge {
     type Entry = Value;
     type Answer = Value;
-    type Error = AwsError;
-
-    fn limits(&self) -> Limits {
-        LIMITS
-    }
+    const LIMITS: Limits = LIMITS;
 
     fn concurrency(&self) -> usize {
         CONCURRENCY
     }
 
-    fn target<'a>(&'a mut self, _: &'a [Doc]) -> BoxFuture<'a, Result<Session, SendError>> {
-        self.client.session().boxed()
-    }
-
-    fn encode(&mut self, _: &Session, doc: &Doc) -> Result<(Value, usize), SendError> {
+    /// `Source` and `DetailType` rendered, the document as `Detail`, the event's own time.
+    fn encode(&mut self, doc: &Doc) -> Result<(Value, usize), SendError> {
         let detail = std::str::from_utf8(&doc.body).map_err(|e| SendError::Permanent {
             reason: format!("the document is not UTF-8 text: {e}"),
         })?;
@@ -219,12 +197,8 @@ impl BatchApi for EventBridge {
         )
     }
 
-    fn read(&self, v: Value, _: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
+    fn read(&self, v: Value, docs: &[usize], outcomes: &mut Outcomes) {
         read_in_order("EventBridge PutEvents", "Entries", &v, docs, outcomes);
-    }
-
-    fn failed(&mut self, e: AwsError) -> SendError {
-        self.client.failed(&e)
     }
 }
 

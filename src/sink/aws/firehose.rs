@@ -8,16 +8,15 @@
 //! `InternalFailure` are resent, anything else is permanent.
 
 use base64::Engine;
-use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::batch::read_in_order;
-use super::client::{AwsClient, AwsError, JSON_1_1, Session, process_env};
+use super::batch::{Aws, AwsBatch, read_in_order};
+use super::client::{AwsError, JSON_1_1, Session, process_env};
 use super::endpoint::FIREHOSE;
 use super::{parse_arn, parse_region, region_warnings};
 use crate::config::yaml::{Ctx, Fields};
-use crate::sink::http::batch::{BatchApi, BatchSink};
+use crate::sink::http::batch::BatchSink;
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
 use crate::sink::partial::{Limits, Outcomes};
@@ -79,12 +78,6 @@ impl ReceiverKind for FirehoseConfig {
         region_warnings(self.region.as_deref())
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        FirehoseSink::build(self, env, &process_env)
-            .err()
-            .unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
         Ok(Box::new(FirehoseSink::build(self, env, &process_env)?))
     }
@@ -93,11 +86,10 @@ impl ReceiverKind for FirehoseConfig {
 /// PutRecordBatch to one delivery stream.
 #[derive(Clone)]
 pub struct Firehose {
-    client: AwsClient,
     stream: String,
 }
 
-pub type FirehoseSink = BatchSink<Firehose>;
+pub type FirehoseSink = BatchSink<Aws<Firehose>>;
 
 impl FirehoseSink {
     pub fn build(
@@ -105,35 +97,28 @@ impl FirehoseSink {
         env: &BuildEnv,
         vars: &dyn Fn(&str) -> Option<String>,
     ) -> Result<FirehoseSink, Vec<Problem>> {
-        let client =
-            AwsClient::build(&FIREHOSE, cfg.region.as_deref(), env.delivery.timeout, vars)?;
-        Ok(BatchSink::new(Firehose {
-            client,
-            stream: cfg.delivery_stream.clone(),
-        }))
+        let stream = cfg.delivery_stream.clone();
+        Aws::sink(
+            &FIREHOSE,
+            cfg.region.as_deref(),
+            env,
+            vars,
+            Firehose { stream },
+        )
     }
 }
 
-impl BatchApi for Firehose {
-    type Target = Session;
+impl AwsBatch for Firehose {
     type Entry = Value;
     type Answer = Value;
-    type Error = AwsError;
-
-    fn limits(&self) -> Limits {
-        LIMITS
-    }
+    const LIMITS: Limits = LIMITS;
 
     fn concurrency(&self) -> usize {
         CONCURRENCY
     }
 
-    fn target<'a>(&'a mut self, _: &'a [Doc]) -> BoxFuture<'a, Result<Session, SendError>> {
-        self.client.session().boxed()
-    }
-
     /// The document and a newline.
-    fn encode(&mut self, _: &Session, doc: &Doc) -> Result<(Value, usize), SendError> {
+    fn encode(&mut self, doc: &Doc) -> Result<(Value, usize), SendError> {
         let size = doc.body.len() + 1;
         if size > MAX_RECORD {
             return Err(SendError::Permanent {
@@ -158,13 +143,9 @@ impl BatchApi for Firehose {
         session.call("Firehose_20150804.PutRecordBatch", JSON_1_1, &body)
     }
 
-    fn read(&self, v: Value, _: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
+    fn read(&self, v: Value, docs: &[usize], outcomes: &mut Outcomes) {
         let what = "Firehose PutRecordBatch";
         read_in_order(what, "RequestResponses", &v, docs, outcomes);
-    }
-
-    fn failed(&mut self, e: AwsError) -> SendError {
-        self.client.failed(&e)
     }
 }
 

@@ -8,16 +8,15 @@
 //! `InternalFailure` and KMS throttling are resent, anything else is permanent.
 
 use base64::Engine;
-use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::batch::read_in_order;
-use super::client::{AwsClient, AwsError, JSON_1_1, Session, process_env};
+use super::batch::{Aws, AwsBatch, read_in_order};
+use super::client::{AwsError, JSON_1_1, Session, process_env};
 use super::endpoint::KINESIS;
 use super::{bounded_key, object_uid, parse_arn, parse_region, region_warnings};
 use crate::config::yaml::{Ctx, Fields};
-use crate::sink::http::batch::{BatchApi, BatchSink};
+use crate::sink::http::batch::BatchSink;
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
 use crate::sink::partial::{Limits, Outcomes};
@@ -106,12 +105,6 @@ impl ReceiverKind for KinesisConfig {
         w
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        KinesisSink::build(self, env, &process_env)
-            .err()
-            .unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
         Ok(Box::new(KinesisSink::build(self, env, &process_env)?))
     }
@@ -120,12 +113,11 @@ impl ReceiverKind for KinesisConfig {
 /// PutRecords to one stream.
 #[derive(Clone)]
 pub struct Kinesis {
-    client: AwsClient,
     /// `StreamName` or `StreamARN`, and its value.
     stream: (&'static str, String),
 }
 
-pub type KinesisSink = BatchSink<Kinesis>;
+pub type KinesisSink = BatchSink<Aws<Kinesis>>;
 
 impl KinesisSink {
     pub fn build(
@@ -134,34 +126,23 @@ impl KinesisSink {
         vars: &dyn Fn(&str) -> Option<String>,
     ) -> Result<KinesisSink, Vec<Problem>> {
         let region = cfg.arn_region().or(cfg.region.as_deref());
-        let client = AwsClient::build(&KINESIS, region, env.delivery.timeout, vars)?;
         let field = if parse_arn(&cfg.stream).is_some() {
             "StreamARN"
         } else {
             "StreamName"
         };
-        Ok(BatchSink::new(Kinesis {
-            client,
-            stream: (field, cfg.stream.clone()),
-        }))
+        let stream = (field, cfg.stream.clone());
+        Aws::sink(&KINESIS, region, env, vars, Kinesis { stream })
     }
 }
 
-impl BatchApi for Kinesis {
-    type Target = Session;
+impl AwsBatch for Kinesis {
     type Entry = Value;
     type Answer = Value;
-    type Error = AwsError;
+    const LIMITS: Limits = LIMITS;
 
-    fn limits(&self) -> Limits {
-        LIMITS
-    }
-
-    fn target<'a>(&'a mut self, _: &'a [Doc]) -> BoxFuture<'a, Result<Session, SendError>> {
-        self.client.session().boxed()
-    }
-
-    fn encode(&mut self, _: &Session, doc: &Doc) -> Result<(Value, usize), SendError> {
+    /// The partition key is the involved object's uid.
+    fn encode(&mut self, doc: &Doc) -> Result<(Value, usize), SendError> {
         let key = bounded_key(object_uid(doc), MAX_PARTITION_KEY);
         let size = doc.body.len() + key.len();
         if size > MAX_RECORD {
@@ -186,12 +167,8 @@ impl BatchApi for Kinesis {
         session.call("Kinesis_20131202.PutRecords", JSON_1_1, &body)
     }
 
-    fn read(&self, v: Value, _: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
+    fn read(&self, v: Value, docs: &[usize], outcomes: &mut Outcomes) {
         read_in_order("Kinesis PutRecords", "Records", &v, docs, outcomes);
-    }
-
-    fn failed(&mut self, e: AwsError) -> SendError {
-        self.client.failed(&e)
     }
 }
 

@@ -181,12 +181,6 @@ impl ReceiverKind for OpsCenterConfig {
         region_warnings(self.region.as_deref())
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        OpsCenterSink::build(self, env, &process_env)
-            .err()
-            .unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
         Ok(Box::new(OpsCenterSink::build(self, env, &process_env)?))
     }

@@ -11,12 +11,12 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::batch::read_by_id;
-use super::client::{AwsClient, AwsError, Session, process_env};
+use super::batch::{Aws, AwsBatch, read_by_id};
+use super::client::{AwsError, Session, process_env};
 use super::endpoint::SNS;
 use super::{KEY_ATTRIBUTE, fifo_ids, message, parse_arn, parse_region, region_warnings, xml};
 use crate::config::yaml::{self, Ctx};
-use crate::sink::http::batch::{BatchApi, BatchSink};
+use crate::sink::http::batch::BatchSink;
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
 use crate::sink::partial::{Limits, Outcomes};
@@ -97,12 +97,6 @@ impl ReceiverKind for SnsConfig {
         w
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        SnsSink::build(self, env, &process_env)
-            .err()
-            .unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
         Ok(Box::new(SnsSink::build(self, env, &process_env)?))
     }
@@ -111,12 +105,11 @@ impl ReceiverKind for SnsConfig {
 /// PublishBatch to one topic.
 #[derive(Clone)]
 pub struct Sns {
-    client: AwsClient,
     topic_arn: String,
     fifo: bool,
 }
 
-pub type SnsSink = BatchSink<Sns>;
+pub type SnsSink = BatchSink<Aws<Sns>>;
 
 impl SnsSink {
     pub fn build(
@@ -124,37 +117,27 @@ impl SnsSink {
         env: &BuildEnv,
         vars: &dyn Fn(&str) -> Option<String>,
     ) -> Result<SnsSink, Vec<Problem>> {
-        let client = AwsClient::build(&SNS, Some(cfg.arn_region()), env.delivery.timeout, vars)?;
-        Ok(BatchSink::new(Sns {
-            client,
+        let kind = Sns {
             topic_arn: cfg.topic_arn.clone(),
             fifo: cfg.fifo(),
-        }))
+        };
+        Aws::sink(&SNS, Some(cfg.arn_region()), env, vars, kind)
     }
 }
 
-impl BatchApi for Sns {
-    type Target = Session;
+impl AwsBatch for Sns {
     /// A message's form fields, without the `PublishBatchRequestEntries.member.N.` prefix.
     type Entry = Vec<(&'static str, String)>;
     /// The answer's XML.
     type Answer = String;
-    type Error = AwsError;
-
-    fn limits(&self) -> Limits {
-        LIMITS
-    }
+    const LIMITS: Limits = LIMITS;
 
     /// A FIFO topic's requests go one after the other, to keep its order.
     fn concurrency(&self) -> usize {
         if self.fifo { 1 } else { CONCURRENCY }
     }
 
-    fn target<'a>(&'a mut self, _: &'a [Doc]) -> BoxFuture<'a, Result<Session, SendError>> {
-        self.client.session().boxed()
-    }
-
-    fn encode(&mut self, _: &Session, doc: &Doc) -> Result<(Self::Entry, usize), SendError> {
+    fn encode(&mut self, doc: &Doc) -> Result<(Self::Entry, usize), SendError> {
         let (body, size) = message(doc, "SNS", MAX_MESSAGE)?;
         let mut fields = vec![
             ("Message", body.to_owned()),
@@ -200,7 +183,7 @@ impl BatchApi for Sns {
         session.query("PublishBatch", body).boxed()
     }
 
-    fn read(&self, answer: String, _: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
+    fn read(&self, answer: String, docs: &[usize], outcomes: &mut Outcomes) {
         let members = |list: &str| {
             xml::element(&answer, list)
                 .map(|l| xml::elements(l, "member"))
@@ -213,10 +196,6 @@ impl BatchApi for Sns {
         });
         let successful = members("Successful").into_iter().map(|m| text(m, "Id"));
         read_by_id("SNS PublishBatch", successful, failed, docs, outcomes);
-    }
-
-    fn failed(&mut self, e: AwsError) -> SendError {
-        self.client.failed(&e)
     }
 }
 

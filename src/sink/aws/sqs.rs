@@ -15,12 +15,12 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::batch::read_by_id;
-use super::client::{AwsClient, AwsError, JSON_1_0, Session, process_env};
+use super::batch::{Aws, AwsBatch, read_by_id};
+use super::client::{AwsError, JSON_1_0, Session, process_env};
 use super::endpoint::SQS;
 use super::{KEY_ATTRIBUTE, fifo_ids, message, parse_region, region_warnings};
 use crate::config::yaml::{Ctx, Fields};
-use crate::sink::http::batch::{BatchApi, BatchSink};
+use crate::sink::http::batch::BatchSink;
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
 use crate::sink::partial::{Limits, Outcomes};
@@ -106,12 +106,6 @@ impl ReceiverKind for SqsConfig {
         w
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        SqsSink::build(self, env, &process_env)
-            .err()
-            .unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
         Ok(Box::new(SqsSink::build(self, env, &process_env)?))
     }
@@ -120,14 +114,13 @@ impl ReceiverKind for SqsConfig {
 /// SendMessageBatch to one queue.
 #[derive(Clone)]
 pub struct Sqs {
-    client: AwsClient,
     queue: String,
     /// The queue URL, once known.
     url: Option<String>,
     fifo: bool,
 }
 
-pub type SqsSink = BatchSink<Sqs>;
+pub type SqsSink = BatchSink<Aws<Sqs>>;
 
 impl SqsSink {
     /// With the AWS environment `vars` (`std::env::var` in production).
@@ -136,74 +129,53 @@ impl SqsSink {
         env: &BuildEnv,
         vars: &dyn Fn(&str) -> Option<String>,
     ) -> Result<SqsSink, Vec<Problem>> {
-        let client = AwsClient::build(&SQS, cfg.region.as_deref(), env.delivery.timeout, vars)?;
-        tracing::debug!(receiver = env.receiver, endpoint = %client.endpoint, credentials = %client.credentials_source(), "sqs client");
-        Ok(BatchSink::new(Sqs {
-            client,
+        let kind = Sqs {
             url: cfg.is_url().then(|| cfg.queue.clone()),
             queue: cfg.queue.clone(),
             fifo: cfg.fifo(),
-        }))
+        };
+        Aws::sink(&SQS, cfg.region.as_deref(), env, vars, kind)
     }
 }
 
-impl Sqs {
-    async fn queue_url(&mut self, session: &Session) -> Result<String, AwsError> {
-        if let Some(u) = &self.url {
-            return Ok(u.clone());
-        }
-        let body = serde_json::to_vec(&json!({ "QueueName": self.queue })).expect("JSON");
-        let v = session
-            .json("AmazonSQS.GetQueueUrl", JSON_1_0, body)
-            .await?;
-        let url = v
-            .get("QueueUrl")
-            .and_then(Value::as_str)
-            .ok_or_else(|| AwsError {
-                action: format!("SQS GetQueueUrl at {}", session.endpoint),
-                status: None,
-                headers: Default::default(),
-                code: String::new(),
-                message: format!("no QueueUrl in the answer: {v}"),
-                sender_fault: false,
-            })?
-            .to_owned();
-        self.url = Some(url.clone());
-        Ok(url)
-    }
-}
-
-impl BatchApi for Sqs {
-    /// The session and the queue's URL.
-    type Target = (Session, String);
+impl AwsBatch for Sqs {
     type Entry = Value;
     type Answer = Value;
-    type Error = AwsError;
-
-    fn limits(&self) -> Limits {
-        LIMITS
-    }
+    const LIMITS: Limits = LIMITS;
 
     /// A FIFO queue's requests go one after the other, to keep its order.
     fn concurrency(&self) -> usize {
         if self.fifo { 1 } else { CONCURRENCY }
     }
 
-    fn target<'a>(
-        &'a mut self,
-        _: &'a [Doc],
-    ) -> BoxFuture<'a, Result<(Session, String), SendError>> {
+    /// The queue's URL, from GetQueueUrl the first time (`queueName` may be the URL).
+    fn prepare<'a>(&'a mut self, session: &'a Session) -> BoxFuture<'a, Result<(), AwsError>> {
         async move {
-            let session = self.client.session().await?;
-            match self.queue_url(&session).await {
-                Ok(url) => Ok((session, url)),
-                Err(e) => Err(self.client.failed(&e)),
+            if self.url.is_some() {
+                return Ok(());
             }
+            let body = json!({ "QueueName": self.queue });
+            let v = session
+                .call("AmazonSQS.GetQueueUrl", JSON_1_0, &body)
+                .await?;
+            let url = v
+                .get("QueueUrl")
+                .and_then(Value::as_str)
+                .ok_or_else(|| AwsError {
+                    action: format!("SQS GetQueueUrl at {}", session.endpoint),
+                    status: None,
+                    headers: Default::default(),
+                    code: String::new(),
+                    message: format!("no QueueUrl in the answer: {v}"),
+                    sender_fault: false,
+                })?;
+            self.url = Some(url.to_owned());
+            Ok(())
         }
         .boxed()
     }
 
-    fn encode(&mut self, _: &(Session, String), doc: &Doc) -> Result<(Value, usize), SendError> {
+    fn encode(&mut self, doc: &Doc) -> Result<(Value, usize), SendError> {
         let (body, size) = message(doc, "SQS", MAX_MESSAGE)?;
         let mut e = json!({
             "MessageBody": body,
@@ -222,7 +194,7 @@ impl BatchApi for Sqs {
     /// Each entry's `Id` is its position in the request.
     fn request<'a>(
         &'a self,
-        (session, url): &'a (Session, String),
+        session: &'a Session,
         entries: &'a [Value],
     ) -> BoxFuture<'a, Result<Value, AwsError>> {
         let list: Vec<Value> = entries
@@ -234,11 +206,11 @@ impl BatchApi for Sqs {
                 e
             })
             .collect();
-        let body = json!({ "QueueUrl": url, "Entries": list });
+        let body = json!({ "QueueUrl": self.url, "Entries": list });
         session.call("AmazonSQS.SendMessageBatch", JSON_1_0, &body)
     }
 
-    fn read(&self, v: Value, _: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
+    fn read(&self, v: Value, docs: &[usize], outcomes: &mut Outcomes) {
         let list = |k: &str| v.get(k).and_then(Value::as_array).into_iter().flatten();
         let s = |e: &'_ Value, k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
         let failed = list("Failed").map(|f| {
@@ -254,7 +226,7 @@ impl BatchApi for Sqs {
         read_by_id("SQS SendMessageBatch", successful, failed, docs, outcomes);
     }
 
-    fn failed(&mut self, e: AwsError) -> SendError {
+    fn failed(&mut self, e: &AwsError) {
         // Recreated under a new URL, perhaps: ask again next time.
         let gone = matches!(
             e.code.as_str(),
@@ -263,7 +235,6 @@ impl BatchApi for Sqs {
         if gone && !self.queue.starts_with("http") {
             self.url = None;
         }
-        self.client.failed(&e)
     }
 }
 

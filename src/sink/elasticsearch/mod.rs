@@ -85,12 +85,6 @@ macro_rules! search_kind {
                 }
             }
 
-            fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-                SearchSink::build($name, &self.0, env)
-                    .err()
-                    .unwrap_or_default()
-            }
-
             fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
                 Ok(Box::new(SearchSink::build($name, &self.0, env)?))
             }

@@ -126,10 +126,6 @@ impl ReceiverKind for BigQueryConfig {
             .collect()
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        self.api(env).err().unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
         Ok(Box::new(BatchSink::new(BigQuery {
             api: self.api(env)?,

@@ -96,10 +96,6 @@ impl ReceiverKind for CloudLoggingConfig {
         &self.encoding
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        self.api(env).err().unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
         Ok(Box::new(BatchSink::new(CloudLogging {
             api: self.api(env)?,

@@ -88,10 +88,6 @@ impl ReceiverKind for PubsubConfig {
         &self.encoding
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        self.api(env).err().unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
         Ok(Box::new(BatchSink::new(Pubsub {
             api: self.api(env)?,

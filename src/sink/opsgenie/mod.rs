@@ -107,10 +107,6 @@ impl ReceiverKind for OpsgenieConfig {
         config::warnings(self)
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        OpsgenieSink::build(self, env).err().unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
         Ok(Box::new(OpsgenieSink::build(self, env)?))
     }

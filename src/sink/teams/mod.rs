@@ -102,10 +102,6 @@ impl ReceiverKind for TeamsConfig {
         }
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        TeamsSink::build(self, env).err().unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
         Ok(Box::new(TeamsSink::build(self, env)?))
     }
