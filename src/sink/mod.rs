@@ -118,7 +118,8 @@ pub struct Doc {
     pub occ: Arc<Occurrence>,
 }
 
-/// A destination. `send` delivers a whole batch or fails it as a whole.
+/// A destination. `send` gets a batch, never empty (the worker sends none), and answers for it:
+/// delivered, failed as a whole (transient or permanent), or per document (`Partial`).
 pub trait Sink: Send + 'static {
     fn send<'a>(
         &'a mut self,

@@ -21,7 +21,7 @@ use crate::sink::http::batch::BatchSink;
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
 use crate::sink::partial::{Limits, Outcomes};
-use crate::sink::render::{Renderer, opt_template};
+use crate::sink::render::{Renderer, named, required_template};
 use crate::sink::{Doc, SendError, Sink};
 use crate::template::Template;
 
@@ -59,16 +59,7 @@ impl ReceiverKind for EventBridgeConfig {
 
     fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {
         let required = |ctx: &mut Ctx, key: &str| {
-            let before = ctx.errors.len();
-            let t = opt_template(ctx, f, key);
-            if t.is_none() && ctx.errors.len() == before {
-                ctx.error(
-                    &f.path(key),
-                    f.get(key).map_or(f.line, |n| n.line),
-                    "is required (PutEvents refuses an entry without it)",
-                );
-            }
-            t
+            required_template(ctx, f, key, "PutEvents refuses an entry without it")
         };
         let detail_type = required(ctx, "detailType");
         let source = required(ctx, "source");
@@ -98,10 +89,8 @@ impl ReceiverKind for EventBridgeConfig {
     }
 
     fn templates(&self) -> Vec<(String, &str)> {
-        vec![
-            ("detailType".to_owned(), self.detail_type.source()),
-            ("source".to_owned(), self.source.source()),
-        ]
+        let (detail_type, source) = (Some(&self.detail_type), Some(&self.source));
+        named([("detailType", detail_type), ("source", source)]).collect()
     }
 
     fn warnings(&self) -> Vec<Problem> {

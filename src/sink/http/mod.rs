@@ -16,6 +16,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use super::kind::Problem;
+use super::layout::Encoding;
 use super::render::scalar_source;
 use super::tls::{TlsConfig, check_server_name};
 use crate::config::yaml::{Ctx, Fields};
@@ -47,6 +48,51 @@ pub fn check_url(e: &str) -> Result<(), String> {
         return Err(format!("invalid URL {e:?}: missing host"));
     }
     Ok(())
+}
+
+/// The keys of a receiver that posts each batch to one URL (`webhook`, `teams`): `endpoint`,
+/// templated `headers`, the `tls:` block, and `layout`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostConfig {
+    pub endpoint: String,
+    /// Header values are Go templates rendered per occurrence.
+    pub headers: Vec<HeaderTemplate>,
+    pub encoding: Encoding,
+    pub tls: TlsConfig,
+}
+
+impl PostConfig {
+    pub fn parse(ctx: &mut Ctx, f: &Fields) -> Option<PostConfig> {
+        let endpoint = parse_url(ctx, f, "endpoint");
+        let headers = parse_headers(ctx, f);
+        let tls = TlsConfig::parse(ctx, f);
+        // Checked here, not at start: the name replaces the endpoint's host for TLS only.
+        if let (Some(_), Some(e)) = (&tls.server_name, &endpoint)
+            && let Ok(url) = reqwest::Url::parse(e)
+            && url.scheme() != "https"
+        {
+            ctx.error(
+                &format!("{}.serverName", f.path("tls")),
+                f.get("tls").map_or(f.line, |n| n.line),
+                format!("needs an https:// endpoint, not {}://", url.scheme()),
+            );
+        }
+        let encoding = Encoding::parse(ctx, f, false);
+        Some(PostConfig {
+            endpoint: endpoint?,
+            headers,
+            encoding: encoding?,
+            tls,
+        })
+    }
+
+    /// The header templates, for `ReceiverKind::templates`.
+    pub fn templates(&self) -> Vec<(String, &str)> {
+        self.headers
+            .iter()
+            .map(|h| (format!("headers.{}", h.key), h.template.source()))
+            .collect()
+    }
 }
 
 /// One configured header: its value is a Go template rendered per occurrence.
