@@ -30,6 +30,8 @@ pub mod slack;
 pub mod stdout;
 pub mod syslog;
 pub mod teams;
+#[cfg(test)]
+pub mod testing;
 pub mod tls;
 pub mod webhook;
 mod worker;

@@ -1007,27 +1007,38 @@ async fn run_worker(
     tracker
 }
 
-/// Each object's counts, in the order the destination accepted them.
-fn counts_by_object(
-    accepted: &[String],
-    object_of: impl Fn(&str) -> String,
-) -> BTreeMap<String, Vec<i32>> {
+/// `objects` objects `o{i}`, one event `e{i}` each, repeated `counts` times, interleaved as the
+/// source would emit them.
+fn interleaved(objects: usize, counts: i32) -> Vec<Arc<Occurrence>> {
+    (1..=counts)
+        .flat_map(|count| {
+            (0..objects).map(move |o| about(&format!("o{o}"), &format!("e{o}"), count))
+        })
+        .collect()
+}
+
+/// Every object of [`interleaved`] had its counts 1 to `counts` accepted, in order.
+fn assert_each_object_in_order(accepted: &[String], counts: i32) {
     let mut by: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     for k in accepted {
         let (event, count) = k.rsplit_once(':').unwrap();
-        by.entry(object_of(event))
+        by.entry(event.replace('e', "o"))
             .or_default()
             .push(count.parse().unwrap());
     }
-    by
+    for (object, got) in by {
+        assert_eq!(
+            got,
+            (1..=counts).collect::<Vec<_>>(),
+            "{object} out of order"
+        );
+    }
 }
 
 #[tokio::test]
 async fn requests_run_concurrently_and_each_objects_occurrences_arrive_in_order() {
     // 12 objects, one event each repeated 15 times, interleaved as the source would emit them.
-    let occs: Vec<_> = (1..=15)
-        .flat_map(|count| (0..12).map(move |o| about(&format!("o{o}"), &format!("e{o}"), count)))
-        .collect();
+    let occs = interleaved(12, 15);
     let sink = Slow::new(Duration::from_millis(5), None);
     let tracker = run_worker(&sink, 8, 1, occs).await;
     assert_eq!(tracker.in_flight(), 0, "every occurrence acknowledged");
@@ -1035,38 +1046,22 @@ async fn requests_run_concurrently_and_each_objects_occurrences_arrive_in_order(
     assert!(peak > 1 && peak <= 8, "{peak} requests at once");
     let accepted = sink.accepted.lock().unwrap().clone();
     assert_eq!(accepted.len(), 180);
-    for (object, counts) in counts_by_object(&accepted, |e| e.replace('e', "o")) {
-        assert_eq!(
-            counts,
-            (1..=15).collect::<Vec<_>>(),
-            "{object} out of order"
-        );
-    }
+    assert_each_object_in_order(&accepted, 15);
 }
 
 #[tokio::test]
 async fn batches_of_one_object_keep_its_order_across_concurrent_requests() {
-    let occs: Vec<_> = (1..=40)
-        .flat_map(|count| (0..5).map(move |o| about(&format!("o{o}"), &format!("e{o}"), count)))
-        .collect();
+    let occs = interleaved(5, 40);
     let sink = Slow::new(Duration::from_millis(3), None);
     let tracker = run_worker(&sink, 4, 7, occs).await;
     assert_eq!(tracker.in_flight(), 0);
     let accepted = sink.accepted.lock().unwrap().clone();
-    for (object, counts) in counts_by_object(&accepted, |e| e.replace('e', "o")) {
-        assert_eq!(
-            counts,
-            (1..=40).collect::<Vec<_>>(),
-            "{object} out of order"
-        );
-    }
+    assert_each_object_in_order(&accepted, 40);
 }
 
 #[tokio::test]
 async fn a_retrying_object_holds_back_only_its_own_occurrences() {
-    let occs: Vec<_> = (1..=10)
-        .flat_map(|count| (0..8).map(move |o| about(&format!("o{o}"), &format!("e{o}"), count)))
-        .collect();
+    let occs = interleaved(8, 10);
     // o3's requests fail 60 times (about 60 backoffs of 1-2 ms plus 2 ms each) before one passes.
     let sink = Slow::new(Duration::from_millis(2), Some(("o3", 60)));
     let tracker = run_worker(&sink, 4, 1, occs).await;
@@ -1080,11 +1075,5 @@ async fn a_retrying_object_holds_back_only_its_own_occurrences() {
         first_o3, 70,
         "every other object's 70 occurrences went while o3 was retrying: {accepted:?}"
     );
-    for (object, counts) in counts_by_object(&accepted, |e| e.replace('e', "o")) {
-        assert_eq!(
-            counts,
-            (1..=10).collect::<Vec<_>>(),
-            "{object} out of order"
-        );
-    }
+    assert_each_object_in_order(&accepted, 10);
 }
