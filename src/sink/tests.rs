@@ -303,6 +303,26 @@ fn webhook_cfg(url: &str, extra: &str) -> Vec<ReceiverConfig> {
     ))
 }
 
+/// Sends `n` occurrences through the webhook receiver `hook` posting to `url`, and waits until
+/// its worker has ended: the keys sent, the metrics, the progress tracker.
+async fn through_webhook(url: &str, n: usize) -> (Vec<String>, Metrics, Tracker) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (tasks, metrics, tracker) = (TaskTracker::new(), Metrics::default(), Tracker::new(None));
+    let r = Receivers::start(
+        &webhook_cfg(url, ""),
+        &metrics,
+        &tasks,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let sent = send_n(&r, "hook", &tracker, n).await;
+    r.close();
+    tasks.close();
+    tasks.wait().await;
+    (sent, metrics, tracker)
+}
+
 fn delivered_keys(h: &Hook) -> Vec<String> {
     h.seen
         .lock()
@@ -318,21 +338,8 @@ fn delivered_keys(h: &Hook) -> Vec<String> {
 
 #[tokio::test]
 async fn webhook_retries_5xx_and_delivers_each_once_with_its_idempotency_key() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let (h, url) = hook(vec![(503, None), (500, None), (502, None)]).await;
-    let (tasks, metrics, tracker) = (TaskTracker::new(), Metrics::default(), Tracker::new(None));
-    let r = Receivers::start(
-        &webhook_cfg(&url, ""),
-        &metrics,
-        &tasks,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    let sent = send_n(&r, "hook", &tracker, 20).await;
-    r.close();
-    tasks.close();
-    tasks.wait().await;
+    let (sent, metrics, tracker) = through_webhook(&url, 20).await;
     let got = delivered_keys(&h);
     let (lost, dup) = compare(&sent, &got);
     assert_eq!((lost, dup), (0, 0), "lost {lost}, duplicated {dup}");
@@ -357,21 +364,8 @@ async fn webhook_retries_5xx_and_delivers_each_once_with_its_idempotency_key() {
 
 #[tokio::test]
 async fn webhook_honours_retry_after_on_429() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let (h, url) = hook(vec![(429, Some("1"))]).await;
-    let (tasks, metrics, tracker) = (TaskTracker::new(), Metrics::default(), Tracker::new(None));
-    let r = Receivers::start(
-        &webhook_cfg(&url, ""),
-        &metrics,
-        &tasks,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    send_n(&r, "hook", &tracker, 1).await;
-    r.close();
-    tasks.close();
-    tasks.wait().await;
+    let _ = through_webhook(&url, 1).await;
     let seen = h.seen.lock().unwrap();
     assert_eq!(seen.len(), 2);
     let waited = seen[1].0.duration_since(seen[0].0);
@@ -383,21 +377,8 @@ async fn webhook_honours_retry_after_on_429() {
 
 #[tokio::test]
 async fn webhook_4xx_is_permanent_counted_and_acknowledged() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let (h, url) = hook(vec![(400, None)]).await;
-    let (tasks, metrics, tracker) = (TaskTracker::new(), Metrics::default(), Tracker::new(None));
-    let r = Receivers::start(
-        &webhook_cfg(&url, ""),
-        &metrics,
-        &tasks,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    send_n(&r, "hook", &tracker, 2).await;
-    r.close();
-    tasks.close();
-    tasks.wait().await;
+    let (_, metrics, tracker) = through_webhook(&url, 2).await;
     assert_eq!(h.seen.lock().unwrap().len(), 2, "the 400 is not retried");
     assert!(
         metrics

@@ -23,10 +23,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::auth::CredentialSource;
-use super::{
-    Answer, Api, envelope, json_str, parse_endpoint, parse_name, process_env, whole_request_error,
-};
+use super::{Access, Answer, Api, LIMITS, envelope, json_str, parse_name, whole_request_error};
 use crate::config::yaml::{Ctx, Fields};
 use crate::sink::http::batch::{BatchApi, BatchSink};
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
@@ -35,7 +32,6 @@ use crate::sink::partial::{Limits, Outcomes};
 use crate::sink::{Doc, SendError, Sink};
 
 pub const DEFAULT_ENDPOINT: &str = "https://bigquery.googleapis.com";
-const MAX_REQUEST_BYTES: usize = 9_500_000;
 const MAX_ROWS: i64 = 50_000;
 const DEFAULT_ROWS: usize = 500;
 
@@ -46,11 +42,10 @@ pub struct BigQueryConfig {
     pub dataset: String,
     pub table: String,
     pub location: Option<String>,
-    pub credentials_file: Option<String>,
     /// Rows per insertAll request.
     pub batch_size: usize,
     pub ignore_unknown_values: bool,
-    pub endpoint: Option<String>,
+    pub access: Access,
     pub encoding: Encoding,
     /// resmoio's keys that are our delivery settings here, as set (for the warnings).
     pub delivery_keys: Vec<(&'static str, &'static str)>,
@@ -81,7 +76,7 @@ impl ReceiverKind for BigQueryConfig {
         let dataset = parse_name(ctx, f, "dataset", true);
         let table = parse_name(ctx, f, "table", true);
         let location = ctx.opt_string(f, "location");
-        let credentials_file = ctx.opt_string(f, "credentials_path");
+        let access = Access::parse(ctx, f, "credentials_path");
         let batch_size = ctx.int(f, "batch_size", 1, MAX_ROWS).map(|n| n as usize);
         let mut delivery_keys = Vec::new();
         for (key, ours) in [
@@ -94,17 +89,15 @@ impl ReceiverKind for BigQueryConfig {
             }
         }
         let ignore_unknown_values = ctx.bool(f, "ignoreUnknownValues").unwrap_or(false);
-        let endpoint = parse_endpoint(ctx, f);
         let encoding = Encoding::parse(ctx, f, true)?;
         Some(Self {
             project,
             dataset: dataset?,
             table: table?,
             location,
-            credentials_file,
             batch_size: batch_size.unwrap_or(DEFAULT_ROWS),
             ignore_unknown_values,
-            endpoint,
+            access,
             encoding,
             delivery_keys,
         })
@@ -128,22 +121,10 @@ impl ReceiverKind for BigQueryConfig {
 
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
         Ok(Box::new(BatchSink::new(BigQuery {
-            api: self.api(env)?,
+            api: self.access.api(DEFAULT_ENDPOINT, env)?,
             cfg: self.clone(),
             path: None,
         })))
-    }
-}
-
-impl BigQueryConfig {
-    fn api(&self, env: &BuildEnv) -> Result<Api, Vec<Problem>> {
-        let creds = CredentialSource::resolve(self.credentials_file.as_deref(), &process_env);
-        Api::build(
-            self.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT),
-            &creds,
-            "credentials_path",
-            env.delivery.timeout,
-        )
     }
 }
 
@@ -242,7 +223,7 @@ impl BatchApi for BigQuery {
     fn limits(&self) -> Limits {
         Limits {
             entries: self.cfg.batch_size,
-            bytes: MAX_REQUEST_BYTES,
+            bytes: LIMITS.bytes,
         }
     }
 

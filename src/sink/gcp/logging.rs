@@ -16,9 +16,8 @@ use futures::future::BoxFuture;
 use reqwest::Method;
 use serde::Deserialize;
 
-use super::auth::CredentialSource;
 use super::{
-    Answer, Api, OCCURRENCE_KEY, envelope, json_str, parse_endpoint, parse_name, process_env,
+    Access, Answer, Api, LIMITS, OCCURRENCE_KEY, envelope, json_str, parse_name,
     rpc_code_is_transient, whole_request_error,
 };
 use crate::config::yaml::{Ctx, Fields};
@@ -30,9 +29,6 @@ use crate::sink::partial::{Limits, Outcomes};
 use crate::sink::{Doc, SendError, Sink};
 
 pub const DEFAULT_ENDPOINT: &str = "https://logging.googleapis.com";
-/// entries.write's request limit (10 MB), less room for the envelope.
-const MAX_REQUEST_BYTES: usize = 9_500_000;
-const MAX_ENTRIES: usize = 1000;
 
 /// `receivers[].cloudLogging`.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,8 +40,7 @@ pub struct CloudLoggingConfig {
     pub location: Option<String>,
     /// None: the top-level `clusterName`, else the metadata server's `cluster-name`.
     pub cluster_name: Option<String>,
-    pub credentials_file: Option<String>,
-    pub endpoint: Option<String>,
+    pub access: Access,
     pub encoding: Encoding,
 }
 
@@ -78,16 +73,14 @@ impl ReceiverKind for CloudLoggingConfig {
         }
         let location = parse_name(ctx, f, "location", false);
         let cluster_name = ctx.opt_string(f, "clusterName");
-        let credentials_file = ctx.opt_string(f, "credentialsFile");
-        let endpoint = parse_endpoint(ctx, f);
+        let access = Access::parse(ctx, f, "credentialsFile");
         let encoding = Encoding::parse(ctx, f, true)?;
         Some(Self {
             project,
             log_name: log_name.unwrap_or_else(|| "events".to_owned()),
             location,
             cluster_name,
-            credentials_file,
-            endpoint,
+            access,
             encoding,
         })
     }
@@ -98,22 +91,10 @@ impl ReceiverKind for CloudLoggingConfig {
 
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
         Ok(Box::new(BatchSink::new(CloudLogging {
-            api: self.api(env)?,
+            api: self.access.api(DEFAULT_ENDPOINT, env)?,
             cfg: self.clone(),
             site: None,
         })))
-    }
-}
-
-impl CloudLoggingConfig {
-    fn api(&self, env: &BuildEnv) -> Result<Api, Vec<Problem>> {
-        let creds = CredentialSource::resolve(self.credentials_file.as_deref(), &process_env);
-        Api::build(
-            self.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT),
-            &creds,
-            "credentialsFile",
-            env.delivery.timeout,
-        )
     }
 }
 
@@ -307,10 +288,7 @@ impl BatchApi for CloudLogging {
     type Error = SendError;
 
     fn limits(&self) -> Limits {
-        Limits {
-            entries: MAX_ENTRIES,
-            bytes: MAX_REQUEST_BYTES,
-        }
+        LIMITS
     }
 
     fn target<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<Log, SendError>> {

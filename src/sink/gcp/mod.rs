@@ -23,9 +23,18 @@ use super::SendError;
 use super::http::Endpoint;
 pub use super::http::answer::Answer;
 use super::http::answer::classify;
-use super::kind::Problem;
+use super::kind::{BuildEnv, Problem};
+use super::partial::Limits;
 use super::tls::TlsConfig;
 use crate::config::yaml::{Ctx, Fields};
+
+/// What one request to any of the three APIs may carry: 1000 messages (Pub/Sub) or entries
+/// (Logging), and 10 MB, less room for the envelope. BigQuery's rows per request are its
+/// `batch_size`.
+pub const LIMITS: Limits = Limits {
+    entries: 1000,
+    bytes: 9_500_000,
+};
 
 /// The label / attribute that carries the occurrence key.
 pub const OCCURRENCE_KEY: &str = "occurrence_key";
@@ -47,6 +56,44 @@ pub fn parse_endpoint(ctx: &mut Ctx, f: &Fields) -> Option<String> {
         return None;
     }
     Some(e.trim_end_matches('/').to_owned())
+}
+
+/// The keys every Google kind has for reaching its API: the key file (`credentialsFile`,
+/// bigquery's `credentials_path`) and the `endpoint` override.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Access {
+    /// None: `GOOGLE_APPLICATION_CREDENTIALS`, else the metadata server.
+    pub credentials_file: Option<String>,
+    /// The kind's key-file key, for problems.
+    pub key_file: &'static str,
+    /// None: the API's own endpoint.
+    pub endpoint: Option<String>,
+}
+
+impl Access {
+    pub fn parse(ctx: &mut Ctx, f: &Fields, key_file: &'static str) -> Access {
+        Access {
+            credentials_file: ctx.opt_string(f, key_file),
+            key_file,
+            endpoint: parse_endpoint(ctx, f),
+        }
+    }
+
+    /// The API at `endpoint`, else at `default`, with the credentials of the key file, the
+    /// environment or the metadata server.
+    pub fn api(&self, default: &str, env: &BuildEnv) -> Result<Api, Vec<Problem>> {
+        let creds = CredentialSource::resolve(self.credentials_file.as_deref(), &process_env);
+        self.api_at(self.endpoint.as_deref().unwrap_or(default), &creds, env)
+    }
+
+    pub fn api_at(
+        &self,
+        base: &str,
+        creds: &CredentialSource,
+        env: &BuildEnv,
+    ) -> Result<Api, Vec<Problem>> {
+        Api::build(base, creds, self.key_file, env.delivery.timeout)
+    }
 }
 
 /// A required resource name (project, topic, dataset…): no `/`, not empty.

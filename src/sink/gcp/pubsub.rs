@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::auth::CredentialSource;
 use super::{
-    Answer, Api, OCCURRENCE_KEY, envelope, json_str, parse_endpoint, parse_name, process_env,
+    Access, Answer, Api, LIMITS, OCCURRENCE_KEY, envelope, json_str, parse_name, process_env,
     whole_request_error,
 };
 use crate::config::yaml::{Ctx, Fields};
@@ -33,9 +33,6 @@ use crate::sink::partial::{Limits, Outcomes};
 use crate::sink::{Doc, SendError, Sink};
 
 pub const DEFAULT_ENDPOINT: &str = "https://pubsub.googleapis.com";
-const MAX_MESSAGES: usize = 1000;
-/// The publish request limit (10 MB), less room for the envelope.
-const MAX_REQUEST_BYTES: usize = 9_500_000;
 
 /// `receivers[].pubsub`.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,8 +42,7 @@ pub struct PubsubConfig {
     pub topic: String,
     pub create_topic: bool,
     pub ordering_key: bool,
-    pub credentials_file: Option<String>,
-    pub endpoint: Option<String>,
+    pub access: Access,
     pub encoding: Encoding,
 }
 
@@ -70,16 +66,14 @@ impl ReceiverKind for PubsubConfig {
         let topic = parse_name(ctx, f, "topic", true);
         let create_topic = ctx.bool(f, "create_topic").unwrap_or(false);
         let ordering_key = ctx.bool(f, "orderingKey").unwrap_or(false);
-        let credentials_file = ctx.opt_string(f, "credentialsFile");
-        let endpoint = parse_endpoint(ctx, f);
+        let access = Access::parse(ctx, f, "credentialsFile");
         let encoding = Encoding::parse(ctx, f, true)?;
         Some(Self {
             project,
             topic: topic?,
             create_topic,
             ordering_key,
-            credentials_file,
-            endpoint,
+            access,
             encoding,
         })
     }
@@ -98,21 +92,16 @@ impl ReceiverKind for PubsubConfig {
 }
 
 impl PubsubConfig {
+    /// `PUBSUB_EMULATOR_HOST` (`host:port`) is the emulator, without credentials, as for
+    /// Google's client libraries, unless `endpoint` is set.
     fn api(&self, env: &BuildEnv) -> Result<Api, Vec<Problem>> {
-        let (base, creds) = match (&self.endpoint, process_env("PUBSUB_EMULATOR_HOST")) {
-            (Some(e), _) => (
-                e.clone(),
-                CredentialSource::resolve(self.credentials_file.as_deref(), &process_env),
-            ),
+        match (&self.access.endpoint, process_env("PUBSUB_EMULATOR_HOST")) {
             (None, Some(host)) if !host.is_empty() => {
-                (format!("http://{host}"), CredentialSource::None)
+                let emulator = format!("http://{host}");
+                self.access.api_at(&emulator, &CredentialSource::None, env)
             }
-            _ => (
-                DEFAULT_ENDPOINT.to_owned(),
-                CredentialSource::resolve(self.credentials_file.as_deref(), &process_env),
-            ),
-        };
-        Api::build(&base, &creds, "credentialsFile", env.delivery.timeout)
+            _ => self.access.api(DEFAULT_ENDPOINT, env),
+        }
     }
 }
 
@@ -197,10 +186,7 @@ impl BatchApi for Pubsub {
     type Error = SendError;
 
     fn limits(&self) -> Limits {
-        Limits {
-            entries: MAX_MESSAGES,
-            bytes: MAX_REQUEST_BYTES,
-        }
+        LIMITS
     }
 
     fn target<'a>(&'a mut self, _: &'a [Doc]) -> BoxFuture<'a, Result<String, SendError>> {
