@@ -33,23 +33,25 @@ fn occurrence(i: usize) -> Arc<Occurrence> {
 async fn send_n(r: &Receivers, name: &str, tracker: &Tracker, n: usize) -> Vec<String> {
     let mut keys = Vec::new();
     for i in 0..n {
-        let occ = occurrence(i);
-        keys.push(occ.key.clone());
-        let ticket = tracker.begin(Some(Position {
-            resource_version: i.to_string(),
-            event_time: None,
-            checked_at: None,
-        }));
-        r.get(name)
-            .unwrap()
-            .send(Delivery {
-                occ,
-                ack: ticket.ack(),
-            })
-            .await;
+        let (delivery, ticket) = nth_delivery(tracker, i);
+        keys.push(delivery.occ.key.clone());
+        r.get(name).unwrap().send(delivery).await;
         ticket.release();
     }
     keys
+}
+
+/// The `i`th occurrence at resourceVersion `i`, with its ack from `tracker` (and the ticket, to
+/// release once it is queued).
+fn nth_delivery(tracker: &Tracker, i: usize) -> (Delivery, crate::progress::Ticket) {
+    let occ = occurrence(i);
+    let ticket = tracker.begin(Some(Position {
+        resource_version: i.to_string(),
+        event_time: None,
+        checked_at: None,
+    }));
+    let ack = ticket.ack();
+    (Delivery { occ, ack }, ticket)
 }
 
 fn compare(sent: &[String], got: &[String]) -> (usize, usize) {
@@ -112,42 +114,36 @@ async fn stdout_writes_ndjson_in_order_with_layout_and_dedot() {
     let cfgs = receivers(
         "  - name: plain\n    stdout: {}\n  - name: shaped\n    stdout:\n      deDot: true\n      layout:\n        why: \"{{ .Reason }}\"\n        n: 3\n",
     );
-    let out = Captured::default();
-    let (tasks, metrics, tracker) = (TaskTracker::new(), Metrics::default(), Tracker::new(None));
-    let w = out.clone();
-    let r = Receivers::start_with(
-        &cfgs,
-        &metrics,
-        &tasks,
-        CancellationToken::new(),
-        move || Box::new(w.clone()),
-    )
-    .await
-    .unwrap();
-    let sent = send_n(&r, "plain", &tracker, 50).await;
-    r.close();
-    tasks.close();
-    tasks.wait().await;
+    // Sends `n` occurrences to receiver `name` of `cfgs` and returns what stdout got.
+    async fn through_stdout(
+        cfgs: &[ReceiverConfig],
+        name: &str,
+        n: usize,
+    ) -> (Captured, Vec<String>, Tracker) {
+        let out = Captured::default();
+        let (tasks, tracker) = (TaskTracker::new(), Tracker::new(None));
+        let w = out.clone();
+        let r = Receivers::start_with(
+            cfgs,
+            &Metrics::default(),
+            &tasks,
+            CancellationToken::new(),
+            move || Box::new(w.clone()),
+        )
+        .await
+        .unwrap();
+        let sent = send_n(&r, name, &tracker, n).await;
+        r.close();
+        tasks.close();
+        tasks.wait().await;
+        (out, sent, tracker)
+    }
+    let (out, sent, tracker) = through_stdout(&cfgs, "plain", 50).await;
     let got: Vec<String> = lines(&out.0.lock().unwrap()).iter().map(key_of).collect();
     assert_eq!(got, sent, "in order, once each");
     assert_eq!(tracker.cursor().position.unwrap().resource_version, "49");
 
-    let out = Captured::default();
-    let (tasks, tracker) = (TaskTracker::new(), Tracker::new(None));
-    let w = out.clone();
-    let r = Receivers::start_with(
-        &cfgs,
-        &metrics,
-        &tasks,
-        CancellationToken::new(),
-        move || Box::new(w.clone()),
-    )
-    .await
-    .unwrap();
-    send_n(&r, "shaped", &tracker, 1).await;
-    r.close();
-    tasks.close();
-    tasks.wait().await;
+    let (out, _, _) = through_stdout(&cfgs, "shaped", 1).await;
     let docs = lines(&out.0.lock().unwrap());
     assert_eq!(
         docs,
@@ -837,21 +833,9 @@ async fn a_per_document_answer_acks_the_delivered_and_the_permanent_and_resends_
     let (tx, rx) = queue::queue(8);
     let mut keys = Vec::new();
     for i in 0..4 {
-        let occ = occurrence(i);
-        keys.push(occ.key.clone());
-        let ticket = tracker.begin(Some(Position {
-            resource_version: i.to_string(),
-            event_time: None,
-            checked_at: None,
-        }));
-        assert!(
-            tx.send(Delivery {
-                occ,
-                ack: ticket.ack(),
-            })
-            .await
-            .is_ok()
-        );
+        let (delivery, ticket) = nth_delivery(&tracker, i);
+        keys.push(delivery.occ.key.clone());
+        assert!(tx.send(delivery).await.is_ok());
         ticket.release();
     }
     drop(tx);
