@@ -19,13 +19,13 @@
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{Access, Answer, Api, LIMITS, envelope, json_str, parse_name, whole_request_error};
+use super::{
+    Access, Answer, Api, Google, GoogleBatch, LIMITS, json_str, parse_name, whole_request_error,
+};
 use crate::config::yaml::{Ctx, Fields};
-use crate::sink::http::batch::{BatchApi, BatchSink};
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
 use crate::sink::partial::{Limits, Outcomes};
@@ -120,11 +120,12 @@ impl ReceiverKind for BigQueryConfig {
     }
 
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
-        Ok(Box::new(BatchSink::new(BigQuery {
-            api: self.access.api(DEFAULT_ENDPOINT, env)?,
+        let kind = BigQuery {
             cfg: self.clone(),
             path: None,
-        })))
+        };
+        let api = self.access.api(DEFAULT_ENDPOINT, env)?;
+        Ok(Box::new(Google::sink(api, kind)))
     }
 }
 
@@ -194,30 +195,14 @@ fn reason_is_transient(reason: &str) -> bool {
 /// insertAll into one table.
 #[derive(Clone)]
 pub struct BigQuery {
-    api: Api,
     cfg: BigQueryConfig,
     /// `…/tables/T/insertAll`, once the project is known.
     path: Option<String>,
 }
 
-impl BigQuery {
-    fn what(&self) -> String {
-        format!(
-            "insertAll into {}.{} at {}",
-            self.cfg.dataset,
-            self.cfg.table,
-            self.api.base()
-        )
-    }
-}
-
-impl BatchApi for BigQuery {
+impl GoogleBatch for BigQuery {
     /// The insertAll path.
     type Target = String;
-    /// A row's JSON: `{"insertId": …, "json": …}`.
-    type Entry = Vec<u8>;
-    type Answer = Answer;
-    type Error = SendError;
 
     /// `batch_size` rows per request.
     fn limits(&self) -> Limits {
@@ -227,16 +212,16 @@ impl BatchApi for BigQuery {
         }
     }
 
-    fn target<'a>(&'a mut self, _: &'a [Doc]) -> BoxFuture<'a, Result<String, SendError>> {
+    fn target<'a>(
+        &'a mut self,
+        api: &'a mut Api,
+        _: &'a [Doc],
+    ) -> BoxFuture<'a, Result<String, SendError>> {
         async move {
             if let Some(p) = &self.path {
                 return Ok(p.clone());
             }
-            let project = self
-                .api
-                .tokens()
-                .project(self.cfg.project.as_deref())
-                .await?;
+            let project = api.tokens().project(self.cfg.project.as_deref()).await?;
             let p = format!(
                 "/bigquery/v2/projects/{project}/datasets/{}/tables/{}/insertAll",
                 self.cfg.dataset, self.cfg.table
@@ -247,7 +232,8 @@ impl BatchApi for BigQuery {
         .boxed()
     }
 
-    fn encode(&mut self, _: &String, doc: &Doc) -> Result<(Vec<u8>, usize), SendError> {
+    /// `{"insertId": …, "json": …}`: the row, with the occurrence key as its insertId.
+    fn encode(&mut self, _: &String, doc: &Doc) -> Result<Vec<u8>, SendError> {
         let value = match serde_json::from_slice(&doc.body) {
             Ok(v @ Value::Object(_)) => row(v),
             _ => {
@@ -261,26 +247,26 @@ impl BatchApi for BigQuery {
         r.extend_from_slice(b",\"json\":");
         serde_json::to_writer(&mut r, &value).expect("writing to a Vec");
         r.push(b'}');
-        let size = r.len() + 1;
-        Ok((r, size))
+        Ok(r)
     }
 
-    fn request<'a>(
-        &'a self,
-        path: &'a String,
-        rows: &'a [Vec<u8>],
-    ) -> BoxFuture<'a, Result<Answer, SendError>> {
+    fn request(&self, path: &String) -> (String, Vec<u8>, &'static [u8]) {
         let head = format!(
             "{{\"kind\":\"bigquery#tableDataInsertAllRequest\",\"skipInvalidRows\":true,\"ignoreUnknownValues\":{},\"rows\":[",
             self.cfg.ignore_unknown_values
         );
-        let body = envelope(head.as_bytes(), rows, b"]}");
-        self.api.call(Method::POST, path, body).boxed()
+        (path.clone(), head.into_bytes(), b"]}")
     }
 
     /// With `skipInvalidRows` the valid rows are inserted and `insertErrors` names the others.
-    fn read(&self, answer: Answer, batch: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
-        let what = self.what();
+    fn read(&self, api: &Api, answer: Answer, batch: &[Doc], docs: &[usize], o: &mut Outcomes) {
+        let outcomes = o;
+        let what = format!(
+            "insertAll into {}.{} at {}",
+            self.cfg.dataset,
+            self.cfg.table,
+            api.base()
+        );
         if !answer.is_success() {
             let e = whole_request_error(&what, &answer);
             return outcomes.fail_all(docs.iter().copied(), &e);
@@ -325,10 +311,6 @@ impl BatchApi for BigQuery {
                 },
             );
         }
-    }
-
-    fn failed(&mut self, e: SendError) -> SendError {
-        e
     }
 }
 

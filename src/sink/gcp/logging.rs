@@ -13,19 +13,17 @@
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use reqwest::Method;
 use serde::Deserialize;
 
 use super::{
-    Access, Answer, Api, LIMITS, OCCURRENCE_KEY, envelope, json_str, parse_name,
+    Access, Answer, Api, Google, GoogleBatch, OCCURRENCE_KEY, json_str, parse_name,
     rpc_code_is_transient, whole_request_error,
 };
 use crate::config::yaml::{Ctx, Fields};
 use crate::event::Event;
-use crate::sink::http::batch::{BatchApi, BatchSink};
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
-use crate::sink::partial::{Limits, Outcomes};
+use crate::sink::partial::Outcomes;
 use crate::sink::{Doc, SendError, Sink};
 
 pub const DEFAULT_ENDPOINT: &str = "https://logging.googleapis.com";
@@ -90,11 +88,12 @@ impl ReceiverKind for CloudLoggingConfig {
     }
 
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
-        Ok(Box::new(BatchSink::new(CloudLogging {
-            api: self.access.api(DEFAULT_ENDPOINT, env)?,
+        let kind = CloudLogging {
             cfg: self.clone(),
             site: None,
-        })))
+        };
+        let api = self.access.api(DEFAULT_ENDPOINT, env)?;
+        Ok(Box::new(Google::sink(api, kind)))
     }
 }
 
@@ -124,24 +123,23 @@ pub struct Site {
 /// entries.write to one log.
 #[derive(Clone)]
 pub struct CloudLogging {
-    api: Api,
     cfg: CloudLoggingConfig,
     site: Option<Site>,
 }
 
 impl CloudLogging {
-    async fn site(&mut self, first: &Event) -> Result<Site, SendError> {
+    async fn site(&mut self, api: &mut Api, first: &Event) -> Result<Site, SendError> {
         if let Some(s) = &self.site {
             return Ok(s.clone());
         }
-        let tokens = self.api.tokens();
+        let tokens = api.tokens();
         let project = tokens.project(self.cfg.project.as_deref()).await?;
         let location = match &self.cfg.location {
             Some(l) => l.clone(),
             None => tokens
                 .metadata("instance/attributes/cluster-location")
                 .await
-                .map_err(|e| with_hint(e, "set cloudLogging.location"))?,
+                .map_err(|e| e.with_hint("set cloudLogging.location"))?,
         };
         let cluster = match &self.cfg.cluster_name {
             Some(c) => Some(c.clone()),
@@ -150,7 +148,7 @@ impl CloudLogging {
                 tokens
                     .metadata("instance/attributes/cluster-name")
                     .await
-                    .map_err(|e| with_hint(e, "set cloudLogging.clusterName or clusterName"))?,
+                    .map_err(|e| e.with_hint("set cloudLogging.clusterName or clusterName"))?,
             ),
         };
         let site = Site {
@@ -160,19 +158,6 @@ impl CloudLogging {
         };
         self.site = Some(site.clone());
         Ok(site)
-    }
-}
-
-fn with_hint(e: SendError, hint: &str) -> SendError {
-    match e {
-        SendError::Transient {
-            reason,
-            retry_after,
-        } => SendError::Transient {
-            reason: format!("{reason} ({hint})"),
-            retry_after,
-        },
-        e => e,
     }
 }
 
@@ -280,20 +265,16 @@ pub struct Log {
     name: String,
 }
 
-impl BatchApi for CloudLogging {
+impl GoogleBatch for CloudLogging {
     type Target = Log;
-    /// An entry's JSON.
-    type Entry = Vec<u8>;
-    type Answer = Answer;
-    type Error = SendError;
 
-    fn limits(&self) -> Limits {
-        LIMITS
-    }
-
-    fn target<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<Log, SendError>> {
+    fn target<'a>(
+        &'a mut self,
+        api: &'a mut Api,
+        batch: &'a [Doc],
+    ) -> BoxFuture<'a, Result<Log, SendError>> {
         async move {
-            let site = self.site(&batch[0].occ.event).await?;
+            let site = self.site(api, &batch[0].occ.event).await?;
             let name = format!(
                 "projects/{}/logs/{}",
                 site.project,
@@ -304,35 +285,27 @@ impl BatchApi for CloudLogging {
         .boxed()
     }
 
-    fn encode(&mut self, log: &Log, doc: &Doc) -> Result<(Vec<u8>, usize), SendError> {
+    fn encode(&mut self, log: &Log, doc: &Doc) -> Result<Vec<u8>, SendError> {
         let mut e = Vec::with_capacity(doc.body.len() + 400);
         write_entry(&mut e, &log.site, doc);
-        let size = e.len() + 1;
-        Ok((e, size))
+        Ok(e)
     }
 
-    fn request<'a>(
-        &'a self,
-        log: &'a Log,
-        entries: &'a [Vec<u8>],
-    ) -> BoxFuture<'a, Result<Answer, SendError>> {
+    fn request(&self, log: &Log) -> (String, Vec<u8>, &'static [u8]) {
         let mut head = b"{\"logName\":".to_vec();
         json_str(&mut head, &log.name);
         head.extend_from_slice(b",\"partialSuccess\":true,\"entries\":[");
-        let body = envelope(&head, entries, b"]}");
-        self.api
-            .call(Method::POST, "/v2/entries:write", body)
-            .boxed()
+        ("/v2/entries:write".to_owned(), head, b"]}")
     }
 
     /// With `partialSuccess` the valid entries are written and the others listed by index.
-    fn read(&self, answer: Answer, batch: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
-        if answer.is_success() {
+    fn read(&self, api: &Api, a: Answer, batch: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
+        if a.is_success() {
             return;
         }
-        let what = format!("entries.write to {}", self.api.base());
-        let Some(errors) = partial_errors(&answer.body) else {
-            let e = whole_request_error(&what, &answer);
+        let what = format!("entries.write to {}", api.base());
+        let Some(errors) = partial_errors(&a.body) else {
+            let e = whole_request_error(&what, &a);
             return outcomes.fail_all(docs.iter().copied(), &e);
         };
         for (i, s) in errors {
@@ -344,17 +317,13 @@ impl BatchApi for CloudLogging {
             let e = if rpc_code_is_transient(s.code) {
                 SendError::Transient {
                     reason,
-                    retry_after: answer.retry_after(),
+                    retry_after: a.retry_after(),
                 }
             } else {
                 SendError::Permanent { reason }
             };
             outcomes.fail(doc, e);
         }
-    }
-
-    fn failed(&mut self, e: SendError) -> SendError {
-        e
     }
 }
 

@@ -14,17 +14,21 @@ pub mod pubsub;
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
 use self::auth::{CredentialSource, Tokens};
+use super::Doc;
 use super::SendError;
 use super::http::Endpoint;
 pub use super::http::answer::Answer;
 use super::http::answer::classify;
+use super::http::batch::{BatchApi, BatchSink};
 use super::kind::{BuildEnv, Problem};
-use super::partial::Limits;
+use super::partial::{Limits, Outcomes};
 use super::tls::TlsConfig;
 use crate::config::yaml::{Ctx, Fields};
 
@@ -249,6 +253,86 @@ pub fn envelope<'a>(
     }
     body.extend_from_slice(tail);
     body
+}
+
+/// What one Google batch API says of itself; [`Google`] makes it a `BatchApi` (its entries are
+/// JSON, its requests a POST of them in an envelope, its failures `SendError`s).
+pub trait GoogleBatch: Clone + Send + Sync + 'static {
+    /// What a send resolves once (a path, the cluster's place).
+    type Target: Send + Sync;
+
+    fn limits(&self) -> Limits {
+        LIMITS
+    }
+
+    fn target<'a>(
+        &'a mut self,
+        api: &'a mut Api,
+        batch: &'a [Doc],
+    ) -> BoxFuture<'a, Result<Self::Target, SendError>>;
+
+    /// One document's JSON.
+    fn encode(&mut self, target: &Self::Target, doc: &Doc) -> Result<Vec<u8>, SendError>;
+
+    /// Where a request goes, and the JSON before and after its entries.
+    fn request(&self, target: &Self::Target) -> (String, Vec<u8>, &'static [u8]);
+
+    /// Records in `outcomes` what `answer` says failed of `docs` (the request's documents, in
+    /// order); `api` names where it went.
+    fn read(&self, api: &Api, answer: Answer, batch: &[Doc], docs: &[usize], o: &mut Outcomes);
+}
+
+/// A Google batch API with its client and tokens, shared by the lanes.
+#[derive(Clone)]
+pub struct Google<K> {
+    api: Api,
+    kind: K,
+}
+
+impl<K: GoogleBatch> Google<K> {
+    pub fn sink(api: Api, kind: K) -> BatchSink<Google<K>> {
+        BatchSink::new(Google { api, kind })
+    }
+}
+
+impl<K: GoogleBatch> BatchApi for Google<K> {
+    type Target = K::Target;
+    type Entry = Vec<u8>;
+    type Answer = Answer;
+    type Error = SendError;
+
+    fn limits(&self) -> Limits {
+        self.kind.limits()
+    }
+
+    fn target<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<K::Target, SendError>> {
+        self.kind.target(&mut self.api, batch)
+    }
+
+    fn encode(&mut self, target: &K::Target, doc: &Doc) -> Result<(Vec<u8>, usize), SendError> {
+        let entry = self.kind.encode(target, doc)?;
+        // With the comma that separates it from the next.
+        let size = entry.len() + 1;
+        Ok((entry, size))
+    }
+
+    fn request<'a>(
+        &'a self,
+        target: &'a K::Target,
+        entries: &'a [Vec<u8>],
+    ) -> BoxFuture<'a, Result<Answer, SendError>> {
+        let (path, head, tail) = self.kind.request(target);
+        let body = envelope(&head, entries, tail);
+        async move { self.api.call(Method::POST, &path, body).await }.boxed()
+    }
+
+    fn read(&self, answer: Answer, batch: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
+        self.kind.read(&self.api, answer, batch, docs, outcomes);
+    }
+
+    fn failed(&mut self, e: SendError) -> SendError {
+        e
+    }
 }
 
 /// Writes `s` as a JSON string.

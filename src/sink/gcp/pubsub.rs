@@ -22,14 +22,13 @@ use serde::Deserialize;
 
 use super::auth::CredentialSource;
 use super::{
-    Access, Answer, Api, LIMITS, OCCURRENCE_KEY, envelope, json_str, parse_name, process_env,
+    Access, Answer, Api, Google, GoogleBatch, OCCURRENCE_KEY, json_str, parse_name, process_env,
     whole_request_error,
 };
 use crate::config::yaml::{Ctx, Fields};
-use crate::sink::http::batch::{BatchApi, BatchSink};
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
-use crate::sink::partial::{Limits, Outcomes};
+use crate::sink::partial::Outcomes;
 use crate::sink::{Doc, SendError, Sink};
 
 pub const DEFAULT_ENDPOINT: &str = "https://pubsub.googleapis.com";
@@ -83,11 +82,11 @@ impl ReceiverKind for PubsubConfig {
     }
 
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
-        Ok(Box::new(BatchSink::new(Pubsub {
-            api: self.api(env)?,
+        let kind = Pubsub {
             cfg: self.clone(),
             path: None,
-        })))
+        };
+        Ok(Box::new(Google::sink(self.api(env)?, kind)))
     }
 }
 
@@ -108,7 +107,6 @@ impl PubsubConfig {
 /// topics.publish to one topic.
 #[derive(Clone)]
 pub struct Pubsub {
-    api: Api,
     cfg: PubsubConfig,
     /// `/v1/projects/P/topics/T`, once the project is known (and the topic created if asked).
     path: Option<String>,
@@ -140,31 +138,21 @@ pub fn write_message(out: &mut Vec<u8>, doc: &Doc, ordering_key: bool) {
 }
 
 impl Pubsub {
-    async fn topic_path(&mut self) -> Result<String, SendError> {
+    async fn topic_path(&mut self, api: &mut Api) -> Result<String, SendError> {
         if let Some(p) = &self.path {
             return Ok(p.clone());
         }
-        let project = self
-            .api
+        let project = api
             .tokens()
             .project(self.cfg.project.as_deref())
             .await
-            .map_err(|e| match e {
-                SendError::Transient {
-                    reason,
-                    retry_after,
-                } => SendError::Transient {
-                    reason: format!("{reason} (set pubsub.gcloud_project_id)"),
-                    retry_after,
-                },
-                e => e,
-            })?;
+            .map_err(|e| e.with_hint("set pubsub.gcloud_project_id"))?;
         let path = format!("/v1/projects/{project}/topics/{}", self.cfg.topic);
         if self.cfg.create_topic {
-            let a = self.api.call(Method::PUT, &path, b"{}".to_vec()).await?;
+            let a = api.call(Method::PUT, &path, b"{}".to_vec()).await?;
             if !a.status.is_success() && a.status.as_u16() != 409 {
                 return Err(whole_request_error(
-                    &format!("creating topic {} at {}", self.cfg.topic, self.api.base()),
+                    &format!("creating topic {} at {}", self.cfg.topic, api.base()),
                     &a,
                 ));
             }
@@ -177,41 +165,31 @@ impl Pubsub {
     }
 }
 
-impl BatchApi for Pubsub {
+impl GoogleBatch for Pubsub {
     /// `…/topics/T:publish`.
     type Target = String;
-    /// A message's JSON.
-    type Entry = Vec<u8>;
-    type Answer = Answer;
-    type Error = SendError;
 
-    fn limits(&self) -> Limits {
-        LIMITS
+    fn target<'a>(
+        &'a mut self,
+        api: &'a mut Api,
+        _: &'a [Doc],
+    ) -> BoxFuture<'a, Result<String, SendError>> {
+        async move { Ok(format!("{}:publish", self.topic_path(api).await?)) }.boxed()
     }
 
-    fn target<'a>(&'a mut self, _: &'a [Doc]) -> BoxFuture<'a, Result<String, SendError>> {
-        async move { Ok(format!("{}:publish", self.topic_path().await?)) }.boxed()
-    }
-
-    fn encode(&mut self, _: &String, doc: &Doc) -> Result<(Vec<u8>, usize), SendError> {
+    fn encode(&mut self, _: &String, doc: &Doc) -> Result<Vec<u8>, SendError> {
         let mut m = Vec::with_capacity(doc.body.len() * 4 / 3 + 120);
         write_message(&mut m, doc, self.cfg.ordering_key);
-        let size = m.len() + 1;
-        Ok((m, size))
+        Ok(m)
     }
 
-    fn request<'a>(
-        &'a self,
-        path: &'a String,
-        messages: &'a [Vec<u8>],
-    ) -> BoxFuture<'a, Result<Answer, SendError>> {
-        let body = envelope(b"{\"messages\":[", messages, b"]}");
-        self.api.call(Method::POST, path, body).boxed()
+    fn request(&self, path: &String) -> (String, Vec<u8>, &'static [u8]) {
+        (path.clone(), b"{\"messages\":[".to_vec(), b"]}")
     }
 
     /// A publish is all or nothing: one message ID per message, or the request's error.
-    fn read(&self, a: Answer, _: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
-        let what = format!("publish to {} at {}", self.cfg.topic, self.api.base());
+    fn read(&self, api: &Api, a: Answer, _: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
+        let what = format!("publish to {} at {}", self.cfg.topic, api.base());
         let result = if !a.is_success() {
             Err(whole_request_error(&what, &a))
         } else {
@@ -234,9 +212,5 @@ impl BatchApi for Pubsub {
         if let Err(e) = result {
             outcomes.fail_all(docs.iter().copied(), &e);
         }
-    }
-
-    fn failed(&mut self, e: SendError) -> SendError {
-        e
     }
 }
