@@ -38,6 +38,7 @@ mod xml;
 pub use signing::Signer;
 
 use super::kind::Problem;
+use super::partial::Limits;
 use super::{Doc, SendError};
 use crate::config::yaml::{Ctx, Fields};
 
@@ -79,6 +80,25 @@ pub fn fifo_id(s: &str) -> String {
     } else {
         hex_sha256(s.as_bytes())
     }
+}
+
+/// SQS SendMessageBatch's and SNS PublishBatch's limits: 10 messages, 256 KiB in all (for SQS
+/// the classic queue size limit: a queue created with a larger `MaximumMessageSize` still takes
+/// them).
+pub const MESSAGE_BATCH: Limits = Limits {
+    entries: 10,
+    bytes: 256 * 1024,
+};
+
+/// Requests of one batch in flight at once to a queue or topic: five, or one after the other to
+/// a FIFO one, which keeps its order.
+pub fn message_requests(fifo: bool) -> usize {
+    if fifo { 1 } else { 5 }
+}
+
+/// A FIFO queue or topic (its name ends in `.fifo`).
+pub fn is_fifo(name: &str) -> bool {
+    name.ends_with(".fifo")
 }
 
 /// The message attribute of SQS and SNS messages that carries the occurrence key.

@@ -14,7 +14,10 @@ use futures::future::BoxFuture;
 use super::batch::{Aws, AwsBatch, read_by_id};
 use super::client::{AwsError, Session, process_env};
 use super::endpoint::SNS;
-use super::{KEY_ATTRIBUTE, fifo_ids, message, parse_arn, parse_region, region_warnings, xml};
+use super::{
+    KEY_ATTRIBUTE, MESSAGE_BATCH, fifo_ids, is_fifo, message, message_requests, parse_arn,
+    parse_region, region_warnings, xml,
+};
 use crate::config::yaml::{self, Ctx};
 use crate::sink::http::batch::BatchSink;
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
@@ -22,13 +25,8 @@ use crate::sink::layout::Encoding;
 use crate::sink::partial::{Limits, Outcomes};
 use crate::sink::{Doc, SendError, Sink};
 
-/// PublishBatch's limits: 10 messages, 256 KiB in all (messages and attributes).
-pub const LIMITS: Limits = Limits {
-    entries: 10,
-    bytes: 256 * 1024,
-};
+/// The largest message a topic takes (its attributes included).
 const MAX_MESSAGE: usize = 256 * 1024;
-const CONCURRENCY: usize = 5;
 
 /// `receivers[].sns`.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +38,7 @@ pub struct SnsConfig {
 
 impl SnsConfig {
     pub fn fifo(&self) -> bool {
-        self.topic_arn.ends_with(".fifo")
+        is_fifo(&self.topic_arn)
     }
 
     fn arn_region(&self) -> &str {
@@ -130,11 +128,11 @@ impl AwsBatch for Sns {
     type Entry = Vec<(&'static str, String)>;
     /// The answer's XML.
     type Answer = String;
-    const LIMITS: Limits = LIMITS;
+    const LIMITS: Limits = MESSAGE_BATCH;
 
     /// A FIFO topic's requests go one after the other, to keep its order.
     fn concurrency(&self) -> usize {
-        if self.fifo { 1 } else { CONCURRENCY }
+        message_requests(self.fifo)
     }
 
     fn encode(&mut self, doc: &Doc) -> Result<(Self::Entry, usize), SendError> {

@@ -18,7 +18,10 @@ use serde_json::{Value, json};
 use super::batch::{Aws, AwsBatch, read_by_id};
 use super::client::{AwsError, JSON_1_0, Session, process_env};
 use super::endpoint::SQS;
-use super::{KEY_ATTRIBUTE, fifo_ids, message, parse_region, region_warnings};
+use super::{
+    KEY_ATTRIBUTE, MESSAGE_BATCH, fifo_ids, is_fifo, message, message_requests, parse_region,
+    region_warnings,
+};
 use crate::config::yaml::{Ctx, Fields};
 use crate::sink::http::batch::BatchSink;
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
@@ -26,16 +29,8 @@ use crate::sink::layout::Encoding;
 use crate::sink::partial::{Limits, Outcomes};
 use crate::sink::{Doc, SendError, Sink};
 
-/// SendMessageBatch's limits: 10 entries; 256 KiB in all (the classic queue size limit: a queue
-/// created with a larger `MaximumMessageSize` still takes them).
-pub const LIMITS: Limits = Limits {
-    entries: 10,
-    bytes: 256 * 1024,
-};
-/// The largest message any queue takes (sent alone when over [`LIMITS`]`.bytes`).
+/// The largest message any queue takes (sent alone when over `MESSAGE_BATCH.bytes`).
 const MAX_MESSAGE: usize = 1024 * 1024;
-/// Requests of one batch in flight at once (standard queues).
-const CONCURRENCY: usize = 5;
 
 /// `receivers[].sqs`.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +43,7 @@ pub struct SqsConfig {
 
 impl SqsConfig {
     pub fn fifo(&self) -> bool {
-        self.queue.ends_with(".fifo")
+        is_fifo(&self.queue)
     }
 
     fn is_url(&self) -> bool {
@@ -141,11 +136,11 @@ impl SqsSink {
 impl AwsBatch for Sqs {
     type Entry = Value;
     type Answer = Value;
-    const LIMITS: Limits = LIMITS;
+    const LIMITS: Limits = MESSAGE_BATCH;
 
     /// A FIFO queue's requests go one after the other, to keep its order.
     fn concurrency(&self) -> usize {
-        if self.fifo { 1 } else { CONCURRENCY }
+        message_requests(self.fifo)
     }
 
     /// The queue's URL, from GetQueueUrl the first time (`queueName` may be the URL).
