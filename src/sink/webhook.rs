@@ -10,8 +10,9 @@
 //! `Idempotency-Key` replaces ours. The client, the `tls:` block and `tls.serverName` are the
 //! shared ones of `sink::http` and `sink::tls`.
 //!
-//! This module is the worked example of a receiver kind (docs/architecture.md): its config and
-//! keys, their parsing, the checks, and the sink.
+//! This module is the worked example of a receiver kind (docs/architecture.md): its config (the
+//! keys of `http::PostConfig`, which teams shares), its `ReceiverKind` impl, and the sink. Its
+//! checks are what building the sink finds (the default `check`).
 
 use std::time::Duration;
 
