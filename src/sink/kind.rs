@@ -57,8 +57,12 @@ pub trait ReceiverKind: Debug + Clone + PartialEq + Send + Sync + Sized + 'stati
     }
 
     /// What `run` would refuse, found without starting, sending or creating anything (files that
-    /// cannot be written, TLS files that do not parse, a client that does not build).
-    fn check(&self, env: &BuildEnv) -> Vec<Problem>;
+    /// cannot be written, TLS files that do not parse, a client that does not build). By
+    /// default what building the sink finds: a kind whose `build` starts, connects or creates
+    /// something checks without building.
+    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
+        self.build(env).err().unwrap_or_default()
+    }
 
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>>;
 }

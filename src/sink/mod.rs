@@ -31,6 +31,8 @@ pub mod slack;
 pub mod stdout;
 pub mod syslog;
 pub mod teams;
+#[cfg(test)]
+pub mod testing;
 pub mod tls;
 pub mod webhook;
 mod worker;
@@ -119,7 +121,8 @@ pub struct Doc {
     pub occ: Arc<Occurrence>,
 }
 
-/// A destination. `send` delivers a whole batch or fails it as a whole.
+/// A destination. `send` gets a batch, never empty (the worker sends none), and answers for it:
+/// delivered, failed as a whole (transient or permanent), or per document (`Partial`).
 pub trait Sink: Send + 'static {
     fn send<'a>(
         &'a mut self,

@@ -32,6 +32,14 @@ macro_rules! receiver_kinds {
                 }
             }
 
+            /// The settings of kind `K`, if this is one.
+            pub fn get<K: ReceiverKind>(&self) -> Option<&K> {
+                let any: &dyn std::any::Any = match self {
+                    $(SinkConfig::$variant(c) => c,)*
+                };
+                any.downcast_ref()
+            }
+
             pub fn receiver(&self) -> &dyn Receiver {
                 match self {
                     $(SinkConfig::$variant(c) => c,)*

@@ -31,6 +31,20 @@ pub fn opt_template(ctx: &mut Ctx, f: &Fields, key: &str) -> Option<Template> {
     )
 }
 
+/// A template key the service cannot do without: absent or empty is an error saying `why`.
+pub fn required_template(ctx: &mut Ctx, f: &Fields, key: &str, why: &str) -> Option<Template> {
+    let before = ctx.errors.len();
+    let t = opt_template(ctx, f, key);
+    if t.is_none() && ctx.errors.len() == before {
+        ctx.error(
+            &f.path(key),
+            f.get(key).map_or(f.line, |n| n.line),
+            format!("is required ({why})"),
+        );
+    }
+    t
+}
+
 pub fn parse_template(ctx: &mut Ctx, path: &str, line: u64, src: &str) -> Option<Template> {
     match Template::parse(src) {
         Ok(t) => Some(t),
@@ -83,6 +97,32 @@ pub fn template_list(ctx: &mut Ctx, f: &Fields, key: &str) -> Vec<Template> {
         }
     }
     out
+}
+
+/// The sources of the templates that are set, by key, for `ReceiverKind::templates` (the lint
+/// of check-config).
+pub fn named<'a>(
+    templates: impl IntoIterator<Item = (&'a str, Option<&'a Template>)>,
+) -> impl Iterator<Item = (String, &'a str)> {
+    templates
+        .into_iter()
+        .filter_map(|(key, t)| Some((key.to_owned(), t?.source())))
+}
+
+/// A map of templates (`fields`, `details`), by key `{key}.{name}`.
+pub fn keyed<'a>(
+    key: &'a str,
+    map: &'a [(String, Template)],
+) -> impl Iterator<Item = (String, &'a str)> {
+    map.iter()
+        .map(move |(name, t)| (format!("{key}.{name}"), t.source()))
+}
+
+/// A list of templates (`tags`), by key `{key}[{i}]`.
+pub fn listed<'a>(key: &'a str, list: &'a [Template]) -> impl Iterator<Item = (String, &'a str)> {
+    list.iter()
+        .enumerate()
+        .map(move |(i, t)| (format!("{key}[{i}]"), t.source()))
 }
 
 /// At most `max` characters of `s`, the last of them `…` when it was cut.

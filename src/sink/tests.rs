@@ -33,23 +33,25 @@ fn occurrence(i: usize) -> Arc<Occurrence> {
 async fn send_n(r: &Receivers, name: &str, tracker: &Tracker, n: usize) -> Vec<String> {
     let mut keys = Vec::new();
     for i in 0..n {
-        let occ = occurrence(i);
-        keys.push(occ.key.clone());
-        let ticket = tracker.begin(Some(Position {
-            resource_version: i.to_string(),
-            event_time: None,
-            checked_at: None,
-        }));
-        r.get(name)
-            .unwrap()
-            .send(Delivery {
-                occ,
-                ack: ticket.ack(),
-            })
-            .await;
+        let (delivery, ticket) = nth_delivery(tracker, i);
+        keys.push(delivery.occ.key.clone());
+        r.get(name).unwrap().send(delivery).await;
         ticket.release();
     }
     keys
+}
+
+/// The `i`th occurrence at resourceVersion `i`, with its ack from `tracker` (and the ticket, to
+/// release once it is queued).
+fn nth_delivery(tracker: &Tracker, i: usize) -> (Delivery, crate::progress::Ticket) {
+    let occ = occurrence(i);
+    let ticket = tracker.begin(Some(Position {
+        resource_version: i.to_string(),
+        event_time: None,
+        checked_at: None,
+    }));
+    let ack = ticket.ack();
+    (Delivery { occ, ack }, ticket)
 }
 
 fn compare(sent: &[String], got: &[String]) -> (usize, usize) {
@@ -112,42 +114,36 @@ async fn stdout_writes_ndjson_in_order_with_layout_and_dedot() {
     let cfgs = receivers(
         "  - name: plain\n    stdout: {}\n  - name: shaped\n    stdout:\n      deDot: true\n      layout:\n        why: \"{{ .Reason }}\"\n        n: 3\n",
     );
-    let out = Captured::default();
-    let (tasks, metrics, tracker) = (TaskTracker::new(), Metrics::default(), Tracker::new(None));
-    let w = out.clone();
-    let r = Receivers::start_with(
-        &cfgs,
-        &metrics,
-        &tasks,
-        CancellationToken::new(),
-        move || Box::new(w.clone()),
-    )
-    .await
-    .unwrap();
-    let sent = send_n(&r, "plain", &tracker, 50).await;
-    r.close();
-    tasks.close();
-    tasks.wait().await;
+    // Sends `n` occurrences to receiver `name` of `cfgs` and returns what stdout got.
+    async fn through_stdout(
+        cfgs: &[ReceiverConfig],
+        name: &str,
+        n: usize,
+    ) -> (Captured, Vec<String>, Tracker) {
+        let out = Captured::default();
+        let (tasks, tracker) = (TaskTracker::new(), Tracker::new(None));
+        let w = out.clone();
+        let r = Receivers::start_with(
+            cfgs,
+            &Metrics::default(),
+            &tasks,
+            CancellationToken::new(),
+            move || Box::new(w.clone()),
+        )
+        .await
+        .unwrap();
+        let sent = send_n(&r, name, &tracker, n).await;
+        r.close();
+        tasks.close();
+        tasks.wait().await;
+        (out, sent, tracker)
+    }
+    let (out, sent, tracker) = through_stdout(&cfgs, "plain", 50).await;
     let got: Vec<String> = lines(&out.0.lock().unwrap()).iter().map(key_of).collect();
     assert_eq!(got, sent, "in order, once each");
     assert_eq!(tracker.cursor().position.unwrap().resource_version, "49");
 
-    let out = Captured::default();
-    let (tasks, tracker) = (TaskTracker::new(), Tracker::new(None));
-    let w = out.clone();
-    let r = Receivers::start_with(
-        &cfgs,
-        &metrics,
-        &tasks,
-        CancellationToken::new(),
-        move || Box::new(w.clone()),
-    )
-    .await
-    .unwrap();
-    send_n(&r, "shaped", &tracker, 1).await;
-    r.close();
-    tasks.close();
-    tasks.wait().await;
+    let (out, _, _) = through_stdout(&cfgs, "shaped", 1).await;
     let docs = lines(&out.0.lock().unwrap());
     assert_eq!(
         docs,
@@ -303,6 +299,26 @@ fn webhook_cfg(url: &str, extra: &str) -> Vec<ReceiverConfig> {
     ))
 }
 
+/// Sends `n` occurrences through the webhook receiver `hook` posting to `url`, and waits until
+/// its worker has ended: the keys sent, the metrics, the progress tracker.
+async fn through_webhook(url: &str, n: usize) -> (Vec<String>, Metrics, Tracker) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (tasks, metrics, tracker) = (TaskTracker::new(), Metrics::default(), Tracker::new(None));
+    let r = Receivers::start(
+        &webhook_cfg(url, ""),
+        &metrics,
+        &tasks,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let sent = send_n(&r, "hook", &tracker, n).await;
+    r.close();
+    tasks.close();
+    tasks.wait().await;
+    (sent, metrics, tracker)
+}
+
 fn delivered_keys(h: &Hook) -> Vec<String> {
     h.seen
         .lock()
@@ -318,21 +334,8 @@ fn delivered_keys(h: &Hook) -> Vec<String> {
 
 #[tokio::test]
 async fn webhook_retries_5xx_and_delivers_each_once_with_its_idempotency_key() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let (h, url) = hook(vec![(503, None), (500, None), (502, None)]).await;
-    let (tasks, metrics, tracker) = (TaskTracker::new(), Metrics::default(), Tracker::new(None));
-    let r = Receivers::start(
-        &webhook_cfg(&url, ""),
-        &metrics,
-        &tasks,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    let sent = send_n(&r, "hook", &tracker, 20).await;
-    r.close();
-    tasks.close();
-    tasks.wait().await;
+    let (sent, metrics, tracker) = through_webhook(&url, 20).await;
     let got = delivered_keys(&h);
     let (lost, dup) = compare(&sent, &got);
     assert_eq!((lost, dup), (0, 0), "lost {lost}, duplicated {dup}");
@@ -357,21 +360,8 @@ async fn webhook_retries_5xx_and_delivers_each_once_with_its_idempotency_key() {
 
 #[tokio::test]
 async fn webhook_honours_retry_after_on_429() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let (h, url) = hook(vec![(429, Some("1"))]).await;
-    let (tasks, metrics, tracker) = (TaskTracker::new(), Metrics::default(), Tracker::new(None));
-    let r = Receivers::start(
-        &webhook_cfg(&url, ""),
-        &metrics,
-        &tasks,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    send_n(&r, "hook", &tracker, 1).await;
-    r.close();
-    tasks.close();
-    tasks.wait().await;
+    let _ = through_webhook(&url, 1).await;
     let seen = h.seen.lock().unwrap();
     assert_eq!(seen.len(), 2);
     let waited = seen[1].0.duration_since(seen[0].0);
@@ -383,21 +373,8 @@ async fn webhook_honours_retry_after_on_429() {
 
 #[tokio::test]
 async fn webhook_4xx_is_permanent_counted_and_acknowledged() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let (h, url) = hook(vec![(400, None)]).await;
-    let (tasks, metrics, tracker) = (TaskTracker::new(), Metrics::default(), Tracker::new(None));
-    let r = Receivers::start(
-        &webhook_cfg(&url, ""),
-        &metrics,
-        &tasks,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    send_n(&r, "hook", &tracker, 2).await;
-    r.close();
-    tasks.close();
-    tasks.wait().await;
+    let (_, metrics, tracker) = through_webhook(&url, 2).await;
     assert_eq!(h.seen.lock().unwrap().len(), 2, "the 400 is not retried");
     assert!(
         metrics
@@ -856,21 +833,9 @@ async fn a_per_document_answer_acks_the_delivered_and_the_permanent_and_resends_
     let (tx, rx) = queue::queue(8);
     let mut keys = Vec::new();
     for i in 0..4 {
-        let occ = occurrence(i);
-        keys.push(occ.key.clone());
-        let ticket = tracker.begin(Some(Position {
-            resource_version: i.to_string(),
-            event_time: None,
-            checked_at: None,
-        }));
-        assert!(
-            tx.send(Delivery {
-                occ,
-                ack: ticket.ack(),
-            })
-            .await
-            .is_ok()
-        );
+        let (delivery, ticket) = nth_delivery(&tracker, i);
+        keys.push(delivery.occ.key.clone());
+        assert!(tx.send(delivery).await.is_ok());
         ticket.release();
     }
     drop(tx);
@@ -1007,27 +972,38 @@ async fn run_worker(
     tracker
 }
 
-/// Each object's counts, in the order the destination accepted them.
-fn counts_by_object(
-    accepted: &[String],
-    object_of: impl Fn(&str) -> String,
-) -> BTreeMap<String, Vec<i32>> {
+/// `objects` objects `o{i}`, one event `e{i}` each, repeated `counts` times, interleaved as the
+/// source would emit them.
+fn interleaved(objects: usize, counts: i32) -> Vec<Arc<Occurrence>> {
+    (1..=counts)
+        .flat_map(|count| {
+            (0..objects).map(move |o| about(&format!("o{o}"), &format!("e{o}"), count))
+        })
+        .collect()
+}
+
+/// Every object of [`interleaved`] had its counts 1 to `counts` accepted, in order.
+fn assert_each_object_in_order(accepted: &[String], counts: i32) {
     let mut by: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     for k in accepted {
         let (event, count) = k.rsplit_once(':').unwrap();
-        by.entry(object_of(event))
+        by.entry(event.replace('e', "o"))
             .or_default()
             .push(count.parse().unwrap());
     }
-    by
+    for (object, got) in by {
+        assert_eq!(
+            got,
+            (1..=counts).collect::<Vec<_>>(),
+            "{object} out of order"
+        );
+    }
 }
 
 #[tokio::test]
 async fn requests_run_concurrently_and_each_objects_occurrences_arrive_in_order() {
     // 12 objects, one event each repeated 15 times, interleaved as the source would emit them.
-    let occs: Vec<_> = (1..=15)
-        .flat_map(|count| (0..12).map(move |o| about(&format!("o{o}"), &format!("e{o}"), count)))
-        .collect();
+    let occs = interleaved(12, 15);
     let sink = Slow::new(Duration::from_millis(5), None);
     let tracker = run_worker(&sink, 8, 1, occs).await;
     assert_eq!(tracker.in_flight(), 0, "every occurrence acknowledged");
@@ -1035,38 +1011,22 @@ async fn requests_run_concurrently_and_each_objects_occurrences_arrive_in_order(
     assert!(peak > 1 && peak <= 8, "{peak} requests at once");
     let accepted = sink.accepted.lock().unwrap().clone();
     assert_eq!(accepted.len(), 180);
-    for (object, counts) in counts_by_object(&accepted, |e| e.replace('e', "o")) {
-        assert_eq!(
-            counts,
-            (1..=15).collect::<Vec<_>>(),
-            "{object} out of order"
-        );
-    }
+    assert_each_object_in_order(&accepted, 15);
 }
 
 #[tokio::test]
 async fn batches_of_one_object_keep_its_order_across_concurrent_requests() {
-    let occs: Vec<_> = (1..=40)
-        .flat_map(|count| (0..5).map(move |o| about(&format!("o{o}"), &format!("e{o}"), count)))
-        .collect();
+    let occs = interleaved(5, 40);
     let sink = Slow::new(Duration::from_millis(3), None);
     let tracker = run_worker(&sink, 4, 7, occs).await;
     assert_eq!(tracker.in_flight(), 0);
     let accepted = sink.accepted.lock().unwrap().clone();
-    for (object, counts) in counts_by_object(&accepted, |e| e.replace('e', "o")) {
-        assert_eq!(
-            counts,
-            (1..=40).collect::<Vec<_>>(),
-            "{object} out of order"
-        );
-    }
+    assert_each_object_in_order(&accepted, 40);
 }
 
 #[tokio::test]
 async fn a_retrying_object_holds_back_only_its_own_occurrences() {
-    let occs: Vec<_> = (1..=10)
-        .flat_map(|count| (0..8).map(move |o| about(&format!("o{o}"), &format!("e{o}"), count)))
-        .collect();
+    let occs = interleaved(8, 10);
     // o3's requests fail 60 times (about 60 backoffs of 1-2 ms plus 2 ms each) before one passes.
     let sink = Slow::new(Duration::from_millis(2), Some(("o3", 60)));
     let tracker = run_worker(&sink, 4, 1, occs).await;
@@ -1080,13 +1040,7 @@ async fn a_retrying_object_holds_back_only_its_own_occurrences() {
         first_o3, 70,
         "every other object's 70 occurrences went while o3 was retrying: {accepted:?}"
     );
-    for (object, counts) in counts_by_object(&accepted, |e| e.replace('e', "o")) {
-        assert_eq!(
-            counts,
-            (1..=10).collect::<Vec<_>>(),
-            "{object} out of order"
-        );
-    }
+    assert_each_object_in_order(&accepted, 10);
 }
 
 /// A destination that answers its first request 429 with `Retry-After` and records when every

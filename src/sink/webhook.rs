@@ -10,8 +10,9 @@
 //! `Idempotency-Key` replaces ours. The client, the `tls:` block and `tls.serverName` are the
 //! shared ones of `sink::http` and `sink::tls`.
 //!
-//! This module is the worked example of a receiver kind (docs/architecture.md): its config and
-//! keys, their parsing, the checks, and the sink.
+//! This module is the worked example of a receiver kind (docs/architecture.md): its config (the
+//! keys of `http::PostConfig`, which teams shares), its `ReceiverKind` impl, and the sink. Its
+//! checks are what building the sink finds (the default `check`).
 
 use std::time::Duration;
 
@@ -20,24 +21,24 @@ use futures::future::BoxFuture;
 use reqwest::header::{CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue};
 
 use super::http::answer::Answer;
-use super::http::{Endpoint, HeaderTemplate, header_value, parse_headers, parse_url};
+use super::http::{Endpoint, HeaderTemplate, PostConfig, header_value, render_headers};
 use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
-use super::tls::{TLS_KEYS, TlsConfig};
+use super::tls::TLS_KEYS;
 use super::{Doc, SendError, Sink};
 use crate::config::yaml::{Ctx, Fields};
-use crate::template::Template;
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// `receivers[].webhook`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct WebhookConfig {
-    pub endpoint: String,
-    /// Header values are Go templates rendered per occurrence.
-    pub headers: Vec<HeaderTemplate>,
-    pub encoding: Encoding,
-    pub tls: TlsConfig,
+pub struct WebhookConfig(pub PostConfig);
+
+impl std::ops::Deref for WebhookConfig {
+    type Target = PostConfig;
+    fn deref(&self) -> &PostConfig {
+        &self.0
+    }
 }
 
 impl ReceiverKind for WebhookConfig {
@@ -49,27 +50,7 @@ impl ReceiverKind for WebhookConfig {
     const DEFAULT_MAX_EVENTS: usize = 1;
 
     fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {
-        let endpoint = parse_url(ctx, f, "endpoint");
-        let headers = parse_headers(ctx, f);
-        let tls = TlsConfig::parse(ctx, f);
-        // Checked here, not at start: the name replaces the endpoint's host for TLS only.
-        if let (Some(_), Some(e)) = (&tls.server_name, &endpoint)
-            && let Ok(url) = reqwest::Url::parse(e)
-            && url.scheme() != "https"
-        {
-            ctx.error(
-                &format!("{}.serverName", f.path("tls")),
-                f.get("tls").map_or(f.line, |n| n.line),
-                format!("needs an https:// endpoint, not {}://", url.scheme()),
-            );
-        }
-        let encoding = Encoding::parse(ctx, f, false);
-        Some(WebhookConfig {
-            endpoint: endpoint?,
-            headers,
-            encoding: encoding?,
-            tls,
-        })
+        PostConfig::parse(ctx, f).map(WebhookConfig)
     }
 
     fn encoding(&self) -> &Encoding {
@@ -77,16 +58,7 @@ impl ReceiverKind for WebhookConfig {
     }
 
     fn templates(&self) -> Vec<(String, &str)> {
-        self.headers
-            .iter()
-            .map(|h| (format!("headers.{}", h.key), h.template.source()))
-            .collect()
-    }
-
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        WebhookSink::build(self, env.delivery.timeout)
-            .err()
-            .unwrap_or_default()
+        self.0.templates()
     }
 
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
@@ -103,7 +75,7 @@ pub struct WebhookSink {
     endpoint: String,
     /// The endpoint's `host[:port]`, sent as `Host` when the URL's host is `tls.serverName`.
     host: Option<HeaderValue>,
-    headers: Vec<(HeaderName, Template, String)>,
+    headers: Vec<HeaderTemplate>,
     /// The request body, built here and split off to the request: reclaimed for the next one
     /// once the request has dropped it (no allocation and fresh pages per batch).
     body: bytes::BytesMut,
@@ -117,17 +89,7 @@ impl WebhookSink {
             url: ep.url,
             endpoint: ep.display,
             host: ep.host,
-            headers: cfg
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.clone(),
-                        h.template.clone(),
-                        h.template.source().to_owned(),
-                    )
-                })
-                .collect(),
+            headers: cfg.headers.clone(),
             body: bytes::BytesMut::new(),
         })
     }
@@ -168,14 +130,7 @@ impl Sink for WebhookSink {
             if let Some(host) = &self.host {
                 headers.insert(HOST, host.clone());
             }
-            for (name, template, raw) in &self.headers {
-                // Like resmoio: a header that fails to render is sent as written. A configured
-                // header replaces ours (Content-Type, Idempotency-Key) instead of doubling it.
-                let value = template
-                    .render(batch[0].occ.value())
-                    .unwrap_or_else(|_| raw.clone());
-                headers.insert(name.clone(), header_value(&value));
-            }
+            render_headers(&self.headers, batch[0].occ.value(), &mut headers);
             let req = self
                 .client
                 .post(self.url.clone())

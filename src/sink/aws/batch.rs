@@ -1,144 +1,144 @@
-//! A worker batch as the batch APIs take it: split in order into requests of at most N entries
-//! and B bytes, sent (concurrently where order does not matter), and every entry's outcome read
-//! from the answers, so that a 200 with failed entries resends only those, and only when the
-//! failure may pass.
+//! The AWS batch APIs (sqs, sns, kinesis, firehose, eventbridge) as `http::batch::BatchApi`s:
+//! [`Aws`] adds what they share (the client, its session and credentials) to what each says in
+//! an [`AwsBatch`] (its limits, entries, request and answer); and how their answers fail per
+//! entry: an entry's error code decides whether it is resent (throttling, the service's own
+//! fault) or failed for good, and an entry the answer does not mention is resent.
 
-use std::ops::Range;
-
-use futures::StreamExt;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::client::{AwsError, Session};
-use crate::sink::SendError;
-pub use crate::sink::partial::{self, Limits, chunks};
+use super::client::{AwsClient, AwsError, Session, transient_code};
+use super::endpoint::Service;
+use crate::sink::http::batch::{BatchApi, BatchSink};
+use crate::sink::kind::{BuildEnv, Problem};
+use crate::sink::partial::{Limits, Outcomes};
+use crate::sink::{Doc, SendError};
 
-/// The outcome of every document of a batch, and whether an answer said the credentials
-/// expired.
-pub struct Outcomes {
-    docs: partial::Outcomes,
-    pub credentials_expired: bool,
-}
+/// What one AWS batch API says of itself; [`Aws`] makes it a `BatchApi`.
+pub trait AwsBatch: Clone + Send + Sync + 'static {
+    /// A document as the API takes it.
+    type Entry: Send + Sync;
+    /// A request's answer, as the protocol gives it (JSON, or the query protocol's XML).
+    type Answer: Send;
 
-impl Outcomes {
-    pub fn new(len: usize) -> Self {
-        Self {
-            docs: partial::Outcomes::new(len),
-            credentials_expired: false,
-        }
+    const LIMITS: Limits;
+
+    /// Requests of one send in flight at once; 1 keeps them in order.
+    fn concurrency(&self) -> usize {
+        1
     }
 
-    pub fn fail(&mut self, doc: usize, e: SendError) {
-        self.docs.fail(doc, e);
+    /// What a send needs before its first request besides credentials (SQS: its queue URL).
+    fn prepare<'a>(&'a mut self, _session: &'a Session) -> BoxFuture<'a, Result<(), AwsError>> {
+        async { Ok(()) }.boxed()
     }
 
-    /// A whole request failed: each of its documents gets the error.
-    pub fn fail_all(&mut self, docs: impl IntoIterator<Item = usize>, e: &AwsError) {
-        self.credentials_expired |= e.credentials_expired();
-        self.docs.fail_all(docs, &e.to_send_error());
-    }
+    fn encode(&mut self, doc: &Doc) -> Result<(Self::Entry, usize), SendError>;
 
-    /// One entry of an answer failed with `code`/`message`: transient when the code says so
-    /// or when the service says the fault is not the sender's.
-    pub fn fail_entry(
-        &mut self,
-        doc: usize,
-        what: &str,
-        code: &str,
-        message: &str,
-        sender_fault: bool,
-    ) {
-        let reason = format!("{what}: {code}: {message}");
-        let transient = super::client::transient_code(code) || !sender_fault;
-        self.fail(
-            doc,
-            if transient {
-                SendError::Transient {
-                    reason,
-                    retry_after: None,
-                }
-            } else {
-                SendError::Permanent { reason }
-            },
-        );
-    }
+    fn request<'a>(
+        &'a self,
+        session: &'a Session,
+        entries: &'a [Self::Entry],
+    ) -> BoxFuture<'a, Result<Self::Answer, AwsError>>;
 
-    /// The worker's answer (`partial::Outcomes::settle`).
-    pub fn settle(self) -> Result<(), SendError> {
-        self.docs.settle()
+    /// Records the failed entries of an answer (`docs`: the request's documents, in order).
+    fn read(&self, answer: Self::Answer, docs: &[usize], outcomes: &mut Outcomes);
+
+    /// A request failed as a whole with `e` (SQS forgets a queue URL that is gone).
+    fn failed(&mut self, _e: &AwsError) {}
+}
+
+/// An AWS batch API with its client: one service, region and credentials, shared by the lanes.
+#[derive(Clone)]
+pub struct Aws<K> {
+    client: AwsClient,
+    kind: K,
+}
+
+impl<K: AwsBatch> Aws<K> {
+    /// The sink of `kind` at `service` in `region` (else the environment's), with the AWS
+    /// environment `vars` (`std::env::var` in production).
+    pub fn sink(
+        service: &'static Service,
+        region: Option<&str>,
+        env: &BuildEnv,
+        vars: &dyn Fn(&str) -> Option<String>,
+        kind: K,
+    ) -> Result<BatchSink<Aws<K>>, Vec<Problem>> {
+        let client = AwsClient::build(service, region, env.delivery.timeout, vars)?;
+        tracing::debug!(receiver = env.receiver, endpoint = %client.endpoint, credentials = %client.credentials_source(), "{} client", service.name);
+        Ok(BatchSink::new(Aws { client, kind }))
     }
 }
 
-/// Runs `send` for every range, at most `concurrency` at a time (1: one after the other, in
-/// order), and returns each range with its result, in order.
-pub async fn run<'a, T, F, Fut>(
-    ranges: Vec<Range<usize>>,
-    concurrency: usize,
-    send: F,
-) -> Vec<(Range<usize>, Result<T, AwsError>)>
-where
-    F: Fn(Range<usize>) -> Fut,
-    Fut: std::future::Future<Output = Result<T, AwsError>> + 'a,
-{
-    futures::stream::iter(ranges.into_iter().map(|r| {
-        let fut = send(r.clone());
-        async move { (r, fut.await) }
-    }))
-    .buffered(concurrency.max(1))
-    .collect()
-    .await
-}
+impl<K: AwsBatch> BatchApi for Aws<K> {
+    type Target = Session;
+    type Entry = K::Entry;
+    type Answer = K::Answer;
+    type Error = AwsError;
 
-/// One entry of a batch request, ready to send: the document it carries (index in the worker
-/// batch), the entry's JSON and its size as the API counts it.
-pub struct Entry {
-    pub doc: usize,
-    pub json: Value,
-    pub size: usize,
-}
+    fn limits(&self) -> Limits {
+        K::LIMITS
+    }
 
-/// A JSON-protocol batch API.
-pub struct JsonApi<'a> {
-    /// `Kinesis_20131202.PutRecords`.
-    pub target: &'a str,
-    pub content_type: &'static str,
-    pub limits: Limits,
-    /// Requests in flight at once (1 where order matters).
-    pub concurrency: usize,
-}
+    fn concurrency(&self) -> usize {
+        self.kind.concurrency()
+    }
 
-/// Sends `entries` in requests within `api.limits` (`envelope` makes a request's body from its
-/// entries), and reads each answer with `read` (the answer, the request's documents in order,
-/// the outcomes). A request that failed as a whole fails each of its documents; its error is
-/// returned too, for the caller's own handling (a queue that vanished).
-pub async fn send_json(
-    session: &Session,
-    api: &JsonApi<'_>,
-    entries: &[Entry],
-    envelope: impl Fn(Vec<Value>) -> Value,
-    read: impl Fn(&Value, &[usize], &mut Outcomes),
-    outcomes: &mut Outcomes,
-) -> Vec<AwsError> {
-    let sizes: Vec<usize> = entries.iter().map(|e| e.size).collect();
-    let ranges = chunks(&sizes, api.limits);
-    let envelope = &envelope;
-    let results = run(ranges, api.concurrency, |r| async move {
-        let list: Vec<Value> = entries[r].iter().map(|e| e.json.clone()).collect();
-        let body = serde_json::to_vec(&envelope(list)).expect("JSON serializes");
-        session.json(api.target, api.content_type, body).await
-    })
-    .await;
-    let mut errors = Vec::new();
-    for (range, result) in results {
-        let docs: Vec<usize> = entries[range].iter().map(|e| e.doc).collect();
-        match result {
-            Ok(v) => read(&v, &docs, outcomes),
-            Err(e) => {
-                outcomes.fail_all(docs, &e);
-                errors.push(e);
+    fn target<'a>(&'a mut self, _: &'a [Doc]) -> BoxFuture<'a, Result<Session, SendError>> {
+        async move {
+            let session = self.client.session().await?;
+            if let Err(e) = self.kind.prepare(&session).await {
+                return Err(self.client.failed(&e));
             }
+            Ok(session)
         }
+        .boxed()
     }
-    errors
+
+    fn encode(&mut self, _: &Session, doc: &Doc) -> Result<(K::Entry, usize), SendError> {
+        self.kind.encode(doc)
+    }
+
+    fn request<'a>(
+        &'a self,
+        session: &'a Session,
+        entries: &'a [K::Entry],
+    ) -> BoxFuture<'a, Result<K::Answer, AwsError>> {
+        self.kind.request(session, entries)
+    }
+
+    fn read(&self, answer: K::Answer, _: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
+        self.kind.read(answer, docs, outcomes);
+    }
+
+    fn failed(&mut self, e: AwsError) -> SendError {
+        self.kind.failed(&e);
+        self.client.failed(&e)
+    }
+}
+
+/// One entry of an answer failed with `code`/`message`: transient when the code says so or when
+/// the service says the fault is not the sender's.
+pub fn fail_entry(
+    outcomes: &mut Outcomes,
+    doc: usize,
+    what: &str,
+    (code, message, sender_fault): (&str, &str, bool),
+) {
+    let reason = format!("{what}: {code}: {message}");
+    outcomes.fail(
+        doc,
+        if transient_code(code) || !sender_fault {
+            SendError::Transient {
+                reason,
+                retry_after: None,
+            }
+        } else {
+            SendError::Permanent { reason }
+        },
+    );
 }
 
 /// An answer listing one result per entry, in the request's order, a failed one with
@@ -151,7 +151,7 @@ pub fn read_in_order(what: &str, list: &str, v: &Value, docs: &[usize], outcomes
             Some(r) => {
                 if let Some(code) = r.get("ErrorCode").and_then(Value::as_str) {
                     let message = r.get("ErrorMessage").and_then(Value::as_str).unwrap_or("");
-                    outcomes.fail_entry(*doc, what, code, message, true);
+                    fail_entry(outcomes, *doc, what, (code, message, true));
                 }
             }
             None => outcomes.fail(
@@ -165,38 +165,86 @@ pub fn read_in_order(what: &str, list: &str, v: &Value, docs: &[usize], outcomes
     }
 }
 
+/// An answer naming its entries by `Id` (their position in the request) in a `Successful` and a
+/// `Failed` list (SQS SendMessageBatch, SNS PublishBatch): each failed one with its code,
+/// message and whether the fault is the sender's. An entry in neither list is resent.
+pub fn read_by_id<S: AsRef<str>>(
+    what: &str,
+    successful: impl IntoIterator<Item = S>,
+    failed: impl IntoIterator<Item = (S, S, S, bool)>,
+    docs: &[usize],
+    outcomes: &mut Outcomes,
+) {
+    let mut answered = vec![false; docs.len()];
+    let id = |s: &S| s.as_ref().parse::<usize>().ok().filter(|i| *i < docs.len());
+    for i in successful.into_iter().filter_map(|s| id(&s)) {
+        answered[i] = true;
+    }
+    for (s, code, message, sender_fault) in failed {
+        if let Some(i) = id(&s) {
+            answered[i] = true;
+            let error = (code.as_ref(), message.as_ref(), sender_fault);
+            fail_entry(outcomes, docs[i], what, error);
+        }
+    }
+    for (i, done) in answered.into_iter().enumerate() {
+        if !done {
+            outcomes.fail(
+                docs[i],
+                SendError::Transient {
+                    reason: format!("{what}: entry {i} is in neither Successful nor Failed"),
+                    retry_after: None,
+                },
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn outcomes_settle_into_one_error_or_a_per_document_answer() {
-        assert!(Outcomes::new(3).settle().is_ok());
-        let mut o = Outcomes::new(3);
-        o.fail_entry(1, "SQS", "ThrottlingException", "slow down", true);
-        o.fail_entry(2, "SQS", "InvalidParameterValue", "bad", true);
-        match o.settle() {
-            Err(SendError::Partial(list)) => {
-                assert_eq!(list.len(), 2);
-                assert!(matches!(list[0], (1, SendError::Transient { .. })));
-                assert!(matches!(list[1], (2, SendError::Permanent { .. })));
-            }
-            other => panic!("{other:?}"),
-        }
+    fn failed_entries_are_resent_when_the_code_or_the_service_says_so() {
+        let mut o = Outcomes::new(4);
+        fail_entry(&mut o, 1, "SQS", ("ThrottlingException", "slow down", true));
+        fail_entry(&mut o, 2, "SQS", ("InvalidParameterValue", "bad", true));
         // The service's own fault is retried whatever the code.
-        let mut o = Outcomes::new(1);
-        o.fail_entry(0, "SNS", "InternalError", "oops", false);
-        assert!(matches!(o.settle(), Err(SendError::Transient { .. })));
-        let mut o = Outcomes::new(2);
-        let e = AwsError {
-            action: "x".into(),
-            status: None,
-            headers: Default::default(),
-            code: String::new(),
-            message: "connection refused".into(),
-            sender_fault: false,
+        fail_entry(&mut o, 3, "SNS", ("InternalError", "oops", false));
+        let Err(SendError::Partial(list)) = o.settle() else {
+            panic!("expected a per-document answer")
         };
-        o.fail_all(0..2, &e);
-        assert!(matches!(o.settle(), Err(SendError::Transient { .. })));
+        assert!(matches!(list[0], (1, SendError::Transient { .. })));
+        assert!(matches!(list[1], (2, SendError::Permanent { .. })));
+        assert!(matches!(list[2], (3, SendError::Transient { .. })));
+    }
+
+    #[test]
+    fn entries_are_read_by_id_and_one_in_neither_list_is_resent() {
+        let mut o = Outcomes::new(6);
+        // The request held documents 2, 3 and 5 of the batch.
+        read_by_id(
+            "SQS SendMessageBatch",
+            ["0", "9"],
+            [("1", "InvalidParameterValue", "bad", true)],
+            &[2, 3, 5],
+            &mut o,
+        );
+        let Err(SendError::Partial(list)) = o.settle() else {
+            panic!("expected a per-document answer")
+        };
+        assert_eq!(list.len(), 2);
+        assert!(matches!(list[0], (3, SendError::Permanent { .. })));
+        assert_eq!(
+            list[1],
+            (
+                5,
+                SendError::Transient {
+                    reason: "SQS SendMessageBatch: entry 2 is in neither Successful nor Failed"
+                        .into(),
+                    retry_after: None
+                }
+            )
+        );
     }
 }

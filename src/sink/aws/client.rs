@@ -8,6 +8,8 @@
 use std::time::Duration;
 
 use aws_credential_types::Credentials;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 
@@ -17,7 +19,7 @@ use super::profile::Files;
 use super::signing::sign;
 use super::xml;
 use crate::sink::SendError;
-use crate::sink::http::USER_AGENT;
+use crate::sink::http;
 use crate::sink::http::answer::{Answer, classify, snippet};
 use crate::sink::kind::Problem;
 use crate::telemetry::error_chain;
@@ -69,13 +71,8 @@ impl AwsClient {
         let source = Source::resolve(env, &files, &region)
             .map_err(|why| problems.push(("credentials", why)))
             .ok();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|e| problems.push(("region", format!("HTTP client: {}", error_chain(&e)))))
+        let http = http::client(timeout)
+            .map_err(|why| problems.push(("region", why)))
             .ok();
         match (url, source, http) {
             (Some(endpoint), Some(source), Some(http)) if problems.is_empty() => Ok(AwsClient {
@@ -117,6 +114,15 @@ impl AwsClient {
     /// The service refused the credentials as expired: fetch new ones for the next attempt.
     pub fn invalidate_credentials(&mut self) {
         self.chain.invalidate();
+    }
+
+    /// A request that failed as a whole, as the worker takes it; credentials refused as expired
+    /// are fetched again for the next attempt.
+    pub fn failed(&mut self, e: &AwsError) -> SendError {
+        if e.credentials_expired() {
+            self.invalidate_credentials();
+        }
+        e.to_send_error()
     }
 }
 
@@ -163,6 +169,17 @@ impl Session {
             });
         }
         Err(self.json_error(action, answer))
+    }
+
+    /// [`json`](Self::json) with a JSON `body`, as a batch API sends a request.
+    pub fn call<'a>(
+        &'a self,
+        target: &'a str,
+        content_type: &'static str,
+        body: &serde_json::Value,
+    ) -> BoxFuture<'a, Result<serde_json::Value, AwsError>> {
+        let body = serde_json::to_vec(body).expect("JSON serializes");
+        self.json(target, content_type, body).boxed()
     }
 
     /// A query-protocol call (SNS): `form` is the URL-encoded body with `Action` and `Version`;

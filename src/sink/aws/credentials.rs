@@ -519,13 +519,7 @@ pub fn parse_expiry(s: &str) -> Result<SystemTime, String> {
 mod tests {
     use super::*;
 
-    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| {
-            vars.iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use crate::sink::testing::vars as env;
 
     fn resolve(vars: &[(&str, &str)], files: &Files) -> Result<Source, String> {
         Source::resolve(&env(vars), files, "eu-west-1")

@@ -189,13 +189,7 @@ pub fn looks_like_region(r: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| {
-            vars.iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use crate::sink::testing::vars as env;
 
     #[test]
     fn endpoints_follow_the_sdk_order() {

@@ -9,18 +9,19 @@
 //! `ThrottlingException` and `InternalFailure` are resent, anything else (`MalformedDetail`,
 //! `InvalidArgument`, `NotAuthorizedForSourceException`) is permanent.
 
-use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::batch::{self, Entry, JsonApi, Limits, Outcomes};
-use super::client::{AwsClient, JSON_1_1, process_env};
+use super::batch::{Aws, AwsBatch, read_in_order};
+use super::client::{AwsError, JSON_1_1, Session, process_env};
 use super::endpoint::EVENTBRIDGE;
 use super::{parse_region, region_warnings};
 use crate::config::yaml::{Ctx, Fields};
+use crate::sink::http::batch::BatchSink;
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
-use crate::sink::render::{Renderer, opt_template};
+use crate::sink::partial::{Limits, Outcomes};
+use crate::sink::render::{Renderer, named, required_template};
 use crate::sink::{Doc, SendError, Sink};
 use crate::template::Template;
 
@@ -58,16 +59,7 @@ impl ReceiverKind for EventBridgeConfig {
 
     fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {
         let required = |ctx: &mut Ctx, key: &str| {
-            let before = ctx.errors.len();
-            let t = opt_template(ctx, f, key);
-            if t.is_none() && ctx.errors.len() == before {
-                ctx.error(
-                    &f.path(key),
-                    f.get(key).map_or(f.line, |n| n.line),
-                    "is required (PutEvents refuses an entry without it)",
-                );
-            }
-            t
+            required_template(ctx, f, key, "PutEvents refuses an entry without it")
         };
         let detail_type = required(ctx, "detailType");
         let source = required(ctx, "source");
@@ -97,20 +89,12 @@ impl ReceiverKind for EventBridgeConfig {
     }
 
     fn templates(&self) -> Vec<(String, &str)> {
-        vec![
-            ("detailType".to_owned(), self.detail_type.source()),
-            ("source".to_owned(), self.source.source()),
-        ]
+        let (detail_type, source) = (Some(&self.detail_type), Some(&self.source));
+        named([("detailType", detail_type), ("source", source)]).collect()
     }
 
     fn warnings(&self) -> Vec<Problem> {
         region_warnings(self.region.as_deref())
-    }
-
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        EventBridgeSink::build(self, env, &process_env)
-            .err()
-            .unwrap_or_default()
     }
 
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
@@ -118,12 +102,14 @@ impl ReceiverKind for EventBridgeConfig {
     }
 }
 
+/// PutEvents of rendered entries.
 #[derive(Clone)]
-pub struct EventBridgeSink {
-    client: AwsClient,
+pub struct EventBridge {
     cfg: EventBridgeConfig,
     renderer: Renderer,
 }
+
+pub type EventBridgeSink = BatchSink<Aws<EventBridge>>;
 
 impl EventBridgeSink {
     pub fn build(
@@ -131,20 +117,25 @@ impl EventBridgeSink {
         env: &BuildEnv,
         vars: &dyn Fn(&str) -> Option<String>,
     ) -> Result<EventBridgeSink, Vec<Problem>> {
-        let client = AwsClient::build(
-            &EVENTBRIDGE,
-            cfg.region.as_deref(),
-            env.delivery.timeout,
-            vars,
-        )?;
-        Ok(EventBridgeSink {
-            client,
+        let kind = EventBridge {
             cfg: cfg.clone(),
             renderer: Renderer::new(env.receiver),
-        })
+        };
+        Aws::sink(&EVENTBRIDGE, cfg.region.as_deref(), env, vars, kind)
+    }
+}
+
+impl AwsBatch for EventBridge {
+    type Entry = Value;
+    type Answer = Value;
+    const LIMITS: Limits = LIMITS;
+
+    fn concurrency(&self) -> usize {
+        CONCURRENCY
     }
 
-    fn entry(&mut self, i: usize, doc: &Doc) -> Result<Entry, SendError> {
+    /// `Source` and `DetailType` rendered, the document as `Detail`, the event's own time.
+    fn encode(&mut self, doc: &Doc) -> Result<(Value, usize), SendError> {
         let detail = std::str::from_utf8(&doc.body).map_err(|e| SendError::Permanent {
             reason: format!("the document is not UTF-8 text: {e}"),
         })?;
@@ -180,56 +171,23 @@ impl EventBridgeSink {
         if let Some(bus) = &self.cfg.event_bus_name {
             e["EventBusName"] = json!(bus);
         }
-        Ok(Entry {
-            doc: i,
-            json: e,
-            size,
-        })
-    }
-}
-
-impl Sink for EventBridgeSink {
-    fn lane(&self) -> Option<Box<dyn Sink>> {
-        Some(Box::new(self.clone()))
+        Ok((e, size))
     }
 
-    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
-        async move {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let session = self.client.session().await?;
-            let mut outcomes = Outcomes::new(batch.len());
-            let mut entries = Vec::with_capacity(batch.len());
-            for (i, doc) in batch.iter().enumerate() {
-                match self.entry(i, doc) {
-                    Ok(e) => entries.push(e),
-                    Err(err) => outcomes.fail(i, err),
-                }
-            }
-            let api = JsonApi {
-                target: "AWSEvents.PutEvents",
-                content_type: JSON_1_1,
-                limits: LIMITS,
-                concurrency: CONCURRENCY,
-            };
-            batch::send_json(
-                &session,
-                &api,
-                &entries,
-                |list| json!({ "Entries": list }),
-                |v: &Value, docs, o| {
-                    batch::read_in_order("EventBridge PutEvents", "Entries", v, docs, o)
-                },
-                &mut outcomes,
-            )
-            .await;
-            if outcomes.credentials_expired {
-                self.client.invalidate_credentials();
-            }
-            outcomes.settle()
-        }
-        .boxed()
+    fn request<'a>(
+        &'a self,
+        session: &'a Session,
+        entries: &'a [Value],
+    ) -> BoxFuture<'a, Result<Value, AwsError>> {
+        session.call(
+            "AWSEvents.PutEvents",
+            JSON_1_1,
+            &json!({ "Entries": entries }),
+        )
+    }
+
+    fn read(&self, v: Value, docs: &[usize], outcomes: &mut Outcomes) {
+        read_in_order("EventBridge PutEvents", "Entries", &v, docs, outcomes);
     }
 }
 

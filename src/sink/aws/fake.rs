@@ -8,11 +8,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use axum::{Router, extract::State, routing::post};
-use serde_json::{Value, json};
-
-use crate::config::{Config, parse};
-use crate::event::{Event, Occurrence};
-use crate::sink::Doc;
+use serde_json::Value;
 
 #[derive(Debug, Clone)]
 pub struct Req {
@@ -124,62 +120,4 @@ async fn serve(
     };
     let (status, body) = (s.handler)(&req, n);
     (axum::http::StatusCode::from_u16(status).unwrap(), body)
-}
-
-/// A config with one receiver `r` of `kind` with `yaml` (indented by 6) under it.
-pub fn config(kind: &str, yaml: &str) -> Config {
-    let text = format!(
-        "route:\n  routes:\n    - match:\n        - receiver: r\nreceivers:\n  - name: r\n    {kind}:\n{yaml}"
-    );
-    parse(&text, &|_| None).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
-
-/// The errors of such a config, as `path: message`.
-pub fn errors(kind: &str, yaml: &str) -> Vec<String> {
-    let text = format!(
-        "route:\n  routes:\n    - match:\n        - receiver: r\nreceivers:\n  - name: r\n    {kind}:\n{yaml}"
-    );
-    match parse(&text, &|_| None) {
-        Ok(_) => panic!("expected errors for:\n{text}"),
-        Err(e) => e
-            .errors
-            .iter()
-            .map(|e| format!("{}: {}", e.path, e.message))
-            .collect(),
-    }
-}
-
-/// `n` documents: the events `uid-i` of objects `obj-{i % 3}`, count 1.
-pub fn docs(n: usize) -> Vec<Doc> {
-    (0..n)
-        .map(|i| {
-            let e: Event = serde_json::from_value(json!({
-                "metadata": {"uid": format!("uid-{i}"), "namespace": "ns", "name": format!("e{i}")},
-                "involvedObject": {"kind": "Pod", "name": format!("p{}", i % 3), "uid": format!("obj-{}", i % 3)},
-                "reason": "BackOff", "count": 1, "type": "Warning", "message": format!("m{i}"),
-                "lastTimestamp": "2024-05-06T07:08:09Z",
-            }))
-            .unwrap();
-            let occ = Arc::new(Occurrence::new(e));
-            Doc {
-                key: occ.key.clone(),
-                body: occ.json().clone(),
-                occ,
-            }
-        })
-        .collect()
-}
-
-/// Runs `f` with a BuildEnv for the first receiver of `cfg`.
-pub fn with_env<T>(cfg: &Config, f: impl FnOnce(&crate::sink::BuildEnv) -> T) -> T {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let stdout = || -> crate::sink::stdout::Writer { Box::new(tokio::io::sink()) };
-    let metrics = crate::telemetry::Metrics::default();
-    let env = crate::sink::BuildEnv {
-        receiver: "r",
-        delivery: &cfg.receivers[0].delivery,
-        stdout: &stdout,
-        metrics: &metrics,
-    };
-    f(&env)
 }

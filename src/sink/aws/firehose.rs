@@ -8,17 +8,18 @@
 //! `InternalFailure` are resent, anything else is permanent.
 
 use base64::Engine;
-use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::batch::{self, Entry, JsonApi, Limits, Outcomes};
-use super::client::{AwsClient, JSON_1_1, process_env};
+use super::batch::{Aws, AwsBatch, read_in_order};
+use super::client::{AwsError, JSON_1_1, Session, process_env};
 use super::endpoint::FIREHOSE;
 use super::{parse_arn, parse_region, region_warnings};
 use crate::config::yaml::{Ctx, Fields};
+use crate::sink::http::batch::BatchSink;
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
+use crate::sink::partial::{Limits, Outcomes};
 use crate::sink::{Doc, SendError, Sink};
 
 /// PutRecordBatch's limits: 500 records, 4 MiB.
@@ -77,22 +78,18 @@ impl ReceiverKind for FirehoseConfig {
         region_warnings(self.region.as_deref())
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        FirehoseSink::build(self, env, &process_env)
-            .err()
-            .unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
         Ok(Box::new(FirehoseSink::build(self, env, &process_env)?))
     }
 }
 
+/// PutRecordBatch to one delivery stream.
 #[derive(Clone)]
-pub struct FirehoseSink {
-    client: AwsClient,
+pub struct Firehose {
     stream: String,
 }
+
+pub type FirehoseSink = BatchSink<Aws<Firehose>>;
 
 impl FirehoseSink {
     pub fn build(
@@ -100,75 +97,55 @@ impl FirehoseSink {
         env: &BuildEnv,
         vars: &dyn Fn(&str) -> Option<String>,
     ) -> Result<FirehoseSink, Vec<Problem>> {
-        let client =
-            AwsClient::build(&FIREHOSE, cfg.region.as_deref(), env.delivery.timeout, vars)?;
-        Ok(FirehoseSink {
-            client,
-            stream: cfg.delivery_stream.clone(),
-        })
+        let stream = cfg.delivery_stream.clone();
+        Aws::sink(
+            &FIREHOSE,
+            cfg.region.as_deref(),
+            env,
+            vars,
+            Firehose { stream },
+        )
     }
 }
 
-fn entry(i: usize, doc: &Doc) -> Result<Entry, SendError> {
-    let size = doc.body.len() + 1;
-    if size > MAX_RECORD {
-        return Err(SendError::Permanent {
-            reason: format!("a record of {size} bytes is over Firehose's limit of {MAX_RECORD}"),
-        });
-    }
-    let mut data = Vec::with_capacity(size);
-    data.extend_from_slice(&doc.body);
-    data.push(b'\n');
-    Ok(Entry {
-        doc: i,
-        json: json!({ "Data": base64::engine::general_purpose::STANDARD.encode(&data) }),
-        size,
-    })
-}
+impl AwsBatch for Firehose {
+    type Entry = Value;
+    type Answer = Value;
+    const LIMITS: Limits = LIMITS;
 
-impl Sink for FirehoseSink {
-    fn lane(&self) -> Option<Box<dyn Sink>> {
-        Some(Box::new(self.clone()))
+    fn concurrency(&self) -> usize {
+        CONCURRENCY
     }
 
-    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
-        async move {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let session = self.client.session().await?;
-            let mut outcomes = Outcomes::new(batch.len());
-            let mut entries = Vec::with_capacity(batch.len());
-            for (i, doc) in batch.iter().enumerate() {
-                match entry(i, doc) {
-                    Ok(e) => entries.push(e),
-                    Err(err) => outcomes.fail(i, err),
-                }
-            }
-            let api = JsonApi {
-                target: "Firehose_20150804.PutRecordBatch",
-                content_type: JSON_1_1,
-                limits: LIMITS,
-                concurrency: CONCURRENCY,
-            };
-            let stream = &self.stream;
-            batch::send_json(
-                &session,
-                &api,
-                &entries,
-                |records| json!({ "DeliveryStreamName": stream, "Records": records }),
-                |v: &Value, docs, o| {
-                    batch::read_in_order("Firehose PutRecordBatch", "RequestResponses", v, docs, o)
-                },
-                &mut outcomes,
-            )
-            .await;
-            if outcomes.credentials_expired {
-                self.client.invalidate_credentials();
-            }
-            outcomes.settle()
+    /// The document and a newline.
+    fn encode(&mut self, doc: &Doc) -> Result<(Value, usize), SendError> {
+        let size = doc.body.len() + 1;
+        if size > MAX_RECORD {
+            return Err(SendError::Permanent {
+                reason: format!(
+                    "a record of {size} bytes is over Firehose's limit of {MAX_RECORD}"
+                ),
+            });
         }
-        .boxed()
+        let mut data = Vec::with_capacity(size);
+        data.extend_from_slice(&doc.body);
+        data.push(b'\n');
+        let data = base64::engine::general_purpose::STANDARD.encode(&data);
+        Ok((json!({ "Data": data }), size))
+    }
+
+    fn request<'a>(
+        &'a self,
+        session: &'a Session,
+        records: &'a [Value],
+    ) -> BoxFuture<'a, Result<Value, AwsError>> {
+        let body = json!({ "DeliveryStreamName": self.stream, "Records": records });
+        session.call("Firehose_20150804.PutRecordBatch", JSON_1_1, &body)
+    }
+
+    fn read(&self, v: Value, docs: &[usize], outcomes: &mut Outcomes) {
+        let what = "Firehose PutRecordBatch";
+        read_in_order(what, "RequestResponses", &v, docs, outcomes);
     }
 }
 

@@ -8,17 +8,18 @@
 //! `InternalFailure` and KMS throttling are resent, anything else is permanent.
 
 use base64::Engine;
-use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::batch::{self, Entry, JsonApi, Limits, Outcomes};
-use super::client::{AwsClient, JSON_1_1, process_env};
+use super::batch::{Aws, AwsBatch, read_in_order};
+use super::client::{AwsError, JSON_1_1, Session, process_env};
 use super::endpoint::KINESIS;
 use super::{bounded_key, object_uid, parse_arn, parse_region, region_warnings};
 use crate::config::yaml::{Ctx, Fields};
+use crate::sink::http::batch::BatchSink;
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
+use crate::sink::partial::{Limits, Outcomes};
 use crate::sink::{Doc, SendError, Sink};
 
 /// PutRecords' limits: 500 records, 5 MiB of data and partition keys.
@@ -104,23 +105,19 @@ impl ReceiverKind for KinesisConfig {
         w
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        KinesisSink::build(self, env, &process_env)
-            .err()
-            .unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
         Ok(Box::new(KinesisSink::build(self, env, &process_env)?))
     }
 }
 
+/// PutRecords to one stream.
 #[derive(Clone)]
-pub struct KinesisSink {
-    client: AwsClient,
+pub struct Kinesis {
     /// `StreamName` or `StreamARN`, and its value.
     stream: (&'static str, String),
 }
+
+pub type KinesisSink = BatchSink<Aws<Kinesis>>;
 
 impl KinesisSink {
     pub fn build(
@@ -129,86 +126,49 @@ impl KinesisSink {
         vars: &dyn Fn(&str) -> Option<String>,
     ) -> Result<KinesisSink, Vec<Problem>> {
         let region = cfg.arn_region().or(cfg.region.as_deref());
-        let client = AwsClient::build(&KINESIS, region, env.delivery.timeout, vars)?;
         let field = if parse_arn(&cfg.stream).is_some() {
             "StreamARN"
         } else {
             "StreamName"
         };
-        Ok(KinesisSink {
-            client,
-            stream: (field, cfg.stream.clone()),
-        })
+        let stream = (field, cfg.stream.clone());
+        Aws::sink(&KINESIS, region, env, vars, Kinesis { stream })
     }
 }
 
-fn entry(i: usize, doc: &Doc) -> Result<Entry, SendError> {
-    let key = bounded_key(object_uid(doc), MAX_PARTITION_KEY);
-    let size = doc.body.len() + key.len();
-    if size > MAX_RECORD {
-        return Err(SendError::Permanent {
-            reason: format!(
-                "a record of {size} bytes (data and partition key) is over Kinesis's limit of {MAX_RECORD}"
-            ),
-        });
-    }
-    Ok(Entry {
-        doc: i,
-        json: json!({
-            "Data": base64::engine::general_purpose::STANDARD.encode(&doc.body),
-            "PartitionKey": key,
-        }),
-        size,
-    })
-}
+impl AwsBatch for Kinesis {
+    type Entry = Value;
+    type Answer = Value;
+    const LIMITS: Limits = LIMITS;
 
-impl Sink for KinesisSink {
-    fn lane(&self) -> Option<Box<dyn Sink>> {
-        Some(Box::new(self.clone()))
-    }
-
-    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
-        async move {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let session = self.client.session().await?;
-            let mut outcomes = Outcomes::new(batch.len());
-            let mut entries = Vec::with_capacity(batch.len());
-            for (i, doc) in batch.iter().enumerate() {
-                match entry(i, doc) {
-                    Ok(e) => entries.push(e),
-                    Err(err) => outcomes.fail(i, err),
-                }
-            }
-            let api = JsonApi {
-                target: "Kinesis_20131202.PutRecords",
-                content_type: JSON_1_1,
-                limits: LIMITS,
-                concurrency: 1,
-            };
-            let (field, stream) = &self.stream;
-            batch::send_json(
-                &session,
-                &api,
-                &entries,
-                |records| {
-                    let mut body = json!({ "Records": records });
-                    body[*field] = json!(stream);
-                    body
-                },
-                |v: &Value, docs, o| {
-                    batch::read_in_order("Kinesis PutRecords", "Records", v, docs, o)
-                },
-                &mut outcomes,
-            )
-            .await;
-            if outcomes.credentials_expired {
-                self.client.invalidate_credentials();
-            }
-            outcomes.settle()
+    /// The partition key is the involved object's uid.
+    fn encode(&mut self, doc: &Doc) -> Result<(Value, usize), SendError> {
+        let key = bounded_key(object_uid(doc), MAX_PARTITION_KEY);
+        let size = doc.body.len() + key.len();
+        if size > MAX_RECORD {
+            return Err(SendError::Permanent {
+                reason: format!(
+                    "a record of {size} bytes (data and partition key) is over Kinesis's limit of {MAX_RECORD}"
+                ),
+            });
         }
-        .boxed()
+        let data = base64::engine::general_purpose::STANDARD.encode(&doc.body);
+        Ok((json!({ "Data": data, "PartitionKey": key }), size))
+    }
+
+    fn request<'a>(
+        &'a self,
+        session: &'a Session,
+        records: &'a [Value],
+    ) -> BoxFuture<'a, Result<Value, AwsError>> {
+        let (field, stream) = &self.stream;
+        let mut body = json!({ "Records": records });
+        body[*field] = json!(stream);
+        session.call("Kinesis_20131202.PutRecords", JSON_1_1, &body)
+    }
+
+    fn read(&self, v: Value, docs: &[usize], outcomes: &mut Outcomes) {
+        read_in_order("Kinesis PutRecords", "Records", &v, docs, outcomes);
     }
 }
 

@@ -6,7 +6,11 @@
 //! - endpoint.rs: the region and each service's endpoint (`AWS_ENDPOINT_URL_<SERVICE>`, …);
 //! - signing.rs: SigV4 (`aws-sigv4`);
 //! - client.rs: the JSON and query protocols, the services' errors and which are retried;
-//! - batch.rs: a worker batch split by the batch APIs' limits, and each entry's outcome.
+//! - batch.rs: how the batch APIs answer per entry.
+//!
+//! The batch kinds (sqs, sns, kinesis, firehose, eventbridge) are `http::batch::BatchApi`s:
+//! their limits, entries, request and answer; the sending, splitting and settling is shared with
+//! the Google kinds. opscenter creates one OpsItem per request and sends on its own.
 //!
 //! Why `aws-sigv4` + reqwest rather than the `aws-sdk-*` crates: the receivers use one call each
 //! (SendMessageBatch, PublishBatch, PutRecords, PutRecordBatch, PutEvents, CreateOpsItem) and
@@ -33,8 +37,9 @@ mod xml;
 
 pub use signing::Signer;
 
-use super::Doc;
 use super::kind::Problem;
+use super::partial::Limits;
+use super::{Doc, SendError};
 use crate::config::yaml::{Ctx, Fields};
 
 /// The `region` key every AWS kind has (unset: the environment's, then the profile's).
@@ -75,6 +80,49 @@ pub fn fifo_id(s: &str) -> String {
     } else {
         hex_sha256(s.as_bytes())
     }
+}
+
+/// SQS SendMessageBatch's and SNS PublishBatch's limits: 10 messages, 256 KiB in all (for SQS
+/// the classic queue size limit: a queue created with a larger `MaximumMessageSize` still takes
+/// them).
+pub const MESSAGE_BATCH: Limits = Limits {
+    entries: 10,
+    bytes: 256 * 1024,
+};
+
+/// Requests of one batch in flight at once to a queue or topic: five, or one after the other to
+/// a FIFO one, which keeps its order.
+pub fn message_requests(fifo: bool) -> usize {
+    if fifo { 1 } else { 5 }
+}
+
+/// A FIFO queue or topic (its name ends in `.fifo`).
+pub fn is_fifo(name: &str) -> bool {
+    name.ends_with(".fifo")
+}
+
+/// The message attribute of SQS and SNS messages that carries the occurrence key.
+pub const KEY_ATTRIBUTE: &str = "occurrence_key";
+
+/// An SQS or SNS message: the document as text and the message's size as `service` counts it
+/// (the body and the occurrence-key attribute), or why it cannot be sent.
+pub fn message<'a>(doc: &'a Doc, service: &str, max: usize) -> Result<(&'a str, usize), SendError> {
+    let body = std::str::from_utf8(&doc.body).map_err(|e| SendError::Permanent {
+        reason: format!("the document is not UTF-8 text: {e}"),
+    })?;
+    let size = body.len() + KEY_ATTRIBUTE.len() + "String".len() + doc.key.len();
+    if size > max {
+        return Err(SendError::Permanent {
+            reason: format!("a message of {size} bytes is over {service}'s limit of {max} bytes"),
+        });
+    }
+    Ok((body, size))
+}
+
+/// A FIFO message's `MessageGroupId` (the involved object: its occurrences in order) and
+/// `MessageDeduplicationId` (the occurrence key: a replay is dropped).
+pub fn fifo_ids(doc: &Doc) -> (String, String) {
+    (fifo_id(object_uid(doc)), fifo_id(&doc.key))
 }
 
 /// The parts of an ARN `arn:partition:service:region:account:resource`.

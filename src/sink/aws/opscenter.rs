@@ -22,7 +22,8 @@ use crate::config::yaml::{Ctx, Fields};
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
 use crate::sink::render::{
-    DEFAULT_MESSAGE, Renderer, opt_template, template_list, template_map, truncate,
+    DEFAULT_MESSAGE, Renderer, keyed, listed, named, opt_template, required_template,
+    template_list, template_map, truncate,
 };
 use crate::sink::{Doc, SendError, Sink};
 use crate::telemetry::Metrics;
@@ -83,16 +84,7 @@ impl ReceiverKind for OpsCenterConfig {
     fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {
         let before = ctx.errors.len();
         let required = |ctx: &mut Ctx, key: &str| {
-            let before = ctx.errors.len();
-            let t = opt_template(ctx, f, key);
-            if t.is_none() && ctx.errors.len() == before {
-                ctx.error(
-                    &f.path(key),
-                    f.get(key).map_or(f.line, |n| n.line),
-                    "is required (CreateOpsItem refuses an OpsItem without it)",
-                );
-            }
-            t
+            required_template(ctx, f, key, "CreateOpsItem refuses an OpsItem without it")
         };
         let title = required(ctx, "title");
         let description = required(ctx, "description");
@@ -148,43 +140,23 @@ impl ReceiverKind for OpsCenterConfig {
     }
 
     fn templates(&self) -> Vec<(String, &str)> {
-        let mut out = vec![
-            ("title".to_owned(), self.title.source()),
-            ("description".to_owned(), self.description.source()),
-            ("source".to_owned(), self.source.source()),
-        ];
-        for (k, t) in [
-            ("category", &self.category),
-            ("severity", &self.severity),
-            ("priority", &self.priority),
-        ] {
-            if let Some(t) = t {
-                out.push((k.to_owned(), t.source()));
-            }
-        }
-        for (k, t) in &self.operational_data {
-            out.push((format!("operationalData.{k}"), t.source()));
-        }
-        for (k, t) in &self.tags {
-            out.push((format!("tags.{k}"), t.source()));
-        }
-        for (i, t) in self.related_ops_items.iter().enumerate() {
-            out.push((format!("relatedOpsItems[{i}]"), t.source()));
-        }
-        for (i, t) in self.notifications.iter().enumerate() {
-            out.push((format!("notifications[{i}]"), t.source()));
-        }
-        out
+        named([
+            ("title", Some(&self.title)),
+            ("description", Some(&self.description)),
+            ("source", Some(&self.source)),
+            ("category", self.category.as_ref()),
+            ("severity", self.severity.as_ref()),
+            ("priority", self.priority.as_ref()),
+        ])
+        .chain(keyed("operationalData", &self.operational_data))
+        .chain(keyed("tags", &self.tags))
+        .chain(listed("relatedOpsItems", &self.related_ops_items))
+        .chain(listed("notifications", &self.notifications))
+        .collect()
     }
 
     fn warnings(&self) -> Vec<Problem> {
         region_warnings(self.region.as_deref())
-    }
-
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        OpsCenterSink::build(self, env, &process_env)
-            .err()
-            .unwrap_or_default()
     }
 
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
@@ -337,9 +309,6 @@ impl Sink for OpsCenterSink {
 
     fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
-            if batch.is_empty() {
-                return Ok(());
-            }
             let session = self.client.session().await?;
             let mut failed = Vec::new();
             for (i, doc) in batch.iter().enumerate() {

@@ -11,26 +11,22 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::batch::{self, Limits, Outcomes};
-use super::client::{AwsClient, process_env};
+use super::batch::{Aws, AwsBatch, read_by_id};
+use super::client::{AwsError, Session, process_env};
 use super::endpoint::SNS;
-use super::{fifo_id, object_uid, parse_arn, parse_region, region_warnings, xml};
+use super::{
+    KEY_ATTRIBUTE, MESSAGE_BATCH, fifo_ids, is_fifo, message, message_requests, parse_arn,
+    parse_region, region_warnings, xml,
+};
 use crate::config::yaml::{self, Ctx};
+use crate::sink::http::batch::BatchSink;
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
+use crate::sink::partial::{Limits, Outcomes};
 use crate::sink::{Doc, SendError, Sink};
 
-/// PublishBatch's limits: 10 messages, 256 KiB in all (messages and attributes).
-pub const LIMITS: Limits = Limits {
-    entries: 10,
-    bytes: 256 * 1024,
-};
+/// The largest message a topic takes (its attributes included).
 const MAX_MESSAGE: usize = 256 * 1024;
-const CONCURRENCY: usize = 5;
-const KEY_ATTRIBUTE: &str = "occurrence_key";
-
-/// A message's form fields, without the `PublishBatchRequestEntries.member.N.` prefix.
-type Fields = Vec<(&'static str, String)>;
 
 /// `receivers[].sns`.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,7 +38,7 @@ pub struct SnsConfig {
 
 impl SnsConfig {
     pub fn fifo(&self) -> bool {
-        self.topic_arn.ends_with(".fifo")
+        is_fifo(&self.topic_arn)
     }
 
     fn arn_region(&self) -> &str {
@@ -99,23 +95,19 @@ impl ReceiverKind for SnsConfig {
         w
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        SnsSink::build(self, env, &process_env)
-            .err()
-            .unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
         Ok(Box::new(SnsSink::build(self, env, &process_env)?))
     }
 }
 
+/// PublishBatch to one topic.
 #[derive(Clone)]
-pub struct SnsSink {
-    client: AwsClient,
+pub struct Sns {
     topic_arn: String,
     fifo: bool,
 }
+
+pub type SnsSink = BatchSink<Aws<Sns>>;
 
 impl SnsSink {
     pub fn build(
@@ -123,28 +115,28 @@ impl SnsSink {
         env: &BuildEnv,
         vars: &dyn Fn(&str) -> Option<String>,
     ) -> Result<SnsSink, Vec<Problem>> {
-        let client = AwsClient::build(&SNS, Some(cfg.arn_region()), env.delivery.timeout, vars)?;
-        Ok(SnsSink {
-            client,
+        let kind = Sns {
             topic_arn: cfg.topic_arn.clone(),
             fifo: cfg.fifo(),
-        })
+        };
+        Aws::sink(&SNS, Some(cfg.arn_region()), env, vars, kind)
+    }
+}
+
+impl AwsBatch for Sns {
+    /// A message's form fields, without the `PublishBatchRequestEntries.member.N.` prefix.
+    type Entry = Vec<(&'static str, String)>;
+    /// The answer's XML.
+    type Answer = String;
+    const LIMITS: Limits = MESSAGE_BATCH;
+
+    /// A FIFO topic's requests go one after the other, to keep its order.
+    fn concurrency(&self) -> usize {
+        message_requests(self.fifo)
     }
 
-    /// The form fields of one message (`PublishBatchRequestEntries.member.N.` prefixed later)
-    /// and its size, or why it cannot be sent.
-    fn entry(&self, doc: &Doc) -> Result<(Fields, usize), SendError> {
-        let body = std::str::from_utf8(&doc.body).map_err(|e| SendError::Permanent {
-            reason: format!("the document is not UTF-8 text: {e}"),
-        })?;
-        let size = body.len() + KEY_ATTRIBUTE.len() + "String".len() + doc.key.len();
-        if size > MAX_MESSAGE {
-            return Err(SendError::Permanent {
-                reason: format!(
-                    "a message of {size} bytes is over SNS's limit of {MAX_MESSAGE} bytes"
-                ),
-            });
-        }
+    fn encode(&mut self, doc: &Doc) -> Result<(Self::Entry, usize), SendError> {
+        let (body, size) = message(doc, "SNS", MAX_MESSAGE)?;
         let mut fields = vec![
             ("Message", body.to_owned()),
             ("MessageAttributes.entry.1.Name", KEY_ATTRIBUTE.to_owned()),
@@ -158,109 +150,50 @@ impl SnsSink {
             ),
         ];
         if self.fifo {
-            fields.push(("MessageGroupId", fifo_id(object_uid(doc))));
-            fields.push(("MessageDeduplicationId", fifo_id(&doc.key)));
+            let (group, dedup) = fifo_ids(doc);
+            fields.push(("MessageGroupId", group));
+            fields.push(("MessageDeduplicationId", dedup));
         }
         Ok((fields, size))
     }
-}
 
-/// A PublishBatch answer: `Failed` members recorded, entries in neither list resent.
-fn read_answer(xml_text: &str, docs: &[usize], outcomes: &mut Outcomes) {
-    const WHAT: &str = "SNS PublishBatch";
-    let mut answered = vec![false; docs.len()];
-    let id = |m: &str| {
-        xml::text(m, "Id")
-            .and_then(|s| s.parse::<usize>().ok())
-            .filter(|i| *i < docs.len())
-    };
-    if let Some(ok) = xml::element(xml_text, "Successful") {
-        for m in xml::elements(ok, "member") {
-            if let Some(i) = id(m) {
-                answered[i] = true;
-            }
-        }
-    }
-    if let Some(failed) = xml::element(xml_text, "Failed") {
-        for m in xml::elements(failed, "member") {
-            if let Some(i) = id(m) {
-                answered[i] = true;
-                let code = xml::text(m, "Code").unwrap_or_default();
-                let message = xml::text(m, "Message").unwrap_or_default();
-                let sender = xml::text(m, "SenderFault").is_none_or(|s| s != "false");
-                outcomes.fail_entry(docs[i], WHAT, &code, &message, sender);
-            }
-        }
-    }
-    for (i, done) in answered.into_iter().enumerate() {
-        if !done {
-            outcomes.fail(
-                docs[i],
-                SendError::Transient {
-                    reason: format!("{WHAT}: entry {i} is in neither Successful nor Failed"),
-                    retry_after: None,
-                },
-            );
-        }
-    }
-}
-
-impl Sink for SnsSink {
-    fn lane(&self) -> Option<Box<dyn Sink>> {
-        Some(Box::new(self.clone()))
-    }
-
-    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
-        async move {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let session = self.client.session().await?;
-            let mut outcomes = Outcomes::new(batch.len());
-            // (document index, fields, size) of what can be sent.
-            let mut entries = Vec::with_capacity(batch.len());
-            for (i, doc) in batch.iter().enumerate() {
-                match self.entry(doc) {
-                    Ok((fields, size)) => entries.push((i, fields, size)),
-                    Err(err) => outcomes.fail(i, err),
+    /// Each entry's `Id` is its position in the request.
+    fn request<'a>(
+        &'a self,
+        session: &'a Session,
+        entries: &'a [Self::Entry],
+    ) -> BoxFuture<'a, Result<String, AwsError>> {
+        let mut form = reqwest::Url::parse("http://form/").expect("a valid URL");
+        {
+            let mut q = form.query_pairs_mut();
+            q.append_pair("Action", "PublishBatch")
+                .append_pair("Version", "2010-03-31")
+                .append_pair("TopicArn", &self.topic_arn);
+            for (j, fields) in entries.iter().enumerate() {
+                let prefix = format!("PublishBatchRequestEntries.member.{}.", j + 1);
+                q.append_pair(&format!("{prefix}Id"), &j.to_string());
+                for (k, v) in fields {
+                    q.append_pair(&format!("{prefix}{k}"), v);
                 }
             }
-            let sizes: Vec<usize> = entries.iter().map(|(_, _, s)| *s).collect();
-            let ranges = batch::chunks(&sizes, LIMITS);
-            let concurrency = if self.fifo { 1 } else { CONCURRENCY };
-            let (session, topic, entries_ref) = (&session, &self.topic_arn, &entries);
-            let results = batch::run(ranges, concurrency, |r| async move {
-                let mut form = reqwest::Url::parse("http://form/").expect("a valid URL");
-                {
-                    let mut q = form.query_pairs_mut();
-                    q.append_pair("Action", "PublishBatch")
-                        .append_pair("Version", "2010-03-31")
-                        .append_pair("TopicArn", topic);
-                    for (j, (_, fields, _)) in entries_ref[r].iter().enumerate() {
-                        let prefix = format!("PublishBatchRequestEntries.member.{}.", j + 1);
-                        q.append_pair(&format!("{prefix}Id"), &j.to_string());
-                        for (k, v) in fields {
-                            q.append_pair(&format!("{prefix}{k}"), v);
-                        }
-                    }
-                }
-                let body = form.query().unwrap_or("").to_owned();
-                session.query("PublishBatch", body).await
-            })
-            .await;
-            for (range, result) in results {
-                let docs: Vec<usize> = entries[range].iter().map(|(i, _, _)| *i).collect();
-                match result {
-                    Ok(text) => read_answer(&text, &docs, &mut outcomes),
-                    Err(e) => outcomes.fail_all(docs, &e),
-                }
-            }
-            if outcomes.credentials_expired {
-                self.client.invalidate_credentials();
-            }
-            outcomes.settle()
         }
-        .boxed()
+        let body = form.query().unwrap_or("").to_owned();
+        session.query("PublishBatch", body).boxed()
+    }
+
+    fn read(&self, answer: String, docs: &[usize], outcomes: &mut Outcomes) {
+        let members = |list: &str| {
+            xml::element(&answer, list)
+                .map(|l| xml::elements(l, "member"))
+                .unwrap_or_default()
+        };
+        let text = |m: &str, tag: &str| xml::text(m, tag).unwrap_or_default();
+        let failed = members("Failed").into_iter().map(|m| {
+            let sender = xml::text(m, "SenderFault").is_none_or(|s| s != "false");
+            (text(m, "Id"), text(m, "Code"), text(m, "Message"), sender)
+        });
+        let successful = members("Successful").into_iter().map(|m| text(m, "Id"));
+        read_by_id("SNS PublishBatch", successful, failed, docs, outcomes);
     }
 }
 

@@ -15,26 +15,22 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::batch::{self, Limits, Outcomes};
-use super::client::{AwsClient, AwsError, JSON_1_0, Session, process_env};
+use super::batch::{Aws, AwsBatch, read_by_id};
+use super::client::{AwsError, JSON_1_0, Session, process_env};
 use super::endpoint::SQS;
-use super::{fifo_id, object_uid, parse_region, region_warnings};
+use super::{
+    KEY_ATTRIBUTE, MESSAGE_BATCH, fifo_ids, is_fifo, message, message_requests, parse_region,
+    region_warnings,
+};
 use crate::config::yaml::{Ctx, Fields};
+use crate::sink::http::batch::BatchSink;
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
+use crate::sink::partial::{Limits, Outcomes};
 use crate::sink::{Doc, SendError, Sink};
 
-/// SendMessageBatch's limits: 10 entries; 256 KiB in all (the classic queue size limit: a queue
-/// created with a larger `MaximumMessageSize` still takes them).
-pub const LIMITS: Limits = Limits {
-    entries: 10,
-    bytes: 256 * 1024,
-};
-/// The largest message any queue takes (sent alone when over [`LIMITS`]`.bytes`).
+/// The largest message any queue takes (sent alone when over `MESSAGE_BATCH.bytes`).
 const MAX_MESSAGE: usize = 1024 * 1024;
-/// Requests of one batch in flight at once (standard queues).
-const CONCURRENCY: usize = 5;
-const KEY_ATTRIBUTE: &str = "occurrence_key";
 
 /// `receivers[].sqs`.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +43,7 @@ pub struct SqsConfig {
 
 impl SqsConfig {
     pub fn fifo(&self) -> bool {
-        self.queue.ends_with(".fifo")
+        is_fifo(&self.queue)
     }
 
     fn is_url(&self) -> bool {
@@ -105,25 +101,21 @@ impl ReceiverKind for SqsConfig {
         w
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        SqsSink::build(self, env, &process_env)
-            .err()
-            .unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
         Ok(Box::new(SqsSink::build(self, env, &process_env)?))
     }
 }
 
+/// SendMessageBatch to one queue.
 #[derive(Clone)]
-pub struct SqsSink {
-    client: AwsClient,
+pub struct Sqs {
     queue: String,
     /// The queue URL, once known.
     url: Option<String>,
     fifo: bool,
 }
+
+pub type SqsSink = BatchSink<Aws<Sqs>>;
 
 impl SqsSink {
     /// With the AWS environment `vars` (`std::env::var` in production).
@@ -132,53 +124,54 @@ impl SqsSink {
         env: &BuildEnv,
         vars: &dyn Fn(&str) -> Option<String>,
     ) -> Result<SqsSink, Vec<Problem>> {
-        let client = AwsClient::build(&SQS, cfg.region.as_deref(), env.delivery.timeout, vars)?;
-        tracing::debug!(receiver = env.receiver, endpoint = %client.endpoint, credentials = %client.credentials_source(), "sqs client");
-        Ok(SqsSink {
-            client,
+        let kind = Sqs {
             url: cfg.is_url().then(|| cfg.queue.clone()),
             queue: cfg.queue.clone(),
             fifo: cfg.fifo(),
-        })
+        };
+        Aws::sink(&SQS, cfg.region.as_deref(), env, vars, kind)
+    }
+}
+
+impl AwsBatch for Sqs {
+    type Entry = Value;
+    type Answer = Value;
+    const LIMITS: Limits = MESSAGE_BATCH;
+
+    /// A FIFO queue's requests go one after the other, to keep its order.
+    fn concurrency(&self) -> usize {
+        message_requests(self.fifo)
     }
 
-    async fn queue_url(&mut self, session: &Session) -> Result<String, AwsError> {
-        if let Some(u) = &self.url {
-            return Ok(u.clone());
+    /// The queue's URL, from GetQueueUrl the first time (`queueName` may be the URL).
+    fn prepare<'a>(&'a mut self, session: &'a Session) -> BoxFuture<'a, Result<(), AwsError>> {
+        async move {
+            if self.url.is_some() {
+                return Ok(());
+            }
+            let body = json!({ "QueueName": self.queue });
+            let v = session
+                .call("AmazonSQS.GetQueueUrl", JSON_1_0, &body)
+                .await?;
+            let url = v
+                .get("QueueUrl")
+                .and_then(Value::as_str)
+                .ok_or_else(|| AwsError {
+                    action: format!("SQS GetQueueUrl at {}", session.endpoint),
+                    status: None,
+                    headers: Default::default(),
+                    code: String::new(),
+                    message: format!("no QueueUrl in the answer: {v}"),
+                    sender_fault: false,
+                })?;
+            self.url = Some(url.to_owned());
+            Ok(())
         }
-        let body = serde_json::to_vec(&json!({ "QueueName": self.queue })).expect("JSON");
-        let v = session
-            .json("AmazonSQS.GetQueueUrl", JSON_1_0, body)
-            .await?;
-        let url = v
-            .get("QueueUrl")
-            .and_then(Value::as_str)
-            .ok_or_else(|| AwsError {
-                action: format!("SQS GetQueueUrl at {}", session.endpoint),
-                status: None,
-                headers: Default::default(),
-                code: String::new(),
-                message: format!("no QueueUrl in the answer: {v}"),
-                sender_fault: false,
-            })?
-            .to_owned();
-        self.url = Some(url.clone());
-        Ok(url)
+        .boxed()
     }
 
-    /// One message per document, or why it cannot be sent.
-    fn entry(&self, doc: &Doc) -> Result<(Value, usize), SendError> {
-        let body = std::str::from_utf8(&doc.body).map_err(|e| SendError::Permanent {
-            reason: format!("the document is not UTF-8 text: {e}"),
-        })?;
-        let size = body.len() + KEY_ATTRIBUTE.len() + "String".len() + doc.key.len();
-        if size > MAX_MESSAGE {
-            return Err(SendError::Permanent {
-                reason: format!(
-                    "a message of {size} bytes is over SQS's limit of {MAX_MESSAGE} bytes"
-                ),
-            });
-        }
+    fn encode(&mut self, doc: &Doc) -> Result<(Value, usize), SendError> {
+        let (body, size) = message(doc, "SQS", MAX_MESSAGE)?;
         let mut e = json!({
             "MessageBody": body,
             "MessageAttributes": {
@@ -186,135 +179,57 @@ impl SqsSink {
             },
         });
         if self.fifo {
-            e["MessageGroupId"] = json!(fifo_id(object_uid(doc)));
-            e["MessageDeduplicationId"] = json!(fifo_id(&doc.key));
+            let (group, dedup) = fifo_ids(doc);
+            e["MessageGroupId"] = json!(group);
+            e["MessageDeduplicationId"] = json!(dedup);
         }
         Ok((e, size))
     }
-}
 
-/// Every entry of a SendMessageBatch answer, by request position: `Failed` ones recorded.
-fn read_answer(v: &Value, docs: &[usize], outcomes: &mut Outcomes) {
-    const WHAT: &str = "SQS SendMessageBatch";
-    let mut answered = vec![false; docs.len()];
-    let id = |e: &Value| {
-        e.get("Id")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse::<usize>().ok())
-            .filter(|i| *i < docs.len())
-    };
-    for s in v
-        .get("Successful")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(i) = id(s) {
-            answered[i] = true;
-        }
-    }
-    for f in v
-        .get("Failed")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(i) = id(f) {
-            answered[i] = true;
-            let s = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("");
-            let sender = f
-                .get("SenderFault")
-                .and_then(Value::as_bool)
-                .unwrap_or(true);
-            outcomes.fail_entry(docs[i], WHAT, s("Code"), s("Message"), sender);
-        }
-    }
-    for (i, done) in answered.into_iter().enumerate() {
-        if !done {
-            outcomes.fail(
-                docs[i],
-                SendError::Transient {
-                    reason: format!("{WHAT}: entry {i} is in neither Successful nor Failed"),
-                    retry_after: None,
-                },
-            );
-        }
-    }
-}
-
-impl Sink for SqsSink {
-    fn lane(&self) -> Option<Box<dyn Sink>> {
-        Some(Box::new(self.clone()))
-    }
-
-    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
-        async move {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let session = self.client.session().await?;
-            let url = match self.queue_url(&session).await {
-                Ok(u) => u,
-                Err(e) => {
-                    if e.credentials_expired() {
-                        self.client.invalidate_credentials();
-                    }
-                    return Err(e.to_send_error());
-                }
-            };
-            let mut outcomes = Outcomes::new(batch.len());
-            // (document index, entry, size) of what can be sent.
-            let mut entries = Vec::with_capacity(batch.len());
-            for (i, doc) in batch.iter().enumerate() {
-                match self.entry(doc) {
-                    Ok((e, size)) => entries.push((i, e, size)),
-                    Err(err) => outcomes.fail(i, err),
-                }
-            }
-            let sizes: Vec<usize> = entries.iter().map(|(_, _, s)| *s).collect();
-            let ranges = batch::chunks(&sizes, LIMITS);
-            let concurrency = if self.fifo { 1 } else { CONCURRENCY };
-            let (session, url, entries_ref) = (&session, &url, &entries);
-            let results = batch::run(ranges, concurrency, |r| async move {
-                let list: Vec<Value> = entries_ref[r]
-                    .iter()
-                    .enumerate()
-                    .map(|(j, (_, e, _))| {
-                        let mut e = e.clone();
-                        e["Id"] = json!(j.to_string());
-                        e
-                    })
-                    .collect();
-                let body =
-                    serde_json::to_vec(&json!({ "QueueUrl": url, "Entries": list })).expect("JSON");
-                session
-                    .json("AmazonSQS.SendMessageBatch", JSON_1_0, body)
-                    .await
+    /// Each entry's `Id` is its position in the request.
+    fn request<'a>(
+        &'a self,
+        session: &'a Session,
+        entries: &'a [Value],
+    ) -> BoxFuture<'a, Result<Value, AwsError>> {
+        let list: Vec<Value> = entries
+            .iter()
+            .enumerate()
+            .map(|(j, e)| {
+                let mut e = e.clone();
+                e["Id"] = json!(j.to_string());
+                e
             })
-            .await;
-            for (range, result) in results {
-                let docs: Vec<usize> = entries[range].iter().map(|(i, _, _)| *i).collect();
-                match result {
-                    Ok(v) => read_answer(&v, &docs, &mut outcomes),
-                    Err(e) => {
-                        if e.code == "QueueDoesNotExist"
-                            || e.code == "AWS.SimpleQueueService.NonExistentQueue"
-                        {
-                            // Recreated under a new URL, perhaps: ask again next time.
-                            if !self.queue.starts_with("http") {
-                                self.url = None;
-                            }
-                        }
-                        outcomes.fail_all(docs, &e);
-                    }
-                }
-            }
-            if outcomes.credentials_expired {
-                self.client.invalidate_credentials();
-            }
-            outcomes.settle()
+            .collect();
+        let body = json!({ "QueueUrl": self.url, "Entries": list });
+        session.call("AmazonSQS.SendMessageBatch", JSON_1_0, &body)
+    }
+
+    fn read(&self, v: Value, docs: &[usize], outcomes: &mut Outcomes) {
+        let list = |k: &str| v.get(k).and_then(Value::as_array).into_iter().flatten();
+        let s = |e: &'_ Value, k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        let failed = list("Failed").map(|f| {
+            let sender = f.get("SenderFault").and_then(Value::as_bool);
+            (
+                s(f, "Id"),
+                s(f, "Code"),
+                s(f, "Message"),
+                sender.unwrap_or(true),
+            )
+        });
+        let successful = list("Successful").map(|e| s(e, "Id"));
+        read_by_id("SQS SendMessageBatch", successful, failed, docs, outcomes);
+    }
+
+    fn failed(&mut self, e: &AwsError) {
+        // Recreated under a new URL, perhaps: ask again next time.
+        let gone = matches!(
+            e.code.as_str(),
+            "QueueDoesNotExist" | "AWS.SimpleQueueService.NonExistentQueue"
+        );
+        if gone && !self.queue.starts_with("http") {
+            self.url = None;
         }
-        .boxed()
     }
 }
 

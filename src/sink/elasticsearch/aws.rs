@@ -2,34 +2,15 @@
 //! (`sink::aws`: credentials from the standard chain, `aws-sigv4`) for the `aws` block's region
 //! and service.
 
-use reqwest::header::HeaderMap;
-
 use super::config::AwsConfig;
+use crate::sink::aws::Signer;
 
-/// Signs requests, fetching and refreshing credentials as needed.
-#[derive(Clone)]
-pub struct Signer(crate::sink::aws::Signer);
-
-impl Signer {
-    /// The region of `cfg` (else `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's) and the
-    /// credentials' source, from the environment `env` (`std::env::var` in production).
-    pub fn new(cfg: &AwsConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Signer, String> {
-        crate::sink::aws::Signer::new(cfg.region.as_deref(), &cfg.service, env).map(Signer)
-    }
-
-    /// Adds `x-amz-date`, `x-amz-content-sha256`, `x-amz-security-token` and `authorization` to
-    /// `headers` for a request of `method` to `url` with `body` (the bytes sent, compressed or
-    /// not). Every header already in `headers` is signed.
-    pub async fn sign(
-        &mut self,
-        client: &reqwest::Client,
-        method: &str,
-        url: &str,
-        headers: &mut HeaderMap,
-        body: &[u8],
-    ) -> Result<(), String> {
-        self.0.sign(client, method, url, headers, body).await
-    }
+/// The signer of the `aws` block: its region (else `AWS_REGION`, `AWS_DEFAULT_REGION`, the
+/// profile's) and service, and the credentials' source, from the environment `env`
+/// (`std::env::var` in production). It signs every header already set, and the body as sent
+/// (compressed or not).
+pub fn signer(cfg: &AwsConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Signer, String> {
+    Signer::new(cfg.region.as_deref(), &cfg.service, env)
 }
 
 #[cfg(test)]
@@ -48,9 +29,9 @@ mod tests {
             "AWS_DEFAULT_REGION" => Some("us-west-2".to_owned()),
             _ => None,
         };
-        assert!(Signer::new(&cfg(Some("eu-central-1")), &keys).is_ok());
-        assert!(Signer::new(&cfg(None), &keys).is_ok());
-        let e = Signer::new(&cfg(None), &|k| {
+        assert!(signer(&cfg(Some("eu-central-1")), &keys).is_ok());
+        assert!(signer(&cfg(None), &keys).is_ok());
+        let e = signer(&cfg(None), &|k| {
             (k != "AWS_DEFAULT_REGION").then(|| keys(k)).flatten()
         })
         .err()

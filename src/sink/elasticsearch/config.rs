@@ -8,6 +8,7 @@ use crate::config::yaml::{Ctx, Fields, Kind};
 use crate::sink::http::{check_header_value, check_url};
 use crate::sink::layout::Encoding;
 use crate::sink::render::scalar_source;
+use crate::sink::secret::Secret;
 use crate::sink::tls::{TLS_KEYS, TlsConfig};
 
 pub const KEYS: &[&str] = &[
@@ -58,8 +59,8 @@ pub struct SearchConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Auth {
     None,
-    /// The `Authorization` value: `Basic …` or `ApiKey …`.
-    Header(String),
+    /// The `Authorization` value: `Basic …` or `ApiKey …`; a credential, never printed.
+    Header(Secret),
     /// AWS SigV4 (the `aws` block).
     SigV4,
 }
@@ -151,16 +152,16 @@ pub fn parse(ctx: &mut Ctx, f: &Fields) -> Option<SearchConfig> {
         }
         (_, _, Some(_)) => Auth::SigV4,
         // As go-elasticsearch: an API key wins over username/password.
-        (Some(key), _, None) => Auth::Header(format!("ApiKey {key}")),
-        (None, Some(user), None) => Auth::Header(format!(
+        (Some(key), _, None) => Auth::Header(Secret(format!("ApiKey {key}"))),
+        (None, Some(user), None) => Auth::Header(Secret(format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD
                 .encode(format!("{user}:{}", password.as_deref().unwrap_or("")))
-        )),
+        ))),
         (None, None, None) => Auth::None,
     };
     if let Auth::Header(h) = &auth
-        && check_header_value(h).is_err()
+        && check_header_value(h.expose()).is_err()
     {
         let key = if api_key.is_some() {
             "apiKey"
@@ -300,5 +301,40 @@ mod tests {
             "https://uuid.example.com:9243"
         );
         assert!(cloud_url("nonsense").is_err());
+    }
+
+    fn search_config(keys: &str) -> SearchConfig {
+        let yaml = format!(
+            "route:\n  routes:\n    - match:\n        - receiver: es\nreceivers:\n  - name: es\n    elasticsearch:\n      hosts: [http://127.0.0.1:9200]\n      index: ev\n{keys}"
+        );
+        let cfg = crate::config::parse(&yaml, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+        match &cfg.receivers[0].sink {
+            crate::sink::SinkConfig::Elasticsearch(c) => c.0.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_authorization_value_is_a_secret_that_debug_does_not_print() {
+        let keyed = search_config("      apiKey: k3y-s3cr3t\n");
+        let Auth::Header(h) = &keyed.auth else {
+            panic!("{:?}", keyed.auth)
+        };
+        assert_eq!(h.expose(), "ApiKey k3y-s3cr3t");
+        let printed = format!("{keyed:?}");
+        assert!(!printed.contains("k3y-s3cr3t"), "{printed}");
+        assert!(printed.contains("auth: Header(***)"), "{printed}");
+
+        let basic = search_config("      username: elastic\n      password: hunter2\n");
+        let Auth::Header(h) = &basic.auth else {
+            panic!("{:?}", basic.auth)
+        };
+        // base64("elastic:hunter2")
+        assert_eq!(h.expose(), "Basic ZWxhc3RpYzpodW50ZXIy");
+        let printed = format!("{basic:?}");
+        assert!(
+            !printed.contains("ZWxhc3RpYzpodW50ZXIy") && !printed.contains("hunter2"),
+            "{printed}"
+        );
     }
 }

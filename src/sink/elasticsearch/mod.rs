@@ -85,12 +85,6 @@ macro_rules! search_kind {
                 }
             }
 
-            fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-                SearchSink::build($name, &self.0, env)
-                    .err()
-                    .unwrap_or_default()
-            }
-
             fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
                 Ok(Box::new(SearchSink::build($name, &self.0, env)?))
             }
@@ -137,7 +131,7 @@ pub struct SearchSink {
     data_streams: HashSet<String>,
     gzip: bool,
     headers: HeaderMap,
-    signer: Option<aws::Signer>,
+    signer: Option<crate::sink::aws::Signer>,
     type_mode: TypeMode,
     /// `type` as configured.
     doc_type: Option<String>,
@@ -201,7 +195,7 @@ impl SearchSink {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
         if let config::Auth::Header(value) = &cfg.auth {
-            match HeaderValue::from_str(value) {
+            match HeaderValue::from_str(value.expose()) {
                 Ok(mut v) => {
                     v.set_sensitive(true);
                     headers.insert(AUTHORIZATION, v);
@@ -222,7 +216,7 @@ impl SearchSink {
             }
         }
         let signer = match &cfg.aws {
-            Some(a) => match aws::Signer::new(a, &|k| std::env::var(k).ok()) {
+            Some(a) => match aws::signer(a, &|k| std::env::var(k).ok()) {
                 Ok(s) => Some(s),
                 Err(why) => {
                     problems.push(("aws", why));
@@ -542,9 +536,6 @@ impl Sink for SearchSink {
 
     fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
-            if batch.is_empty() {
-                return Ok(());
-            }
             self.type_mode().await?;
             let mut outcomes = Outcomes::new(batch.len());
             let entries = self.prepare(batch, &mut outcomes);

@@ -19,7 +19,7 @@ use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use serde::Deserialize;
 
 use crate::sink::SendError;
-use crate::sink::http::USER_AGENT;
+use crate::sink::http;
 use crate::sink::http::answer::snippet;
 use crate::telemetry::error_chain;
 
@@ -219,13 +219,7 @@ pub struct Tokens {
 impl Tokens {
     /// Reads the key file when there is one (an error names the file and what is wrong).
     pub fn build(source: &CredentialSource, timeout: Duration) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|e| format!("building the HTTP client: {}", error_chain(&e)))?;
+        let client = http::client(timeout)?;
         let (inner, project) = match source {
             CredentialSource::KeyFile { path, .. } => {
                 let key = ServiceAccountKey::read(path)?;
@@ -245,7 +239,7 @@ impl Tokens {
     }
 
     /// The `Authorization` value, or None without credentials (an emulator).
-    pub async fn authorization(&mut self) -> Result<Option<String>, SendError> {
+    pub async fn authorization(&self) -> Result<Option<String>, SendError> {
         if matches!(*self.source, Source::None) {
             return Ok(None);
         }
@@ -270,7 +264,7 @@ impl Tokens {
 
     /// Forgets the cached token (the API answered 401). When another lane holds the cache, it is
     /// exchanging a new one right now: nothing to forget.
-    pub fn invalidate(&mut self) {
+    pub fn invalidate(&self) {
         if let Ok(mut cached) = self.cached.try_lock() {
             *cached = None;
         }

@@ -19,20 +19,19 @@
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::auth::CredentialSource;
-use super::{Api, json_str, parse_endpoint, parse_name, process_env, whole_request_error};
+use super::{
+    Access, Answer, Api, Google, GoogleBatch, LIMITS, json_str, parse_name, whole_request_error,
+};
 use crate::config::yaml::{Ctx, Fields};
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
-use crate::sink::partial::{Limits, chunks, settle};
+use crate::sink::partial::{Limits, Outcomes};
 use crate::sink::{Doc, SendError, Sink};
 
 pub const DEFAULT_ENDPOINT: &str = "https://bigquery.googleapis.com";
-const MAX_REQUEST_BYTES: usize = 9_500_000;
 const MAX_ROWS: i64 = 50_000;
 const DEFAULT_ROWS: usize = 500;
 
@@ -43,11 +42,10 @@ pub struct BigQueryConfig {
     pub dataset: String,
     pub table: String,
     pub location: Option<String>,
-    pub credentials_file: Option<String>,
     /// Rows per insertAll request.
     pub batch_size: usize,
     pub ignore_unknown_values: bool,
-    pub endpoint: Option<String>,
+    pub access: Access,
     pub encoding: Encoding,
     /// resmoio's keys that are our delivery settings here, as set (for the warnings).
     pub delivery_keys: Vec<(&'static str, &'static str)>,
@@ -78,7 +76,7 @@ impl ReceiverKind for BigQueryConfig {
         let dataset = parse_name(ctx, f, "dataset", true);
         let table = parse_name(ctx, f, "table", true);
         let location = ctx.opt_string(f, "location");
-        let credentials_file = ctx.opt_string(f, "credentials_path");
+        let access = Access::parse(ctx, f, "credentials_path");
         let batch_size = ctx.int(f, "batch_size", 1, MAX_ROWS).map(|n| n as usize);
         let mut delivery_keys = Vec::new();
         for (key, ours) in [
@@ -91,17 +89,15 @@ impl ReceiverKind for BigQueryConfig {
             }
         }
         let ignore_unknown_values = ctx.bool(f, "ignoreUnknownValues").unwrap_or(false);
-        let endpoint = parse_endpoint(ctx, f);
         let encoding = Encoding::parse(ctx, f, true)?;
         Some(Self {
             project,
             dataset: dataset?,
             table: table?,
             location,
-            credentials_file,
             batch_size: batch_size.unwrap_or(DEFAULT_ROWS),
             ignore_unknown_values,
-            endpoint,
+            access,
             encoding,
             delivery_keys,
         })
@@ -123,29 +119,13 @@ impl ReceiverKind for BigQueryConfig {
             .collect()
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        self.api(env).err().unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
-        Ok(Box::new(BigQuerySink {
-            api: self.api(env)?,
+        let kind = BigQuery {
             cfg: self.clone(),
             path: None,
-            body: Vec::new(),
-        }))
-    }
-}
-
-impl BigQueryConfig {
-    fn api(&self, env: &BuildEnv) -> Result<Api, Vec<Problem>> {
-        let creds = CredentialSource::resolve(self.credentials_file.as_deref(), &process_env);
-        Api::build(
-            self.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT),
-            &creds,
-            "credentials_path",
-            env.delivery.timeout,
-        )
+        };
+        let api = self.access.api(DEFAULT_ENDPOINT, env)?;
+        Ok(Box::new(Google::sink(api, kind)))
     }
 }
 
@@ -212,145 +192,125 @@ fn reason_is_transient(reason: &str) -> bool {
     )
 }
 
+/// insertAll into one table.
 #[derive(Clone)]
-pub struct BigQuerySink {
-    api: Api,
+pub struct BigQuery {
     cfg: BigQueryConfig,
+    /// `…/tables/T/insertAll`, once the project is known.
     path: Option<String>,
-    body: Vec<u8>,
 }
 
-impl Sink for BigQuerySink {
-    fn lane(&self) -> Option<Box<dyn Sink>> {
-        Some(Box::new(self.clone()))
+impl GoogleBatch for BigQuery {
+    /// The insertAll path.
+    type Target = String;
+
+    /// `batch_size` rows per request.
+    fn limits(&self) -> Limits {
+        Limits {
+            entries: self.cfg.batch_size,
+            bytes: LIMITS.bytes,
+        }
     }
 
-    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
+    fn target<'a>(
+        &'a mut self,
+        api: &'a mut Api,
+        _: &'a [Doc],
+    ) -> BoxFuture<'a, Result<String, SendError>> {
         async move {
-            if batch.is_empty() {
-                return Ok(());
+            if let Some(p) = &self.path {
+                return Ok(p.clone());
             }
-            let path = match &self.path {
-                Some(p) => p.clone(),
-                None => {
-                    let project = self.api.tokens().project(self.cfg.project.as_deref()).await?;
-                    let p = format!(
-                        "/bigquery/v2/projects/{project}/datasets/{}/tables/{}/insertAll",
-                        self.cfg.dataset, self.cfg.table
-                    );
-                    self.path = Some(p.clone());
-                    p
-                }
-            };
-            let mut failed = Vec::new();
-            let mut rows = Vec::with_capacity(batch.len());
-            for (i, doc) in batch.iter().enumerate() {
-                let value: Value = match serde_json::from_slice(&doc.body) {
-                    Ok(v @ Value::Object(_)) => row(v),
-                    _ => {
-                        failed.push((
-                            i,
-                            SendError::Permanent {
-                                reason: format!("{}: the document is not a JSON object", doc.key),
-                            },
-                        ));
-                        rows.push(None);
-                        continue;
-                    }
-                };
-                let mut r = b"{\"insertId\":".to_vec();
-                json_str(&mut r, &doc.key);
-                r.extend_from_slice(b",\"json\":");
-                serde_json::to_writer(&mut r, &value).expect("writing to a Vec");
-                r.push(b'}');
-                rows.push(Some(r));
-            }
-            let sizes: Vec<usize> = rows.iter().map(|r| r.as_ref().map_or(0, |r| r.len() + 1)).collect();
-            let what = format!(
-                "insertAll into {}.{} at {}",
-                self.cfg.dataset,
-                self.cfg.table,
-                self.api.base()
+            let project = api.tokens().project(self.cfg.project.as_deref()).await?;
+            let p = format!(
+                "/bigquery/v2/projects/{project}/datasets/{}/tables/{}/insertAll",
+                self.cfg.dataset, self.cfg.table
             );
-            for range in chunks(
-                &sizes,
-                Limits {
-                    entries: self.cfg.batch_size,
-                    bytes: MAX_REQUEST_BYTES,
-                },
-            ) {
-                // The request's rows and their indexes in the batch.
-                let members: Vec<usize> = range.clone().filter(|&i| rows[i].is_some()).collect();
-                if members.is_empty() {
-                    continue;
-                }
-                self.body.clear();
-                self.body.extend_from_slice(b"{\"kind\":\"bigquery#tableDataInsertAllRequest\",\"skipInvalidRows\":true,\"ignoreUnknownValues\":");
-                self.body.extend_from_slice(if self.cfg.ignore_unknown_values { b"true" } else { b"false" });
-                self.body.extend_from_slice(b",\"rows\":[");
-                for (n, &i) in members.iter().enumerate() {
-                    if n > 0 {
-                        self.body.push(b',');
-                    }
-                    self.body.extend_from_slice(rows[i].as_ref().expect("a member"));
-                }
-                self.body.extend_from_slice(b"]}");
-                let answer = match self.api.call(Method::POST, &path, self.body.clone()).await {
-                    Ok(a) => a,
-                    Err(e) => {
-                        failed.extend(members.iter().map(|&i| (i, e.clone())));
-                        continue;
-                    }
-                };
-                if !answer.status.is_success() {
-                    let e = whole_request_error(&what, &answer);
-                    failed.extend(members.iter().map(|&i| (i, e.clone())));
-                    continue;
-                }
-                let parsed: InsertAnswer = match serde_json::from_slice(&answer.body) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        let e = SendError::Transient {
-                            reason: format!("{what}: unexpected answer: {e}"),
-                            retry_after: None,
-                        };
-                        failed.extend(members.iter().map(|&i| (i, e.clone())));
-                        continue;
-                    }
-                };
-                for ie in parsed.insert_errors {
-                    let Some(&i) = members.get(ie.index) else { continue };
-                    let transient = !ie.errors.is_empty()
-                        && ie.errors.iter().all(|e| reason_is_transient(&e.reason));
-                    let detail: Vec<String> = ie
-                        .errors
-                        .iter()
-                        .map(|e| {
-                            if e.location.is_empty() {
-                                format!("{}: {}", e.reason, e.message)
-                            } else {
-                                format!("{} at {}: {}", e.reason, e.location, e.message)
-                            }
-                        })
-                        .collect();
-                    let reason = format!("{what}: row {}: {}", batch[i].key, detail.join("; "));
-                    failed.push((
-                        i,
-                        if transient {
-                            SendError::Transient {
-                                reason,
-                                retry_after: None,
-                            }
-                        } else {
-                            SendError::Permanent { reason }
-                        },
-                    ));
-                }
-            }
-            failed.sort_by_key(|(i, _)| *i);
-            settle(batch.len(), failed)
+            self.path = Some(p.clone());
+            Ok(p)
         }
         .boxed()
+    }
+
+    /// `{"insertId": …, "json": …}`: the row, with the occurrence key as its insertId.
+    fn encode(&mut self, _: &String, doc: &Doc) -> Result<Vec<u8>, SendError> {
+        let value = match serde_json::from_slice(&doc.body) {
+            Ok(v @ Value::Object(_)) => row(v),
+            _ => {
+                return Err(SendError::Permanent {
+                    reason: format!("{}: the document is not a JSON object", doc.key),
+                });
+            }
+        };
+        let mut r = b"{\"insertId\":".to_vec();
+        json_str(&mut r, &doc.key);
+        r.extend_from_slice(b",\"json\":");
+        serde_json::to_writer(&mut r, &value).expect("writing to a Vec");
+        r.push(b'}');
+        Ok(r)
+    }
+
+    fn request(&self, path: &String) -> (String, Vec<u8>, &'static [u8]) {
+        let head = format!(
+            "{{\"kind\":\"bigquery#tableDataInsertAllRequest\",\"skipInvalidRows\":true,\"ignoreUnknownValues\":{},\"rows\":[",
+            self.cfg.ignore_unknown_values
+        );
+        (path.clone(), head.into_bytes(), b"]}")
+    }
+
+    /// With `skipInvalidRows` the valid rows are inserted and `insertErrors` names the others.
+    fn read(&self, api: &Api, answer: Answer, batch: &[Doc], docs: &[usize], o: &mut Outcomes) {
+        let outcomes = o;
+        let what = format!(
+            "insertAll into {}.{} at {}",
+            self.cfg.dataset,
+            self.cfg.table,
+            api.base()
+        );
+        if !answer.is_success() {
+            let e = whole_request_error(&what, &answer);
+            return outcomes.fail_all(docs.iter().copied(), &e);
+        }
+        let parsed: InsertAnswer = match serde_json::from_slice(&answer.body) {
+            Ok(a) => a,
+            Err(e) => {
+                let e = SendError::Transient {
+                    reason: format!("{what}: unexpected answer: {e}"),
+                    retry_after: None,
+                };
+                return outcomes.fail_all(docs.iter().copied(), &e);
+            }
+        };
+        for ie in parsed.insert_errors {
+            let Some(&i) = docs.get(ie.index) else {
+                continue;
+            };
+            let transient =
+                !ie.errors.is_empty() && ie.errors.iter().all(|e| reason_is_transient(&e.reason));
+            let detail: Vec<String> = ie
+                .errors
+                .iter()
+                .map(|e| {
+                    if e.location.is_empty() {
+                        format!("{}: {}", e.reason, e.message)
+                    } else {
+                        format!("{} at {}: {}", e.reason, e.location, e.message)
+                    }
+                })
+                .collect();
+            let reason = format!("{what}: row {}: {}", batch[i].key, detail.join("; "));
+            outcomes.fail(
+                i,
+                if transient {
+                    SendError::Transient {
+                        reason,
+                        retry_after: None,
+                    }
+                } else {
+                    SendError::Permanent { reason }
+                },
+            );
+        }
     }
 }
 

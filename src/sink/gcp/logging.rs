@@ -13,25 +13,20 @@
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use reqwest::Method;
 use serde::Deserialize;
 
-use super::auth::CredentialSource;
 use super::{
-    Api, OCCURRENCE_KEY, json_str, parse_endpoint, parse_name, process_env, rpc_code_is_transient,
-    whole_request_error,
+    Access, Answer, Api, Google, GoogleBatch, OCCURRENCE_KEY, json_str, parse_name,
+    rpc_code_is_transient, whole_request_error,
 };
 use crate::config::yaml::{Ctx, Fields};
 use crate::event::Event;
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
-use crate::sink::partial::{Limits, chunks, settle};
+use crate::sink::partial::Outcomes;
 use crate::sink::{Doc, SendError, Sink};
 
 pub const DEFAULT_ENDPOINT: &str = "https://logging.googleapis.com";
-/// entries.write's request limit (10 MB), less room for the envelope.
-const MAX_REQUEST_BYTES: usize = 9_500_000;
-const MAX_ENTRIES: usize = 1000;
 
 /// `receivers[].cloudLogging`.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,8 +38,7 @@ pub struct CloudLoggingConfig {
     pub location: Option<String>,
     /// None: the top-level `clusterName`, else the metadata server's `cluster-name`.
     pub cluster_name: Option<String>,
-    pub credentials_file: Option<String>,
-    pub endpoint: Option<String>,
+    pub access: Access,
     pub encoding: Encoding,
 }
 
@@ -77,16 +71,14 @@ impl ReceiverKind for CloudLoggingConfig {
         }
         let location = parse_name(ctx, f, "location", false);
         let cluster_name = ctx.opt_string(f, "clusterName");
-        let credentials_file = ctx.opt_string(f, "credentialsFile");
-        let endpoint = parse_endpoint(ctx, f);
+        let access = Access::parse(ctx, f, "credentialsFile");
         let encoding = Encoding::parse(ctx, f, true)?;
         Some(Self {
             project,
             log_name: log_name.unwrap_or_else(|| "events".to_owned()),
             location,
             cluster_name,
-            credentials_file,
-            endpoint,
+            access,
             encoding,
         })
     }
@@ -95,29 +87,13 @@ impl ReceiverKind for CloudLoggingConfig {
         &self.encoding
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        self.api(env).err().unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
-        Ok(Box::new(CloudLoggingSink {
-            api: self.api(env)?,
+        let kind = CloudLogging {
             cfg: self.clone(),
             site: None,
-            body: Vec::new(),
-        }))
-    }
-}
-
-impl CloudLoggingConfig {
-    fn api(&self, env: &BuildEnv) -> Result<Api, Vec<Problem>> {
-        let creds = CredentialSource::resolve(self.credentials_file.as_deref(), &process_env);
-        Api::build(
-            self.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT),
-            &creds,
-            "credentialsFile",
-            env.delivery.timeout,
-        )
+        };
+        let api = self.access.api(DEFAULT_ENDPOINT, env)?;
+        Ok(Box::new(Google::sink(api, kind)))
     }
 }
 
@@ -144,27 +120,26 @@ pub struct Site {
     pub cluster: Option<String>,
 }
 
+/// entries.write to one log.
 #[derive(Clone)]
-pub struct CloudLoggingSink {
-    api: Api,
+pub struct CloudLogging {
     cfg: CloudLoggingConfig,
     site: Option<Site>,
-    body: Vec<u8>,
 }
 
-impl CloudLoggingSink {
-    async fn site(&mut self, first: &Event) -> Result<Site, SendError> {
+impl CloudLogging {
+    async fn site(&mut self, api: &mut Api, first: &Event) -> Result<Site, SendError> {
         if let Some(s) = &self.site {
             return Ok(s.clone());
         }
-        let tokens = self.api.tokens();
+        let tokens = api.tokens();
         let project = tokens.project(self.cfg.project.as_deref()).await?;
         let location = match &self.cfg.location {
             Some(l) => l.clone(),
             None => tokens
                 .metadata("instance/attributes/cluster-location")
                 .await
-                .map_err(|e| with_hint(e, "set cloudLogging.location"))?,
+                .map_err(|e| e.with_hint("set cloudLogging.location"))?,
         };
         let cluster = match &self.cfg.cluster_name {
             Some(c) => Some(c.clone()),
@@ -173,7 +148,7 @@ impl CloudLoggingSink {
                 tokens
                     .metadata("instance/attributes/cluster-name")
                     .await
-                    .map_err(|e| with_hint(e, "set cloudLogging.clusterName or clusterName"))?,
+                    .map_err(|e| e.with_hint("set cloudLogging.clusterName or clusterName"))?,
             ),
         };
         let site = Site {
@@ -183,19 +158,6 @@ impl CloudLoggingSink {
         };
         self.site = Some(site.clone());
         Ok(site)
-    }
-}
-
-fn with_hint(e: SendError, hint: &str) -> SendError {
-    match e {
-        SendError::Transient {
-            reason,
-            retry_after,
-        } => SendError::Transient {
-            reason: format!("{reason} ({hint})"),
-            retry_after,
-        },
-        e => e,
     }
 }
 
@@ -297,96 +259,71 @@ pub fn partial_errors(body: &[u8]) -> Option<Vec<(usize, RpcStatus)>> {
     (!out.is_empty()).then_some(out)
 }
 
-impl Sink for CloudLoggingSink {
-    fn lane(&self) -> Option<Box<dyn Sink>> {
-        Some(Box::new(self.clone()))
-    }
+/// Where a send's entries go: the cluster's place and the whole log name.
+pub struct Log {
+    site: Site,
+    name: String,
+}
 
-    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
+impl GoogleBatch for CloudLogging {
+    type Target = Log;
+
+    fn target<'a>(
+        &'a mut self,
+        api: &'a mut Api,
+        batch: &'a [Doc],
+    ) -> BoxFuture<'a, Result<Log, SendError>> {
         async move {
-            let Some(first) = batch.first() else {
-                return Ok(());
-            };
-            let site = self.site(&first.occ.event).await?;
-            let mut entries = Vec::with_capacity(batch.len());
-            for doc in batch {
-                let mut e = Vec::with_capacity(doc.body.len() + 400);
-                write_entry(&mut e, &site, doc);
-                entries.push(e);
-            }
-            let sizes: Vec<usize> = entries.iter().map(|e| e.len() + 1).collect();
-            let mut failed = Vec::new();
-            for range in chunks(
-                &sizes,
-                Limits {
-                    entries: MAX_ENTRIES,
-                    bytes: MAX_REQUEST_BYTES,
-                },
-            ) {
-                self.body.clear();
-                self.body.extend_from_slice(b"{\"logName\":");
-                let log_name = format!(
-                    "projects/{}/logs/{}",
-                    site.project,
-                    urlencode_log(&self.cfg.log_name)
-                );
-                json_str(&mut self.body, &log_name);
-                self.body
-                    .extend_from_slice(b",\"partialSuccess\":true,\"entries\":[");
-                for (n, e) in entries[range.clone()].iter().enumerate() {
-                    if n > 0 {
-                        self.body.push(b',');
-                    }
-                    self.body.extend_from_slice(e);
-                }
-                self.body.extend_from_slice(b"]}");
-                let what = format!("entries.write to {}", self.api.base());
-                let answer = match self
-                    .api
-                    .call(Method::POST, "/v2/entries:write", self.body.clone())
-                    .await
-                {
-                    Ok(a) => a,
-                    Err(e) => {
-                        failed.extend(range.map(|i| (i, e.clone())));
-                        continue;
-                    }
-                };
-                if answer.status.is_success() {
-                    continue;
-                }
-                match partial_errors(&answer.body) {
-                    Some(errors) => {
-                        for (i, s) in errors {
-                            if i >= range.len() {
-                                continue;
-                            }
-                            let reason = format!(
-                                "{what}: entry {}: code {} {}",
-                                batch[range.start + i].key,
-                                s.code,
-                                s.message
-                            );
-                            let e = if rpc_code_is_transient(s.code) {
-                                SendError::Transient {
-                                    reason,
-                                    retry_after: answer.retry_after(),
-                                }
-                            } else {
-                                SendError::Permanent { reason }
-                            };
-                            failed.push((range.start + i, e));
-                        }
-                    }
-                    None => {
-                        let e = whole_request_error(&what, &answer);
-                        failed.extend(range.map(|i| (i, e.clone())));
-                    }
-                }
-            }
-            settle(batch.len(), failed)
+            let site = self.site(api, &batch[0].occ.event).await?;
+            let name = format!(
+                "projects/{}/logs/{}",
+                site.project,
+                urlencode_log(&self.cfg.log_name)
+            );
+            Ok(Log { site, name })
         }
         .boxed()
+    }
+
+    fn encode(&mut self, log: &Log, doc: &Doc) -> Result<Vec<u8>, SendError> {
+        let mut e = Vec::with_capacity(doc.body.len() + 400);
+        write_entry(&mut e, &log.site, doc);
+        Ok(e)
+    }
+
+    fn request(&self, log: &Log) -> (String, Vec<u8>, &'static [u8]) {
+        let mut head = b"{\"logName\":".to_vec();
+        json_str(&mut head, &log.name);
+        head.extend_from_slice(b",\"partialSuccess\":true,\"entries\":[");
+        ("/v2/entries:write".to_owned(), head, b"]}")
+    }
+
+    /// With `partialSuccess` the valid entries are written and the others listed by index.
+    fn read(&self, api: &Api, a: Answer, batch: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
+        if a.is_success() {
+            return;
+        }
+        let what = format!("entries.write to {}", api.base());
+        let Some(errors) = partial_errors(&a.body) else {
+            let e = whole_request_error(&what, &a);
+            return outcomes.fail_all(docs.iter().copied(), &e);
+        };
+        for (i, s) in errors {
+            let Some(&doc) = docs.get(i) else { continue };
+            let reason = format!(
+                "{what}: entry {}: code {} {}",
+                batch[doc].key, s.code, s.message
+            );
+            let e = if rpc_code_is_transient(s.code) {
+                SendError::Transient {
+                    reason,
+                    retry_after: a.retry_after(),
+                }
+            } else {
+                SendError::Permanent { reason }
+            };
+            outcomes.fail(doc, e);
+        }
     }
 }
 

@@ -1,10 +1,11 @@
 //! Google Cloud receivers: `pubsub` (topics:publish), `bigquery` (tabledata.insertAll) and
 //! `cloudLogging` (entries:write), over the REST APIs with the shared credentials of [`auth`].
 //!
-//! What they share here: the `endpoint` override (tests, private endpoints), the key-file key, the
-//! authenticated JSON POST, and how a whole-request answer is classified (Google's error body
-//! `{"error": {"code", "message", "status"}}`: 408, 429, 5xx and 401 — after dropping the cached
-//! token — are retried; other 4xx are permanent with Google's message).
+//! Each is an `http::batch::BatchApi` (its limits, entries, request and answer). What they share
+//! here: the `endpoint` override (tests, private endpoints), the key-file key, the authenticated
+//! JSON POST, a request's JSON envelope, and how a whole-request answer is classified (as every
+//! HTTP answer, `http::answer`, with Google's error body `{"error": {"code", "message",
+//! "status"}}` as its detail; a 401 is retried too, after dropping the cached token).
 
 pub mod auth;
 pub mod bigquery;
@@ -13,18 +14,31 @@ pub mod pubsub;
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
 use self::auth::{CredentialSource, Tokens};
+use super::Doc;
 use super::SendError;
 use super::http::Endpoint;
 pub use super::http::answer::Answer;
 use super::http::answer::classify;
-use super::kind::Problem;
+use super::http::batch::{BatchApi, BatchSink};
+use super::kind::{BuildEnv, Problem};
+use super::partial::{Limits, Outcomes};
 use super::tls::TlsConfig;
 use crate::config::yaml::{Ctx, Fields};
+
+/// What one request to any of the three APIs may carry: 1000 messages (Pub/Sub) or entries
+/// (Logging), and 10 MB, less room for the envelope. BigQuery's rows per request are its
+/// `batch_size`.
+pub const LIMITS: Limits = Limits {
+    entries: 1000,
+    bytes: 9_500_000,
+};
 
 /// The label / attribute that carries the occurrence key.
 pub const OCCURRENCE_KEY: &str = "occurrence_key";
@@ -46,6 +60,44 @@ pub fn parse_endpoint(ctx: &mut Ctx, f: &Fields) -> Option<String> {
         return None;
     }
     Some(e.trim_end_matches('/').to_owned())
+}
+
+/// The keys every Google kind has for reaching its API: the key file (`credentialsFile`,
+/// bigquery's `credentials_path`) and the `endpoint` override.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Access {
+    /// None: `GOOGLE_APPLICATION_CREDENTIALS`, else the metadata server.
+    pub credentials_file: Option<String>,
+    /// The kind's key-file key, for problems.
+    pub key_file: &'static str,
+    /// None: the API's own endpoint.
+    pub endpoint: Option<String>,
+}
+
+impl Access {
+    pub fn parse(ctx: &mut Ctx, f: &Fields, key_file: &'static str) -> Access {
+        Access {
+            credentials_file: ctx.opt_string(f, key_file),
+            key_file,
+            endpoint: parse_endpoint(ctx, f),
+        }
+    }
+
+    /// The API at `endpoint`, else at `default`, with the credentials of the key file, the
+    /// environment or the metadata server.
+    pub fn api(&self, default: &str, env: &BuildEnv) -> Result<Api, Vec<Problem>> {
+        let creds = CredentialSource::resolve(self.credentials_file.as_deref(), &process_env);
+        self.api_at(self.endpoint.as_deref().unwrap_or(default), &creds, env)
+    }
+
+    pub fn api_at(
+        &self,
+        base: &str,
+        creds: &CredentialSource,
+        env: &BuildEnv,
+    ) -> Result<Api, Vec<Problem>> {
+        Api::build(base, creds, self.key_file, env.delivery.timeout)
+    }
 }
 
 /// A required resource name (project, topic, dataset…): no `/`, not empty.
@@ -120,7 +172,7 @@ impl Api {
     /// Sends `body` (JSON) with `method` to `base + path`. Transport errors are transient; the
     /// answer is returned whatever its status (a 401 also drops the cached token).
     pub async fn call(
-        &mut self,
+        &self,
         method: reqwest::Method,
         path: &str,
         body: Vec<u8>,
@@ -184,6 +236,103 @@ pub fn whole_request_error(what: &str, a: &Answer) -> SendError {
 pub fn rpc_code_is_transient(code: i64) -> bool {
     // DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE (and UNKNOWN).
     matches!(code, 2 | 4 | 8 | 10 | 13 | 14)
+}
+
+/// A request's JSON: `head`, the `items` separated by commas, `tail`.
+pub fn envelope<'a>(
+    head: &[u8],
+    items: impl IntoIterator<Item = &'a Vec<u8>>,
+    tail: &[u8],
+) -> Vec<u8> {
+    let mut body = head.to_vec();
+    for (n, item) in items.into_iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(tail);
+    body
+}
+
+/// What one Google batch API says of itself; [`Google`] makes it a `BatchApi` (its entries are
+/// JSON, its requests a POST of them in an envelope, its failures `SendError`s).
+pub trait GoogleBatch: Clone + Send + Sync + 'static {
+    /// What a send resolves once (a path, the cluster's place).
+    type Target: Send + Sync;
+
+    fn limits(&self) -> Limits {
+        LIMITS
+    }
+
+    fn target<'a>(
+        &'a mut self,
+        api: &'a mut Api,
+        batch: &'a [Doc],
+    ) -> BoxFuture<'a, Result<Self::Target, SendError>>;
+
+    /// One document's JSON.
+    fn encode(&mut self, target: &Self::Target, doc: &Doc) -> Result<Vec<u8>, SendError>;
+
+    /// Where a request goes, and the JSON before and after its entries.
+    fn request(&self, target: &Self::Target) -> (String, Vec<u8>, &'static [u8]);
+
+    /// Records in `outcomes` what `answer` says failed of `docs` (the request's documents, in
+    /// order); `api` names where it went.
+    fn read(&self, api: &Api, answer: Answer, batch: &[Doc], docs: &[usize], o: &mut Outcomes);
+}
+
+/// A Google batch API with its client and tokens, shared by the lanes.
+#[derive(Clone)]
+pub struct Google<K> {
+    api: Api,
+    kind: K,
+}
+
+impl<K: GoogleBatch> Google<K> {
+    pub fn sink(api: Api, kind: K) -> BatchSink<Google<K>> {
+        BatchSink::new(Google { api, kind })
+    }
+}
+
+impl<K: GoogleBatch> BatchApi for Google<K> {
+    type Target = K::Target;
+    type Entry = Vec<u8>;
+    type Answer = Answer;
+    type Error = SendError;
+
+    fn limits(&self) -> Limits {
+        self.kind.limits()
+    }
+
+    fn target<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<K::Target, SendError>> {
+        self.kind.target(&mut self.api, batch)
+    }
+
+    fn encode(&mut self, target: &K::Target, doc: &Doc) -> Result<(Vec<u8>, usize), SendError> {
+        let entry = self.kind.encode(target, doc)?;
+        // With the comma that separates it from the next.
+        let size = entry.len() + 1;
+        Ok((entry, size))
+    }
+
+    fn request<'a>(
+        &'a self,
+        target: &'a K::Target,
+        entries: &'a [Vec<u8>],
+    ) -> BoxFuture<'a, Result<Answer, SendError>> {
+        let (path, head, tail) = self.kind.request(target);
+        let body = envelope(&head, entries, tail);
+        async move { self.api.call(Method::POST, &path, body).await }.boxed()
+    }
+
+    fn read(&self, answer: Answer, batch: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
+        self.kind.read(&self.api, answer, batch, docs, outcomes);
+    }
+
+    fn failed(&mut self, e: SendError) -> SendError {
+        e
+    }
 }
 
 /// Writes `s` as a JSON string.

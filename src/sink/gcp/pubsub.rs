@@ -22,18 +22,16 @@ use serde::Deserialize;
 
 use super::auth::CredentialSource;
 use super::{
-    Api, OCCURRENCE_KEY, json_str, parse_endpoint, parse_name, process_env, whole_request_error,
+    Access, Answer, Api, Google, GoogleBatch, OCCURRENCE_KEY, json_str, parse_name, process_env,
+    whole_request_error,
 };
 use crate::config::yaml::{Ctx, Fields};
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
-use crate::sink::partial::{Limits, chunks, settle};
+use crate::sink::partial::Outcomes;
 use crate::sink::{Doc, SendError, Sink};
 
 pub const DEFAULT_ENDPOINT: &str = "https://pubsub.googleapis.com";
-const MAX_MESSAGES: usize = 1000;
-/// The publish request limit (10 MB), less room for the envelope.
-const MAX_REQUEST_BYTES: usize = 9_500_000;
 
 /// `receivers[].pubsub`.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,8 +41,7 @@ pub struct PubsubConfig {
     pub topic: String,
     pub create_topic: bool,
     pub ordering_key: bool,
-    pub credentials_file: Option<String>,
-    pub endpoint: Option<String>,
+    pub access: Access,
     pub encoding: Encoding,
 }
 
@@ -68,16 +65,14 @@ impl ReceiverKind for PubsubConfig {
         let topic = parse_name(ctx, f, "topic", true);
         let create_topic = ctx.bool(f, "create_topic").unwrap_or(false);
         let ordering_key = ctx.bool(f, "orderingKey").unwrap_or(false);
-        let credentials_file = ctx.opt_string(f, "credentialsFile");
-        let endpoint = parse_endpoint(ctx, f);
+        let access = Access::parse(ctx, f, "credentialsFile");
         let encoding = Encoding::parse(ctx, f, true)?;
         Some(Self {
             project,
             topic: topic?,
             create_topic,
             ordering_key,
-            credentials_file,
-            endpoint,
+            access,
             encoding,
         })
     }
@@ -86,46 +81,35 @@ impl ReceiverKind for PubsubConfig {
         &self.encoding
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        self.api(env).err().unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
-        Ok(Box::new(PubsubSink {
-            api: self.api(env)?,
+        let kind = Pubsub {
             cfg: self.clone(),
             path: None,
-            body: Vec::new(),
-        }))
+        };
+        Ok(Box::new(Google::sink(self.api(env)?, kind)))
     }
 }
 
 impl PubsubConfig {
+    /// `PUBSUB_EMULATOR_HOST` (`host:port`) is the emulator, without credentials, as for
+    /// Google's client libraries, unless `endpoint` is set.
     fn api(&self, env: &BuildEnv) -> Result<Api, Vec<Problem>> {
-        let (base, creds) = match (&self.endpoint, process_env("PUBSUB_EMULATOR_HOST")) {
-            (Some(e), _) => (
-                e.clone(),
-                CredentialSource::resolve(self.credentials_file.as_deref(), &process_env),
-            ),
+        match (&self.access.endpoint, process_env("PUBSUB_EMULATOR_HOST")) {
             (None, Some(host)) if !host.is_empty() => {
-                (format!("http://{host}"), CredentialSource::None)
+                let emulator = format!("http://{host}");
+                self.access.api_at(&emulator, &CredentialSource::None, env)
             }
-            _ => (
-                DEFAULT_ENDPOINT.to_owned(),
-                CredentialSource::resolve(self.credentials_file.as_deref(), &process_env),
-            ),
-        };
-        Api::build(&base, &creds, "credentialsFile", env.delivery.timeout)
+            _ => self.access.api(DEFAULT_ENDPOINT, env),
+        }
     }
 }
 
+/// topics.publish to one topic.
 #[derive(Clone)]
-pub struct PubsubSink {
-    api: Api,
+pub struct Pubsub {
     cfg: PubsubConfig,
     /// `/v1/projects/P/topics/T`, once the project is known (and the topic created if asked).
     path: Option<String>,
-    body: Vec<u8>,
 }
 
 #[derive(Deserialize)]
@@ -153,32 +137,22 @@ pub fn write_message(out: &mut Vec<u8>, doc: &Doc, ordering_key: bool) {
     out.push(b'}');
 }
 
-impl PubsubSink {
-    async fn topic_path(&mut self) -> Result<String, SendError> {
+impl Pubsub {
+    async fn topic_path(&mut self, api: &mut Api) -> Result<String, SendError> {
         if let Some(p) = &self.path {
             return Ok(p.clone());
         }
-        let project = self
-            .api
+        let project = api
             .tokens()
             .project(self.cfg.project.as_deref())
             .await
-            .map_err(|e| match e {
-                SendError::Transient {
-                    reason,
-                    retry_after,
-                } => SendError::Transient {
-                    reason: format!("{reason} (set pubsub.gcloud_project_id)"),
-                    retry_after,
-                },
-                e => e,
-            })?;
+            .map_err(|e| e.with_hint("set pubsub.gcloud_project_id"))?;
         let path = format!("/v1/projects/{project}/topics/{}", self.cfg.topic);
         if self.cfg.create_topic {
-            let a = self.api.call(Method::PUT, &path, b"{}".to_vec()).await?;
+            let a = api.call(Method::PUT, &path, b"{}".to_vec()).await?;
             if !a.status.is_success() && a.status.as_u16() != 409 {
                 return Err(whole_request_error(
-                    &format!("creating topic {} at {}", self.cfg.topic, self.api.base()),
+                    &format!("creating topic {} at {}", self.cfg.topic, api.base()),
                     &a,
                 ));
             }
@@ -191,69 +165,52 @@ impl PubsubSink {
     }
 }
 
-impl Sink for PubsubSink {
-    fn lane(&self) -> Option<Box<dyn Sink>> {
-        Some(Box::new(self.clone()))
+impl GoogleBatch for Pubsub {
+    /// `…/topics/T:publish`.
+    type Target = String;
+
+    fn target<'a>(
+        &'a mut self,
+        api: &'a mut Api,
+        _: &'a [Doc],
+    ) -> BoxFuture<'a, Result<String, SendError>> {
+        async move { Ok(format!("{}:publish", self.topic_path(api).await?)) }.boxed()
     }
 
-    fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
-        async move {
-            if batch.is_empty() {
-                return Ok(());
+    fn encode(&mut self, _: &String, doc: &Doc) -> Result<Vec<u8>, SendError> {
+        let mut m = Vec::with_capacity(doc.body.len() * 4 / 3 + 120);
+        write_message(&mut m, doc, self.cfg.ordering_key);
+        Ok(m)
+    }
+
+    fn request(&self, path: &String) -> (String, Vec<u8>, &'static [u8]) {
+        (path.clone(), b"{\"messages\":[".to_vec(), b"]}")
+    }
+
+    /// A publish is all or nothing: one message ID per message, or the request's error.
+    fn read(&self, api: &Api, a: Answer, _: &[Doc], docs: &[usize], outcomes: &mut Outcomes) {
+        let what = format!("publish to {} at {}", self.cfg.topic, api.base());
+        let result = if !a.is_success() {
+            Err(whole_request_error(&what, &a))
+        } else {
+            match serde_json::from_slice::<PublishAnswer>(&a.body) {
+                Ok(p) if p.message_ids.len() == docs.len() => Ok(()),
+                Ok(p) => Err(SendError::Transient {
+                    reason: format!(
+                        "{what}: {} message IDs for {} messages",
+                        p.message_ids.len(),
+                        docs.len()
+                    ),
+                    retry_after: None,
+                }),
+                Err(e) => Err(SendError::Transient {
+                    reason: format!("{what}: unexpected answer: {e}"),
+                    retry_after: None,
+                }),
             }
-            let path = format!("{}:publish", self.topic_path().await?);
-            let mut messages = Vec::with_capacity(batch.len());
-            for doc in batch {
-                let mut m = Vec::with_capacity(doc.body.len() * 4 / 3 + 120);
-                write_message(&mut m, doc, self.cfg.ordering_key);
-                messages.push(m);
-            }
-            let sizes: Vec<usize> = messages.iter().map(|m| m.len() + 1).collect();
-            let what = format!("publish to {} at {}", self.cfg.topic, self.api.base());
-            let mut failed = Vec::new();
-            for range in chunks(
-                &sizes,
-                Limits {
-                    entries: MAX_MESSAGES,
-                    bytes: MAX_REQUEST_BYTES,
-                },
-            ) {
-                self.body.clear();
-                self.body.extend_from_slice(b"{\"messages\":[");
-                for (n, m) in messages[range.clone()].iter().enumerate() {
-                    if n > 0 {
-                        self.body.push(b',');
-                    }
-                    self.body.extend_from_slice(m);
-                }
-                self.body.extend_from_slice(b"]}");
-                let result = match self.api.call(Method::POST, &path, self.body.clone()).await {
-                    Err(e) => Err(e),
-                    Ok(a) if a.status.is_success() => {
-                        match serde_json::from_slice::<PublishAnswer>(&a.body) {
-                            Ok(p) if p.message_ids.len() == range.len() => Ok(()),
-                            Ok(p) => Err(SendError::Transient {
-                                reason: format!(
-                                    "{what}: {} message IDs for {} messages",
-                                    p.message_ids.len(),
-                                    range.len()
-                                ),
-                                retry_after: None,
-                            }),
-                            Err(e) => Err(SendError::Transient {
-                                reason: format!("{what}: unexpected answer: {e}"),
-                                retry_after: None,
-                            }),
-                        }
-                    }
-                    Ok(a) => Err(whole_request_error(&what, &a)),
-                };
-                if let Err(e) = result {
-                    failed.extend(range.map(|i| (i, e.clone())));
-                }
-            }
-            settle(batch.len(), failed)
+        };
+        if let Err(e) = result {
+            outcomes.fail_all(docs.iter().copied(), &e);
         }
-        .boxed()
     }
 }

@@ -7,6 +7,7 @@
 //! with the endpoint's `Host` header, over HTTP/1.1.
 
 pub mod answer;
+pub mod batch;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use super::kind::Problem;
+use super::layout::Encoding;
 use super::render::scalar_source;
 use super::tls::{TlsConfig, check_server_name};
 use crate::config::yaml::{Ctx, Fields};
@@ -46,6 +48,51 @@ pub fn check_url(e: &str) -> Result<(), String> {
         return Err(format!("invalid URL {e:?}: missing host"));
     }
     Ok(())
+}
+
+/// The keys of a receiver that posts each batch to one URL (`webhook`, `teams`): `endpoint`,
+/// templated `headers`, the `tls:` block, and `layout`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostConfig {
+    pub endpoint: String,
+    /// Header values are Go templates rendered per occurrence.
+    pub headers: Vec<HeaderTemplate>,
+    pub encoding: Encoding,
+    pub tls: TlsConfig,
+}
+
+impl PostConfig {
+    pub fn parse(ctx: &mut Ctx, f: &Fields) -> Option<PostConfig> {
+        let endpoint = parse_url(ctx, f, "endpoint");
+        let headers = parse_headers(ctx, f);
+        let tls = TlsConfig::parse(ctx, f);
+        // Checked here, not at start: the name replaces the endpoint's host for TLS only.
+        if let (Some(_), Some(e)) = (&tls.server_name, &endpoint)
+            && let Ok(url) = reqwest::Url::parse(e)
+            && url.scheme() != "https"
+        {
+            ctx.error(
+                &format!("{}.serverName", f.path("tls")),
+                f.get("tls").map_or(f.line, |n| n.line),
+                format!("needs an https:// endpoint, not {}://", url.scheme()),
+            );
+        }
+        let encoding = Encoding::parse(ctx, f, false);
+        Some(PostConfig {
+            endpoint: endpoint?,
+            headers,
+            encoding: encoding?,
+            tls,
+        })
+    }
+
+    /// The header templates, for `ReceiverKind::templates`.
+    pub fn templates(&self) -> Vec<(String, &str)> {
+        self.headers
+            .iter()
+            .map(|h| (format!("headers.{}", h.key), h.template.source()))
+            .collect()
+    }
 }
 
 /// One configured header: its value is a Go template rendered per occurrence.
@@ -153,6 +200,26 @@ pub fn header_value(rendered: &str) -> HeaderValue {
     })
 }
 
+/// What every HTTP client of a receiver is built from, so that they all behave alike: the
+/// attempt's timeout (and at most 10 s to connect), no redirects (a POST silently turned into a
+/// GET by a 302 would lose the event: a 3xx is reported instead), our User-Agent, and proxies
+/// from the environment as reqwest reads them (`HTTPS_PROXY`, `NO_PROXY`). An [`Endpoint`]
+/// adds the receiver's `tls:` block.
+pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(USER_AGENT)
+}
+
+/// A client without a `tls:` block: the AWS and Google endpoints and their credential services.
+pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+    client_builder(timeout)
+        .build()
+        .map_err(|e| format!("building the HTTP client: {}", error_chain(&e)))
+}
+
 /// An HTTP destination: the client built from the receiver's timeout and `tls:` block, and the
 /// URL requests go to.
 pub struct Endpoint {
@@ -172,13 +239,7 @@ impl Endpoint {
     /// builds. Every problem is returned.
     pub fn build(url: &str, tls: &TlsConfig, timeout: Duration) -> Result<Endpoint, Vec<Problem>> {
         let mut problems = Vec::new();
-        let builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            // A POST silently turned into a GET by a 302 would lose the event: 3xx is reported.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(USER_AGENT);
-        let mut builder = tls.apply(builder, &mut problems);
+        let mut builder = tls.apply(client_builder(timeout), &mut problems);
         let mut parsed = match reqwest::Url::parse(url) {
             Ok(u) => Some(u),
             Err(e) => {

@@ -90,12 +90,6 @@ impl ReceiverKind for LokiConfig {
         config::warnings(self)
     }
 
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        LokiSink::build(self, env.delivery.timeout)
-            .err()
-            .unwrap_or_default()
-    }
-
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
         Ok(Box::new(LokiSink::build(self, env.delivery.timeout)?))
     }

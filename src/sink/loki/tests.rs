@@ -4,40 +4,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::config::{Config, ConfigErrors, parse};
+use crate::config::{Config, ConfigErrors};
 use crate::event::{Event, Occurrence};
 use crate::sink::secret::Secret;
+use crate::sink::testing;
+use crate::sink::testing::doc;
 
 fn env(name: &str) -> Option<String> {
     (name == "LOKI_PASSWORD").then(|| "pa55".to_owned())
 }
 
 fn config(loki: &str) -> Result<Config, ConfigErrors> {
-    parse(
-        &format!(
-            "route:\n  routes:\n    - match:\n        - receiver: l\nreceivers:\n  - name: l\n    loki:\n{loki}"
-        ),
-        &env,
-    )
+    testing::parse_with("loki", loki, &env)
 }
 
 fn loki(yaml: &str) -> LokiConfig {
-    let c = config(yaml).unwrap_or_else(|e| panic!("unexpected errors:\n{e}"));
-    match &c.receivers[0].sink {
-        crate::sink::SinkConfig::Loki(l) => l.clone(),
-        other => panic!("not loki: {other:?}"),
-    }
+    testing::receiver_with(yaml, &env)
 }
 
 fn errors(yaml: &str) -> Vec<String> {
-    match config(yaml) {
-        Ok(_) => panic!("expected errors for:\n{yaml}"),
-        Err(e) => e
-            .errors
-            .iter()
-            .map(|e| format!("{}: {}", e.path, e.message))
-            .collect(),
-    }
+    testing::errors_with("loki", yaml, &env)
 }
 
 fn warnings(yaml: &str) -> Vec<String> {
@@ -177,14 +163,6 @@ fn check_config_warns_about_per_event_labels() {
 fn occurrence(json: serde_json::Value) -> Arc<Occurrence> {
     let e: Event = serde_json::from_value(json).unwrap();
     Arc::new(Occurrence::new(e))
-}
-
-fn doc(occ: &Arc<Occurrence>) -> Doc {
-    Doc {
-        key: occ.key.clone(),
-        body: occ.json().clone(),
-        occ: occ.clone(),
-    }
 }
 
 fn sink(yaml: &str) -> LokiSink {

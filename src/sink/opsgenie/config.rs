@@ -2,15 +2,18 @@
 //! `description`, `tags`, `details`; every string a template) with their meaning, plus ours:
 //! `responders`, `entity`, `source`, `tls`.
 
+use super::OpsgenieSink;
 use crate::config::yaml::{Ctx, Fields, Kind};
-use crate::sink::Problem;
+use crate::sink::Sink;
 use crate::sink::http::{check_header_value, check_url};
+use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
 use crate::sink::render::{
-    DEFAULT_MESSAGE, opt_template, parse_template, template_list, template_map,
+    DEFAULT_MESSAGE, keyed, listed, named, opt_template, parse_template, template_list,
+    template_map,
 };
 use crate::sink::secret::Secret;
-use crate::sink::tls::TlsConfig;
+use crate::sink::tls::{TLS_KEYS, TlsConfig};
 use crate::template::Template;
 
 /// Opsgenie's API (US); EU accounts use `api.eu.opsgenie.com`.
@@ -99,85 +102,6 @@ pub fn base_url(value: &str) -> String {
     }
 }
 
-pub fn parse(ctx: &mut Ctx, f: &Fields) -> Option<OpsgenieConfig> {
-    let line = |key: &str| f.get(key).map_or(f.line, |n| n.line);
-    let api_key = ctx.opt_string(f, "apiKey");
-    match &api_key {
-        None => ctx.error(
-            &f.path("apiKey"),
-            f.line,
-            "is required: the key of an API integration (Opsgenie: Teams → Integrations → API), e.g. ${OPSGENIE_API_KEY}",
-        ),
-        Some(k) => {
-            if let Err(why) = check_header_value(k) {
-                ctx.error(&f.path("apiKey"), line("apiKey"), why);
-            }
-        }
-    }
-    let url = base_url(
-        &ctx.opt_string(f, "URL")
-            .unwrap_or_else(|| DEFAULT_URL.to_owned()),
-    );
-    if let Err(why) = check_url(&url) {
-        ctx.error(&f.path("URL"), line("URL"), why);
-    }
-    let priority = match ctx.opt_string(f, "priority") {
-        None => Some(Priority::Fixed(DEFAULT_PRIORITY)),
-        Some(p) if p.contains("{{") => {
-            parse_template(ctx, &f.path("priority"), line("priority"), &p).map(Priority::Template)
-        }
-        Some(p) => {
-            match priority(&p) {
-                Some(fixed) => Some(Priority::Fixed(fixed)),
-                None => {
-                    ctx.error(
-                    &f.path("priority"),
-                    line("priority"),
-                    format!("expected P1, P2, P3, P4 or P5 (or a template rendering one), found {p:?}"),
-                );
-                    None
-                }
-            }
-        }
-    };
-    let before = ctx.errors.len();
-    let message = match opt_template(ctx, f, "message") {
-        Some(t) => Some(t),
-        None if ctx.errors.len() > before => None,
-        None => parse_template(ctx, &f.path("message"), f.line, DEFAULT_MESSAGE),
-    };
-    let alias = opt_template(ctx, f, "alias");
-    let description = opt_template(ctx, f, "description");
-    let tags = template_list(ctx, f, "tags");
-    let details = template_map(ctx, f, "details");
-    if details.iter().any(|(k, _)| k == OCCURRENCE_KEY) {
-        ctx.error(
-            &format!("{}.{OCCURRENCE_KEY}", f.path("details")),
-            line("details"),
-            format!("{OCCURRENCE_KEY} is set by the exporter on every alert ({{uid}}:{{count}}) and cannot be replaced"),
-        );
-    }
-    let responders = parse_responders(ctx, f);
-    let entity = opt_template(ctx, f, "entity");
-    let source = opt_template(ctx, f, "source");
-    let tls = TlsConfig::parse(ctx, f);
-    Some(OpsgenieConfig {
-        api_key: Secret(api_key?),
-        url,
-        priority: priority?,
-        message: message?,
-        alias,
-        description,
-        tags,
-        details,
-        responders,
-        entity,
-        source,
-        tls,
-        encoding: Encoding::default(),
-    })
-}
-
 fn parse_responders(ctx: &mut Ctx, f: &Fields) -> Vec<Responder> {
     let items = ctx.seq(f, "responders");
     let mut out = Vec::new();
@@ -246,28 +170,145 @@ fn parse_responders(ctx: &mut Ctx, f: &Fields) -> Vec<Responder> {
     out
 }
 
-/// Settings that work but deserve a word.
-pub fn warnings(cfg: &OpsgenieConfig) -> Vec<Problem> {
-    let mut out = Vec::new();
-    if let Some(a) = &cfg.alias
-        && !a.source().contains("{{")
-    {
-        out.push((
+impl ReceiverKind for OpsgenieConfig {
+    const NAME: &'static str = "opsgenie";
+    const CONCURRENCY: Concurrency = Concurrency::Lanes(4);
+    const KEYS: &'static [&'static str] = KEYS;
+    const NESTED: &'static [(&'static str, &'static [&'static str])] = &[("tls", TLS_KEYS)];
+    /// Alerts are created one request each, in order: a batch is what one attempt's timeout
+    /// covers.
+    const DEFAULT_MAX_EVENTS: usize = 10;
+
+    fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {
+        let line = |key: &str| f.get(key).map_or(f.line, |n| n.line);
+        let api_key = ctx.opt_string(f, "apiKey");
+        match &api_key {
+        None => ctx.error(
+            &f.path("apiKey"),
+            f.line,
+            "is required: the key of an API integration (Opsgenie: Teams → Integrations → API), e.g. ${OPSGENIE_API_KEY}",
+        ),
+        Some(k) => {
+            if let Err(why) = check_header_value(k) {
+                ctx.error(&f.path("apiKey"), line("apiKey"), why);
+            }
+        }
+    }
+        let url = base_url(
+            &ctx.opt_string(f, "URL")
+                .unwrap_or_else(|| DEFAULT_URL.to_owned()),
+        );
+        if let Err(why) = check_url(&url) {
+            ctx.error(&f.path("URL"), line("URL"), why);
+        }
+        let priority = match ctx.opt_string(f, "priority") {
+            None => Some(Priority::Fixed(DEFAULT_PRIORITY)),
+            Some(p) if p.contains("{{") => {
+                parse_template(ctx, &f.path("priority"), line("priority"), &p)
+                    .map(Priority::Template)
+            }
+            Some(p) => match priority(&p) {
+                Some(fixed) => Some(Priority::Fixed(fixed)),
+                None => {
+                    ctx.error(
+                    &f.path("priority"),
+                    line("priority"),
+                    format!("expected P1, P2, P3, P4 or P5 (or a template rendering one), found {p:?}"),
+                );
+                    None
+                }
+            },
+        };
+        let before = ctx.errors.len();
+        let message = match opt_template(ctx, f, "message") {
+            Some(t) => Some(t),
+            None if ctx.errors.len() > before => None,
+            None => parse_template(ctx, &f.path("message"), f.line, DEFAULT_MESSAGE),
+        };
+        let alias = opt_template(ctx, f, "alias");
+        let description = opt_template(ctx, f, "description");
+        let tags = template_list(ctx, f, "tags");
+        let details = template_map(ctx, f, "details");
+        if details.iter().any(|(k, _)| k == OCCURRENCE_KEY) {
+            ctx.error(
+            &format!("{}.{OCCURRENCE_KEY}", f.path("details")),
+            line("details"),
+            format!("{OCCURRENCE_KEY} is set by the exporter on every alert ({{uid}}:{{count}}) and cannot be replaced"),
+        );
+        }
+        let responders = parse_responders(ctx, f);
+        let entity = opt_template(ctx, f, "entity");
+        let source = opt_template(ctx, f, "source");
+        let tls = TlsConfig::parse(ctx, f);
+        Some(OpsgenieConfig {
+            api_key: Secret(api_key?),
+            url,
+            priority: priority?,
+            message: message?,
+            alias,
+            description,
+            tags,
+            details,
+            responders,
+            entity,
+            source,
+            tls,
+            encoding: Encoding::default(),
+        })
+    }
+
+    fn encoding(&self) -> &Encoding {
+        &self.encoding
+    }
+
+    fn templates(&self) -> Vec<(String, &str)> {
+        let priority = match &self.priority {
+            Priority::Template(t) => Some(t),
+            Priority::Fixed(_) => None,
+        };
+        let responders = self.responders.iter().enumerate();
+        named([
+            ("message", Some(&self.message)),
+            ("priority", priority),
+            ("alias", self.alias.as_ref()),
+            ("description", self.description.as_ref()),
+            ("entity", self.entity.as_ref()),
+            ("source", self.source.as_ref()),
+        ])
+        .chain(listed("tags", &self.tags))
+        .chain(keyed("details", &self.details))
+        .chain(responders.map(|(i, r)| (format!("responders[{i}].{}", r.by.0), r.by.1.source())))
+        .collect()
+    }
+
+    /// Settings that work but deserve a word.
+    fn warnings(&self) -> Vec<Problem> {
+        let cfg = self;
+        let mut out = Vec::new();
+        if let Some(a) = &cfg.alias
+            && !a.source().contains("{{")
+        {
+            out.push((
             "alias",
             format!(
                 "{:?} is the same for every event: Opsgenie deduplicates open alerts by alias, so all of them become one alert (its count grows); leave alias unset for one alert per occurrence, or use {{{{ .UID }}}} for one per event",
                 a.source()
             ),
         ));
+        }
+        if cfg.tags.len() > 20 {
+            out.push((
+                "tags",
+                format!(
+                    "{} tags: Opsgenie keeps 20; the rest are not sent",
+                    cfg.tags.len()
+                ),
+            ));
+        }
+        out
     }
-    if cfg.tags.len() > 20 {
-        out.push((
-            "tags",
-            format!(
-                "{} tags: Opsgenie keeps 20; the rest are not sent",
-                cfg.tags.len()
-            ),
-        ));
+
+    fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
+        Ok(Box::new(OpsgenieSink::build(self, env)?))
     }
-    out
 }

@@ -32,14 +32,11 @@ pub use config::{
 
 use super::http::Endpoint;
 use super::http::answer::{Answer, classify, snippet};
-use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
-use super::layout::Encoding;
+use super::kind::{BuildEnv, Problem};
 use super::notify::{Counts, rename_endpoint};
 use super::partial::settle;
 use super::render::{DEFAULT_MESSAGE, Renderer, truncate};
-use super::tls::TLS_KEYS;
 use super::{Doc, SendError, Sink};
-use crate::config::yaml::{Ctx, Fields};
 use crate::template::Template;
 
 pub const MESSAGE_MAX: usize = 130;
@@ -50,71 +47,6 @@ pub const TAGS_MAX: usize = 20;
 pub const DETAILS_MAX: usize = 8000;
 pub const ENTITY_MAX: usize = 512;
 pub const SOURCE_MAX: usize = 100;
-
-impl ReceiverKind for OpsgenieConfig {
-    const NAME: &'static str = "opsgenie";
-    const CONCURRENCY: Concurrency = Concurrency::Lanes(4);
-    const KEYS: &'static [&'static str] = config::KEYS;
-    const NESTED: &'static [(&'static str, &'static [&'static str])] = &[("tls", TLS_KEYS)];
-    /// Alerts are created one request each, in order: a batch is what one attempt's timeout
-    /// covers.
-    const DEFAULT_MAX_EVENTS: usize = 10;
-
-    fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {
-        config::parse(ctx, f)
-    }
-
-    fn encoding(&self) -> &Encoding {
-        &self.encoding
-    }
-
-    fn templates(&self) -> Vec<(String, &str)> {
-        let mut out = vec![("message".to_owned(), self.message.source())];
-        if let Priority::Template(t) = &self.priority {
-            out.push(("priority".to_owned(), t.source()));
-        }
-        for (key, t) in [
-            ("alias", &self.alias),
-            ("description", &self.description),
-            ("entity", &self.entity),
-            ("source", &self.source),
-        ] {
-            if let Some(t) = t {
-                out.push((key.to_owned(), t.source()));
-            }
-        }
-        out.extend(
-            self.tags
-                .iter()
-                .enumerate()
-                .map(|(i, t)| (format!("tags[{i}]"), t.source())),
-        );
-        out.extend(
-            self.details
-                .iter()
-                .map(|(k, t)| (format!("details.{k}"), t.source())),
-        );
-        out.extend(
-            self.responders
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (format!("responders[{i}].{}", r.by.0), r.by.1.source())),
-        );
-        out
-    }
-
-    fn warnings(&self) -> Vec<Problem> {
-        config::warnings(self)
-    }
-
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        OpsgenieSink::build(self, env).err().unwrap_or_default()
-    }
-
-    fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
-        Ok(Box::new(OpsgenieSink::build(self, env)?))
-    }
-}
 
 #[derive(Clone)]
 pub struct OpsgenieSink {

@@ -5,39 +5,25 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::*;
-use crate::config::{Config, ConfigErrors, parse};
+use crate::config::{Config, ConfigErrors};
 use crate::event::{Event, Occurrence};
+use crate::sink::testing;
+use crate::sink::testing::doc;
 
 fn env(name: &str) -> Option<String> {
     (name == "OPSGENIE_API_KEY").then(|| "k-123".to_owned())
 }
 
 fn config(yaml: &str) -> Result<Config, ConfigErrors> {
-    parse(
-        &format!(
-            "route:\n  routes:\n    - match:\n        - receiver: o\nreceivers:\n  - name: o\n    opsgenie:\n{yaml}"
-        ),
-        &env,
-    )
+    testing::parse_with("opsgenie", yaml, &env)
 }
 
 fn opsgenie(yaml: &str) -> OpsgenieConfig {
-    let c = config(yaml).unwrap_or_else(|e| panic!("unexpected errors:\n{e}"));
-    match &c.receivers[0].sink {
-        crate::sink::SinkConfig::Opsgenie(o) => o.clone(),
-        other => panic!("not opsgenie: {other:?}"),
-    }
+    testing::receiver_with(yaml, &env)
 }
 
 fn errors(yaml: &str) -> Vec<String> {
-    match config(yaml) {
-        Ok(_) => panic!("expected errors for:\n{yaml}"),
-        Err(e) => e
-            .errors
-            .iter()
-            .map(|e| format!("{}: {}", e.path, e.message))
-            .collect(),
-    }
+    testing::errors_with("opsgenie", yaml, &env)
 }
 
 /// resmoio's README example, verbatim.
@@ -150,29 +136,8 @@ fn occurrence(count: i64, message: &str) -> Arc<Occurrence> {
     Arc::new(Occurrence::new(e))
 }
 
-fn doc(occ: &Arc<Occurrence>) -> Doc {
-    Doc {
-        key: occ.key.clone(),
-        body: occ.json().clone(),
-        occ: occ.clone(),
-    }
-}
-
 fn sink(yaml: &str) -> OpsgenieSink {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cfg = config(yaml).unwrap();
-    let stdout = || -> crate::sink::stdout::Writer { Box::new(tokio::io::sink()) };
-    let metrics = crate::telemetry::Metrics::default();
-    let env = BuildEnv {
-        receiver: "o",
-        delivery: &cfg.receivers[0].delivery,
-        stdout: &stdout,
-        metrics: &metrics,
-    };
-    match &cfg.receivers[0].sink {
-        crate::sink::SinkConfig::Opsgenie(o) => OpsgenieSink::build(o, &env).unwrap(),
-        _ => unreachable!(),
-    }
+    testing::sink_with(yaml, &env, OpsgenieSink::build)
 }
 
 #[test]

@@ -35,14 +35,11 @@ pub use message::{Attachment, Rendered};
 
 use super::http::Endpoint;
 use super::http::answer::{Answer, retry_after, snippet};
-use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
-use super::layout::Encoding;
+use super::kind::{BuildEnv, Problem};
 use super::notify::{Counts, Pacer, rename_endpoint};
 use super::partial::settle;
 use super::render::Renderer;
-use super::tls::TLS_KEYS;
 use super::{Doc, SendError, Sink};
-use crate::config::yaml::{Ctx, Fields};
 
 /// `chat.postMessage` errors worth retrying: Slack's own trouble, rate limiting, and a workspace
 /// in the middle of an Enterprise Grid migration.
@@ -56,68 +53,6 @@ const TRANSIENT_ERRORS: &[&str] = &[
     "team_added_to_org",
     "org_login_required",
 ];
-
-impl ReceiverKind for SlackConfig {
-    const NAME: &'static str = "slack";
-    const CONCURRENCY: Concurrency = Concurrency::Serial(
-        "Slack takes one message per second per channel, so its posts are paced instead",
-    );
-    const KEYS: &'static [&'static str] = config::KEYS;
-    const NESTED: &'static [(&'static str, &'static [&'static str])] = &[("tls", TLS_KEYS)];
-    /// Up to 100 occurrences per channel fold into one digest.
-    const DEFAULT_MAX_EVENTS: usize = 100;
-
-    fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {
-        config::parse(ctx, f)
-    }
-
-    fn encoding(&self) -> &Encoding {
-        &self.encoding
-    }
-
-    fn templates(&self) -> Vec<(String, &str)> {
-        let mut out = vec![("message".to_owned(), self.message.source())];
-        for (key, t) in [
-            ("channel", &self.channel),
-            ("color", &self.color),
-            ("title", &self.title),
-            ("author_name", &self.author_name),
-            ("footer", &self.footer),
-        ] {
-            if let Some(t) = t {
-                out.push((key.to_owned(), t.source()));
-            }
-        }
-        out.extend(
-            self.fields
-                .iter()
-                .map(|(k, t)| (format!("fields.{k}"), t.source())),
-        );
-        out
-    }
-
-    fn warnings(&self) -> Vec<Problem> {
-        config::warnings(self)
-    }
-
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        let mut problems = SlackSink::build(self, env).err().unwrap_or_default();
-        if self.min_interval >= env.delivery.timeout {
-            problems.push((
-                "minInterval",
-                format!(
-                    "{:?} is not below the receiver's timeout ({:?}): the wait between two posts to a channel counts against it",
-                    self.min_interval, env.delivery.timeout
-                ),
-            ));
-        }
-        problems
-    }
-
-    fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
-        Ok(Box::new(SlackSink::build(self, env)?))
-    }
-}
 
 enum Target {
     Api { auth: HeaderValue },

@@ -5,39 +5,25 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::*;
-use crate::config::{Config, ConfigErrors, parse};
+use crate::config::{Config, ConfigErrors};
 use crate::event::{Event, Occurrence};
+use crate::sink::testing;
+use crate::sink::testing::doc;
 
 fn env(_: &str) -> Option<String> {
     None
 }
 
 fn config(slack: &str) -> Result<Config, ConfigErrors> {
-    parse(
-        &format!(
-            "route:\n  routes:\n    - match:\n        - receiver: s\nreceivers:\n  - name: s\n    slack:\n{slack}"
-        ),
-        &env,
-    )
+    testing::parse_with("slack", slack, &env)
 }
 
 fn slack(yaml: &str) -> SlackConfig {
-    let c = config(yaml).unwrap_or_else(|e| panic!("unexpected errors:\n{e}"));
-    match &c.receivers[0].sink {
-        crate::sink::SinkConfig::Slack(s) => s.clone(),
-        other => panic!("not slack: {other:?}"),
-    }
+    testing::receiver_with(yaml, &env)
 }
 
 fn errors(yaml: &str) -> Vec<String> {
-    match config(yaml) {
-        Ok(_) => panic!("expected errors for:\n{yaml}"),
-        Err(e) => e
-            .errors
-            .iter()
-            .map(|e| format!("{}: {}", e.path, e.message))
-            .collect(),
-    }
+    testing::errors_with("slack", yaml, &env)
 }
 
 /// resmoio's README example, verbatim (its empty optional keys included).
@@ -176,29 +162,8 @@ fn occurrence(ns: &str, name: &str, count: i64, message: &str) -> Arc<Occurrence
     Arc::new(Occurrence::new(e))
 }
 
-fn doc(occ: &Arc<Occurrence>) -> Doc {
-    Doc {
-        key: occ.key.clone(),
-        body: occ.json().clone(),
-        occ: occ.clone(),
-    }
-}
-
 fn sink(yaml: &str) -> SlackSink {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cfg = config(yaml).unwrap();
-    let stdout = || -> crate::sink::stdout::Writer { Box::new(tokio::io::sink()) };
-    let metrics = crate::telemetry::Metrics::default();
-    let env = BuildEnv {
-        receiver: "s",
-        delivery: &cfg.receivers[0].delivery,
-        stdout: &stdout,
-        metrics: &metrics,
-    };
-    match &cfg.receivers[0].sink {
-        crate::sink::SinkConfig::Slack(s) => SlackSink::build(s, &env).unwrap(),
-        _ => unreachable!(),
-    }
+    testing::sink_with(yaml, &env, SlackSink::build)
 }
 
 #[test]

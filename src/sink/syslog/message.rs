@@ -148,18 +148,8 @@ fn timestamp(out: &mut Vec<u8>, occ: &Occurrence) {
         out.push(b'-');
         return;
     };
-    let dt = ts.to_zoned(jiff::tz::TimeZone::UTC).datetime();
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        dt.year(),
-        dt.month(),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second(),
-        dt.subsec_nanosecond() / 1000
-    );
+    // A timestamp formats in UTC; `%.6f` is exactly six digits, cut rather than rounded.
+    let _ = write!(out, "{}", ts.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"));
 }
 
 /// Appends the RFC 5424 message for one document: the header fields of `occ`, `body` as MSG.
@@ -304,6 +294,16 @@ mod tests {
             message(&occ, "").contains(" 2025-06-30T21:59:59.987654Z "),
             "{}",
             message(&occ, "")
+        );
+        // Nanoseconds are cut to microseconds, never rounded into the next second.
+        let late = occurrence(serde_json::json!({
+            "metadata": {"uid": "u"},
+            "eventTime": "2025-06-30T23:59:59.999999999Z",
+        }));
+        assert!(
+            message(&late, "").contains(" 2025-06-30T23:59:59.999999Z "),
+            "{}",
+            message(&late, "")
         );
         let timeless = occurrence(serde_json::json!({"metadata": {"uid": "u"}}));
         assert!(message(&timeless, "").starts_with("<133>1 - node-a "));

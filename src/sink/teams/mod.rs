@@ -27,24 +27,26 @@ use reqwest::header::{CONTENT_TYPE, HOST, HeaderMap, HeaderValue};
 use serde_json::Value;
 
 use super::http::answer::{Answer, snippet};
-use super::http::{Endpoint, HeaderTemplate, parse_headers, parse_url, render_headers};
+use super::http::{Endpoint, HeaderTemplate, PostConfig, render_headers};
 use super::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use super::layout::Encoding;
 use super::notify::{Counts, rename_endpoint};
-use super::tls::{TLS_KEYS, TlsConfig};
+use super::tls::TLS_KEYS;
 use super::{Doc, SendError, Sink};
 use crate::config::yaml::{Ctx, Fields};
 
 /// The smallest budget a 413 can shrink a card to before it fails for good.
 const MIN_BUDGET: usize = 5_000;
 
-/// `receivers[].teams`.
+/// `receivers[].teams`: the keys of a webhook.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TeamsConfig {
-    pub endpoint: String,
-    pub headers: Vec<HeaderTemplate>,
-    pub encoding: Encoding,
-    pub tls: TlsConfig,
+pub struct TeamsConfig(pub PostConfig);
+
+impl std::ops::Deref for TeamsConfig {
+    type Target = PostConfig;
+    fn deref(&self) -> &PostConfig {
+        &self.0
+    }
 }
 
 /// Office 365 connector hosts, which Microsoft retires.
@@ -68,16 +70,7 @@ impl ReceiverKind for TeamsConfig {
     const DEFAULT_MAX_EVENTS: usize = 10;
 
     fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {
-        let endpoint = parse_url(ctx, f, "endpoint");
-        let headers = parse_headers(ctx, f);
-        let tls = TlsConfig::parse(ctx, f);
-        let encoding = Encoding::parse(ctx, f, false);
-        Some(TeamsConfig {
-            endpoint: endpoint?,
-            headers,
-            encoding: encoding?,
-            tls,
-        })
+        PostConfig::parse(ctx, f).map(TeamsConfig)
     }
 
     fn encoding(&self) -> &Encoding {
@@ -85,10 +78,7 @@ impl ReceiverKind for TeamsConfig {
     }
 
     fn templates(&self) -> Vec<(String, &str)> {
-        self.headers
-            .iter()
-            .map(|h| (format!("headers.{}", h.key), h.template.source()))
-            .collect()
+        self.0.templates()
     }
 
     fn warnings(&self) -> Vec<Problem> {
@@ -100,10 +90,6 @@ impl ReceiverKind for TeamsConfig {
         } else {
             Vec::new()
         }
-    }
-
-    fn check(&self, env: &BuildEnv) -> Vec<Problem> {
-        TeamsSink::build(self, env).err().unwrap_or_default()
     }
 
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {

@@ -6,24 +6,16 @@ use serde_json::json;
 
 use super::card::{DEFAULT_BUDGET, keys_of, section};
 use super::*;
-use crate::config::{Config, ConfigErrors, parse};
+use crate::config::{Config, ConfigErrors};
 use crate::event::{Event, Occurrence};
+use crate::sink::testing;
 
 fn config(yaml: &str) -> Result<Config, ConfigErrors> {
-    parse(
-        &format!(
-            "route:\n  routes:\n    - match:\n        - receiver: t\nreceivers:\n  - name: t\n    teams:\n{yaml}"
-        ),
-        &|_| None,
-    )
+    testing::parse_with("teams", yaml, &|_| None)
 }
 
 fn teams(yaml: &str) -> TeamsConfig {
-    let c = config(yaml).unwrap_or_else(|e| panic!("unexpected errors:\n{e}"));
-    match &c.receivers[0].sink {
-        crate::sink::SinkConfig::Teams(t) => t.clone(),
-        other => panic!("not teams: {other:?}"),
-    }
+    testing::receiver_with(yaml, &|_| None)
 }
 
 #[test]

@@ -5,22 +5,15 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::sink::SinkConfig;
 use crate::sink::aws::fake::{self, Fake, Req};
+use crate::sink::testing;
 
 fn eventbridge(yaml: &str) -> EventBridgeConfig {
-    match &fake::config("eventbridge", yaml).receivers[0].sink {
-        SinkConfig::Eventbridge(c) => c.clone(),
-        other => panic!("{other:?}"),
-    }
+    testing::receiver(yaml)
 }
 
 fn sink(fake: &Fake, yaml: &str) -> EventBridgeSink {
-    let cfg = fake::config("eventbridge", yaml);
-    let SinkConfig::Eventbridge(c) = &cfg.receivers[0].sink else {
-        unreachable!()
-    };
-    fake::with_env(&cfg, |env| EventBridgeSink::build(c, env, &fake.env())).unwrap()
+    testing::sink(yaml, |c, env| EventBridgeSink::build(c, env, &fake.env()))
 }
 
 /// PutEvents answers: each entry accepted, or failed with the code `fail` gives its detail.
@@ -63,7 +56,7 @@ fn keys_details_and_required_fields() {
         Some(json!({"reason": "{{ .Reason }}", "n": 1}))
     );
     assert_eq!(
-        fake::errors(
+        testing::errors(
             "eventbridge",
             "      region: eu-west-1\n      source: aws.ec2\n"
         ),
@@ -73,7 +66,7 @@ fn keys_details_and_required_fields() {
         ]
     );
     assert_eq!(
-        fake::errors("eventbridge", "      detailType: x\n      source: \"\"\n"),
+        testing::errors("eventbridge", "      detailType: x\n      source: \"\"\n"),
         ["receivers[0].eventbridge.source: is required (PutEvents refuses an entry without it)"]
     );
 }
@@ -82,7 +75,7 @@ fn keys_details_and_required_fields() {
 async fn entries_carry_the_rendered_source_and_detail_type_and_the_events_time() {
     let fake = Fake::start(handler(|_| None)).await;
     let mut s = sink(&fake, KEYS);
-    let docs = fake::docs(23);
+    let docs = testing::docs(23);
     s.send(&docs).await.unwrap();
     let reqs = fake.requests();
     let mut sizes: Vec<usize> = reqs
@@ -119,16 +112,10 @@ async fn failed_entries_of_a_200_are_resent_when_throttled_and_dropped_when_malf
     }))
     .await;
     let mut s = sink(&fake, KEYS);
-    match s.send(&fake::docs(5)).await {
-        Err(SendError::Partial(list)) => {
-            let got: Vec<(usize, bool)> = list
-                .iter()
-                .map(|(i, e)| (*i, matches!(e, SendError::Transient { .. })))
-                .collect();
-            assert_eq!(got, [(0, true), (2, false), (3, true)]);
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        testing::resent(s.send(&testing::docs(5)).await),
+        [(0, true), (2, false), (3, true)]
+    );
 }
 
 #[tokio::test]
@@ -138,7 +125,7 @@ async fn a_template_that_fails_sends_its_source_text() {
         &fake,
         "      detailType: \"{{ index .Nope 3 }}\"\n      source: k8s\n      region: eu-west-1\n",
     );
-    s.send(&fake::docs(1)).await.unwrap();
+    s.send(&testing::docs(1)).await.unwrap();
     let e = &fake.requests()[0].json()["Entries"][0];
     assert_eq!(e["DetailType"], "{{ index .Nope 3 }}");
     assert!(e.get("EventBusName").is_none());

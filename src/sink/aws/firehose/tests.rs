@@ -6,22 +6,15 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::sink::SinkConfig;
 use crate::sink::aws::fake::{self, Fake, Req};
+use crate::sink::testing;
 
 fn firehose(yaml: &str) -> FirehoseConfig {
-    match &fake::config("firehose", yaml).receivers[0].sink {
-        SinkConfig::Firehose(c) => c.clone(),
-        other => panic!("{other:?}"),
-    }
+    testing::receiver(yaml)
 }
 
 fn sink(fake: &Fake, yaml: &str) -> FirehoseSink {
-    let cfg = fake::config("firehose", yaml);
-    let SinkConfig::Firehose(c) = &cfg.receivers[0].sink else {
-        unreachable!()
-    };
-    fake::with_env(&cfg, |env| FirehoseSink::build(c, env, &fake.env())).unwrap()
+    testing::sink(yaml, |c, env| FirehoseSink::build(c, env, &fake.env()))
 }
 
 fn data(r: &Value) -> Vec<u8> {
@@ -65,7 +58,7 @@ fn resmoios_readme_example_loads_and_an_arn_is_refused_with_the_name() {
     assert_eq!(c.delivery_stream, "events-pipeline");
     assert!(c.warnings().is_empty());
     assert_eq!(
-        fake::errors(
+        testing::errors(
             "firehose",
             "      deliveryStreamName: arn:aws:firehose:eu-west-1:1:deliverystream/ev\n"
         ),
@@ -79,7 +72,7 @@ fn resmoios_readme_example_loads_and_an_arn_is_refused_with_the_name() {
 async fn records_are_newline_delimited_documents_split_by_count_and_size() {
     let fake = Fake::start(handler(|_| None)).await;
     let mut s = sink(&fake, "      deliveryStreamName: ev\n");
-    let docs = fake::docs(600);
+    let docs = testing::docs(600);
     s.send(&docs).await.unwrap();
     let reqs = fake.requests();
     let mut counts: Vec<usize> = reqs
@@ -99,7 +92,7 @@ async fn records_are_newline_delimited_documents_split_by_count_and_size() {
     // 4 MiB per request: 10 records of 900 KB are three requests.
     let fake = Fake::start(handler(|_| None)).await;
     let mut s = sink(&fake, "      deliveryStreamName: ev\n");
-    let mut big = fake::docs(10);
+    let mut big = testing::docs(10);
     for d in &mut big {
         d.body = format!("{{\"pad\":\"{}\"}}", "x".repeat(900_000)).into();
     }
@@ -122,14 +115,8 @@ async fn failed_records_of_a_200_are_resent_when_the_service_is_busy() {
     }))
     .await;
     let mut s = sink(&fake, "      deliveryStreamName: ev\n");
-    match s.send(&fake::docs(4)).await {
-        Err(SendError::Partial(list)) => {
-            let got: Vec<(usize, bool)> = list
-                .iter()
-                .map(|(i, e)| (*i, matches!(e, SendError::Transient { .. })))
-                .collect();
-            assert_eq!(got, [(1, true), (2, false)]);
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        testing::resent(s.send(&testing::docs(4)).await),
+        [(1, true), (2, false)]
+    );
 }

@@ -6,22 +6,15 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::sink::SinkConfig;
 use crate::sink::aws::fake::{self, Fake, Req};
+use crate::sink::testing;
 
 fn kinesis(yaml: &str) -> KinesisConfig {
-    match &fake::config("kinesis", yaml).receivers[0].sink {
-        SinkConfig::Kinesis(c) => c.clone(),
-        other => panic!("{other:?}"),
-    }
+    testing::receiver(yaml)
 }
 
 fn sink(fake: &Fake, yaml: &str) -> KinesisSink {
-    let cfg = fake::config("kinesis", yaml);
-    let SinkConfig::Kinesis(c) = &cfg.receivers[0].sink else {
-        unreachable!()
-    };
-    fake::with_env(&cfg, |env| KinesisSink::build(c, env, &fake.env())).unwrap()
+    testing::sink(yaml, |c, env| KinesisSink::build(c, env, &fake.env()))
 }
 
 /// PutRecords answers: each record accepted, or failed with the code `fail` gives its message.
@@ -69,13 +62,13 @@ fn resmoios_readme_examples_load_and_an_arn_names_the_region() {
     assert_eq!(w.len(), 1);
     assert!(w[0].1.contains("eu-west-1"), "{w:?}");
     assert_eq!(
-        fake::errors("kinesis", "      streamName: arn:aws:sqs:eu-west-1:1:q\n"),
+        testing::errors("kinesis", "      streamName: arn:aws:sqs:eu-west-1:1:q\n"),
         [
             "receivers[0].kinesis.streamName: \"arn:aws:sqs:eu-west-1:1:q\" is not a Kinesis stream ARN (arn:aws:kinesis:REGION:ACCOUNT:stream/NAME)"
         ]
     );
     assert_eq!(
-        fake::errors("kinesis", "      region: eu-west-1\n"),
+        testing::errors("kinesis", "      region: eu-west-1\n"),
         ["receivers[0].kinesis.streamName: is required"]
     );
 }
@@ -84,7 +77,7 @@ fn resmoios_readme_examples_load_and_an_arn_names_the_region() {
 async fn records_are_keyed_by_the_involved_object_and_split_by_count_and_size() {
     let fake = Fake::start(handler(|_| None)).await;
     let mut s = sink(&fake, "      streamName: ev\n");
-    let docs = fake::docs(1100);
+    let docs = testing::docs(1100);
     s.send(&docs).await.unwrap();
     let reqs = fake.requests();
     let counts: Vec<usize> = reqs
@@ -111,7 +104,7 @@ async fn records_are_keyed_by_the_involved_object_and_split_by_count_and_size() 
     // 5 MiB per request: 12 records of 600 KB are three requests.
     let fake = Fake::start(handler(|_| None)).await;
     let mut s = sink(&fake, "      streamName: ev\n");
-    let mut big = fake::docs(12);
+    let mut big = testing::docs(12);
     for d in &mut big {
         d.body = format!("{{\"pad\":\"{}\"}}", "x".repeat(600_000)).into();
     }
@@ -134,16 +127,10 @@ async fn throttled_records_of_a_200_are_resent_and_invalid_ones_dropped() {
     }))
     .await;
     let mut s = sink(&fake, "      streamName: ev\n");
-    match s.send(&fake::docs(6)).await {
-        Err(SendError::Partial(list)) => {
-            let got: Vec<(usize, bool)> = list
-                .iter()
-                .map(|(i, e)| (*i, matches!(e, SendError::Transient { .. })))
-                .collect();
-            assert_eq!(got, [(1, true), (2, true), (4, false)]);
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        testing::resent(s.send(&testing::docs(6)).await),
+        [(1, true), (2, true), (4, false)]
+    );
 }
 
 #[tokio::test]
@@ -163,7 +150,7 @@ async fn a_stream_arn_is_sent_as_such_and_a_missing_stream_is_permanent() {
         &fake,
         "      streamName: arn:aws:kinesis:eu-west-1:1:stream/ev\n      region: us-east-1\n",
     );
-    match s.send(&fake::docs(3)).await {
+    match s.send(&testing::docs(3)).await {
         Err(SendError::Permanent { reason }) => {
             assert!(
                 reason.contains("ResourceNotFoundException") && reason.contains("not found"),
@@ -178,7 +165,7 @@ async fn a_stream_arn_is_sent_as_such_and_a_missing_stream_is_permanent() {
 async fn a_record_over_1_mib_fails_alone() {
     let fake = Fake::start(handler(|_| None)).await;
     let mut s = sink(&fake, "      streamName: ev\n");
-    let mut docs = fake::docs(3);
+    let mut docs = testing::docs(3);
     docs[1].body = format!("\"{}\"", "x".repeat(1024 * 1024)).into();
     match s.send(&docs).await {
         Err(SendError::Partial(list)) => {

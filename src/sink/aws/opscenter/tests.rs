@@ -6,22 +6,15 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::sink::SinkConfig;
 use crate::sink::aws::fake::{self, Fake, Req};
+use crate::sink::testing;
 
 fn opscenter(yaml: &str) -> OpsCenterConfig {
-    match &fake::config("opscenter", yaml).receivers[0].sink {
-        SinkConfig::Opscenter(c) => c.clone(),
-        other => panic!("{other:?}"),
-    }
+    testing::receiver(yaml)
 }
 
 fn sink(fake: &Fake, yaml: &str) -> OpsCenterSink {
-    let cfg = fake::config("opscenter", yaml);
-    let SinkConfig::Opscenter(c) = &cfg.receivers[0].sink else {
-        unreachable!()
-    };
-    fake::with_env(&cfg, |env| OpsCenterSink::build(c, env, &fake.env())).unwrap()
+    testing::sink(yaml, |c, env| OpsCenterSink::build(c, env, &fake.env()))
 }
 
 /// resmoio's README example, made YAML (its commas, indentation and list of tags are not) with
@@ -48,7 +41,7 @@ pub const README_FIXED: &str = "      title: \"{{ .Message }}\"
 #[test]
 fn resmoios_readme_example_made_yaml_loads_but_its_priority_6_is_refused() {
     assert_eq!(
-        fake::errors("opscenter", README_FIXED),
+        testing::errors("opscenter", README_FIXED),
         ["receivers[0].opscenter.priority: \"6\": OpsCenter priorities are 1 to 5"]
     );
     let c = opscenter(&README_FIXED.replace("priority: \"6\"", "priority: \"3\""));
@@ -56,7 +49,7 @@ fn resmoios_readme_example_made_yaml_loads_but_its_priority_6_is_refused() {
     assert_eq!(w.len(), 1);
     assert!(w[0].1.contains("us-east1"), "{w:?}");
     assert_eq!(
-        fake::errors(
+        testing::errors(
             "opscenter",
             "      title: t\n      source: s\n      operationalData:\n        /aws/resources: x\n"
         ),
@@ -111,7 +104,7 @@ async fn each_occurrence_is_an_ops_item_with_its_key_and_a_replay_is_deduplicate
         &fake,
         &README_FIXED.replace("priority: \"6\"", "priority: \"{{ .Count }}\""),
     );
-    let docs = fake::docs(3);
+    let docs = testing::docs(3);
     s.send(&docs).await.unwrap();
     // The replay after a crash: OpsCenter answers that the OpsItems exist.
     s.send(&docs).await.unwrap();
@@ -160,18 +153,12 @@ async fn throttling_resends_the_rest_of_the_batch_and_a_validation_error_only_it
         &fake,
         "      title: t\n      description: d\n      source: s\n",
     );
-    match s.send(&fake::docs(4)).await {
-        Err(SendError::Partial(list)) => {
-            let got: Vec<(usize, bool)> = list
-                .iter()
-                .map(|(i, e)| (*i, matches!(e, SendError::Transient { .. })))
-                .collect();
-            assert_eq!(got, [(1, true), (2, true), (3, true)]);
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        testing::resent(s.send(&testing::docs(4)).await),
+        [(1, true), (2, true), (3, true)]
+    );
     // The worker resends 1..4: request 2 succeeds, 3 is refused for good.
-    let docs = fake::docs(4);
+    let docs = testing::docs(4);
     match s.send(&docs[1..]).await {
         Err(SendError::Partial(list)) => {
             assert_eq!(list.len(), 1);
@@ -192,7 +179,7 @@ async fn long_texts_are_cut_and_an_empty_title_gets_the_default_message() {
         &fake,
         "      title: \"{{ if false }}x{{ end }}\"\n      description: \"{{ .Message }}{{ .Message }}\"\n      source: \"{{ .Message }}\"\n",
     );
-    let mut docs = fake::docs(1);
+    let mut docs = testing::docs(1);
     let mut e = docs[0].occ.event.clone();
     e.message = Some("é".repeat(3000));
     let occ = Arc::new(crate::event::Occurrence::new(e));

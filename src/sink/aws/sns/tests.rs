@@ -6,22 +6,15 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::*;
-use crate::sink::SinkConfig;
 use crate::sink::aws::fake::{self, Fake, Req};
+use crate::sink::testing;
 
 fn sns(yaml: &str) -> SnsConfig {
-    match &fake::config("sns", yaml).receivers[0].sink {
-        SinkConfig::Sns(c) => c.clone(),
-        other => panic!("{other:?}"),
-    }
+    testing::receiver(yaml)
 }
 
 fn sink(fake: &Fake, yaml: &str) -> SnsSink {
-    let cfg = fake::config("sns", yaml);
-    let SinkConfig::Sns(c) = &cfg.receivers[0].sink else {
-        unreachable!()
-    };
-    fake::with_env(&cfg, |env| SnsSink::build(c, env, &fake.env())).unwrap()
+    testing::sink(yaml, |c, env| SnsSink::build(c, env, &fake.env()))
 }
 
 /// The entries of a PublishBatch form: member number → field → value.
@@ -73,7 +66,7 @@ fn resmoios_readme_example_loads_and_the_topics_region_wins_with_a_warning() {
     assert!(w[0].1.contains("the topic is in us-east-1"), "{w:?}");
     assert!(sns("      topicARN: arn:aws:sns:eu-west-1:1:t.fifo\n").fifo());
     assert_eq!(
-        fake::errors("sns", "      topicARN: mytopic\n"),
+        testing::errors("sns", "      topicARN: mytopic\n"),
         [
             "receivers[0].sns.topicARN: \"mytopic\" is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
         ]
@@ -84,7 +77,7 @@ fn resmoios_readme_example_loads_and_the_topics_region_wins_with_a_warning() {
 async fn messages_carry_their_key_and_a_batch_is_split_in_tens() {
     let fake = Fake::start(handler(|_| None)).await;
     let mut s = sink(&fake, README);
-    let docs = fake::docs(23);
+    let docs = testing::docs(23);
     s.send(&docs).await.unwrap();
     let reqs = fake.requests();
     let mut sizes: Vec<usize> = reqs.iter().map(|r| members(r).len()).collect();
@@ -128,7 +121,7 @@ async fn a_fifo_topic_gets_group_and_deduplication_ids() {
         &fake,
         "      topicARN: arn:aws:sns:eu-west-1:1:events.fifo\n",
     );
-    let docs = fake::docs(4);
+    let docs = testing::docs(4);
     s.send(&docs).await.unwrap();
     let m = members(&fake.requests()[0]);
     for (n, d) in docs.iter().enumerate() {
@@ -150,20 +143,16 @@ async fn failed_members_of_a_200_are_resent_when_transient_and_dropped_when_perm
     }))
     .await;
     let mut s = sink(&fake, README);
-    match s.send(&fake::docs(7)).await {
-        Err(SendError::Partial(list)) => {
-            let got: Vec<(usize, bool)> = list
-                .iter()
-                .map(|(i, e)| (*i, matches!(e, SendError::Transient { .. })))
-                .collect();
-            assert_eq!(got, [(0, true), (3, true), (5, false)]);
-            let SendError::Permanent { reason } = &list[2].1 else {
-                unreachable!()
-            };
-            assert!(reason.contains("InvalidParameter: no & never"), "{reason}");
-        }
-        other => panic!("{other:?}"),
-    }
+    let answer = s.send(&testing::docs(7)).await;
+    assert_eq!(
+        testing::resent(answer.clone()),
+        [(0, true), (3, true), (5, false)]
+    );
+    let Err(SendError::Partial(list)) = answer else {
+        unreachable!()
+    };
+    let reason = list[2].1.reason();
+    assert!(reason.contains("InvalidParameter: no & never"), "{reason}");
 }
 
 #[tokio::test]
@@ -180,7 +169,7 @@ async fn sns_errors_are_read_from_the_xml_answer() {
     }))
     .await;
     let mut s = sink(&fake, README);
-    match s.send(&fake::docs(2)).await {
+    match s.send(&testing::docs(2)).await {
         Err(SendError::Permanent { reason }) => {
             assert!(
                 reason.contains("NotFound: Topic does not exist"),
@@ -190,7 +179,7 @@ async fn sns_errors_are_read_from_the_xml_answer() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        s.send(&fake::docs(2)).await,
+        s.send(&testing::docs(2)).await,
         Err(SendError::Transient { .. })
     ));
 }

@@ -6,14 +6,11 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::sink::SinkConfig;
 use crate::sink::aws::fake::{self, Fake, Req};
+use crate::sink::testing;
 
 fn sqs(yaml: &str) -> SqsConfig {
-    match &fake::config("sqs", yaml).receivers[0].sink {
-        SinkConfig::Sqs(c) => c.clone(),
-        other => panic!("{other:?}"),
-    }
+    testing::receiver(yaml)
 }
 
 #[test]
@@ -29,7 +26,7 @@ fn resmoios_readme_example_loads_with_a_warning_for_its_queue_name() {
     assert!(sqs("      queueName: events.fifo\n").fifo());
     assert!(sqs("      queueName: events_1-a\n").warnings().is_empty());
     assert_eq!(
-        fake::errors("sqs", "      region: eu-west-1\n      deDot: yes\n"),
+        testing::errors("sqs", "      region: eu-west-1\n      deDot: yes\n"),
         [
             "receivers[0].sqs.queueName: is required",
             "receivers[0].sqs.deDot: expected true or false, found \"yes\""
@@ -66,11 +63,7 @@ fn handler(fail: fn(&str) -> Option<(&'static str, bool)>) -> fake::Handler {
 }
 
 async fn sink(fake: &Fake, yaml: &str) -> SqsSink {
-    let cfg = fake::config("sqs", yaml);
-    let SinkConfig::Sqs(c) = &cfg.receivers[0].sink else {
-        unreachable!()
-    };
-    fake::with_env(&cfg, |env| SqsSink::build(c, env, &fake.env())).unwrap()
+    testing::sink(yaml, |c, env| SqsSink::build(c, env, &fake.env()))
 }
 
 fn entries(r: &Req) -> Vec<Value> {
@@ -81,7 +74,7 @@ fn entries(r: &Req) -> Vec<Value> {
 async fn a_batch_over_ten_messages_is_split_and_each_carries_its_occurrence_key() {
     let fake = Fake::start(handler(|_| None)).await;
     let mut s = sink(&fake, "      queueName: events\n").await;
-    let docs = fake::docs(25);
+    let docs = testing::docs(25);
     s.send(&docs).await.unwrap();
     s.send(&docs[..1]).await.unwrap();
     let reqs = fake.requests();
@@ -131,7 +124,7 @@ async fn a_batch_over_ten_messages_is_split_and_each_carries_its_occurrence_key(
 async fn a_batch_over_256_kib_is_split_by_size() {
     let fake = Fake::start(handler(|_| None)).await;
     let mut s = sink(&fake, "      queueName: events\n").await;
-    let mut docs = fake::docs(4);
+    let mut docs = testing::docs(4);
     for d in &mut docs {
         d.body = format!("{{\"pad\":\"{}\"}}", "x".repeat(100 * 1024)).into();
     }
@@ -155,20 +148,18 @@ async fn failed_entries_of_a_200_are_resent_when_transient_and_dropped_when_perm
     }))
     .await;
     let mut s = sink(&fake, "      queueName: events\n").await;
-    match s.send(&fake::docs(5)).await {
-        Err(SendError::Partial(list)) => {
-            let got: Vec<(usize, bool)> = list
-                .iter()
-                .map(|(i, e)| (*i, matches!(e, SendError::Transient { .. })))
-                .collect();
-            assert_eq!(got, [(1, true), (2, true), (3, false)]);
-            let SendError::Permanent { reason } = &list[2].1 else {
-                unreachable!()
-            };
-            assert!(reason.contains("InvalidMessageContents"), "{reason}");
-        }
-        other => panic!("{other:?}"),
-    }
+    let answer = s.send(&testing::docs(5)).await;
+    assert_eq!(
+        testing::resent(answer.clone()),
+        [(1, true), (2, true), (3, false)]
+    );
+    let Err(SendError::Partial(list)) = answer else {
+        unreachable!()
+    };
+    assert!(
+        list[2].1.reason().contains("InvalidMessageContents"),
+        "{list:?}"
+    );
 }
 
 #[tokio::test]
@@ -179,7 +170,7 @@ async fn an_entry_missing_from_the_answer_is_resent() {
     }))
     .await;
     let mut s = sink(&fake, "      queueName: events\n").await;
-    match s.send(&fake::docs(2)).await {
+    match s.send(&testing::docs(2)).await {
         Err(SendError::Partial(list)) => {
             assert_eq!(list.len(), 1);
             assert!(matches!(list[0], (1, SendError::Transient { .. })));
@@ -192,7 +183,7 @@ async fn an_entry_missing_from_the_answer_is_resent() {
 async fn a_fifo_queue_gets_dedup_and_group_ids_in_order_one_request_at_a_time() {
     let fake = Fake::start(handler(|_| None)).await;
     let mut s = sink(&fake, "      queueName: events.fifo\n").await;
-    let docs = fake::docs(12);
+    let docs = testing::docs(12);
     s.send(&docs).await.unwrap();
     let sends: Vec<Req> = fake
         .requests()
@@ -226,7 +217,7 @@ async fn a_missing_queue_is_permanent_and_asked_for_again_and_throttling_is_tran
     }))
     .await;
     let mut s = sink(&fake, "      queueName: nope\n").await;
-    match s.send(&fake::docs(2)).await {
+    match s.send(&testing::docs(2)).await {
         Err(SendError::Permanent { reason }) => {
             assert!(
                 reason.contains("GetQueueUrl")
@@ -237,13 +228,13 @@ async fn a_missing_queue_is_permanent_and_asked_for_again_and_throttling_is_tran
         }
         other => panic!("{other:?}"),
     }
-    match s.send(&fake::docs(2)).await {
+    match s.send(&testing::docs(2)).await {
         Err(SendError::Transient { reason, .. }) => {
             assert!(reason.contains("ThrottlingException"), "{reason}")
         }
         other => panic!("{other:?}"),
     }
-    match s.send(&fake::docs(1)).await {
+    match s.send(&testing::docs(1)).await {
         Err(SendError::Transient { reason, .. }) => assert!(reason.contains("500"), "{reason}"),
         other => panic!("{other:?}"),
     }
@@ -253,7 +244,7 @@ async fn a_missing_queue_is_permanent_and_asked_for_again_and_throttling_is_tran
 async fn an_oversized_message_fails_alone() {
     let fake = Fake::start(handler(|_| None)).await;
     let mut s = sink(&fake, "      queueName: events\n").await;
-    let mut docs = fake::docs(2);
+    let mut docs = testing::docs(2);
     docs[0].body = format!("\"{}\"", "x".repeat(1024 * 1024)).into();
     match s.send(&docs).await {
         Err(SendError::Partial(list)) => {
