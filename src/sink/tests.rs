@@ -935,18 +935,14 @@ fn about(object: &str, event: &str, count: i32) -> Arc<Occurrence> {
     Arc::new(Occurrence::new(e))
 }
 
-/// Runs a worker of `concurrency` senders cloned from `sink` over `occs` (queued in order); returns
-/// the tracker once every occurrence is settled or the worker ended.
-async fn run_worker(
-    sink: &Slow,
+/// A worker for the receiver `yaml` with `concurrency` senders cloned from `sink`, running: its
+/// tracker, the sending end of its queue, and its task.
+fn start_worker<S: Sink + Clone>(
+    yaml: &str,
+    sink: &S,
     concurrency: usize,
-    max_events: usize,
-    occs: Vec<Arc<Occurrence>>,
-) -> Tracker {
-    let rc = receivers(&format!(
-        "  - name: slow\n    concurrency: {concurrency}\n    retry: {{initialBackoff: 1ms, maxBackoff: 2ms}}\n    batch: {{maxEvents: {max_events}, maxWait: 5ms}}\n    webhook: {{endpoint: 'http://127.0.0.1:9/'}}\n"
-    ))
-    .remove(0);
+) -> (Tracker, queue::QueueSender, tokio::task::JoinHandle<()>) {
+    let rc = receivers(yaml).remove(0);
     let senders: Vec<Box<dyn Sink>> = (0..concurrency)
         .map(|_| Box::new(sink.clone()) as Box<dyn Sink>)
         .collect();
@@ -958,14 +954,35 @@ async fn run_worker(
         Metrics::default(),
         CancellationToken::new(),
     );
-    let tracker = Tracker::new(None);
     let (tx, rx) = queue::queue(1024);
-    let run = tokio::spawn(worker.run(rx));
+    (Tracker::new(None), tx, tokio::spawn(worker.run(rx)))
+}
+
+/// Queues `occ` with a ticket of `tracker`, as the pipeline does.
+async fn queue_one(tracker: &Tracker, tx: &queue::QueueSender, occ: Arc<Occurrence>) {
+    let ticket = tracker.begin(None);
+    let ack = ticket.ack();
+    assert!(tx.send(Delivery { occ, ack }).await.is_ok());
+    ticket.release();
+}
+
+/// Runs a worker of `concurrency` senders cloned from `sink` over `occs` (queued in order); returns
+/// the tracker once every occurrence is settled or the worker ended.
+async fn run_worker(
+    sink: &Slow,
+    concurrency: usize,
+    max_events: usize,
+    occs: Vec<Arc<Occurrence>>,
+) -> Tracker {
+    let (tracker, tx, run) = start_worker(
+        &format!(
+            "  - name: slow\n    concurrency: {concurrency}\n    retry: {{initialBackoff: 1ms, maxBackoff: 2ms}}\n    batch: {{maxEvents: {max_events}, maxWait: 5ms}}\n    webhook: {{endpoint: 'http://127.0.0.1:9/'}}\n"
+        ),
+        sink,
+        concurrency,
+    );
     for occ in occs {
-        let ticket = tracker.begin(None);
-        let ack = ticket.ack();
-        assert!(tx.send(Delivery { occ, ack }).await.is_ok());
-        ticket.release();
+        queue_one(&tracker, &tx, occ).await;
     }
     drop(tx);
     run.await.unwrap();
@@ -1084,31 +1101,14 @@ async fn a_retry_after_holds_every_request_of_the_receiver_not_only_the_one_told
         starts: Arc::default(),
         told: Arc::default(),
     };
-    let rc = receivers(
+    let (tracker, tx, run) = start_worker(
         "  - name: limited\n    concurrency: 4\n    retry: {initialBackoff: 1ms, maxBackoff: 1s}\n    webhook: {endpoint: 'http://127.0.0.1:9/'}\n",
-    )
-    .remove(0);
-    let senders: Vec<Box<dyn Sink>> = (0..4)
-        .map(|_| Box::new(sink.clone()) as Box<dyn Sink>)
-        .collect();
-    let worker = worker::Worker::new(
-        &rc,
-        senders,
-        OrderKey::InvolvedObject,
-        Encoder::Event,
-        Metrics::default(),
-        CancellationToken::new(),
+        &sink,
+        4,
     );
-    let tracker = Tracker::new(None);
-    let (tx, rx) = queue::queue(1024);
-    let run = tokio::spawn(worker.run(rx));
     // One occurrence first (the one that is told to wait), then many about other objects.
     for i in 0..40 {
-        let ticket = tracker.begin(None);
-        let ack = ticket.ack();
-        let occ = about(&format!("o{i}"), &format!("e{i}"), 1);
-        assert!(tx.send(Delivery { occ, ack }).await.is_ok());
-        ticket.release();
+        queue_one(&tracker, &tx, about(&format!("o{i}"), &format!("e{i}"), 1)).await;
         if i == 0 {
             // Let the first request be answered before the others are queued.
             common_wait(|| sink.told.lock().unwrap().is_some()).await;

@@ -337,9 +337,10 @@ impl Sink for OtlpSink {
 
     fn send<'a>(&'a mut self, batch: &'a [Doc]) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
-            let Some(first) = batch.first() else {
+            if batch.is_empty() {
                 return Ok(());
-            };
+            }
+            let first = &batch[0];
             let body = self.body(batch);
             let mut headers = self.fixed.clone();
             render_headers(&self.headers, first.occ.value(), &mut headers);
