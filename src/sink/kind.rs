@@ -67,6 +67,30 @@ pub trait ReceiverKind: Debug + Clone + PartialEq + Send + Sync + Sized + 'stati
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>>;
 }
 
+/// A kind's [`ReceiverKind::KEYS`]: its own keys, then those its family parses for each of its
+/// kinds (`gcp::GoogleCommon::KEYS`), so the family's keys are written once, next to the code
+/// that reads them. `N` is the number of both; a wrong one fails the build.
+pub const fn keys<const N: usize>(
+    own: &[&'static str],
+    family: &[&'static str],
+) -> [&'static str; N] {
+    assert!(
+        own.len() + family.len() == N,
+        "N must be the number of keys"
+    );
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = if i < own.len() {
+            own[i]
+        } else {
+            family[i - own.len()]
+        };
+        i += 1;
+    }
+    out
+}
+
 /// A kind's config behind `&dyn`, for code that handles every kind alike.
 pub trait Receiver {
     fn encoding(&self) -> &Encoding;

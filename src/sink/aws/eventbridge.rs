@@ -12,10 +12,10 @@
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
+use super::AwsCommon;
 use super::batch::{Aws, AwsBatch, read_in_order};
 use super::client::{AwsError, JSON_1_1, Session, process_env};
 use super::endpoint::EVENTBRIDGE;
-use super::{parse_region, region_warnings};
 use crate::config::yaml::{Ctx, Fields};
 use crate::sink::http::batch::BatchSink;
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
@@ -38,9 +38,8 @@ pub struct EventBridgeConfig {
     pub detail_type: Template,
     pub source: Template,
     pub event_bus_name: Option<String>,
-    pub region: Option<String>,
-    /// `details` (resmoio's layout of `Detail`) and `deDot`.
-    pub encoding: Encoding,
+    /// `region`, `details` (resmoio's layout of `Detail`) and `deDot`.
+    pub common: AwsCommon,
 }
 
 impl ReceiverKind for EventBridgeConfig {
@@ -73,19 +72,17 @@ impl ReceiverKind for EventBridgeConfig {
             );
         }
         let event_bus_name = ctx.opt_string(f, "eventBusName");
-        let region = parse_region(ctx, f);
-        let encoding = Encoding::parse_key(ctx, f, "details", true);
+        let common = AwsCommon::parse(ctx, f, "details");
         Some(EventBridgeConfig {
             detail_type: detail_type?,
             source: source?,
             event_bus_name,
-            region,
-            encoding: encoding?,
+            common: common?,
         })
     }
 
     fn encoding(&self) -> &Encoding {
-        &self.encoding
+        &self.common.encoding
     }
 
     fn templates(&self) -> Vec<(String, &str)> {
@@ -94,7 +91,7 @@ impl ReceiverKind for EventBridgeConfig {
     }
 
     fn warnings(&self) -> Vec<Problem> {
-        region_warnings(self.region.as_deref())
+        self.common.warnings()
     }
 
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
@@ -121,7 +118,7 @@ impl EventBridgeSink {
             cfg: cfg.clone(),
             renderer: Renderer::new(env.receiver),
         };
-        Aws::sink(&EVENTBRIDGE, cfg.region.as_deref(), env, vars, kind)
+        Aws::sink(&EVENTBRIDGE, cfg.common.region.as_deref(), env, vars, kind)
     }
 }
 

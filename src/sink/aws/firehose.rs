@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::batch::{Aws, AwsBatch, read_in_order};
 use super::client::{AwsError, JSON_1_1, Session, process_env};
 use super::endpoint::FIREHOSE;
-use super::{parse_arn, parse_region, region_warnings};
+use super::{AwsCommon, parse_arn};
 use crate::config::yaml::{Ctx, Fields};
 use crate::sink::http::batch::BatchSink;
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
@@ -35,8 +35,8 @@ const CONCURRENCY: usize = 2;
 #[derive(Debug, Clone, PartialEq)]
 pub struct FirehoseConfig {
     pub delivery_stream: String,
-    pub region: Option<String>,
-    pub encoding: Encoding,
+    /// `region`, `layout` and `deDot`.
+    pub common: AwsCommon,
 }
 
 impl ReceiverKind for FirehoseConfig {
@@ -61,21 +61,19 @@ impl ReceiverKind for FirehoseConfig {
             ),
             _ => {}
         }
-        let region = parse_region(ctx, f);
-        let encoding = Encoding::parse(ctx, f, true);
+        let common = AwsCommon::parse(ctx, f, "layout");
         Some(FirehoseConfig {
             delivery_stream: stream?,
-            region,
-            encoding: encoding?,
+            common: common?,
         })
     }
 
     fn encoding(&self) -> &Encoding {
-        &self.encoding
+        &self.common.encoding
     }
 
     fn warnings(&self) -> Vec<Problem> {
-        region_warnings(self.region.as_deref())
+        self.common.warnings()
     }
 
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
@@ -98,13 +96,8 @@ impl FirehoseSink {
         vars: &dyn Fn(&str) -> Option<String>,
     ) -> Result<FirehoseSink, Vec<Problem>> {
         let stream = cfg.delivery_stream.clone();
-        Aws::sink(
-            &FIREHOSE,
-            cfg.region.as_deref(),
-            env,
-            vars,
-            Firehose { stream },
-        )
+        let region = cfg.common.region.as_deref();
+        Aws::sink(&FIREHOSE, region, env, vars, Firehose { stream })
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::batch::{Aws, AwsBatch, read_in_order};
 use super::client::{AwsError, JSON_1_1, Session, process_env};
 use super::endpoint::KINESIS;
-use super::{bounded_key, object_uid, parse_arn, parse_region, region_warnings};
+use super::{AwsCommon, bounded_key, object_uid, parse_arn};
 use crate::config::yaml::{Ctx, Fields};
 use crate::sink::http::batch::BatchSink;
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
@@ -36,8 +36,8 @@ const MAX_PARTITION_KEY: usize = 256;
 pub struct KinesisConfig {
     /// The stream's name (`streamName`), or its ARN.
     pub stream: String,
-    pub region: Option<String>,
-    pub encoding: Encoding,
+    /// `region`, `layout` and `deDot`.
+    pub common: AwsCommon,
 }
 
 impl KinesisConfig {
@@ -68,21 +68,19 @@ impl ReceiverKind for KinesisConfig {
             }
             _ => {}
         }
-        let region = parse_region(ctx, f);
-        let encoding = Encoding::parse(ctx, f, true);
+        let common = AwsCommon::parse(ctx, f, "layout");
         Some(KinesisConfig {
             stream: stream?,
-            region,
-            encoding: encoding?,
+            common: common?,
         })
     }
 
     fn encoding(&self) -> &Encoding {
-        &self.encoding
+        &self.common.encoding
     }
 
     fn warnings(&self) -> Vec<Problem> {
-        let mut w = region_warnings(self.region.as_deref());
+        let mut w = self.common.warnings();
         let name = &self.stream;
         let valid = name.len() <= 128
             && name
@@ -94,7 +92,7 @@ impl ReceiverKind for KinesisConfig {
                 format!("{name:?} is not a Kinesis stream name (1-128 of a-z, A-Z, 0-9, _ . -)"),
             ));
         }
-        if let (Some(r), Some(a)) = (&self.region, self.arn_region())
+        if let (Some(r), Some(a)) = (&self.common.region, self.arn_region())
             && r != a
         {
             w.push((
@@ -125,7 +123,7 @@ impl KinesisSink {
         env: &BuildEnv,
         vars: &dyn Fn(&str) -> Option<String>,
     ) -> Result<KinesisSink, Vec<Problem>> {
-        let region = cfg.arn_region().or(cfg.region.as_deref());
+        let region = cfg.arn_region().or(cfg.common.region.as_deref());
         let field = if parse_arn(&cfg.stream).is_some() {
             "StreamARN"
         } else {

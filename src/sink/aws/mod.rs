@@ -6,7 +6,9 @@
 //! - endpoint.rs: the region and each service's endpoint (`AWS_ENDPOINT_URL_<SERVICE>`, …);
 //! - signing.rs: SigV4 (`aws-sigv4`);
 //! - client.rs: the JSON and query protocols, the services' errors and which are retried;
-//! - batch.rs: how the batch APIs answer per entry.
+//! - batch.rs: how the batch APIs answer per entry;
+//! - here: [`AwsCommon`], the keys every kind's config has (`region`, the layout, `deDot`), and
+//!   what the message kinds share (FIFO ids, the occurrence-key attribute, ARNs).
 //!
 //! The batch kinds (sqs, sns, kinesis, firehose, eventbridge) are `http::batch::BatchApi`s:
 //! their limits, entries, request and answer; the sending, splitting and settling is shared with
@@ -38,13 +40,43 @@ mod xml;
 pub use signing::Signer;
 
 use super::kind::Problem;
+use super::layout::Encoding;
 use super::partial::Limits;
 use super::{Doc, SendError};
 use crate::config::yaml::{Ctx, Fields};
 
-/// The `region` key every AWS kind has (unset: the environment's, then the profile's).
-pub fn parse_region(ctx: &mut Ctx, f: &Fields) -> Option<String> {
-    ctx.opt_string(f, "region")
+/// What every AWS kind's config has besides its own resource: the `region` and how occurrences
+/// become documents. Each kind's config embeds it (`common`), so the six parse, check and read
+/// these keys one way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwsCommon {
+    /// Unset: the environment's, then the profile's.
+    pub region: Option<String>,
+    /// The layout (`layout`, eventbridge's `details`) and `deDot`; opscenter has neither.
+    pub encoding: Encoding,
+}
+
+impl AwsCommon {
+    /// `region`, and the layout under `layout_key` with `deDot`. Every problem goes to `ctx`;
+    /// `None` when the layout has one (a bad `region` is recorded there and left unset).
+    pub fn parse(ctx: &mut Ctx, f: &Fields, layout_key: &str) -> Option<Self> {
+        let region = ctx.opt_string(f, "region");
+        let encoding = Encoding::parse_key(ctx, f, layout_key, true)?;
+        Some(AwsCommon { region, encoding })
+    }
+
+    /// `region` alone, for opscenter: its OpsItem is made of its templates, not of a document.
+    pub fn parse_region_only(ctx: &mut Ctx, f: &Fields) -> Self {
+        AwsCommon {
+            region: ctx.opt_string(f, "region"),
+            encoding: Encoding::default(),
+        }
+    }
+
+    /// The warnings about these keys, to which a kind adds those about its own.
+    pub fn warnings(&self) -> Vec<Problem> {
+        region_warnings(self.region.as_deref())
+    }
 }
 
 /// A `region` that is not shaped like one (resmoio's README has `us-east1`): the endpoint would

@@ -15,9 +15,9 @@ use futures::future::BoxFuture;
 use prometheus_client::metrics::counter::Counter;
 use serde_json::{Map, Value, json};
 
+use super::AwsCommon;
 use super::client::{AwsClient, JSON_1_1, process_env};
 use super::endpoint::SSM;
-use super::{parse_region, region_warnings};
 use crate::config::yaml::{Ctx, Fields};
 use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
 use crate::sink::layout::Encoding;
@@ -52,9 +52,8 @@ pub struct OpsCenterConfig {
     pub tags: Vec<(String, Template)>,
     pub related_ops_items: Vec<Template>,
     pub notifications: Vec<Template>,
-    pub region: Option<String>,
-    /// No layout: the OpsItem is made of the templates. The event is its data.
-    pub encoding: Encoding,
+    /// `region` only. No layout: the OpsItem is made of the templates; the event is their data.
+    pub common: AwsCommon,
 }
 
 /// Operational data keys OpsCenter reserves (its own `/aws/…` keys are set by us).
@@ -115,7 +114,7 @@ impl ReceiverKind for OpsCenterConfig {
         let tags = template_map(ctx, f, "tags");
         let related_ops_items = template_list(ctx, f, "relatedOpsItems");
         let notifications = template_list(ctx, f, "notifications");
-        let region = parse_region(ctx, f);
+        let common = AwsCommon::parse_region_only(ctx, f);
         if ctx.errors.len() != before {
             return None;
         }
@@ -130,13 +129,12 @@ impl ReceiverKind for OpsCenterConfig {
             tags,
             related_ops_items,
             notifications,
-            region,
-            encoding: Encoding::default(),
+            common,
         })
     }
 
     fn encoding(&self) -> &Encoding {
-        &self.encoding
+        &self.common.encoding
     }
 
     fn templates(&self) -> Vec<(String, &str)> {
@@ -156,7 +154,7 @@ impl ReceiverKind for OpsCenterConfig {
     }
 
     fn warnings(&self) -> Vec<Problem> {
-        region_warnings(self.region.as_deref())
+        self.common.warnings()
     }
 
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
@@ -179,7 +177,8 @@ impl OpsCenterSink {
         env: &BuildEnv,
         vars: &dyn Fn(&str) -> Option<String>,
     ) -> Result<OpsCenterSink, Vec<Problem>> {
-        let client = AwsClient::build(&SSM, cfg.region.as_deref(), env.delivery.timeout, vars)?;
+        let region = cfg.common.region.as_deref();
+        let client = AwsClient::build(&SSM, region, env.delivery.timeout, vars)?;
         Ok(OpsCenterSink {
             client,
             cfg: cfg.clone(),

@@ -15,8 +15,8 @@ use super::batch::{Aws, AwsBatch, read_by_id};
 use super::client::{AwsError, Session, process_env};
 use super::endpoint::SNS;
 use super::{
-    KEY_ATTRIBUTE, MESSAGE_BATCH, fifo_ids, is_fifo, message, message_requests, parse_arn,
-    parse_region, region_warnings, xml,
+    AwsCommon, KEY_ATTRIBUTE, MESSAGE_BATCH, fifo_ids, is_fifo, message, message_requests,
+    parse_arn, xml,
 };
 use crate::config::yaml::{self, Ctx};
 use crate::sink::http::batch::BatchSink;
@@ -32,8 +32,8 @@ const MAX_MESSAGE: usize = 256 * 1024;
 #[derive(Debug, Clone, PartialEq)]
 pub struct SnsConfig {
     pub topic_arn: String,
-    pub region: Option<String>,
-    pub encoding: Encoding,
+    /// `region`, `layout` and `deDot`.
+    pub common: AwsCommon,
 }
 
 impl SnsConfig {
@@ -66,22 +66,20 @@ impl ReceiverKind for SnsConfig {
             }
             _ => {}
         }
-        let region = parse_region(ctx, f);
-        let encoding = Encoding::parse(ctx, f, true);
+        let common = AwsCommon::parse(ctx, f, "layout");
         Some(SnsConfig {
             topic_arn: topic?,
-            region,
-            encoding: encoding?,
+            common: common?,
         })
     }
 
     fn encoding(&self) -> &Encoding {
-        &self.encoding
+        &self.common.encoding
     }
 
     fn warnings(&self) -> Vec<Problem> {
-        let mut w = region_warnings(self.region.as_deref());
-        if let Some(r) = &self.region
+        let mut w = self.common.warnings();
+        if let Some(r) = &self.common.region
             && r != self.arn_region()
         {
             w.push((

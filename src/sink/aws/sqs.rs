@@ -19,8 +19,7 @@ use super::batch::{Aws, AwsBatch, read_by_id};
 use super::client::{AwsError, JSON_1_0, Session, process_env};
 use super::endpoint::SQS;
 use super::{
-    KEY_ATTRIBUTE, MESSAGE_BATCH, fifo_ids, is_fifo, message, message_requests, parse_region,
-    region_warnings,
+    AwsCommon, KEY_ATTRIBUTE, MESSAGE_BATCH, fifo_ids, is_fifo, message, message_requests,
 };
 use crate::config::yaml::{Ctx, Fields};
 use crate::sink::http::batch::BatchSink;
@@ -37,8 +36,8 @@ const MAX_MESSAGE: usize = 1024 * 1024;
 pub struct SqsConfig {
     /// The queue's name (`queueName`), or its URL.
     pub queue: String,
-    pub region: Option<String>,
-    pub encoding: Encoding,
+    /// `region`, `layout` and `deDot`.
+    pub common: AwsCommon,
 }
 
 impl SqsConfig {
@@ -73,21 +72,19 @@ impl ReceiverKind for SqsConfig {
         if queue.is_none() {
             ctx.error(&f.path("queueName"), f.line, "is required");
         }
-        let region = parse_region(ctx, f);
-        let encoding = Encoding::parse(ctx, f, true);
+        let common = AwsCommon::parse(ctx, f, "layout");
         Some(SqsConfig {
             queue: queue?,
-            region,
-            encoding: encoding?,
+            common: common?,
         })
     }
 
     fn encoding(&self) -> &Encoding {
-        &self.encoding
+        &self.common.encoding
     }
 
     fn warnings(&self) -> Vec<Problem> {
-        let mut w = region_warnings(self.region.as_deref());
+        let mut w = self.common.warnings();
         if !self.is_url() && !valid_queue_name(&self.queue) {
             w.push((
                 "queueName",
@@ -129,7 +126,7 @@ impl SqsSink {
             queue: cfg.queue.clone(),
             fifo: cfg.fifo(),
         };
-        Aws::sink(&SQS, cfg.region.as_deref(), env, vars, kind)
+        Aws::sink(&SQS, cfg.common.region.as_deref(), env, vars, kind)
     }
 }
 

@@ -23,10 +23,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{
-    Access, Answer, Api, Google, GoogleBatch, LIMITS, json_str, parse_name, whole_request_error,
+    Answer, Api, Google, GoogleBatch, GoogleCommon, LIMITS, json_str, parse_name,
+    whole_request_error,
 };
 use crate::config::yaml::{Ctx, Fields};
-use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
+use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind, keys};
 use crate::sink::layout::Encoding;
 use crate::sink::partial::{Limits, Outcomes};
 use crate::sink::{Doc, SendError, Sink};
@@ -45,8 +46,8 @@ pub struct BigQueryConfig {
     /// Rows per insertAll request.
     pub batch_size: usize,
     pub ignore_unknown_values: bool,
-    pub access: Access,
-    pub encoding: Encoding,
+    /// `credentials_path`, `endpoint`, `layout` and `deDot`.
+    pub common: GoogleCommon,
     /// resmoio's keys that are our delivery settings here, as set (for the warnings).
     pub delivery_keys: Vec<(&'static str, &'static str)>,
 }
@@ -54,21 +55,21 @@ pub struct BigQueryConfig {
 impl ReceiverKind for BigQueryConfig {
     const NAME: &'static str = "bigquery";
     const CONCURRENCY: Concurrency = Concurrency::Lanes(4);
-    const KEYS: &'static [&'static str] = &[
-        "project",
-        "dataset",
-        "table",
-        "location",
-        "credentials_path",
-        "batch_size",
-        "max_retries",
-        "interval_seconds",
-        "timeout_seconds",
-        "ignoreUnknownValues",
-        "endpoint",
-        "layout",
-        "deDot",
-    ];
+    const KEYS: &'static [&'static str] = &keys::<13>(
+        &[
+            "project",
+            "dataset",
+            "table",
+            "location",
+            "credentials_path",
+            "batch_size",
+            "max_retries",
+            "interval_seconds",
+            "timeout_seconds",
+            "ignoreUnknownValues",
+        ],
+        GoogleCommon::KEYS,
+    );
     const DEFAULT_MAX_EVENTS: usize = 500;
 
     fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {
@@ -76,7 +77,6 @@ impl ReceiverKind for BigQueryConfig {
         let dataset = parse_name(ctx, f, "dataset", true);
         let table = parse_name(ctx, f, "table", true);
         let location = ctx.opt_string(f, "location");
-        let access = Access::parse(ctx, f, "credentials_path");
         let batch_size = ctx.int(f, "batch_size", 1, MAX_ROWS).map(|n| n as usize);
         let mut delivery_keys = Vec::new();
         for (key, ours) in [
@@ -89,7 +89,7 @@ impl ReceiverKind for BigQueryConfig {
             }
         }
         let ignore_unknown_values = ctx.bool(f, "ignoreUnknownValues").unwrap_or(false);
-        let encoding = Encoding::parse(ctx, f, true)?;
+        let common = GoogleCommon::parse(ctx, f, "credentials_path")?;
         Some(Self {
             project,
             dataset: dataset?,
@@ -97,14 +97,13 @@ impl ReceiverKind for BigQueryConfig {
             location,
             batch_size: batch_size.unwrap_or(DEFAULT_ROWS),
             ignore_unknown_values,
-            access,
-            encoding,
+            common,
             delivery_keys,
         })
     }
 
     fn encoding(&self) -> &Encoding {
-        &self.encoding
+        &self.common.encoding
     }
 
     fn warnings(&self) -> Vec<Problem> {
@@ -124,7 +123,7 @@ impl ReceiverKind for BigQueryConfig {
             cfg: self.clone(),
             path: None,
         };
-        let api = self.access.api(DEFAULT_ENDPOINT, env)?;
+        let api = self.common.access.api(DEFAULT_ENDPOINT, env)?;
         Ok(Box::new(Google::sink(api, kind)))
     }
 }

@@ -16,12 +16,12 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::{
-    Access, Answer, Api, Google, GoogleBatch, OCCURRENCE_KEY, json_str, parse_name,
+    Answer, Api, Google, GoogleBatch, GoogleCommon, OCCURRENCE_KEY, json_str, parse_name,
     rpc_code_is_transient, whole_request_error,
 };
 use crate::config::yaml::{Ctx, Fields};
 use crate::event::Event;
-use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
+use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind, keys};
 use crate::sink::layout::Encoding;
 use crate::sink::partial::Outcomes;
 use crate::sink::{Doc, SendError, Sink};
@@ -38,23 +38,23 @@ pub struct CloudLoggingConfig {
     pub location: Option<String>,
     /// None: the top-level `clusterName`, else the metadata server's `cluster-name`.
     pub cluster_name: Option<String>,
-    pub access: Access,
-    pub encoding: Encoding,
+    /// The key file, `endpoint`, `layout` and `deDot`.
+    pub common: GoogleCommon,
 }
 
 impl ReceiverKind for CloudLoggingConfig {
     const NAME: &'static str = "cloudLogging";
     const CONCURRENCY: Concurrency = Concurrency::Lanes(8);
-    const KEYS: &'static [&'static str] = &[
-        "project",
-        "logName",
-        "location",
-        "clusterName",
-        "credentialsFile",
-        "endpoint",
-        "layout",
-        "deDot",
-    ];
+    const KEYS: &'static [&'static str] = &keys::<8>(
+        &[
+            "project",
+            "logName",
+            "location",
+            "clusterName",
+            "credentialsFile",
+        ],
+        GoogleCommon::KEYS,
+    );
     const DEFAULT_MAX_EVENTS: usize = 500;
 
     fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {
@@ -71,20 +71,18 @@ impl ReceiverKind for CloudLoggingConfig {
         }
         let location = parse_name(ctx, f, "location", false);
         let cluster_name = ctx.opt_string(f, "clusterName");
-        let access = Access::parse(ctx, f, "credentialsFile");
-        let encoding = Encoding::parse(ctx, f, true)?;
+        let common = GoogleCommon::parse(ctx, f, "credentialsFile")?;
         Some(Self {
             project,
             log_name: log_name.unwrap_or_else(|| "events".to_owned()),
             location,
             cluster_name,
-            access,
-            encoding,
+            common,
         })
     }
 
     fn encoding(&self) -> &Encoding {
-        &self.encoding
+        &self.common.encoding
     }
 
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
@@ -92,7 +90,7 @@ impl ReceiverKind for CloudLoggingConfig {
             cfg: self.clone(),
             site: None,
         };
-        let api = self.access.api(DEFAULT_ENDPOINT, env)?;
+        let api = self.common.access.api(DEFAULT_ENDPOINT, env)?;
         Ok(Box::new(Google::sink(api, kind)))
     }
 }

@@ -2,10 +2,11 @@
 //! `cloudLogging` (entries:write), over the REST APIs with the shared credentials of [`auth`].
 //!
 //! Each is an `http::batch::BatchApi` (its limits, entries, request and answer). What they share
-//! here: the `endpoint` override (tests, private endpoints), the key-file key, the authenticated
-//! JSON POST, a request's JSON envelope, and how a whole-request answer is classified (as every
-//! HTTP answer, `http::answer`, with Google's error body `{"error": {"code", "message",
-//! "status"}}` as its detail; a 401 is retried too, after dropping the cached token).
+//! here: the keys every kind's config has ([`GoogleCommon`]: the key-file key, the `endpoint`
+//! override for tests and private endpoints, `layout`, `deDot`), the authenticated JSON POST, a
+//! request's JSON envelope, and how a whole-request answer is classified (as every HTTP answer,
+//! `http::answer`, with Google's error body `{"error": {"code", "message", "status"}}` as its
+//! detail; a 401 is retried too, after dropping the cached token).
 
 pub mod auth;
 pub mod bigquery;
@@ -28,6 +29,7 @@ pub use super::http::answer::Answer;
 use super::http::answer::classify;
 use super::http::batch::{BatchApi, BatchSink};
 use super::kind::{BuildEnv, Problem};
+use super::layout::Encoding;
 use super::partial::{Limits, Outcomes};
 use super::tls::TlsConfig;
 use crate::config::yaml::{Ctx, Fields};
@@ -97,6 +99,30 @@ impl Access {
         env: &BuildEnv,
     ) -> Result<Api, Vec<Problem>> {
         Api::build(base, creds, self.key_file, env.delivery.timeout)
+    }
+}
+
+/// What every Google kind's config has besides its own resource: how it reaches its API and how
+/// occurrences become documents. Each kind's config embeds it (`common`), so the three parse and
+/// read these keys one way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoogleCommon {
+    pub access: Access,
+    /// `layout` and `deDot`.
+    pub encoding: Encoding,
+}
+
+impl GoogleCommon {
+    /// The keys [`GoogleCommon::parse`] reads besides the key file, whose name is the kind's own
+    /// (resmoio's bigquery has `credentials_path`): the end of each Google kind's `KEYS`.
+    pub const KEYS: &[&str] = &["endpoint", "layout", "deDot"];
+
+    /// The key file under `key_file`, `endpoint`, `layout` and `deDot`. Every problem goes to
+    /// `ctx`; `None` when the layout has one.
+    pub fn parse(ctx: &mut Ctx, f: &Fields, key_file: &'static str) -> Option<Self> {
+        let access = Access::parse(ctx, f, key_file);
+        let encoding = Encoding::parse(ctx, f, true)?;
+        Some(GoogleCommon { access, encoding })
     }
 }
 

@@ -22,11 +22,11 @@ use serde::Deserialize;
 
 use super::auth::CredentialSource;
 use super::{
-    Access, Answer, Api, Google, GoogleBatch, OCCURRENCE_KEY, json_str, parse_name, process_env,
-    whole_request_error,
+    Answer, Api, Google, GoogleBatch, GoogleCommon, OCCURRENCE_KEY, json_str, parse_name,
+    process_env, whole_request_error,
 };
 use crate::config::yaml::{Ctx, Fields};
-use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind};
+use crate::sink::kind::{BuildEnv, Concurrency, Problem, ReceiverKind, keys};
 use crate::sink::layout::Encoding;
 use crate::sink::partial::Outcomes;
 use crate::sink::{Doc, SendError, Sink};
@@ -41,23 +41,23 @@ pub struct PubsubConfig {
     pub topic: String,
     pub create_topic: bool,
     pub ordering_key: bool,
-    pub access: Access,
-    pub encoding: Encoding,
+    /// The key file, `endpoint`, `layout` and `deDot`.
+    pub common: GoogleCommon,
 }
 
 impl ReceiverKind for PubsubConfig {
     const NAME: &'static str = "pubsub";
     const CONCURRENCY: Concurrency = Concurrency::Lanes(4);
-    const KEYS: &'static [&'static str] = &[
-        "gcloud_project_id",
-        "topic",
-        "create_topic",
-        "orderingKey",
-        "credentialsFile",
-        "endpoint",
-        "layout",
-        "deDot",
-    ];
+    const KEYS: &'static [&'static str] = &keys::<8>(
+        &[
+            "gcloud_project_id",
+            "topic",
+            "create_topic",
+            "orderingKey",
+            "credentialsFile",
+        ],
+        GoogleCommon::KEYS,
+    );
     const DEFAULT_MAX_EVENTS: usize = 500;
 
     fn parse(ctx: &mut Ctx, f: &Fields) -> Option<Self> {
@@ -65,20 +65,18 @@ impl ReceiverKind for PubsubConfig {
         let topic = parse_name(ctx, f, "topic", true);
         let create_topic = ctx.bool(f, "create_topic").unwrap_or(false);
         let ordering_key = ctx.bool(f, "orderingKey").unwrap_or(false);
-        let access = Access::parse(ctx, f, "credentialsFile");
-        let encoding = Encoding::parse(ctx, f, true)?;
+        let common = GoogleCommon::parse(ctx, f, "credentialsFile")?;
         Some(Self {
             project,
             topic: topic?,
             create_topic,
             ordering_key,
-            access,
-            encoding,
+            common,
         })
     }
 
     fn encoding(&self) -> &Encoding {
-        &self.encoding
+        &self.common.encoding
     }
 
     fn build(&self, env: &BuildEnv) -> Result<Box<dyn Sink>, Vec<Problem>> {
@@ -94,12 +92,13 @@ impl PubsubConfig {
     /// `PUBSUB_EMULATOR_HOST` (`host:port`) is the emulator, without credentials, as for
     /// Google's client libraries, unless `endpoint` is set.
     fn api(&self, env: &BuildEnv) -> Result<Api, Vec<Problem>> {
-        match (&self.access.endpoint, process_env("PUBSUB_EMULATOR_HOST")) {
+        let access = &self.common.access;
+        match (&access.endpoint, process_env("PUBSUB_EMULATOR_HOST")) {
             (None, Some(host)) if !host.is_empty() => {
                 let emulator = format!("http://{host}");
-                self.access.api_at(&emulator, &CredentialSource::None, env)
+                access.api_at(&emulator, &CredentialSource::None, env)
             }
-            _ => self.access.api(DEFAULT_ENDPOINT, env),
+            _ => access.api(DEFAULT_ENDPOINT, env),
         }
     }
 }

@@ -52,7 +52,7 @@ fn keys_details_and_required_fields() {
     ));
     assert_eq!(c.event_bus_name.as_deref(), Some("kube"));
     assert_eq!(
-        c.encoding.layout,
+        c.common.encoding.layout,
         Some(json!({"reason": "{{ .Reason }}", "n": 1}))
     );
     assert_eq!(

@@ -18,7 +18,7 @@ fn resmoios_readme_example_loads_with_a_warning_for_its_queue_name() {
     let c =
         sqs("      queueName: \"/tmp/dump\"\n      region: us-west-2\n      layout: # Optional\n");
     assert_eq!(c.queue, "/tmp/dump");
-    assert_eq!(c.region.as_deref(), Some("us-west-2"));
+    assert_eq!(c.common.region.as_deref(), Some("us-west-2"));
     let w = c.warnings();
     assert_eq!(w.len(), 1, "{w:?}");
     assert_eq!(w[0].0, "queueName");
