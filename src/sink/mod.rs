@@ -26,6 +26,7 @@ mod queue;
 pub mod registry;
 pub mod render;
 mod retry;
+mod schedule;
 pub mod secret;
 pub mod slack;
 pub mod stdout;

@@ -11,7 +11,6 @@
 //! Acknowledgements stay exact: each occurrence acks on its own, and the cursor is the low
 //! watermark of them all, whatever order the requests finish in.
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -24,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::partial::Outcomes;
 use super::queue::Queued;
+use super::schedule::Schedule;
 use super::{Delivery, Doc, Encoder, OrderKey, SendError, Sink, retry::Backoff};
 use crate::config::{DeliveryConfig, ReceiverConfig};
 use crate::progress::Ack;
@@ -83,13 +83,6 @@ struct Lane {
     arena: BytesMut,
 }
 
-/// An occurrence waiting for a request, with its order key and when it arrived.
-struct Waiting {
-    key: u64,
-    since: tokio::time::Instant,
-    queued: Queued,
-}
-
 /// Room reserved per occurrence of a batch in the arena: a kube-sim event is about 700 bytes.
 const ARENA_PER_DOC: usize = 1024;
 
@@ -146,7 +139,7 @@ impl Worker {
     }
 }
 
-/// Up to `lanes.len()` requests at once, a key in at most one of them.
+/// Up to `lanes.len()` requests at once, a key in at most one of them (`schedule`).
 async fn concurrently(
     shared: &Shared,
     mut free: Vec<Lane>,
@@ -155,20 +148,16 @@ async fn concurrently(
 ) {
     let max = shared.delivery.batch.max_events.max(1);
     let max_wait = shared.delivery.batch.max_wait;
-    let mut waiting: VecDeque<Waiting> = VecDeque::new();
-    // Keys in a request now: their next occurrences wait for it.
-    let mut busy: HashSet<u64> = HashSet::new();
+    let mut waiting: Schedule<Queued> = Schedule::default();
     let mut running = FuturesUnordered::new();
     let mut open = true;
     loop {
         // Start a request while a sender is free and a batch is due.
         while !free.is_empty() {
             let now = tokio::time::Instant::now();
-            let Some((batch, keys)) = next_batch(&mut waiting, &busy, max, max_wait, !open, now)
-            else {
+            let Some((batch, keys)) = waiting.next_batch(max, max_wait, !open, now) else {
                 break;
             };
-            busy.extend(keys.iter().copied());
             shared
                 .metrics
                 .queue_depth
@@ -176,7 +165,7 @@ async fn concurrently(
                 .dec_by(batch.len() as i64);
             let mut lane = free.pop().expect("a free sender");
             running.push(async move {
-                let mut batch = batch;
+                let mut batch: Vec<Delivery> = batch.into_iter().map(Queued::take).collect();
                 let delivered = lane.deliver(shared, &mut batch).await;
                 (lane, keys, delivered)
             });
@@ -184,11 +173,10 @@ async fn concurrently(
         if !open && waiting.is_empty() && running.is_empty() {
             return;
         }
-        // A partial batch is due once its first occurrence has waited `maxWait`.
+        // A partial batch is due once its oldest occurrence has waited `maxWait`.
         let due = (!free.is_empty())
-            .then(|| waiting.iter().find(|w| !busy.contains(&w.key)))
-            .flatten()
-            .map(|w| w.since + max_wait);
+            .then(|| waiting.due_at(max_wait))
+            .flatten();
         tokio::select! {
             biased;
             _ = shared.abort.cancelled() => return,
@@ -196,56 +184,34 @@ async fn concurrently(
                 if !delivered {
                     return;
                 }
-                for k in keys {
-                    busy.remove(&k);
-                }
+                waiting.done(&keys);
                 free.push(lane);
             }
             queued = rx.recv(), if open => match queued {
-                Some(queued) => waiting.push_back(Waiting {
-                    key: key.of(&queued.delivery().occ),
-                    since: tokio::time::Instant::now(),
-                    queued,
-                }),
+                Some(queued) => {
+                    let since = tokio::time::Instant::now();
+                    let mut wait = |queued: Queued| {
+                        waiting.push(key.of(&queued.delivery().occ), since, queued);
+                    };
+                    wait(queued);
+                    // Everything else already queued comes in now: one scheduling pass for a
+                    // burst rather than one per occurrence.
+                    loop {
+                        match rx.try_recv() {
+                            Ok(queued) => wait(queued),
+                            Err(mpsc::error::TryRecvError::Empty) => break,
+                            Err(mpsc::error::TryRecvError::Disconnected) => {
+                                open = false;
+                                break;
+                            }
+                        }
+                    }
+                }
                 None => open = false,
             },
             _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {}
         }
     }
-}
-
-/// The next batch to send, in queue order, of occurrences whose key is in no request: full, or
-/// partial once its first occurrence waited `max_wait` (at once when `flush`, or when the batch
-/// size is 1). Returns it with its keys; None when nothing is due.
-fn next_batch(
-    waiting: &mut VecDeque<Waiting>,
-    busy: &HashSet<u64>,
-    max: usize,
-    max_wait: std::time::Duration,
-    flush: bool,
-    now: tokio::time::Instant,
-) -> Option<(Vec<Delivery>, Vec<u64>)> {
-    let mut ready = waiting.iter().filter(|w| !busy.contains(&w.key));
-    let first = ready.next()?;
-    let due = max == 1 || flush || first.since + max_wait <= now || 1 + ready.count() >= max;
-    if !due {
-        return None;
-    }
-    let mut batch = Vec::with_capacity(max.min(waiting.len()));
-    let mut keys: Vec<u64> = Vec::new();
-    let mut kept = VecDeque::with_capacity(waiting.len());
-    for w in waiting.drain(..) {
-        if batch.len() < max && !busy.contains(&w.key) {
-            if !keys.contains(&w.key) {
-                keys.push(w.key);
-            }
-            batch.push(w.queued.take());
-        } else {
-            kept.push_back(w);
-        }
-    }
-    *waiting = kept;
-    Some((batch, keys))
 }
 
 impl Lane {
