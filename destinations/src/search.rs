@@ -126,13 +126,20 @@ async fn bulk(
     } else {
         body.to_vec()
     };
+    // Read the whole request before taking the store, as a cluster parses concurrent bulks in
+    // parallel: only the version check and the write are serialised.
+    struct Action {
+        op: String,
+        index: String,
+        id: String,
+        external: bool,
+        version: Option<i64>,
+        parses: bool,
+    }
     let mut lines = text
         .split(|b| *b == b'\n')
         .filter(|l| !l.iter().all(u8::is_ascii_whitespace));
-    let mut items = Vec::new();
-    let mut errors = false;
-    let mut store = store.lock().expect("store");
-    store.requests += 1;
+    let mut actions = Vec::new();
     while let Some(action) = lines.next() {
         let Ok(Value::Object(action)) = serde_json::from_slice::<Value>(action) else {
             return bad_request("Malformed action/metadata line".into());
@@ -149,7 +156,32 @@ async fn bulk(
         let Some(doc) = lines.next() else {
             return bad_request("The bulk request must be terminated by a newline".into());
         };
-        if !matches!(serde_json::from_slice::<Value>(doc), Ok(Value::Object(_))) {
+        if !matches!(op.as_str(), "create" | "index") {
+            return bad_request(format!("Malformed action/metadata line: unknown op {op}"));
+        }
+        actions.push(Action {
+            op: op.clone(),
+            index: index.to_owned(),
+            id: id.to_owned(),
+            external: meta.get("version_type").and_then(Value::as_str) == Some("external"),
+            version: meta.get("version").and_then(Value::as_i64),
+            parses: matches!(serde_json::from_slice::<Value>(doc), Ok(Value::Object(_))),
+        });
+    }
+    let mut items = Vec::with_capacity(actions.len());
+    let mut errors = false;
+    let mut store = store.lock().expect("store");
+    store.requests += 1;
+    for a in actions {
+        let Action {
+            op,
+            index,
+            id,
+            external,
+            version,
+            parses,
+        } = a;
+        if !parses {
             items.push(
                 json!({op.clone(): {"_index": index, "_id": id, "status": 400,
                 "error": {"type": "mapper_parsing_exception", "reason": "failed to parse"}}}),
@@ -157,12 +189,9 @@ async fn bulk(
             errors = true;
             continue;
         }
-        let external = meta.get("version_type").and_then(Value::as_str) == Some("external");
-        let version = meta.get("version").and_then(Value::as_i64);
-        let current = store.docs.get(index).and_then(|d| d.get(id)).copied();
+        let current = store.docs.get(&index).and_then(|d| d.get(&id)).copied();
         let (status, new_version) = match (op.as_str(), current) {
             ("create", Some(v)) => (409, v),
-            ("create", None) => (201, 1),
             ("index", Some(v)) if external && version.is_none_or(|n| n <= v) => (409, v),
             ("index", Some(v)) => (
                 200,
@@ -173,7 +202,8 @@ async fn bulk(
                 },
             ),
             ("index", None) => (201, if external { version.unwrap_or(1) } else { 1 }),
-            _ => return bad_request(format!("Malformed action/metadata line: unknown op {op}")),
+            // A create of an id not written yet (the ops were checked above).
+            _ => (201, 1),
         };
         let item = if status == 409 {
             store.conflicts += 1;
@@ -184,14 +214,14 @@ async fn bulk(
         } else {
             store
                 .docs
-                .entry(index.to_owned())
+                .entry(index.clone())
                 .or_default()
-                .insert(id.to_owned(), new_version);
-            store.written.push(id.to_owned());
+                .insert(id.clone(), new_version);
+            store.written.push(id.clone());
             json!({"_index": index, "_id": id, "_version": new_version, "status": status,
                 "result": if status == 201 { "created" } else { "updated" }})
         };
-        items.push(json!({ op.clone(): item }));
+        items.push(json!({ op: item }));
     }
     drop(store);
     let filtered = query.contains_key("filter_path");

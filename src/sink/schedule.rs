@@ -64,6 +64,11 @@ impl<T> Schedule<T> {
         self.len == 0
     }
 
+    /// How many wait, ready or not.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
     /// When the oldest occurrence that could go now has waited `max_wait`.
     pub fn due_at(&self, max_wait: Duration) -> Option<Instant> {
         let &(_, key) = self.ready.first()?;

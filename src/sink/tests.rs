@@ -954,7 +954,7 @@ fn start_worker<S: Sink + Clone>(
         Metrics::default(),
         CancellationToken::new(),
     );
-    let (tx, rx) = queue::queue(1024);
+    let (tx, rx) = queue::queue(rc.delivery.queue);
     (Tracker::new(None), tx, tokio::spawn(worker.run(rx)))
 }
 
@@ -1130,6 +1130,35 @@ async fn a_retry_after_holds_every_request_of_the_receiver_not_only_the_one_told
         early.is_empty(),
         "requests started during Retry-After: {early:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_sends_what_is_ready_without_waiting_for_max_wait() {
+    // Room for 4, batches of up to 10 after an hour: once the 4 rooms are taken nothing more
+    // can arrive, so a batch that cannot grow goes now (with 2 requests × 500 in flight and a
+    // queue of 1024, OpenSearch's lanes otherwise idled for maxWait behind busy objects).
+    let sink = Slow::new(Duration::from_millis(50), None);
+    let (tracker, tx, run) = start_worker(
+        "  - name: full\n    queue: 4\n    concurrency: 2\n    batch: {maxEvents: 10, maxWait: 1h}\n    webhook: {endpoint: 'http://127.0.0.1:9/'}\n",
+        &sink,
+        2,
+    );
+    let started = tokio::time::Instant::now();
+    for i in 0..4 {
+        queue_one(&tracker, &tx, about(&format!("o{i}"), &format!("e{i}"), 1)).await;
+    }
+    // Virtual time: if the batch waited for maxWait, this loop would reach the hour.
+    while sink.accepted.lock().unwrap().len() < 4 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "a full queue waited {took:?} for more occurrences"
+    );
+    drop(tx);
+    run.await.unwrap();
+    assert_eq!(tracker.in_flight(), 0);
 }
 
 /// Polls `cond` every millisecond for at most 5 s.

@@ -148,6 +148,7 @@ async fn concurrently(
 ) {
     let max = shared.delivery.batch.max_events.max(1);
     let max_wait = shared.delivery.batch.max_wait;
+    let room = shared.delivery.queue.max(1);
     let mut waiting: Schedule<Queued> = Schedule::default();
     let mut running = FuturesUnordered::new();
     let mut open = true;
@@ -155,7 +156,10 @@ async fn concurrently(
         // Start a request while a sender is free and a batch is due.
         while !free.is_empty() {
             let now = tokio::time::Instant::now();
-            let Some((batch, keys)) = waiting.next_batch(max, max_wait, !open, now) else {
+            // Nothing more can come in while every room of the queue is taken: what is ready
+            // goes rather than wait `maxWait` for occurrences that cannot arrive.
+            let flush = !open || waiting.len() >= room;
+            let Some((batch, keys)) = waiting.next_batch(max, max_wait, flush, now) else {
                 break;
             };
             shared
@@ -173,7 +177,8 @@ async fn concurrently(
         if !open && waiting.is_empty() && running.is_empty() {
             return;
         }
-        // A partial batch is due once its oldest occurrence has waited `maxWait`.
+        // A partial batch is due once its oldest occurrence has waited `maxWait` (or at once
+        // when the queue is full, above).
         let due = (!free.is_empty())
             .then(|| waiting.due_at(max_wait))
             .flatten();
