@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 #[cfg(feature = "demo")]
 mod demo;
+mod footprint;
 mod resmoio_args;
 
 use anyhow::Context;

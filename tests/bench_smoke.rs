@@ -18,6 +18,7 @@ async fn reduced_benchmark_exports_exactly_what_was_generated_in_every_phase() {
         baseline_exe: None,
         latency_events: 400,
         latency_search_events: 3000,
+        steady: Duration::from_secs(2),
     };
     let report = run(&opts, |m| eprintln!("bench: {m}")).await.unwrap();
     eprintln!("{}{}", report.table(), report.last_line());
@@ -30,6 +31,7 @@ async fn reduced_benchmark_exports_exactly_what_was_generated_in_every_phase() {
         "remote-webhook-50ms",
         "remote-search-100ms",
         "remote-webhook-live",
+        "steady-leader",
     ] {
         let p = report
             .phase(name)
@@ -55,5 +57,12 @@ async fn reduced_benchmark_exports_exactly_what_was_generated_in_every_phase() {
         "idle requests are counted: {:?}",
         report.idle_requests
     );
+    for name in ["steady-leader", "steady-standby"] {
+        let rss = report.phase(name).and_then(|p| p.rss_mib);
+        assert!(
+            rss.is_some_and(|mib| mib > 0.0),
+            "{name}: resident memory read at the end of the steady phase: {rss:?}"
+        );
+    }
     assert!(report.last_line().starts_with("bench: throughput "));
 }

@@ -11,8 +11,10 @@
 //! a webhook that answers in 50 ms and an OpenSearch `_bulk` that answers in 100 ms, read from
 //! history as fast as they take it (occurrences/s next to the ideal `concurrency × batch ÷
 //! latency`), and the 50 ms webhook fed 200 occurrences/s live (how long after the last one
-//! generated everything arrived, and whether each object's occurrences arrived in order). Every
-//! phase verifies exported == generated: a fast wrong run is a failure.
+//! generated everything arrived, and whether each object's occurrences arrived in order). Last,
+//! steady: 100 occurrences/s to a leader while a standby waits, and the resident memory each
+//! holds at the end (what a replica costs at a realistic rate). Every phase verifies exported ==
+//! generated: a fast wrong run is a failure.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -46,6 +48,9 @@ pub struct BenchOptions {
     /// 200/s), and for the 100 ms OpenSearch phase.
     pub latency_events: usize,
     pub latency_search_events: usize,
+    /// How long the steady phase generates 100 occurrences/s before the leader's and the
+    /// standby's resident memory is read.
+    pub steady: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,6 +71,8 @@ pub struct Phase {
     pub tail_seconds: Option<f64>,
     /// Occurrences of one object that arrived after a later one of it.
     pub out_of_order: Option<usize>,
+    /// Steady phase: resident memory (VmRSS) at its end, not the peak.
+    pub rss_mib: Option<f64>,
     /// One line for the report, below the table.
     pub note: Option<String>,
 }
@@ -137,17 +144,30 @@ impl Report {
             .filter_map(|p| p.peak_rss_mib)
             .fold(0.0, f64::max);
         let cold = self.phase("cold-start");
+        let at_rest = |n: &str| self.phase(n).and_then(|p| p.rss_mib).unwrap_or(0.0);
         format!(
-            "bench: throughput {:.0} ev/s, baseline {:.0} ev/s, ratio {:.2}, peak RSS {:.1} MiB, cold {}k {:.2} s, idle API {:.1} req/min",
+            "bench: throughput {:.0} ev/s, baseline {:.0} ev/s, ratio {:.2}, peak RSS {:.1} MiB, cold {}k {:.2} s, idle API {:.1} req/min, RSS at 100/s leader {:.1} MiB standby {:.1} MiB",
             f("sustained-file"),
             f("baseline-minimal"),
             self.ratio,
             rss,
             cold.map(|c| c.occurrences / 1000).unwrap_or(0),
             cold.map(|c| c.seconds).unwrap_or(0.0),
-            self.idle_requests_per_minute
+            self.idle_requests_per_minute,
+            at_rest("steady-leader"),
+            at_rest("steady-standby"),
         )
     }
+}
+
+/// Resident memory now (VmRSS) of a live process, from /proc.
+fn proc_rss(pid: u32) -> Option<f64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
 }
 
 /// Peak RSS (VmHWM) and CPU seconds (utime + stime) of a live process, from /proc.
@@ -358,6 +378,7 @@ fn phase(
         lost,
         duplicated,
         ideal_per_second: None,
+        rss_mib: None,
         tail_seconds: None,
         out_of_order: None,
         note: None,
@@ -750,6 +771,7 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
     }
     sim.shutdown();
     phases.extend(remote_phases(opts, limit, &progress).await?);
+    phases.extend(steady_phase(opts, limit, &progress).await?);
 
     let exporter_rate = phases
         .iter()
@@ -1235,4 +1257,90 @@ async fn remote_phases(
     hook.stop();
     sim.shutdown();
     Ok(phases)
+}
+
+/// Steady: what a replica costs at a realistic rate, with the defaults (no allocator variable
+/// set, unlike the image): kube-sim generating 100 occurrences/s to a leader with a file
+/// receiver while a standby waits for the lease; after `opts.steady`, each one's resident memory
+/// (now, not the peak), then everything generated must be in the file exactly once.
+async fn steady_phase(
+    opts: &BenchOptions,
+    limit: Duration,
+    progress: &impl Fn(&str),
+) -> anyhow::Result<Vec<Phase>> {
+    let rate = 100.0;
+    progress(&format!(
+        "steady: {rate:.0} occurrences/s for {:?}, a leader and a standby",
+        opts.steady
+    ));
+    let dir = opts.work_dir.as_path();
+    let sim = Sim::start(SimConfig {
+        tls: kube_sim::TlsMode::Off,
+        ..SimConfig::default()
+    })
+    .await?;
+    let kubeconfig = dir.join("steady.kubeconfig");
+    sim.write_kubeconfig(&kubeconfig)?;
+    seed_lease(&sim, sim.current_resource_version())?;
+    let out = dir.join("steady.ndjson");
+    let _ = std::fs::remove_file(&out);
+    let receiver = format!("    file: {{path: {}, maxsize: 1000000}}\n", out.display());
+    let leader = Exporter::start(&opts.exporter, dir, "steady-leader", &kubeconfig, &receiver)?;
+    let watching = || {
+        sim.request_counts()
+            .contains_key(&("watch".to_string(), "events".to_string()))
+    };
+    wait_count("the leader's watch", || usize::from(watching()), 1, limit).await?;
+    // Started once the lease is held: it stands by.
+    let standby = Exporter::start(
+        &opts.exporter,
+        dir,
+        "steady-standby",
+        &kubeconfig,
+        &receiver,
+    )?;
+    let started = Instant::now();
+    let g = sim.generate(GeneratorConfig {
+        rate_per_sec: rate,
+        total: Some((rate * opts.steady.as_secs_f64()).max(1.0) as u64),
+        repeat_ratio: 0.3,
+        namespaces: 16,
+        seed: 24,
+    });
+    g.wait().await;
+    let generated_in = started.elapsed();
+    let (leader_rss, standby_rss) = (proc_rss(leader.child.id()), proc_rss(standby.child.id()));
+    let generated = g.generated();
+    let mut counter = LineCounter {
+        path: out.clone(),
+        offset: 0,
+        lines: 0,
+    };
+    wait_lines(&mut counter, generated.len(), limit).await?;
+    let took = started.elapsed();
+    let (leader_stats, standby_stats) = (leader.stats(), standby.stats());
+    standby.stop();
+    leader.stop();
+    let mut lead = phase(
+        "steady-leader",
+        generated.len(),
+        took,
+        leader_stats,
+        compare(&generated, &file_keys(&out)),
+    );
+    lead.rss_mib = leader_rss;
+    let mut stand = phase("steady-standby", 0, took, standby_stats, (0, 0));
+    stand.rss_mib = standby_rss;
+    stand.cpu_seconds_per_million = None;
+    let mib = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.1}"));
+    lead.note = Some(format!(
+        "steady: after {:.0} s at {rate:.0} occurrences/s the leader holds {} MiB RSS (peak {}), the standby {} MiB (peak {})",
+        generated_in.as_secs_f64(),
+        mib(leader_rss),
+        mib(lead.peak_rss_mib),
+        mib(standby_rss),
+        mib(stand.peak_rss_mib),
+    ));
+    sim.shutdown();
+    Ok(vec![lead, stand])
 }

@@ -35,6 +35,9 @@ struct Args {
     /// Occurrences sent to the OpenSearch that answers in 100 ms.
     #[arg(long, default_value_t = 200_000)]
     latency_search_events: usize,
+    /// Seconds of 100 occurrences/s before the leader's and the standby's RSS is read.
+    #[arg(long, default_value_t = 30)]
+    steady_seconds: u64,
     /// Seconds of idle time over which API requests are counted.
     #[arg(long, default_value_t = 60)]
     idle_seconds: u64,
@@ -101,6 +104,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         baseline_exe: Some(std::env::current_exe()?),
         latency_events: args.latency_events,
         latency_search_events: args.latency_search_events,
+        steady: Duration::from_secs(args.steady_seconds),
     };
     let report = run(&opts, |m| eprintln!("bench: {m}")).await;
     let _ = std::fs::remove_dir_all(&work);
