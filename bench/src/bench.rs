@@ -160,26 +160,19 @@ impl Report {
     }
 }
 
-/// Resident memory now (VmRSS) of a live process, from /proc.
-fn proc_rss(pid: u32) -> Option<f64> {
+/// A memory line of a live process's /proc status (`VmRSS`, `VmHWM`), in MiB.
+fn status_mib(pid: u32, field: &str) -> Option<f64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .map(|kib| kib / 1024.0)
 }
 
 /// Peak RSS (VmHWM) and CPU seconds (utime + stime) of a live process, from /proc.
 fn proc_stats(pid: u32) -> (Option<f64>, Option<f64>) {
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-                .map(|kib| kib / 1024.0)
-        });
+    let rss = status_mib(pid, "VmHWM");
     let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
@@ -1103,6 +1096,16 @@ async fn wait_count(
     Ok(start.elapsed())
 }
 
+/// Until an exporter has opened its events watch on `sim`.
+async fn until_watching(sim: &SimHandle, what: &str, limit: Duration) -> anyhow::Result<()> {
+    let watching = || {
+        sim.request_counts()
+            .contains_key(&("watch".to_string(), "events".to_string()))
+    };
+    wait_count(what, || usize::from(watching()), 1, limit).await?;
+    Ok(())
+}
+
 /// Remote destinations with the receivers' default settings (see the module doc).
 async fn remote_phases(
     opts: &BenchOptions,
@@ -1214,11 +1217,7 @@ async fn remote_phases(
         &kubeconfig,
         &format!("    webhook: {{endpoint: \"{}\"}}\n", hook.url()),
     )?;
-    let watching = || {
-        sim.request_counts()
-            .contains_key(&("watch".to_string(), "events".to_string()))
-    };
-    wait_count("the exporter's watch", || usize::from(watching()), 1, limit).await?;
+    until_watching(&sim, "the exporter's watch", limit).await?;
     let rate = 200.0;
     let started = Instant::now();
     let g = sim.generate(GeneratorConfig {
@@ -1286,11 +1285,7 @@ async fn steady_phase(
     let _ = std::fs::remove_file(&out);
     let receiver = format!("    file: {{path: {}, maxsize: 1000000}}\n", out.display());
     let leader = Exporter::start(&opts.exporter, dir, "steady-leader", &kubeconfig, &receiver)?;
-    let watching = || {
-        sim.request_counts()
-            .contains_key(&("watch".to_string(), "events".to_string()))
-    };
-    wait_count("the leader's watch", || usize::from(watching()), 1, limit).await?;
+    until_watching(&sim, "the leader's watch", limit).await?;
     // Started once the lease is held: it stands by.
     let standby = Exporter::start(
         &opts.exporter,
@@ -1309,7 +1304,10 @@ async fn steady_phase(
     });
     g.wait().await;
     let generated_in = started.elapsed();
-    let (leader_rss, standby_rss) = (proc_rss(leader.child.id()), proc_rss(standby.child.id()));
+    let (leader_rss, standby_rss) = (
+        status_mib(leader.child.id(), "VmRSS"),
+        status_mib(standby.child.id(), "VmRSS"),
+    );
     let generated = g.generated();
     let mut counter = LineCounter {
         path: out.clone(),

@@ -130,6 +130,8 @@ async fn bulk(
     // parallel: only the version check and the write are serialised.
     struct Action {
         op: String,
+        /// `create` (else `index`, the only other op taken).
+        create: bool,
         index: String,
         id: String,
         external: bool,
@@ -156,11 +158,14 @@ async fn bulk(
         let Some(doc) = lines.next() else {
             return bad_request("The bulk request must be terminated by a newline".into());
         };
-        if !matches!(op.as_str(), "create" | "index") {
-            return bad_request(format!("Malformed action/metadata line: unknown op {op}"));
-        }
+        let create = match op.as_str() {
+            "create" => true,
+            "index" => false,
+            _ => return bad_request(format!("Malformed action/metadata line: unknown op {op}")),
+        };
         actions.push(Action {
             op: op.clone(),
+            create,
             index: index.to_owned(),
             id: id.to_owned(),
             external: meta.get("version_type").and_then(Value::as_str) == Some("external"),
@@ -172,15 +177,16 @@ async fn bulk(
     let mut errors = false;
     let mut store = store.lock().expect("store");
     store.requests += 1;
-    for a in actions {
-        let Action {
-            op,
-            index,
-            id,
-            external,
-            version,
-            parses,
-        } = a;
+    for Action {
+        op,
+        create,
+        index,
+        id,
+        external,
+        version,
+        parses,
+    } in actions
+    {
         if !parses {
             items.push(
                 json!({op.clone(): {"_index": index, "_id": id, "status": 400,
@@ -190,10 +196,11 @@ async fn bulk(
             continue;
         }
         let current = store.docs.get(&index).and_then(|d| d.get(&id)).copied();
-        let (status, new_version) = match (op.as_str(), current) {
-            ("create", Some(v)) => (409, v),
-            ("index", Some(v)) if external && version.is_none_or(|n| n <= v) => (409, v),
-            ("index", Some(v)) => (
+        let (status, new_version) = match (create, current) {
+            (true, Some(v)) => (409, v),
+            (true, None) => (201, 1),
+            (false, Some(v)) if external && version.is_none_or(|n| n <= v) => (409, v),
+            (false, Some(v)) => (
                 200,
                 if external {
                     version.unwrap_or(v + 1)
@@ -201,9 +208,7 @@ async fn bulk(
                     v + 1
                 },
             ),
-            ("index", None) => (201, if external { version.unwrap_or(1) } else { 1 }),
-            // A create of an id not written yet (the ops were checked above).
-            _ => (201, 1),
+            (false, None) => (201, if external { version.unwrap_or(1) } else { 1 }),
         };
         let item = if status == 409 {
             store.conflicts += 1;

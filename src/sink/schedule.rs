@@ -49,10 +49,12 @@ impl<T> Schedule<T> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let q = self.queues.entry(key).or_default();
-        if q.is_empty() && !self.busy.contains(&key) {
-            self.ready.insert((seq, key));
-        }
+        // Under a busy key it waits for that key's request; otherwise it can go, and heads
+        // `ready` when its key had nothing waiting.
         if !self.busy.contains(&key) {
+            if q.is_empty() {
+                self.ready.insert((seq, key));
+            }
             self.ready_len += 1;
         }
         q.push_back(Waiting { seq, since, item });
@@ -71,9 +73,13 @@ impl<T> Schedule<T> {
 
     /// When the oldest occurrence that could go now has waited `max_wait`.
     pub fn due_at(&self, max_wait: Duration) -> Option<Instant> {
+        Some(self.oldest_ready()? + max_wait)
+    }
+
+    /// When the oldest occurrence that could go now arrived.
+    fn oldest_ready(&self) -> Option<Instant> {
         let &(_, key) = self.ready.first()?;
-        let since = self.queues.get(&key)?.front()?.since;
-        Some(since + max_wait)
+        Some(self.queues.get(&key)?.front()?.since)
     }
 
     /// The next request: up to `max` occurrences of keys in no request, oldest first; sent
@@ -87,7 +93,7 @@ impl<T> Schedule<T> {
         now: Instant,
     ) -> Option<(Vec<T>, Vec<u64>)> {
         let max = max.max(1);
-        let oldest = self.due_at(Duration::ZERO)?;
+        let oldest = self.oldest_ready()?;
         let due = max == 1 || flush || oldest + max_wait <= now || self.ready_len >= max;
         if !due {
             return None;

@@ -200,16 +200,9 @@ async fn concurrently(
                     };
                     wait(queued);
                     // Everything else already queued comes in now: one scheduling pass for a
-                    // burst rather than one per occurrence.
-                    loop {
-                        match rx.try_recv() {
-                            Ok(queued) => wait(queued),
-                            Err(mpsc::error::TryRecvError::Empty) => break,
-                            Err(mpsc::error::TryRecvError::Disconnected) => {
-                                open = false;
-                                break;
-                            }
-                        }
+                    // burst rather than one per occurrence (a closed queue is seen by `recv`).
+                    while let Ok(queued) = rx.try_recv() {
+                        wait(queued);
                     }
                 }
                 None => open = false,
