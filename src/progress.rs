@@ -195,7 +195,15 @@ impl Tracker {
         if moved {
             let cursor = st.cursor.clone();
             drop(st);
-            self.cursor_tx.send_replace(cursor);
+            // Published outside the lock, so two threads may publish out of order: the later
+            // cursor never gives way to an earlier one (subscribers write it into the Lease).
+            self.cursor_tx.send_if_modified(|current| {
+                let ahead = cursor.seq > current.seq;
+                if ahead {
+                    *current = cursor;
+                }
+                ahead
+            });
         }
     }
 
