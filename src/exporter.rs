@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::enrich::Enricher;
 use crate::progress::{Cursor, Tracker};
+use crate::shard::Shard;
 use crate::sink::{Receivers, SinkError};
 use crate::source::{Reading, Source, SourceConfig, Start};
 use crate::tasks::{Scope, Tasks};
@@ -88,6 +89,17 @@ impl Exporter {
         start: Start,
         handles: Handles,
     ) -> Result<Self, SinkError> {
+        Self::start_shard(config, client, start, handles, None).await
+    }
+
+    /// As [`Exporter::start`], for one shard of the event stream (None: all of it).
+    pub async fn start_shard(
+        config: &Config,
+        client: kube::Client,
+        start: Start,
+        handles: Handles,
+        shard: Option<Shard>,
+    ) -> Result<Self, SinkError> {
         let Handles {
             metrics,
             health,
@@ -105,6 +117,7 @@ impl Exporter {
             namespace: config.namespace.clone(),
             max_event_age: config.max_event_age,
             event_ttl: config.event_ttl,
+            shard,
             ..SourceConfig::default()
         };
         let enricher = (!config.omit_lookup).then(|| {
@@ -133,6 +146,7 @@ impl Exporter {
             tracker.clone(),
             reading,
             metrics.clone(),
+            shard,
             abort.clone(),
         ));
         let (done_tx, pipeline_done) = tokio::sync::oneshot::channel();
@@ -243,19 +257,32 @@ impl Exporter {
 /// acknowledged by every receiver, or, when longer, the time the source has been blind (a leader
 /// that cannot read owes everything written meanwhile, so its lag must not read 0). Until the
 /// run is aborted at the end of its shutdown.
-async fn report_lag(tracker: Tracker, reading: Reading, metrics: Metrics, stop: CancellationToken) {
+/// A shard's run reports per shard; the process-wide gauges read the worst shard.
+async fn report_lag(
+    tracker: Tracker,
+    reading: Reading,
+    metrics: Metrics,
+    shard: Option<Shard>,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let set = |lag_blind: Option<(f64, f64)>| match shard {
+        Some(s) => metrics.set_shard_lag(s.index, lag_blind),
+        None => {
+            let (lag, blind) = lag_blind.unwrap_or_default();
+            metrics.cursor_lag_seconds.set(lag);
+            metrics.source_blind_seconds.set(blind);
+        }
+    };
     loop {
         let blind = reading.blind_for();
-        metrics.source_blind_seconds.set(blind.as_secs_f64());
         let owed = tracker.oldest_pending_age().max(blind);
-        metrics.cursor_lag_seconds.set(owed.as_secs_f64());
+        set(Some((owed.as_secs_f64(), blind.as_secs_f64())));
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
     }
-    metrics.cursor_lag_seconds.set(0.0);
-    metrics.source_blind_seconds.set(0.0);
+    set(None);
 }

@@ -16,6 +16,7 @@ pub mod leader;
 pub mod pipeline;
 pub mod progress;
 pub mod route;
+pub mod shard;
 pub mod shutdown;
 pub mod sink;
 pub mod source;

@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use kube_event_exporter::{
     cluster, config,
     exporter::{Exporter, Handles},
-    leader::elector::Replica,
+    leader::{elector::Replica, shards},
     shutdown::{self, NoLease, Outcome},
     source::Start,
     tasks::Tasks,
@@ -258,7 +258,21 @@ async fn export_until_shut_down(
     let signal = shutdown::install(&tasks).context("installing signal handlers")?;
     let client = cluster::client(args.kubeconfig.as_deref(), &handles.metrics).await?;
     let drain_timeout = cfg.leader_election.drain_timeout;
-    if cfg.leader_election.enabled {
+    if cfg.leader_election.enabled && cfg.leader_election.shards > 1 {
+        let le = cfg.leader_election.clone();
+        let replica = Replica::new(cfg, client.clone(), handles.metrics.clone(), handles.health.clone());
+        let outcome = shards::run(
+            replica,
+            &le,
+            client,
+            (handles.metrics, handles.health),
+            &tasks,
+            &signal,
+        )
+        .await
+        .context("starting receivers")?;
+        Ok(outcome)
+    } else if cfg.leader_election.enabled {
         let replica = Replica::new(cfg, client, handles.metrics, handles.health);
         let leading = replica
             .run(&tasks, &signal)

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::Shared;
 use crate::faults::Access;
 use crate::resources::{self, ResourceType};
+use crate::shard_selector::ShardSelector;
 use crate::store::ApiError;
 use crate::watch::{self, WatchRequest};
 
@@ -388,6 +389,10 @@ fn watch_response(shared: Arc<Shared>, t: Target, q: &HashMap<String, String>) -
             ));
         }
     };
+    let shard = match shard_selector(&shared, q) {
+        Ok(s) => s,
+        Err(e) => return error(e),
+    };
     let timeout = q
         .get("timeoutSeconds")
         .and_then(|v| v.parse::<u64>().ok())
@@ -398,6 +403,7 @@ fn watch_response(shared: Arc<Shared>, t: Target, q: &HashMap<String, String>) -
         from,
         timeout: Duration::from_secs(timeout),
         bookmarks: q.get("allowWatchBookmarks").is_some_and(|v| v == "true"),
+        shard,
     };
     let body = match watch::start(shared, req) {
         watch::Start::Stream(s) => Body::from_stream(Box::into_pin(s)),
@@ -422,7 +428,23 @@ pub struct ListSnapshot {
 const SNAPSHOTS_KEPT: usize = 32;
 const CONTINUE_TTL: Duration = Duration::from_secs(300);
 
+/// The request's `shardSelector` when this server serves KEP-5866 (else ignored, as an older
+/// server ignores an unknown parameter).
+fn shard_selector(
+    shared: &Shared,
+    q: &HashMap<String, String>,
+) -> Result<Option<ShardSelector>, ApiError> {
+    match q.get("shardSelector").filter(|s| !s.is_empty()) {
+        Some(text) if shared.cfg.shard_selector => ShardSelector::parse(text).map(Some),
+        _ => Ok(None),
+    }
+}
+
 fn list(shared: &Shared, t: &Target, q: &HashMap<String, String>) -> Response {
+    let shard = match shard_selector(shared, q) {
+        Ok(s) => s,
+        Err(e) => return error(e),
+    };
     let limit = q
         .get("limit")
         .and_then(|v| v.parse::<usize>().ok())
@@ -487,7 +509,10 @@ fn list(shared: &Shared, t: &Target, q: &HashMap<String, String>) -> Response {
                     _ => {}
                 }
             }
-            let (rv, items) = store.snapshot(t.rt, t.namespace.as_deref());
+            let (rv, mut items) = store.snapshot(t.rt, t.namespace.as_deref());
+            if let Some(sel) = &shard {
+                items.retain(|o| sel.matches_object(o));
+            }
             (
                 Arc::new(ListSnapshot {
                     rv,
@@ -522,6 +547,9 @@ fn list(shared: &Shared, t: &Target, q: &HashMap<String, String>) -> Response {
         None
     };
     let mut meta = json!({"resourceVersion": snapshot.rv.to_string()});
+    if let Some(sel) = &shard {
+        meta["shardInfo"] = json!({"selector": sel.text});
+    }
     if let Some(tok) = &token {
         meta["continue"] = json!(tok);
         meta["remainingItemCount"] = json!(snapshot.items.len() - end);

@@ -16,6 +16,7 @@ pub mod generator;
 pub mod resources;
 pub mod store;
 pub mod tls;
+pub mod shard_selector;
 mod watch;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -54,6 +55,9 @@ pub struct SimConfig {
     /// HTTPS with a generated CA and a bearer token (the default), or plain HTTP, or a broken
     /// certificate for error tests.
     pub tls: TlsMode,
+    /// Serve KEP-5866's `shardSelector` on lists and watches (a 1.36+ server with the
+    /// `ShardedListAndWatch` gate); off, the parameter is ignored, as by an older server.
+    pub shard_selector: bool,
 }
 
 impl Default for SimConfig {
@@ -66,6 +70,7 @@ impl Default for SimConfig {
             event_bookmarks: false,
             bookmark_interval: Duration::from_secs(60),
             tls: TlsMode::default(),
+            shard_selector: false,
         }
     }
 }

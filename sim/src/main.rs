@@ -38,6 +38,10 @@ enum Command {
         /// Send BOOKMARK frames on events watches (real servers do not).
         #[arg(long)]
         event_bookmarks: bool,
+        /// Serve KEP-5866's shardSelector on lists and watches (Kubernetes 1.36+ with the
+        /// ShardedListAndWatch gate); without it the parameter is ignored, as by older servers.
+        #[arg(long)]
+        shard_selector: bool,
         /// Start generating this many occurrences per second at once.
         #[arg(long)]
         generate_rate: Option<f64>,
@@ -78,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
                 event_ttl,
                 compaction_interval,
                 event_bookmarks,
+                shard_selector,
                 generate_rate,
                 generate_total,
                 insecure_http,
@@ -89,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
         event_ttl: Some(event_ttl),
         compaction_interval: Some(compaction_interval),
         event_bookmarks,
+        shard_selector,
         tls: if insecure_http {
             kube_sim::TlsMode::Off
         } else {

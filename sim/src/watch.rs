@@ -25,6 +25,8 @@ pub struct WatchRequest {
     pub from: Option<u64>,
     pub timeout: Duration,
     pub bookmarks: bool,
+    /// KEP-5866: only objects in these hash ranges (when the server serves it).
+    pub shard: Option<crate::shard_selector::ShardSelector>,
 }
 
 pub enum Start {
@@ -72,6 +74,7 @@ pub fn start(shared: Arc<Shared>, req: WatchRequest) -> Start {
                 let (rv, items) = store.snapshot(req.rt, req.namespace.as_deref());
                 let frames = items
                     .into_iter()
+                    .filter(|o| req.shard.as_ref().is_none_or(|s| s.matches_object(o)))
                     .map(|o| {
                         let mut f = Vec::with_capacity(o.len() + 32);
                         f.extend_from_slice(b"{\"type\":\"ADDED\",\"object\":");
@@ -123,7 +126,13 @@ async fn step(mut s: State) -> Option<(Result<Bytes, Infallible>, State)> {
             Err(crate::store::Compacted) => return None,
             Ok((entries, _)) if !entries.is_empty() => {
                 s.cursor = entries.last().map(|e| e.rv).unwrap_or(s.cursor);
-                s.pending.extend(entries.iter().map(|e| e.frame.clone()));
+                let shard = s.req.shard.as_ref();
+                s.pending.extend(
+                    entries
+                        .iter()
+                        .filter(|e| shard.is_none_or(|sel| sel.matches_frame(&e.frame)))
+                        .map(|e| e.frame.clone()),
+                );
                 continue;
             }
             Ok((_, current)) => s.cursor = s.cursor.max(current),

@@ -36,6 +36,7 @@ const LEADER_KEYS: &[&str] = &[
     "leaseDuration",
     "renewDeadline",
     "retryPeriod",
+    "shards",
     "shutdownLinger",
     "drainTimeout",
 ];
@@ -376,6 +377,9 @@ fn build(ctx: &mut Ctx, root: &Node) -> Option<Config> {
     })
 }
 
+/// More shards than this would mean more Leases and watches than any cluster's event rate needs.
+const MAX_SHARDS: i64 = 64;
+
 fn leader(ctx: &mut Ctx, top: &Fields) -> LeaderElectionConfig {
     let f = top
         .get("leaderElection")
@@ -431,8 +435,18 @@ fn leader(ctx: &mut Ctx, top: &Fields) -> LeaderElectionConfig {
             "must be greater than 0",
         );
     }
+    let enabled = ctx.bool(&f, "enabled").unwrap_or(true);
+    let shards = ctx.int(&f, "shards", 1, MAX_SHARDS).unwrap_or(1) as u32;
+    if shards > 1 && !enabled {
+        ctx.error(
+            &f.path("shards"),
+            f.get("shards").map_or(f.line, |n| n.line),
+            "shards need leader election: each shard is handed over through its own Lease",
+        );
+    }
     LeaderElectionConfig {
-        enabled: ctx.bool(&f, "enabled").unwrap_or(true),
+        enabled,
+        shards,
         lease_name: name
             .or(id)
             .unwrap_or_else(|| "kube-event-exporter".to_owned()),

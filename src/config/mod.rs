@@ -60,6 +60,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeaderElectionConfig {
     pub enabled: bool,
+    /// Shards of the event stream, each with its own Lease (`crate::shard`); 1: one Lease.
+    pub shards: u32,
     pub lease_name: String,
     /// None: service-account namespace, else `$POD_NAMESPACE`, else `default` (resolved at start).
     pub lease_namespace: Option<String>,

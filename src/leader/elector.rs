@@ -26,9 +26,11 @@ use tokio_util::sync::CancellationToken;
 use super::cursor::StoredCursor;
 use super::lock::{Attempt, Freed, LeaseLock};
 use super::renewer::{Lost, Renewer};
+use super::shards::Gate;
 use crate::config::{Config, LeaderElectionConfig};
 use crate::exporter::{Exporter, Handles};
 use crate::progress::Position;
+use crate::shard::Shard;
 use crate::shutdown::{Release, Term};
 use crate::sink::SinkError;
 use crate::source::Start;
@@ -73,12 +75,16 @@ pub struct Replica {
     health: Health,
     identity: String,
     namespace: String,
+    lease_name: String,
+    /// Sharded: the shard this candidate leads and the board that says when it may.
+    sharded: Option<(Shard, Gate)>,
 }
 
 impl Replica {
     pub fn new(cfg: Config, client: kube::Client, metrics: Metrics, health: Health) -> Self {
         let identity = identity(&cfg.leader_election);
         let namespace = lease_namespace(&cfg.leader_election);
+        let lease_name = cfg.leader_election.lease_name.clone();
         Self {
             cfg,
             client,
@@ -86,7 +92,38 @@ impl Replica {
             health,
             identity,
             namespace,
+            lease_name,
+            sharded: None,
         }
+    }
+
+    /// This replica's identity in the Leases.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// The namespace of its Leases.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The candidate for `shard`'s Lease in this replica (same identity), gated by `gate`.
+    pub fn for_shard(&self, shard: Shard, gate: Gate) -> Replica {
+        Replica {
+            cfg: self.cfg.clone(),
+            client: self.client.clone(),
+            metrics: self.metrics.clone(),
+            health: self.health.clone(),
+            identity: self.identity.clone(),
+            namespace: self.namespace.clone(),
+            lease_name: shard.lease_name(&self.cfg.leader_election.lease_name),
+            sharded: Some((shard, gate)),
+        }
+    }
+
+    /// Leading (or no longer): `is_leader`, or the shard's place among those held.
+    fn set_leading(&self, leading: bool) {
+        set_leading(&self.metrics, self.sharded.as_ref(), leading);
     }
 
     /// Stands by and leads until `shutdown` fires. Then a standby is done (None); a leader returns
@@ -101,25 +138,28 @@ impl Replica {
         let mut lock = LeaseLock::new(
             self.client.clone(),
             &self.namespace,
-            &le.lease_name,
+            &self.lease_name,
             &self.identity,
             le.lease_duration,
         );
         let changed = Arc::new(Notify::new());
-        let watcher = watch_lease(
-            Api::namespaced(self.client.clone(), &self.namespace),
-            le.lease_name.clone(),
-            changed.clone(),
-            le.retry_period,
-        );
-        let joining = tasks.joining();
-        tasks.spawn(async move {
-            tokio::select! {
-                _ = watcher => {}
-                _ = joining.cancelled() => {}
-            }
-        });
-        tracing::info!(identity = %self.identity, lease = %format!("{}/{}", self.namespace, le.lease_name), "candidate for the lease");
+        // Sharded, the board watches every shard's Lease and wakes the candidates.
+        if self.sharded.is_none() {
+            let watcher = watch_lease(
+                Api::namespaced(self.client.clone(), &self.namespace),
+                self.lease_name.clone(),
+                changed.clone(),
+                le.retry_period,
+            );
+            let joining = tasks.joining();
+            tasks.spawn(async move {
+                tokio::select! {
+                    _ = watcher => {}
+                    _ = joining.cancelled() => {}
+                }
+            });
+        }
+        tracing::info!(identity = %self.identity, lease = %format!("{}/{}", self.namespace, self.lease_name), "candidate for the lease");
         loop {
             let Some((epoch, cursor)) = self.stand_by(&mut lock, &changed, shutdown).await else {
                 return Ok(None);
@@ -133,29 +173,66 @@ impl Replica {
                 health: self.health.clone(),
                 tasks: tasks.clone(),
             };
-            let exporter =
-                match Exporter::start(&self.cfg, self.client.clone(), start, handles).await {
-                    Ok(e) => e,
-                    Err(e) => {
-                        // Hand the lease back untouched so a healthy replica can lead.
-                        let _ = lock.release(cursor.as_ref()).await;
-                        self.metrics.is_leader.set(0);
-                        return Err(e);
-                    }
-                };
+            let shard = self.sharded.as_ref().map(|(s, _)| *s);
+            let exporter = match Exporter::start_shard(
+                &self.cfg,
+                self.client.clone(),
+                start,
+                handles,
+                shard,
+            )
+            .await
+            {
+                Ok(e) => e,
+                Err(e) => {
+                    // Hand the lease back untouched so a healthy replica can lead.
+                    let _ = lock.release(cursor.as_ref()).await;
+                    self.set_leading(false);
+                    return Err(e);
+                }
+            };
             let mut renewer = Renewer::new(le, &self.identity, epoch, exporter.tracker().clone());
-            match renewer.keep(&mut lock, shutdown.cancelled()).await {
-                Ok(()) => {
+            // Sharded, the board may ask for the shard back (a rebalance) before any signal.
+            let rebalance = async {
+                match &self.sharded {
+                    Some((shard, gate)) => gate.release_wanted(*shard).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let until = async {
+                tokio::select! {
+                    _ = shutdown.cancelled() => false,
+                    _ = rebalance => true,
+                }
+            };
+            match renewer.keep(&mut lock, until).await {
+                Ok(rebalancing) => {
                     let term = LeaseTerm {
                         le: le.clone(),
                         metrics: self.metrics.clone(),
                         lock,
                         renewer,
+                        sharded: self.sharded.clone(),
+                        rebalancing,
                     };
-                    return Ok(Some((term, exporter)));
+                    if !rebalancing {
+                        return Ok(Some((term, exporter)));
+                    }
+                    // Hand this shard over as at a shutdown (without a linger: the replica that
+                    // takes it is up), then stand by again.
+                    tracing::info!(identity = %self.identity, "rebalance: handing this shard over");
+                    let drain = le.drain_timeout;
+                    crate::shutdown::coordinate(term, exporter, drain).await;
+                    lock = LeaseLock::new(
+                        self.client.clone(),
+                        &self.namespace,
+                        &self.lease_name,
+                        &self.identity,
+                        le.lease_duration,
+                    );
                 }
                 Err(lost) => {
-                    self.metrics.is_leader.set(0);
+                    self.set_leading(false);
                     self.metrics.leader_transitions.inc();
                     lost.log("stopped delivering, back to standby");
                     // Stop at once: nothing more is delivered or committed; the successor replays.
@@ -183,6 +260,21 @@ impl Replica {
                 tracing::info!(identity = %self.identity, "shutdown: standby exits");
                 return None;
             }
+            if let Some((shard, gate)) = &self.sharded {
+                // Only a free shard this replica's share allows; the lock judges expiry from when
+                // the board first saw the Lease's record.
+                let record = tokio::select! {
+                    _ = shutdown.cancelled() => None,
+                    r = gate.wait_to_acquire(*shard) => r,
+                };
+                let Some(record) = record else {
+                    tracing::debug!(identity = %self.identity, "shutdown: shard candidate exits");
+                    return None;
+                };
+                if let Some((spec, seen)) = record {
+                    lock.assume_observed(spec, seen);
+                }
+            }
             match lock.try_acquire_or_renew(None).await {
                 Ok(Attempt::Leading {
                     epoch,
@@ -206,6 +298,14 @@ impl Replica {
                             "standing by: the lease is held by another replica"
                         );
                         following = Some(holder);
+                    }
+                    if self.sharded.is_some() {
+                        // The board's view was behind the Lease; it is read again meanwhile.
+                        tokio::select! {
+                            _ = shutdown.cancelled() => {}
+                            _ = tokio::time::sleep(le.retry_period) => {}
+                        }
+                        continue;
                     }
                     // Ready once the Lease is observed and this standby announced on it, so a
                     // leader shut down after our readiness knows it has a successor.
@@ -231,7 +331,7 @@ impl Replica {
             }
         };
         self.health.set_api_ok(true);
-        self.metrics.is_leader.set(1);
+        self.set_leading(true);
         self.metrics.leader_transitions.inc();
         // Takeover: from the previous holder's last write (its release, or its last renewal before
         // it died) to now — the time nobody exported.
@@ -263,6 +363,18 @@ pub struct LeaseTerm {
     metrics: Metrics,
     lock: LeaseLock,
     renewer: Renewer,
+    sharded: Option<(Shard, Gate)>,
+    /// Handed over to rebalance the shards, not for a shutdown.
+    rebalancing: bool,
+}
+
+fn set_leading(metrics: &Metrics, sharded: Option<&(Shard, Gate)>, leading: bool) {
+    match sharded {
+        Some((shard, gate)) => gate.set_held(*shard, leading),
+        None => {
+            metrics.is_leader.set(i64::from(leading));
+        }
+    }
 }
 
 impl Term for LeaseTerm {
@@ -278,8 +390,16 @@ impl Term for LeaseTerm {
     /// nobody would take over during it.
     async fn linger(&mut self) -> Duration {
         let le = &self.le;
-        if le.shutdown_linger.is_zero() {
+        if le.shutdown_linger.is_zero() || self.rebalancing {
             return Duration::ZERO;
+        }
+        // Sharded, every other alive replica is a successor (it takes shards as they are freed).
+        if let Some((_, gate)) = &self.sharded {
+            return if gate.others_alive() {
+                le.shutdown_linger
+            } else {
+                Duration::ZERO
+            };
         }
         // Standbys announce every half lease duration; allow a missed one.
         match self
@@ -305,13 +425,13 @@ impl Term for LeaseTerm {
     async fn keep_renewing_while<T>(&mut self, work: impl Future<Output = T>) -> Result<T, Lost> {
         let kept = self.renewer.keep(&mut self.lock, work).await;
         if kept.is_err() {
-            self.metrics.is_leader.set(0);
+            set_leading(&self.metrics, self.sharded.as_ref(), false);
         }
         kept
     }
 
     async fn release(&mut self, cursor: Option<&Position>) -> Release {
-        self.metrics.is_leader.set(0);
+        set_leading(&self.metrics, self.sharded.as_ref(), false);
         let cursor = cursor.map(|p| StoredCursor::new(p, self.renewer.epoch));
         match self.lock.release(cursor.as_ref()).await {
             Ok(true) => Release::Released,

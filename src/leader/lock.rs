@@ -152,6 +152,14 @@ impl LeaseLock {
         self.lease_duration.as_secs().clamp(1, i32::MAX as u64) as i32
     }
 
+    /// The Lease's record was first seen as `record` at `at` (by the shard board, which lists
+    /// every Lease): the expiry clock runs from then, not from this lock's first read.
+    pub fn assume_observed(&mut self, record: LeaseSpec, at: Instant) {
+        if self.observed.as_ref().is_none_or(|o| o.record != record) {
+            self.observed = Some(Observed { record, at });
+        }
+    }
+
     /// Forget that we hold the lease (after losing it): the next attempt re-reads.
     pub fn forget(&mut self) {
         self.held = None;

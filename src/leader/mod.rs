@@ -3,3 +3,4 @@ pub mod cursor;
 pub mod elector;
 pub mod lock;
 pub mod renewer;
+pub mod shards;

@@ -33,6 +33,15 @@ pub struct ListMeta {
     pub resource_version: Option<String>,
     #[serde(default, rename = "continue")]
     pub continue_token: Option<String>,
+    /// KEP-5866: the shard selector the server applied (absent: it ignored ours, or none was sent).
+    #[serde(default)]
+    pub shard_info: Option<ShardInfo>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct ShardInfo {
+    #[serde(default)]
+    pub selector: Option<String>,
 }
 
 #[derive(Deserialize)]

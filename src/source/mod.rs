@@ -42,6 +42,7 @@ use jiff::Timestamp;
 
 use crate::event::Event;
 use crate::progress::Position;
+use crate::shard::Shard;
 use crate::telemetry::{Health, Metrics, metrics::CauseLabel};
 pub use error::SourceError;
 use frames::{Frame, ListPage, decode_event, decode_frame};
@@ -67,6 +68,9 @@ pub struct SourceConfig {
     /// How long the API server keeps an event after its last write (`--event-ttl`): a relist
     /// after lost history can have missed events only if the history was last read longer ago.
     pub event_ttl: Duration,
+    /// Only this shard's events (`leaderElection.shards` > 1): asked of the server with KEP-5866's
+    /// `shardSelector`, and kept locally either way (a server without the feature ignores it).
+    pub shard: Option<Shard>,
 }
 
 /// kube-apiserver's `--event-ttl` default.
@@ -88,6 +92,7 @@ impl Default for SourceConfig {
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
             event_ttl: DEFAULT_EVENT_TTL,
+            shard: None,
         }
     }
 }
@@ -134,6 +139,8 @@ pub struct Source {
     checked_at: Option<Timestamp>,
     /// When the source last read from the API server (its blind time is a metric and lag).
     reading: Reading,
+    /// Whether the server applied the shard selector at the last list (None: not listed yet).
+    server_sharded: Option<bool>,
 }
 
 impl Source {
@@ -155,6 +162,7 @@ impl Source {
             at_event_time: None,
             checked_at: None,
             reading: Reading::new(),
+            server_sharded: None,
         }
     }
 
@@ -358,7 +366,7 @@ impl Source {
             // Later pages come from the first page's snapshot through the continue token (the API
             // server rejects a resourceVersion next to a continue token).
             let req = match self.request.list(&lp) {
-                Ok(r) => r,
+                Ok(r) => self.sharded(r),
                 Err(source) => {
                     return Outcome::ListFailed(SourceError::Request { op: "list", source });
                 }
@@ -393,6 +401,7 @@ impl Source {
             };
             if list_rv.is_none() {
                 list_rv = page.metadata.resource_version.clone();
+                self.note_shard_info(page.metadata.shard_info.as_ref());
             }
             for raw in &page.items {
                 items += 1;
@@ -404,6 +413,9 @@ impl Source {
                         continue;
                     }
                 };
+                if !self.owns(&event) {
+                    continue;
+                }
                 let keep = self.keep_listed(kind, &event, now);
                 if let Some(scan) = scan.as_mut() {
                     scan.record(&event, keep);
@@ -559,6 +571,7 @@ impl Source {
         let req = self
             .request
             .watch(&wp, &from)
+            .map(|r| self.sharded(r))
             .map_err(|source| SourceError::Request {
                 op: "watch",
                 source,
@@ -757,7 +770,7 @@ impl Source {
     ) -> Option<WatchEnd> {
         let wp = WatchParams::default().timeout(self.cfg.watch_timeout_secs);
         let req = match self.request.watch(&wp, from) {
-            Ok(r) => r,
+            Ok(r) => self.sharded(r),
             Err(source) => {
                 let e = SourceError::Request {
                     op: "watch",
@@ -868,6 +881,9 @@ impl Source {
                     self.filtered("deleted");
                     Item::Checkpoint(self.position_of(&event))
                 }
+                Frame::Added(event) | Frame::Modified(event) if !self.owns(&event) => {
+                    Item::Checkpoint(self.position_of(&event))
+                }
                 Frame::Added(event) | Frame::Modified(event) => {
                     self.occurrence_or_checkpoint(event)
                 }
@@ -876,6 +892,57 @@ impl Source {
                 return None;
             }
         }
+    }
+
+    /// Whether `event` belongs to this source's shard (always, unsharded); counts it filtered
+    /// when not.
+    fn owns(&self, event: &Event) -> bool {
+        let owned = self.cfg.shard.is_none_or(|s| s.owns(event.uid()));
+        if !owned {
+            self.filtered("other_shard");
+        }
+        owned
+    }
+
+    /// `req` with this source's `shardSelector`, if it has a shard.
+    fn sharded(&self, req: http::Request<Vec<u8>>) -> http::Request<Vec<u8>> {
+        let Some(shard) = self.cfg.shard else {
+            return req;
+        };
+        let (mut parts, body) = req.into_parts();
+        let sep = if parts.uri.query().is_some() { '&' } else { '?' };
+        let uri = format!(
+            "{}{sep}shardSelector={}",
+            parts.uri,
+            percent_encode(&shard.selector())
+        );
+        // Percent-encoding leaves only characters a URI allows.
+        parts.uri = uri.parse().expect("a percent-encoded query is a valid URI");
+        http::Request::from_parts(parts, body)
+    }
+
+    /// After a list's first page: whether the server applied our shard selector (KEP-5866 echoes
+    /// it in `metadata.shardInfo`), logged when that changes.
+    fn note_shard_info(&mut self, info: Option<&frames::ShardInfo>) {
+        let Some(shard) = self.cfg.shard else {
+            return;
+        };
+        let served = info
+            .and_then(|i| i.selector.as_deref())
+            .is_some_and(|s| s == shard.selector());
+        if self.server_sharded != Some(served) {
+            tracing::info!(
+                shard = %shard, server_side = served,
+                "{}",
+                if served {
+                    "the API server filters this shard's events (shardSelector)"
+                } else {
+                    "the API server sends every event (no shardSelector support); filtering this shard locally"
+                }
+            );
+            self.server_sharded = Some(served);
+        }
+        self.metrics.set_server_sharded(shard.index, served);
     }
 
     fn received(&self, type_: &str) {
@@ -951,4 +1018,18 @@ fn rv_le(a: &str, b: &str) -> bool {
         (Ok(a), Ok(b)) => a <= b,
         _ => false,
     }
+}
+
+/// A query value percent-encoded: RFC 3986's unreserved characters as they are, every other
+/// byte as `%XX`.
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 2);
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -36,6 +36,12 @@ pub struct CauseLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabel {
+    /// The shard's index (`leaderElection.shards`).
+    pub shard: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceFailureLabels {
     /// `list` or `watch`.
     pub op: String,
@@ -103,6 +109,14 @@ pub struct Metrics {
     pub enrich_cache_hits: Counter,
     pub enrich_cache_misses: Counter,
     pub enrich_errors: Counter,
+    /// Sharded (`leaderElection.shards` > 1): shards this replica holds, shards it gave up to
+    /// rebalance, each held shard's lag, and whether the server filters each shard's events.
+    pub shards_held: Gauge,
+    pub rebalances: Counter,
+    pub shard_cursor_lag_seconds: Family<ShardLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub source_server_sharded: Family<ShardLabel, Gauge>,
+    /// Per held shard: (lag, blind) seconds; the unlabelled gauges show the worst of them.
+    shard_lags: Arc<std::sync::Mutex<std::collections::BTreeMap<u32, (f64, f64)>>>,
     /// Handles resolved on first use, for counts made per frame or per occurrence (a label
     /// `String` allocated and hashed each time showed in the benchmark profile). A sample still
     /// appears when first counted, as before.
@@ -111,11 +125,12 @@ pub struct Metrics {
 
 /// The watch types and filter reasons the source counts.
 const RECEIVED_TYPES: [&str; 6] = ["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR", "LIST"];
-const FILTER_REASONS: [&str; 4] = [
+const FILTER_REASONS: [&str; 5] = [
     "too_old",
     "not_new_occurrence",
     "already_exported",
     "deleted",
+    "other_shard",
 ];
 /// The `cause` labels of `watch_restarts_total` (`source::phase::Cause`).
 pub const RESTART_CAUSES: [&str; 5] = ["closed", "expired", "stale", "empty", "error"];
@@ -192,8 +207,33 @@ impl Metrics {
             enrich_cache_hits: Counter::default(),
             enrich_cache_misses: Counter::default(),
             enrich_errors: Counter::default(),
+            shards_held: Gauge::default(),
+            rebalances: Counter::default(),
+            shard_cursor_lag_seconds: Family::default(),
+            source_server_sharded: Family::default(),
+            shard_lags: Arc::default(),
             resolved: Arc::default(),
         };
+        reg.register(
+            "shards_held",
+            "Shards of the event stream this replica holds and exports (leaderElection.shards)",
+            m.shards_held.clone(),
+        );
+        reg.register(
+            "shard_rebalances",
+            "Shards this replica handed over so that every replica holds its share",
+            m.rebalances.clone(),
+        );
+        reg.register(
+            "shard_cursor_lag_seconds",
+            "cursor_lag_seconds of each shard this replica holds",
+            m.shard_cursor_lag_seconds.clone(),
+        );
+        reg.register(
+            "source_server_sharded",
+            "1 when the API server applied the shard's shardSelector at its last list (KEP-5866), 0 when this replica filters locally",
+            m.source_server_sharded.clone(),
+        );
         reg.register(
             "events_received",
             "Watch and list items received, by type",
@@ -384,6 +424,35 @@ impl Metrics {
     /// Creates every per-receiver series at 0 (counters, queue depth, histograms), so that each
     /// receiver's series exist before its first delivery, failure or drop: an alert such as
     /// `rate(sink_failed_total) + rate(sink_dropped_total)` can only fire over series that exist.
+    /// Whether the server applied shard `index`'s selector at its last list.
+    pub fn set_server_sharded(&self, index: u32, served: bool) {
+        self.source_server_sharded
+            .get_or_create(&shard_label(index))
+            .set(i64::from(served));
+    }
+
+    /// A held shard's lag and blind time (None: the shard is no longer held); the unlabelled
+    /// `cursor_lag_seconds` and `source_blind_seconds` then read the worst of the held shards.
+    pub fn set_shard_lag(&self, index: u32, lag_blind: Option<(f64, f64)>) {
+        let mut lags = self.shard_lags.lock().expect("shard lags lock");
+        let gauge = self.shard_cursor_lag_seconds.get_or_create(&shard_label(index));
+        match lag_blind {
+            Some(v) => {
+                lags.insert(index, v);
+                gauge.set(v.0);
+            }
+            None => {
+                lags.remove(&index);
+                gauge.set(0.0);
+            }
+        }
+        let worst = lags
+            .values()
+            .fold((0.0f64, 0.0f64), |w, v| (w.0.max(v.0), w.1.max(v.1)));
+        self.cursor_lag_seconds.set(worst.0);
+        self.source_blind_seconds.set(worst.1);
+    }
+
     pub fn init_receiver(&self, receiver: &str) {
         let r = Metrics::receiver(receiver);
         for f in self.receiver_counters() {
@@ -750,5 +819,11 @@ mod tests {
             openmetrics_to_prometheus(om),
             "# HELP a_seconds_total A.\n# TYPE a_seconds_total counter\na_seconds_total 2\n# HELP s State.\n# TYPE s untyped\ns{s=\"x\"} 1\n"
         );
+    }
+}
+
+fn shard_label(index: u32) -> ShardLabel {
+    ShardLabel {
+        shard: index.to_string(),
     }
 }
