@@ -260,7 +260,12 @@ async fn export_until_shut_down(
     let drain_timeout = cfg.leader_election.drain_timeout;
     if cfg.leader_election.enabled && cfg.leader_election.shards > 1 {
         let le = cfg.leader_election.clone();
-        let replica = Replica::new(cfg, client.clone(), handles.metrics.clone(), handles.health.clone());
+        let replica = Replica::new(
+            cfg,
+            client.clone(),
+            handles.metrics.clone(),
+            handles.health.clone(),
+        );
         let outcome = shards::run(
             replica,
             &le,

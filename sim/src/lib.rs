@@ -14,9 +14,9 @@ pub mod exporter_process;
 mod faults;
 pub mod generator;
 pub mod resources;
+pub mod shard_selector;
 pub mod store;
 pub mod tls;
-pub mod shard_selector;
 mod watch;
 
 use std::collections::{BTreeMap, VecDeque};

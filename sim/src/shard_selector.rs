@@ -49,7 +49,9 @@ impl ShardSelector {
             let args = term
                 .strip_prefix("shardRange(")
                 .and_then(|t| t.strip_suffix(')'))
-                .ok_or_else(|| invalid(text, "each term must be shardRange(field, 'start', 'end')"))?;
+                .ok_or_else(|| {
+                    invalid(text, "each term must be shardRange(field, 'start', 'end')")
+                })?;
             let parts: Vec<&str> = args.split(',').map(str::trim).collect();
             let [field, start, end] = parts[..] else {
                 return Err(invalid(text, "shardRange takes three arguments"));
@@ -125,7 +127,10 @@ mod tests {
         )
         .unwrap();
         assert!(!lower.matches_object(br#"{"metadata":{"uid":"a"}}"#));
-        assert!(lower.matches_frame(br#"{"type":"ADDED","object":{"metadata":{"uid":""}}}"#) == (fnv1a64(b"") < 0x8000_0000_0000_0000));
+        assert!(
+            lower.matches_frame(br#"{"type":"ADDED","object":{"metadata":{"uid":""}}}"#)
+                == (fnv1a64(b"") < 0x8000_0000_0000_0000)
+        );
         for bad in [
             "shardRange(object.metadata.name, '0x0', '0x1')",
             "shardRange(object.metadata.uid, '0x1', '0x1')",

@@ -174,23 +174,18 @@ impl Replica {
                 tasks: tasks.clone(),
             };
             let shard = self.sharded.as_ref().map(|(s, _)| *s);
-            let exporter = match Exporter::start_shard(
-                &self.cfg,
-                self.client.clone(),
-                start,
-                handles,
-                shard,
-            )
-            .await
-            {
-                Ok(e) => e,
-                Err(e) => {
-                    // Hand the lease back untouched so a healthy replica can lead.
-                    let _ = lock.release(cursor.as_ref()).await;
-                    self.set_leading(false);
-                    return Err(e);
-                }
-            };
+            let exporter =
+                match Exporter::start_shard(&self.cfg, self.client.clone(), start, handles, shard)
+                    .await
+                {
+                    Ok(e) => e,
+                    Err(e) => {
+                        // Hand the lease back untouched so a healthy replica can lead.
+                        let _ = lock.release(cursor.as_ref()).await;
+                        self.set_leading(false);
+                        return Err(e);
+                    }
+                };
             let mut renewer = Renewer::new(le, &self.identity, epoch, exporter.tracker().clone());
             // Sharded, the board may ask for the shard back (a rebalance) before any signal.
             let rebalance = async {

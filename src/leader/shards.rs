@@ -31,8 +31,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LeaderElectionConfig;
-use crate::shard::Shard;
 use crate::exporter::Exporter;
+use crate::shard::Shard;
 use crate::shutdown::{self, Outcome};
 use crate::sink::SinkError;
 use crate::tasks::Tasks;
@@ -270,11 +270,7 @@ impl Gate {
 
     /// Whether another replica is alive to take over (a leaving replica lingers only then).
     pub fn others_alive(&self) -> bool {
-        self.view
-            .borrow()
-            .alive
-            .iter()
-            .any(|m| *m != self.identity)
+        self.view.borrow().alive.iter().any(|m| *m != self.identity)
     }
 
     /// This replica now leads `shard` (true) or no longer does (false).
@@ -289,7 +285,9 @@ impl Gate {
             held.released_at.insert(shard.index, Instant::now());
         }
         self.metrics.shards_held.set(held.shards.len() as i64);
-        self.metrics.is_leader.set(i64::from(!held.shards.is_empty()));
+        self.metrics
+            .is_leader
+            .set(i64::from(!held.shards.is_empty()));
     }
 }
 
@@ -431,7 +429,9 @@ impl Observer {
             .collect();
         let mut holders = Vec::with_capacity(self.shard_names.len());
         for (i, name) in self.shard_names.iter().enumerate() {
-            let spec = by_name.get(name).map(|l| l.spec.clone().unwrap_or_default());
+            let spec = by_name
+                .get(name)
+                .map(|l| l.spec.clone().unwrap_or_default());
             let slot = &mut self.records[i];
             match spec {
                 None => *slot = None,
@@ -443,7 +443,8 @@ impl Observer {
             }
             holders.push(slot.as_ref().and_then(|(spec, seen)| {
                 let holder = spec.holder_identity.clone().filter(|h| !h.is_empty())?;
-                let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
+                let duration =
+                    Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
                 (*seen + duration > now).then_some(holder)
             }));
         }
@@ -460,7 +461,9 @@ impl Observer {
             .beats
             .iter()
             .filter(|(_, (value, seen))| {
-                let recent = value.parse::<jiff::Timestamp>().is_ok_and(|t| t > stale_before);
+                let recent = value
+                    .parse::<jiff::Timestamp>()
+                    .is_ok_and(|t| t > stale_before);
                 recent && seen.elapsed() < self.lease_duration
             })
             .map(|(m, _)| m.clone())
@@ -471,9 +474,14 @@ impl Observer {
                 .last_beat
                 .is_none_or(|t| t.elapsed() >= self.lease_duration / 3);
             if due {
-                match self.write_beats(members, Some(jiff::Timestamp::now())).await {
+                match self
+                    .write_beats(members, Some(jiff::Timestamp::now()))
+                    .await
+                {
                     Ok(()) => self.last_beat = Some(Instant::now()),
-                    Err(e) => tracing::debug!(error = %e, "heartbeat on the members lease failed; next round"),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "heartbeat on the members lease failed; next round")
+                    }
                 }
             }
         }
@@ -629,17 +637,36 @@ mod tests {
                 release: None
             }
         );
-        let b = balance(6, "a", &set(&["a"]), &holders(&[Some("a"); 6]), &mine(&[0, 1, 2, 3, 4, 5]));
+        let b = balance(
+            6,
+            "a",
+            &set(&["a"]),
+            &holders(&[Some("a"); 6]),
+            &mine(&[0, 1, 2, 3, 4, 5]),
+        );
         assert!(!b.may_acquire && b.release.is_none());
     }
 
     #[test]
     fn a_newcomer_gets_a_share_from_replicas_over_it() {
-        let h = holders(&[Some("a"), Some("a"), Some("a"), Some("b"), Some("b"), Some("b")]);
+        let h = holders(&[
+            Some("a"),
+            Some("a"),
+            Some("a"),
+            Some("b"),
+            Some("b"),
+            Some("b"),
+        ]);
         let alive = set(&["a", "b", "c"]);
         // Share 2: both over it give one up (their last), the newcomer may take.
-        assert_eq!(balance(6, "a", &alive, &h, &mine(&[0, 1, 2])).release, Some(2));
-        assert_eq!(balance(6, "b", &alive, &h, &mine(&[3, 4, 5])).release, Some(5));
+        assert_eq!(
+            balance(6, "a", &alive, &h, &mine(&[0, 1, 2])).release,
+            Some(2)
+        );
+        assert_eq!(
+            balance(6, "b", &alive, &h, &mine(&[3, 4, 5])).release,
+            Some(5)
+        );
         let c = balance(6, "c", &alive, &h, &mine(&[]));
         assert!(c.may_acquire && c.release.is_none());
     }
@@ -647,15 +674,34 @@ mod tests {
     #[test]
     fn with_an_uneven_share_only_the_first_of_the_most_loaded_gives_one_up() {
         // 6 shards over 4: shares of 1 or 2. d holds none, below the floor.
-        let h = holders(&[Some("a"), Some("a"), Some("b"), Some("b"), Some("c"), Some("c")]);
+        let h = holders(&[
+            Some("a"),
+            Some("a"),
+            Some("b"),
+            Some("b"),
+            Some("c"),
+            Some("c"),
+        ]);
         let alive = set(&["a", "b", "c", "d"]);
         assert_eq!(balance(6, "a", &alive, &h, &mine(&[0, 1])).release, Some(1));
         assert_eq!(balance(6, "b", &alive, &h, &mine(&[2, 3])).release, None);
         assert_eq!(balance(6, "c", &alive, &h, &mine(&[4, 5])).release, None);
         assert!(balance(6, "d", &alive, &h, &mine(&[])).may_acquire);
         // Once d holds one, nobody is below the floor: no more moves.
-        let h = holders(&[Some("a"), Some("d"), Some("b"), Some("b"), Some("c"), Some("c")]);
-        for (who, held) in [("a", vec![0]), ("b", vec![2, 3]), ("c", vec![4, 5]), ("d", vec![1])] {
+        let h = holders(&[
+            Some("a"),
+            Some("d"),
+            Some("b"),
+            Some("b"),
+            Some("c"),
+            Some("c"),
+        ]);
+        for (who, held) in [
+            ("a", vec![0]),
+            ("b", vec![2, 3]),
+            ("c", vec![4, 5]),
+            ("d", vec![1]),
+        ] {
             let b = balance(6, who, &alive, &h, &mine(&held));
             assert_eq!(b.release, None, "{who}");
             // Only those below the ceiling of the share could take a shard (none is free).
@@ -679,7 +725,14 @@ mod tests {
     fn a_replica_that_left_is_not_counted_and_its_shards_go_to_the_others() {
         // c is leaving (not alive) but still holds its shards while it drains: a and b may take
         // them once released, up to 3 each.
-        let h = holders(&[Some("a"), Some("a"), Some("b"), Some("b"), Some("c"), Some("c")]);
+        let h = holders(&[
+            Some("a"),
+            Some("a"),
+            Some("b"),
+            Some("b"),
+            Some("c"),
+            Some("c"),
+        ]);
         let alive = set(&["a", "b"]);
         let a = balance(6, "a", &alive, &h, &mine(&[0, 1]));
         assert!(a.may_acquire && a.release.is_none());
@@ -687,7 +740,12 @@ mod tests {
 
     #[test]
     fn stable_spreads_never_move() {
-        for (shards, spread) in [(6u32, vec![2usize, 2, 2]), (6, vec![2, 2, 1, 1]), (5, vec![2, 2, 1]), (4, vec![1, 1, 1, 1, 0, 0])] {
+        for (shards, spread) in [
+            (6u32, vec![2usize, 2, 2]),
+            (6, vec![2, 2, 1, 1]),
+            (5, vec![2, 2, 1]),
+            (4, vec![1, 1, 1, 1, 0, 0]),
+        ] {
             let names: Vec<String> = (0..spread.len()).map(|i| format!("r{i}")).collect();
             let alive: BTreeSet<String> = names.iter().cloned().collect();
             let mut h = Vec::new();

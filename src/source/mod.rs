@@ -196,6 +196,11 @@ impl Source {
                 read_through_secs_ago = gap::age(self.checked_at, Timestamp::now()).map(|d| d.as_secs()),
                 "resuming at resourceVersion"
             );
+            // A resumed shard watches without listing: ask once (one item) whether the server
+            // applies its selector, for the operator's signal; filtering is local either way.
+            if self.cfg.shard.is_some() {
+                self.detect_server_sharding().await;
+            }
         }
         let mut phase = Phase::start(start);
         loop {
@@ -910,7 +915,11 @@ impl Source {
             return req;
         };
         let (mut parts, body) = req.into_parts();
-        let sep = if parts.uri.query().is_some() { '&' } else { '?' };
+        let sep = if parts.uri.query().is_some() {
+            '&'
+        } else {
+            '?'
+        };
         let uri = format!(
             "{}{sep}shardSelector={}",
             parts.uri,
@@ -919,6 +928,21 @@ impl Source {
         // Percent-encoding leaves only characters a URI allows.
         parts.uri = uri.parse().expect("a percent-encoded query is a valid URI");
         http::Request::from_parts(parts, body)
+    }
+
+    /// A one-item list with the shard selector, read for its `shardInfo` only; a failure is
+    /// left to the next list to tell.
+    async fn detect_server_sharding(&mut self) {
+        let lp = ListParams::default().limit(1);
+        let Ok(req) = self.request.list(&lp).map(|r| self.sharded(r)) else {
+            return;
+        };
+        let Ok(text) = self.client.request_text(req).await else {
+            return;
+        };
+        if let Ok(page) = serde_json::from_str::<ListPage<'_>>(&text) {
+            self.note_shard_info(page.metadata.shard_info.as_ref());
+        }
     }
 
     /// After a list's first page: whether the server applied our shard selector (KEP-5866 echoes

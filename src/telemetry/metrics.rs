@@ -435,7 +435,9 @@ impl Metrics {
     /// `cursor_lag_seconds` and `source_blind_seconds` then read the worst of the held shards.
     pub fn set_shard_lag(&self, index: u32, lag_blind: Option<(f64, f64)>) {
         let mut lags = self.shard_lags.lock().expect("shard lags lock");
-        let gauge = self.shard_cursor_lag_seconds.get_or_create(&shard_label(index));
+        let gauge = self
+            .shard_cursor_lag_seconds
+            .get_or_create(&shard_label(index));
         match lag_blind {
             Some(v) => {
                 lags.insert(index, v);
@@ -600,6 +602,8 @@ impl Metrics {
         self.sink_in_flight.get_or_create(&r).set(1);
         self.send_seconds.get_or_create(&r).observe(0.1);
         self.batch_size.get_or_create(&r).observe(1.0);
+        self.set_shard_lag(0, Some((1.0, 0.0)));
+        self.set_server_sharded(0, true);
     }
 
     /// The Prometheus text format (version 0.0.4) of every metric, for scrapers that ask for it

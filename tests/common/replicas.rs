@@ -159,6 +159,8 @@ pub struct Cluster {
     pub extra_receivers: String,
     pub extra_routes: Vec<String>,
     pub outputs: Vec<PathBuf>,
+    /// `leaderElection.shards` (0 or 1: unsharded).
+    pub shards: u32,
 }
 
 fn secs(d: Duration) -> String {
@@ -179,6 +181,7 @@ impl Cluster {
             extra_receivers: String::new(),
             extra_routes: Vec::new(),
             outputs: Vec::new(),
+            shards: 0,
         }
     }
 
@@ -190,10 +193,13 @@ impl Cluster {
         let t = &self.timing;
         let dir = self.dir.path();
         let output = dir.join(format!("{name}.ndjson"));
-        let linger = t
+        let mut linger = t
             .linger
             .map(|l| format!("\n  shutdownLinger: {}", secs(l)))
             .unwrap_or_default();
+        if self.shards > 1 {
+            linger.push_str(&format!("\n  shards: {}", self.shards));
+        }
         let extra_routes: String = self
             .extra_routes
             .iter()
