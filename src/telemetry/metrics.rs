@@ -660,6 +660,12 @@ fn openmetrics_to_prometheus(text: &str) -> String {
     out
 }
 
+fn shard_label(index: u32) -> ShardLabel {
+    ShardLabel {
+        shard: index.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -823,11 +829,5 @@ mod tests {
             openmetrics_to_prometheus(om),
             "# HELP a_seconds_total A.\n# TYPE a_seconds_total counter\na_seconds_total 2\n# HELP s State.\n# TYPE s untyped\ns{s=\"x\"} 1\n"
         );
-    }
-}
-
-fn shard_label(index: u32) -> ShardLabel {
-    ShardLabel {
-        shard: index.to_string(),
     }
 }
