@@ -341,6 +341,11 @@ async fn api_429_and_500_bursts_lose_nothing() {
     sim.fail_next(5, 429);
     sim.drop_watches();
     common::eventually(Duration::from_secs(20), "progress", || g.count() >= 500).await;
+    // One burst at a time: the exporter has read past the first (it exported what was generated
+    // during it) before the second starts, so each costs at most five backoffs (~6 s), not ten
+    // in a row (~2 min) — which the finish below would not wait for.
+    run.wait_for_keys("all", &g.generated(), Duration::from_secs(30))
+        .await;
     sim.fail_next(5, 500);
     sim.drop_watches();
     g.wait().await;

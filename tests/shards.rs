@@ -179,6 +179,34 @@ async fn scenario(server_side: bool, seed: u64) {
     let mut d = d;
     d.signal("TERM");
     assert_eq!(d.wait(Duration::from_secs(30)).await, Some(0));
+
+    // Every transition line names its shard (the troubleshooting one-liners select on it), and
+    // how long each moved shard went unexported (from the previous holder's last write).
+    let mut takeovers: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for r in [&a, &b, &cc, &d] {
+        for line in common::logs::lines(&r.log_text()) {
+            let Some(kind) = common::logs::field(&line, "transition").and_then(|v| v.as_str())
+            else {
+                continue;
+            };
+            if kind == "standby" {
+                continue;
+            }
+            assert!(
+                line["span"]["shard"]
+                    .as_str()
+                    .is_some_and(|s| s.ends_with("/6")),
+                "{}: a {kind} line without its shard: {line}",
+                r.name
+            );
+            let why = common::logs::field(&line, "why").and_then(|v| v.as_str());
+            let ms = common::logs::field(&line, "takeover_ms").and_then(|v| v.as_u64());
+            if let (Some(why), Some(ms)) = (why, ms) {
+                takeovers.entry(why.to_string()).or_default().push(ms);
+            }
+        }
+    }
+    eprintln!("shards, server-side {server_side}: takeover ms by why {takeovers:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
