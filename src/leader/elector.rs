@@ -287,6 +287,9 @@ impl Replica {
                     break (epoch, cursor, previous_renew, previous_holder, freed);
                 }
                 Ok(Attempt::Following { holder }) => {
+                    if let Some((shard, gate)) = &self.sharded {
+                        gate.not_acquired(*shard);
+                    }
                     if !holder.is_empty() && following.as_deref() != Some(holder.as_str()) {
                         tracing::info!(
                             transition = "standby", identity = %self.identity, holder = %holder,
@@ -314,6 +317,9 @@ impl Replica {
                     }
                 }
                 Err(e) => {
+                    if let Some((shard, gate)) = &self.sharded {
+                        gate.not_acquired(*shard);
+                    }
                     self.health.set_api_ok(false);
                     tracing::warn!(error = %error_chain(&e), "lease read/acquire failed; retrying");
                 }

@@ -193,6 +193,9 @@ pub struct Gate {
 #[derive(Default)]
 struct Held {
     shards: BTreeSet<u32>,
+    /// Shards a candidate of this replica is trying to take: counted as held, so two candidates
+    /// deciding at once do not both take this replica past its share.
+    acquiring: BTreeSet<u32>,
     releasing: BTreeSet<u32>,
     /// A shard this replica just gave up is not taken back until the view has moved on.
     released_at: BTreeMap<u32, Instant>,
@@ -201,8 +204,16 @@ struct Held {
 impl Gate {
     /// This replica's decision now.
     fn decide(&self, view: &View) -> Balance {
-        let held = self.held.lock().expect("held lock");
-        let mine: BTreeSet<u32> = held.shards.difference(&held.releasing).copied().collect();
+        self.decide_with(view, &self.held.lock().expect("held lock"))
+    }
+
+    fn decide_with(&self, view: &View, held: &Held) -> Balance {
+        let mine: BTreeSet<u32> = held
+            .shards
+            .union(&held.acquiring)
+            .filter(|s| !held.releasing.contains(s))
+            .copied()
+            .collect();
         let mut b = balance(
             self.shards,
             &self.identity,
@@ -229,14 +240,14 @@ impl Gate {
             {
                 let v = view.borrow_and_update();
                 let i = shard.index as usize;
-                let recent = self
-                    .held
-                    .lock()
-                    .expect("held lock")
+                let mut held = self.held.lock().expect("held lock");
+                let recent = held
                     .released_at
                     .get(&shard.index)
                     .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
-                if v.listed && v.holders[i].is_none() && !recent && self.decide(&v).may_acquire {
+                let free = v.listed && v.holders[i].is_none() && !recent;
+                if free && self.decide_with(&v, &held).may_acquire {
+                    held.acquiring.insert(shard.index);
                     return Some(v.records[i].clone());
                 }
             }
@@ -273,9 +284,19 @@ impl Gate {
         self.view.borrow().alive.iter().any(|m| *m != self.identity)
     }
 
+    /// The attempt `wait_to_acquire` allowed did not take the shard (someone was first).
+    pub fn not_acquired(&self, shard: Shard) {
+        self.held
+            .lock()
+            .expect("held lock")
+            .acquiring
+            .remove(&shard.index);
+    }
+
     /// This replica now leads `shard` (true) or no longer does (false).
     pub fn set_held(&self, shard: Shard, leading: bool) {
         let mut held = self.held.lock().expect("held lock");
+        held.acquiring.remove(&shard.index);
         if leading {
             held.shards.insert(shard.index);
         } else if held.shards.remove(&shard.index) {
