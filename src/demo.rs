@@ -32,6 +32,11 @@ pub struct DemoArgs {
     /// Keep the working directory (replica configs, logs and outputs) even when nothing was lost.
     #[arg(long)]
     pub keep: bool,
+    /// Split the stream into this many shards over three replicas (leaderElection.shards), with
+    /// kube-sim filtering each shard's list and watch as Kubernetes 1.36 does (shardSelector);
+    /// mid-stream a fourth replica joins and one of the first leaves. 1: the active/passive pair.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub shards: u32,
 }
 
 /// The hidden `sim` subcommand: kube-sim in its own process for the demo.
@@ -41,6 +46,9 @@ pub struct SimArgs {
     pub port: u16,
     #[arg(long)]
     pub kubeconfig: PathBuf,
+    /// Serve KEP-5866's shardSelector.
+    #[arg(long)]
+    pub shard_selector: bool,
 }
 
 const LEASE: &str = "kube-event-exporter";
@@ -73,6 +81,7 @@ pub async fn sim(args: SimArgs) -> ExitCode {
 async fn serve_sim(args: SimArgs) -> anyhow::Result<()> {
     let sim = kube_sim::Sim::start(kube_sim::SimConfig {
         port: args.port,
+        shard_selector: args.shard_selector,
         ..Default::default()
     })
     .await?;
@@ -95,9 +104,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     let exe = std::env::current_exe().context("locating this binary")?;
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let kubeconfig = dir.path().join("kubeconfig");
-    let mut sim = Command::new(&exe)
-        .args(["sim", "--kubeconfig"])
-        .arg(&kubeconfig)
+    let mut sim = Command::new(&exe);
+    sim.args(["sim", "--kubeconfig"]).arg(&kubeconfig);
+    if args.shards > 1 {
+        sim.arg("--shard-selector");
+    }
+    let mut sim = sim
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -112,11 +124,28 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     )
     .await?;
     let leases: Api<Lease> = Api::namespaced(client, "default");
+    let env = Env {
+        exe: &exe,
+        dir: dir.path(),
+        kubeconfig: &kubeconfig,
+        show: args.show_events,
+        shards: args.shards,
+    };
+    if args.shards > 1 {
+        let outcome = sharded(&args, &env, &leases, &http, &url).await;
+        let _ = terminate(&sim);
+        let _ = sim.wait().await;
+        if !matches!(outcome, Ok(true)) || args.keep {
+            let kept = dir.keep();
+            eprintln!("demo: kept {}", kept.display());
+        }
+        return outcome;
+    }
 
     eprintln!("demo: kube-sim at {url}; starting replicas a and b");
     let mut replicas = vec![
-        start_replica(&exe, dir.path(), &kubeconfig, "a", args.show_events).await?,
-        start_replica(&exe, dir.path(), &kubeconfig, "b", args.show_events).await?,
+        start_replica(&env, "a").await?,
+        start_replica(&env, "b").await?,
     ];
     let first = wait_holder(&leases, Duration::from_secs(30), |h| !h.is_empty()).await?;
     let (stop_monitor, monitor) = monitor_holder(leases.clone());
@@ -142,7 +171,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         .context("leader is not one of ours")?;
     terminate(&replicas[leader].child)?;
     eprintln!("demo: SIGTERM to leader {first}; starting replacement c");
-    replicas.push(start_replica(&exe, dir.path(), &kubeconfig, "c", args.show_events).await?);
+    replicas.push(start_replica(&env, "c").await?);
     let successor = wait_holder(&leases, Duration::from_secs(60), |h| {
         !h.is_empty() && h != first
     })
@@ -180,25 +209,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     let _ = sim.wait().await;
 
     let exported = exported();
-    let mut counts: BTreeMap<&String, usize> = BTreeMap::new();
-    for k in &exported {
-        *counts.entry(k).or_default() += 1;
-    }
-    let lost = want.iter().filter(|k| !counts.contains_key(k)).count();
-    let duplicated: usize = counts.values().filter(|n| **n > 1).map(|n| n - 1).sum();
+    let (lost, duplicated) = compare(&want, &exported);
     let max_gap = gaps.iter().copied().max().unwrap_or_default();
     let handovers = gaps.len();
     let exact = lost == 0 && duplicated == 0;
-    if !exact {
-        let lost_keys: Vec<&String> = want.iter().filter(|k| !counts.contains_key(k)).collect();
-        let dup_keys: Vec<&&String> = counts
-            .iter()
-            .filter(|(_, n)| **n > 1)
-            .map(|(k, _)| k)
-            .collect();
-        eprintln!("demo: lost {:?}", &lost_keys[..lost_keys.len().min(10)]);
-        eprintln!("demo: duplicated {:?}", &dup_keys[..dup_keys.len().min(10)]);
-    }
     if !exact || args.keep {
         // Logs, configs and every replica's output, for whoever investigates.
         let kept = dir.keep();
@@ -213,13 +227,149 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     Ok(exact)
 }
 
-async fn start_replica(
-    exe: &Path,
-    dir: &Path,
-    kubeconfig: &Path,
-    name: &str,
+/// Lost and duplicated occurrences of `exported` against `want`, the first of each printed.
+fn compare(want: &BTreeSet<String>, exported: &[String]) -> (usize, usize) {
+    let mut counts: BTreeMap<&String, usize> = BTreeMap::new();
+    for k in exported {
+        *counts.entry(k).or_default() += 1;
+    }
+    let lost: Vec<&String> = want.iter().filter(|k| !counts.contains_key(k)).collect();
+    let dup_keys: Vec<&&String> = counts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, _)| k)
+        .collect();
+    let duplicated: usize = counts.values().filter(|n| **n > 1).map(|n| n - 1).sum();
+    if !lost.is_empty() || duplicated > 0 {
+        eprintln!("demo: lost {:?}", &lost[..lost.len().min(10)]);
+        eprintln!("demo: duplicated {:?}", &dup_keys[..dup_keys.len().min(10)]);
+    }
+    (lost.len(), duplicated)
+}
+
+/// Shards over replicas: a, b and c share the shards; a third of the way in d joins (the others
+/// hand it its share) and a leaves (its shards go to the others); all with the server filtering
+/// each shard's events.
+async fn sharded(
+    args: &DemoArgs,
+    env: &Env<'_>,
+    leases: &Api<Lease>,
+    http: &reqwest::Client,
+    url: &str,
+) -> anyhow::Result<bool> {
+    let n = args.shards;
+    eprintln!(
+        "demo: kube-sim at {url} (serving shardSelector); starting replicas a, b and c with {n} shards"
+    );
+    let mut replicas = Vec::new();
+    for name in ["a", "b", "c"] {
+        replicas.push(start_replica(env, name).await?);
+    }
+    let spread = wait_spread(leases, n, Duration::from_secs(60), |h| {
+        h.iter().all(|h| !h.is_empty())
+    })
+    .await?;
+    eprintln!(
+        "demo: shards held: {spread}; generating {} occurrences/s for {:?}",
+        args.rate, args.duration
+    );
+    let total = (args.rate * args.duration.as_secs_f64()).round() as u64;
+    http.post(format!(
+        "{url}/admin/generate?rate={}&total={total}&repeat=0.3",
+        args.rate
+    ))
+    .send()
+    .await?
+    .error_for_status()
+    .context("starting the generator")?;
+
+    tokio::time::sleep(args.duration / 3).await;
+    eprintln!("demo: replica d joins");
+    replicas.push(start_replica(env, "d").await?);
+    let spread = wait_spread(leases, n, Duration::from_secs(60), |h| {
+        h.iter().any(|h| h == "d") && h.iter().all(|h| !h.is_empty())
+    })
+    .await?;
+    eprintln!("demo: shards held: {spread}");
+    eprintln!("demo: SIGTERM to a (a rolling update)");
+    terminate(&replicas[0].child)?;
+    let status = replicas[0].child.wait().await?;
+    let spread = wait_spread(leases, n, Duration::from_secs(60), |h| {
+        h.iter().all(|h| !h.is_empty() && h != "a")
+    })
+    .await?;
+    eprintln!("demo: a exited with {status}; shards held: {spread}");
+
+    let generated = wait_generated(http, url, total).await?;
+    let outputs: Vec<PathBuf> = replicas.iter().map(|r| r.output.clone()).collect();
+    let exported = || -> Vec<String> { outputs.iter().flat_map(|p| keys_in(p)).collect() };
+    let want: BTreeSet<String> = generated.iter().cloned().collect();
+    let _ = wait_for(Duration::from_secs(60), || {
+        let have: BTreeSet<String> = exported().into_iter().collect();
+        want.is_subset(&have)
+    })
+    .await;
+    for r in &replicas[1..] {
+        let _ = terminate(&r.child);
+    }
+    for r in &mut replicas[1..] {
+        let _ = tokio::time::timeout(Duration::from_secs(60), r.child.wait()).await;
+    }
+    let exported = exported();
+    let (lost, duplicated) = compare(&want, &exported);
+    println!(
+        "demo: generated {} occurrences, exported {}, lost {lost}, duplicated {duplicated}, {n} shards over 3 replicas, then 4, then 3",
+        want.len(),
+        exported.len(),
+    );
+    Ok(lost == 0 && duplicated == 0)
+}
+
+/// Waits until the shard Leases' holders satisfy `want`; returns the spread ("a 2, b 2, c 2").
+async fn wait_spread(
+    leases: &Api<Lease>,
+    shards: u32,
+    limit: Duration,
+    want: impl Fn(&[String]) -> bool,
+) -> anyhow::Result<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut holders = Vec::new();
+        for i in 0..shards {
+            let name = format!("{LEASE}-shard-{i}-of-{shards}");
+            holders.push(holder_of(leases, &name).await);
+        }
+        if want(&holders) {
+            let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+            for h in &holders {
+                *by.entry(h.as_str()).or_default() += 1;
+            }
+            let spread: Vec<String> = by.iter().map(|(h, c)| format!("{h} {c}")).collect();
+            return Ok(spread.join(", "));
+        }
+        if Instant::now() > deadline {
+            bail!("shard holders {holders:?} not as expected after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Where and how replicas start.
+struct Env<'a> {
+    exe: &'a Path,
+    dir: &'a Path,
+    kubeconfig: &'a Path,
     show: bool,
-) -> anyhow::Result<Replica> {
+    shards: u32,
+}
+
+async fn start_replica(env: &Env<'_>, name: &str) -> anyhow::Result<Replica> {
+    let (exe, dir, kubeconfig, show) = (env.exe, env.dir, env.kubeconfig, env.show);
+    let shards = if env.shards > 1 {
+        format!("\n  shards: {}", env.shards)
+    } else {
+        String::new()
+    };
     let output = dir.join(format!("{name}.ndjson"));
     let stdout_receiver = if show {
         "\n        - receiver: screen"
@@ -239,7 +389,7 @@ leaderElection:
   leaseDuration: 4s
   renewDeadline: 3s
   retryPeriod: 500ms
-  shutdownLinger: 2s
+  shutdownLinger: 2s{shards}
 route:
   routes:
     - match:
@@ -312,8 +462,12 @@ async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> anyhow::Re
 }
 
 async fn holder(leases: &Api<Lease>) -> String {
+    holder_of(leases, LEASE).await
+}
+
+async fn holder_of(leases: &Api<Lease>, name: &str) -> String {
     leases
-        .get_opt(LEASE)
+        .get_opt(name)
         .await
         .ok()
         .flatten()

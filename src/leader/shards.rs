@@ -152,7 +152,9 @@ pub fn balance(
     let least = members.values().copied().min().unwrap_or(0);
     let most = members.values().copied().max().unwrap_or(0);
     let first_of_most = members.iter().find(|(_, c)| **c == most).map(|(m, _)| *m);
-    let someone_starved = members.values().any(|c| *c < lo);
+    // Someone below the floor takes a free shard first: giving one up then would move two.
+    let none_free = holders.iter().all(Option::is_some);
+    let someone_starved = none_free && members.values().any(|c| *c < lo);
     let release = if held > hi || (held > lo && someone_starved && first_of_most == Some(me)) {
         mine.iter().next_back().copied()
     } else {
@@ -728,6 +730,17 @@ mod tests {
             // Only those below the ceiling of the share could take a shard (none is free).
             assert_eq!(b.may_acquire, held.len() < 2, "{who}");
         }
+    }
+
+    #[test]
+    fn nobody_gives_a_shard_up_for_a_starved_replica_while_one_is_free() {
+        // a already gave one up for d; until d takes it, b (now the first of the most loaded)
+        // must not give up another.
+        let h = holders(&[Some("a"), None, Some("b"), Some("b"), Some("c"), Some("c")]);
+        let alive = set(&["a", "b", "c", "d"]);
+        assert_eq!(balance(6, "b", &alive, &h, &mine(&[2, 3])).release, None);
+        assert!(balance(6, "d", &alive, &h, &mine(&[])).may_acquire);
+        assert!(!balance(6, "a", &alive, &h, &mine(&[0])).may_acquire, "d holds fewer");
     }
 
     #[test]
