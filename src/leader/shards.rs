@@ -740,7 +740,10 @@ mod tests {
         let alive = set(&["a", "b", "c", "d"]);
         assert_eq!(balance(6, "b", &alive, &h, &mine(&[2, 3])).release, None);
         assert!(balance(6, "d", &alive, &h, &mine(&[])).may_acquire);
-        assert!(!balance(6, "a", &alive, &h, &mine(&[0])).may_acquire, "d holds fewer");
+        assert!(
+            !balance(6, "a", &alive, &h, &mine(&[0])).may_acquire,
+            "d holds fewer"
+        );
     }
 
     #[test]

@@ -42,6 +42,11 @@ struct Args {
     /// Print the fault schedule of this seed and duration, and exit.
     #[arg(long)]
     schedule_only: bool,
+    /// Replicas share the stream in this many shards (leaderElection.shards), under rolling
+    /// replacements, crashes, scale-ups and scale-downs (kube-sim serves shardSelector for even
+    /// seeds). 1: the active/passive soak.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    shards: u32,
 }
 
 fn parse_duration(text: &str) -> anyhow::Result<Duration> {
@@ -120,7 +125,11 @@ fn soak(args: Args) -> anyhow::Result<bool> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let outcome = runtime.block_on(run(&opts));
+    let outcome = if args.shards > 1 {
+        runtime.block_on(kee_bench::soak::sharded::run(&opts, args.shards))
+    } else {
+        runtime.block_on(run(&opts))
+    };
     // Children are killed on drop; nothing of the run survives it.
     runtime.shutdown_timeout(Duration::from_secs(5));
     let outcome = match outcome {

@@ -11,6 +11,7 @@
 pub mod observe;
 pub mod replicas;
 pub mod schedule;
+pub mod sharded;
 pub mod verdict;
 pub mod webhook;
 

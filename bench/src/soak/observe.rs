@@ -257,7 +257,7 @@ pub fn occurrences_in_body(body: &[u8]) -> Result<Vec<(String, u64)>, serde_json
     }
 }
 
-fn occurrence_in_line(line: &[u8]) -> Option<(String, u64)> {
+pub fn occurrence_in_line(line: &[u8]) -> Option<(String, u64)> {
     serde_json::from_slice::<Doc>(line)
         .ok()
         .map(Doc::occurrence)

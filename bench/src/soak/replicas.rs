@@ -123,6 +123,7 @@ impl Replica {
     }
 }
 
+#[derive(Clone)]
 struct Launch {
     exe: PathBuf,
     dir: PathBuf,
@@ -131,6 +132,8 @@ struct Launch {
     timing: Timing,
     clock: Clock,
     obs: Arc<Observations>,
+    /// `leaderElection.shards` of every replica (1: one Lease).
+    shards: u32,
 }
 
 #[derive(Default)]
@@ -169,9 +172,16 @@ impl Replicas {
                 timing,
                 clock,
                 obs,
+                shards: 1,
             }),
             inner: Arc::default(),
         }
+    }
+
+    /// Every replica started from now on shares the stream in `shards` shards.
+    pub fn with_shards(mut self, shards: u32) -> Self {
+        Arc::make_mut(&mut self.launch).shards = shards;
+        self
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -194,7 +204,13 @@ impl Replicas {
         let process = ExporterProcess::new(&l.exe, &l.dir, &name, &l.kubeconfig);
         let log = process.log();
         let command = process
-            .command(&config_yaml(&name, &output, &l.hook_url, &l.timing))
+            .command(&config_yaml(
+                &name,
+                &output,
+                &l.hook_url,
+                &l.timing,
+                l.shards,
+            ))
             .with_context(|| format!("preparing replica {name}"))?;
         let mut child = tokio::process::Command::from(command)
             .kill_on_drop(true)
@@ -385,7 +401,12 @@ impl Replicas {
 /// the replica in a header. `eventTTL` is shorter than the shortest
 /// outage: the outages delete events as a TTL that short would, so a resume after one may have
 /// missed them, and must say so.
-fn config_yaml(name: &str, output: &Path, hook_url: &str, t: &Timing) -> String {
+fn config_yaml(name: &str, output: &Path, hook_url: &str, t: &Timing, shards: u32) -> String {
+    let shards = if shards > 1 {
+        format!("\n  shards: {shards}")
+    } else {
+        String::new()
+    };
     format!(
         "logFormat: json
 logLevel: info
@@ -399,7 +420,7 @@ leaderElection:
   renewDeadline: {renew}
   retryPeriod: {retry}
   shutdownLinger: {linger}
-  drainTimeout: {drain}
+  drainTimeout: {drain}{shards}
 route:
   routes:
     - match:
