@@ -593,6 +593,14 @@ impl Observer {
     }
 }
 
+/// Who a Lease is in the hands of: a shard's holder, or the members of the members Lease.
+fn hands_of(lease: &Lease) -> Vec<String> {
+    let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.clone());
+    let mut hands: Vec<String> = read_beats(lease).into_keys().collect();
+    hands.extend(holder);
+    hands
+}
+
 fn read_beats(lease: &Lease) -> BTreeMap<String, String> {
     lease
         .metadata
@@ -603,28 +611,38 @@ fn read_beats(lease: &Lease) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// Wakes `changed` on every change of one of `names`, so the board reads at once (a release
-/// is taken over in milliseconds, not a retry period later).
+/// Wakes `changed` when one of `names` changes hands (a shard's holder, or who is in the
+/// members Lease), so the board reads at once: a release is taken over in milliseconds, not a
+/// retry period later. Renewals and heartbeats, which change nothing the board decides on, wait
+/// for its periodic read (every replica reacting to every renewal would list the Leases several
+/// times a second).
 async fn watch_leases(
     api: Api<Lease>,
     names: BTreeSet<String>,
     changed: Arc<tokio::sync::Notify>,
     retry: Duration,
 ) {
+    let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
     loop {
         let wp = WatchParams::default().timeout(290);
         match api.watch(&wp, "0").await {
             Ok(stream) => {
                 let mut stream = std::pin::pin!(stream);
                 while let Some(ev) = stream.next().await {
-                    match ev {
-                        Ok(
-                            WatchEvent::Added(l) | WatchEvent::Modified(l) | WatchEvent::Deleted(l),
-                        ) if l.metadata.name.as_ref().is_some_and(|n| names.contains(n)) => {
-                            changed.notify_one()
-                        }
-                        Ok(_) => {}
+                    let (lease, gone) = match ev {
+                        Ok(WatchEvent::Added(l) | WatchEvent::Modified(l)) => (l, false),
+                        Ok(WatchEvent::Deleted(l)) => (l, true),
+                        Ok(_) => continue,
                         Err(_) => break,
+                    };
+                    let Some(name) = lease.metadata.name.clone().filter(|n| names.contains(n))
+                    else {
+                        continue;
+                    };
+                    let hands = if gone { Vec::new() } else { hands_of(&lease) };
+                    if seen.get(&name) != Some(&hands) {
+                        seen.insert(name, hands);
+                        changed.notify_one();
                     }
                 }
             }

@@ -446,6 +446,8 @@ impl Metrics {
             None => {
                 lags.remove(&index);
                 gauge.set(0.0);
+                // Said of held shards only: a released one's answer is the next holder's to give.
+                self.source_server_sharded.remove(&shard_label(index));
             }
         }
         let worst = lags
