@@ -57,7 +57,7 @@ impl Move {
 pub async fn run(opts: &SoakOptions, shards: u32) -> anyhow::Result<Outcome> {
     std::fs::create_dir_all(&opts.work_dir)
         .with_context(|| format!("creating {}", opts.work_dir.display()))?;
-    let server_side = opts.seed % 2 == 0;
+    let server_side = opts.seed.is_multiple_of(2);
     let clock = Clock::start();
     let obs = Arc::new(Observations::default());
     let sim = Sim::start(SimConfig {
@@ -121,7 +121,7 @@ pub async fn run(opts: &SoakOptions, shards: u32) -> anyhow::Result<Outcome> {
             3..=4 => Move::Crash,
             5 if healthy.len() < MAX_REPLICAS => Move::ScaleUp,
             6 if healthy.len() > MIN_REPLICAS => Move::ScaleDown,
-            5 | 6 | 7 => Move::ApiErrors,
+            5..=7 => Move::ApiErrors,
             _ => Move::DropWatches,
         };
         let pick = |rng: &mut StdRng| healthy[rng.random_range(0..healthy.len())].clone();
