@@ -153,15 +153,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         "demo: {first} leads; generating {} occurrences/s for {:?}",
         args.rate, args.duration
     );
-    let total = (args.rate * args.duration.as_secs_f64()).round() as u64;
-    http.post(format!(
-        "{url}/admin/generate?rate={}&total={total}&repeat=0.3",
-        args.rate
-    ))
-    .send()
-    .await?
-    .error_for_status()
-    .context("starting the generator")?;
+    let total = start_generator(&http, &url, &args).await?;
 
     // A rolling update a third of the way in: SIGTERM the leader, start its replacement.
     tokio::time::sleep(args.duration / 3).await;
@@ -180,15 +172,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     eprintln!("demo: {first} exited with {status}; {successor} leads");
 
     // Wait for the generator, then for the exports to catch up.
-    let generated = wait_generated(&http, &url, total).await?;
-    let outputs: Vec<PathBuf> = replicas.iter().map(|r| r.output.clone()).collect();
-    let exported = || -> Vec<String> { outputs.iter().flat_map(|p| keys_in(p)).collect() };
-    let want: BTreeSet<String> = generated.iter().cloned().collect();
-    let _ = wait_for(Duration::from_secs(60), || {
-        let have: BTreeSet<String> = exported().into_iter().collect();
-        want.is_subset(&have)
-    })
-    .await;
+    let (want, exported) = wait_exported(&http, &url, total, &replicas).await?;
     // Standbys first (they exit at once), then the leader, so no further handover is counted.
     let last = holder(&leases).await;
     for r in replicas.iter().filter(|r| r.name != last) {
@@ -225,6 +209,44 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         max_gap.as_millis()
     );
     Ok(exact)
+}
+
+/// Starts kube-sim's generator at `args.rate` for `args.duration`; returns how many it makes.
+async fn start_generator(
+    http: &reqwest::Client,
+    url: &str,
+    args: &DemoArgs,
+) -> anyhow::Result<u64> {
+    let total = (args.rate * args.duration.as_secs_f64()).round() as u64;
+    http.post(format!(
+        "{url}/admin/generate?rate={}&total={total}&repeat=0.3",
+        args.rate
+    ))
+    .send()
+    .await?
+    .error_for_status()
+    .context("starting the generator")?;
+    Ok(total)
+}
+
+/// Waits for the generator, then (at most 60 s) for every generated key in the replicas'
+/// outputs. Returns the generated keys and a reader of every key exported so far.
+async fn wait_exported(
+    http: &reqwest::Client,
+    url: &str,
+    total: u64,
+    replicas: &[Replica],
+) -> anyhow::Result<(BTreeSet<String>, impl Fn() -> Vec<String> + use<>)> {
+    let generated = wait_generated(http, url, total).await?;
+    let outputs: Vec<PathBuf> = replicas.iter().map(|r| r.output.clone()).collect();
+    let exported = move || -> Vec<String> { outputs.iter().flat_map(|p| keys_in(p)).collect() };
+    let want: BTreeSet<String> = generated.into_iter().collect();
+    let _ = wait_for(Duration::from_secs(60), || {
+        let have: BTreeSet<String> = exported().into_iter().collect();
+        want.is_subset(&have)
+    })
+    .await;
+    Ok((want, exported))
 }
 
 /// Lost and duplicated occurrences of `exported` against `want`, the first of each printed.
@@ -273,15 +295,7 @@ async fn sharded(
         "demo: shards held: {spread}; generating {} occurrences/s for {:?}",
         args.rate, args.duration
     );
-    let total = (args.rate * args.duration.as_secs_f64()).round() as u64;
-    http.post(format!(
-        "{url}/admin/generate?rate={}&total={total}&repeat=0.3",
-        args.rate
-    ))
-    .send()
-    .await?
-    .error_for_status()
-    .context("starting the generator")?;
+    let total = start_generator(http, url, args).await?;
 
     tokio::time::sleep(args.duration / 3).await;
     eprintln!("demo: replica d joins");
@@ -300,15 +314,7 @@ async fn sharded(
     .await?;
     eprintln!("demo: a exited with {status}; shards held: {spread}");
 
-    let generated = wait_generated(http, url, total).await?;
-    let outputs: Vec<PathBuf> = replicas.iter().map(|r| r.output.clone()).collect();
-    let exported = || -> Vec<String> { outputs.iter().flat_map(|p| keys_in(p)).collect() };
-    let want: BTreeSet<String> = generated.iter().cloned().collect();
-    let _ = wait_for(Duration::from_secs(60), || {
-        let have: BTreeSet<String> = exported().into_iter().collect();
-        want.is_subset(&have)
-    })
-    .await;
+    let (want, exported) = wait_exported(http, url, total, &replicas).await?;
     for r in &replicas[1..] {
         let _ = terminate(&r.child);
     }
