@@ -12,10 +12,10 @@ COPY . .
 # Shown by --version and the build_info metric (.git is not sent to the build context).
 ARG KEE_GIT_REVISION=unknown
 ENV KEE_GIT_REVISION=${KEE_GIT_REVISION}
-RUN cargo build --profile dist --locked --no-default-features --bin kube-event-exporter
+RUN cargo build --profile dist --locked --no-default-features --features static-openssl --bin kube-event-exporter
 
-# glibc, libgcc and libssl3 (the Kafka receiver's TLS, through librdkafka) from the same Debian
-# release as the build stage; nothing else.
+# glibc and libgcc from the same Debian release as the build stage; OpenSSL (the Kafka receiver's
+# TLS, through librdkafka) is linked into the binary (feature static-openssl). Nothing else.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/dist/kube-event-exporter /kube-event-exporter
 USER 65532:65532

@@ -1,5 +1,14 @@
-//! Embeds the git revision for `--version` and the build-info metric.
+//! Embeds the git revision for `--version` and the build-info metric, and packs the executable's
+//! relative relocations.
 fn main() {
+    // A position-independent executable has its pointers in read-only data fixed up by the loader
+    // at start. As RELA entries, 24 bytes each, that table was 640 KB the loader read in and kept
+    // resident in every replica; packed (DT_RELR, glibc ≥ 2.36, binutils ≥ 2.38: Debian 12, the
+    // image's distroless cc-debian12) it is a few KB.
+    let target = std::env::var("TARGET").unwrap_or_default();
+    if target.ends_with("-linux-gnu") {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
     let rev = std::env::var("KEE_GIT_REVISION")
         .ok()
         .filter(|r| !r.is_empty())
