@@ -145,7 +145,7 @@ impl Pipeline {
         event.cluster_name.clone_from(&self.cluster_name);
         let ticket = self.tracker.begin(position);
         let names = route::receivers_for(&self.route, &event);
-        let occ = Arc::new(Occurrence::new(*event));
+        let occ = Arc::new(Occurrence::new(event));
         for name in names {
             let Some((handle, routed)) = targets.get(self, name) else {
                 // The config loader rejects routes to undefined receivers; this cannot happen.

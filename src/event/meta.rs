@@ -12,7 +12,17 @@ use super::time;
 
 /// `deserialize_with` for `Event::metadata`.
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
-    d.deserialize_struct("ObjectMeta", FIELDS, MetaVisitor)
+    let mut m = ObjectMeta::default();
+    deserialize_into(d, &mut m)?;
+    Ok(m)
+}
+
+/// Reads the fields present into `m` (an event decoded in its box, `super::decode`).
+pub fn deserialize_into<'de, D: Deserializer<'de>>(
+    d: D,
+    m: &mut ObjectMeta,
+) -> Result<(), D::Error> {
+    d.deserialize_struct("ObjectMeta", FIELDS, MetaVisitor(m))
 }
 
 const FIELDS: &[&str] = &[
@@ -98,17 +108,17 @@ impl<'de> serde::Deserialize<'de> for FastTime {
     }
 }
 
-struct MetaVisitor;
+struct MetaVisitor<'a>(&'a mut ObjectMeta);
 
-impl<'de> Visitor<'de> for MetaVisitor {
-    type Value = ObjectMeta;
+impl<'de> Visitor<'de> for MetaVisitor<'_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ObjectMeta")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ObjectMeta, A::Error> {
-        let mut m = ObjectMeta::default();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let m = self.0;
         while let Some(key) = map.next_key::<Field>()? {
             match key {
                 Field::Annotations => m.annotations = map.next_value()?,
@@ -133,7 +143,7 @@ impl<'de> Visitor<'de> for MetaVisitor {
                 }
             }
         }
-        Ok(m)
+        Ok(())
     }
 }
 

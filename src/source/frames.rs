@@ -7,7 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use crate::event::Event;
+use crate::event::{BoxedEvent, Event};
 
 #[derive(Deserialize)]
 pub struct ListPage<'a> {
@@ -185,8 +185,7 @@ impl<'de> serde::de::Visitor<'de> for DirectVisitor {
         if map.next_key::<Text<'de>>()?.as_deref() != Some("object") {
             return Err(other());
         }
-        let mut event: Event = map.next_value()?;
-        event.metadata.managed_fields = None;
+        let event = map.next_value_seed(BoxedEvent)?;
         // Unknown keys are ignored, as in `RawFrame`; a repeated one is its error.
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             if key == "type" || key == "object" {
@@ -194,7 +193,7 @@ impl<'de> serde::de::Visitor<'de> for DirectVisitor {
             }
             map.next_value::<serde::de::IgnoredAny>()?;
         }
-        Ok(Direct(wrap(Box::new(event))))
+        Ok(Direct(wrap(event)))
     }
 }
 

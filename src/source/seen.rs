@@ -1,67 +1,115 @@
 //! What this process has already seen of each event: the highest occurrence count per event uid.
 //!
 //! It decides whether a MODIFIED is a new occurrence (count grew) and keeps a relist after 410 from
-//! re-exporting what was already exported. Bounded (LRU) so memory stays flat on busy clusters; an
+//! re-exporting what was already exported. Bounded so memory stays flat on busy clusters; an
 //! evicted uid is treated as unseen, which at worst re-exports one occurrence under the same key
 //! (idempotent sinks absorb it) — never loses one.
+//!
+//! Two generations instead of a linked LRU: uids go into `recent`; when it holds half the capacity
+//! it becomes `older` and the previous `older` is dropped whole. A uid touched in `older` moves back
+//! to `recent`. So the last `capacity / 2` uids touched are always remembered and never more than
+//! `capacity` are. Both maps grow with what is in them (a linked LRU reserved its whole table up
+//! front: 8 MiB for the default capacity, touched page by page by the first few thousand events)
+//! and an entry is 16 bytes in place, with no allocation or list links of its own.
 
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-use std::num::NonZeroUsize;
-
-use lru::LruCache;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 /// Default capacity: comfortably above the number of live events of a busy cluster (events live 1 h).
 pub const DEFAULT_CAPACITY: usize = 262_144;
 
+/// Uid digest → highest count seen.
+type Counts = HashMap<u64, i32, BuildHasherDefault<DigestHasher>>;
+
 pub struct Seen {
-    counts: LruCache<u64, i32>,
+    recent: Counts,
+    older: Counts,
+    /// `recent` turns into `older` when it holds this many.
+    generation: usize,
 }
 
 impl Seen {
     pub fn new(capacity: usize) -> Self {
         Self {
-            counts: LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("max(1) is non-zero")),
+            recent: Counts::default(),
+            older: Counts::default(),
+            generation: (capacity / 2).max(1),
         }
     }
 
     /// 64-bit digest of the uid: 16 bytes an entry instead of a 36-byte string plus its allocation.
-    /// A deterministic hasher, so a uid maps to the same slot for the life of the process.
+    /// Fixed seed, so a uid has one digest for the life of the process. Two uids sharing a digest
+    /// would share a count: a new uid meets a digest already in a full table with probability 2⁻⁴⁶, and the uids are
+    /// the API server's UUIDs, not chosen by whoever creates an event. foldhash rather than
+    /// SipHash: a third of the cost per uid, SipHash's resistance to chosen keys being moot here.
     fn key(uid: &str) -> u64 {
-        BuildHasherDefault::<DefaultHasher>::default().hash_one(uid)
+        foldhash::quality::FixedState::with_seed(0x6b65_652d_7365_656e).hash_one(uid)
     }
 
     /// The highest count recorded for this uid.
-    pub fn get(&mut self, uid: &str) -> Option<i32> {
-        self.counts.get(&Self::key(uid)).copied()
+    pub fn get(&self, uid: &str) -> Option<i32> {
+        let key = Self::key(uid);
+        self.recent
+            .get(&key)
+            .or_else(|| self.older.get(&key))
+            .copied()
     }
 
     /// Records `count` for `uid`; returns true if it is higher than what was recorded (or the uid is
     /// unknown): a new occurrence.
     pub fn observe(&mut self, uid: &str, count: i32) -> bool {
         let key = Self::key(uid);
-        match self.counts.get_mut(&key) {
-            Some(prev) if *prev >= count => false,
-            Some(prev) => {
-                *prev = count;
-                true
+        if let Some(prev) = self.recent.get_mut(&key) {
+            if *prev >= count {
+                return false;
             }
-            None => {
-                self.counts.put(key, count);
-                true
-            }
+            *prev = count;
+            return true;
         }
+        let (recorded, new) = match self.older.remove(&key) {
+            Some(prev) if prev >= count => (prev, false),
+            _ => (count, true),
+        };
+        if self.recent.len() >= self.generation {
+            self.older = std::mem::take(&mut self.recent);
+        }
+        self.recent.insert(key, recorded);
+        new
     }
 
     pub fn forget(&mut self, uid: &str) {
-        self.counts.pop(&Self::key(uid));
+        let key = Self::key(uid);
+        self.recent.remove(&key);
+        self.older.remove(&key);
     }
 
     pub fn len(&self) -> usize {
-        self.counts.len()
+        self.recent.len() + self.older.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.counts.is_empty()
+        self.len() == 0
+    }
+}
+
+/// The keys are SipHash digests already: hashing them a second time would only cost.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by `u64` keys; this keeps the hasher correct for anything else.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
@@ -87,5 +135,50 @@ mod tests {
         s.observe("c", 1);
         assert_eq!(s.len(), 2);
         assert_eq!(s.get("a"), None, "least recently used is evicted");
+    }
+
+    #[test]
+    fn the_last_half_of_the_capacity_is_always_remembered() {
+        let capacity = 100;
+        let mut s = Seen::new(capacity);
+        for i in 0..1000usize {
+            assert!(s.observe(&format!("uid-{i}"), 1), "uid-{i} is new");
+            assert!(
+                s.len() <= capacity,
+                "{} entries for a capacity of {capacity}",
+                s.len()
+            );
+            for back in 0..capacity / 2 {
+                if let Some(j) = i.checked_sub(back) {
+                    assert_eq!(s.get(&format!("uid-{j}")), Some(1), "uid-{j} after uid-{i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_uid_touched_again_survives_the_generation_it_was_in() {
+        let mut s = Seen::new(4);
+        s.observe("kept", 1);
+        s.observe("a", 1);
+        // "kept" and "a" are now the older generation; touching "kept" brings it back.
+        s.observe("b", 1);
+        assert!(!s.observe("kept", 1), "same count: not a new occurrence");
+        s.observe("c", 1);
+        s.observe("d", 1);
+        assert_eq!(s.get("kept"), Some(1));
+        assert_eq!(s.get("a"), None, "untouched for two generations");
+        assert!(s.observe("kept", 2), "a higher count is new");
+    }
+
+    #[test]
+    fn forget_removes_from_either_generation() {
+        let mut s = Seen::new(2);
+        s.observe("a", 1);
+        s.observe("b", 1);
+        s.forget("a");
+        s.forget("b");
+        assert!(s.is_empty());
+        assert!(s.observe("a", 1), "forgotten: new again");
     }
 }

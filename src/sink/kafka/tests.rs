@@ -166,7 +166,7 @@ fn unreadable_tls_files_are_problems_by_key_only_when_tls_is_enabled() {
 fn the_record_key_is_the_involved_objects_uid_else_the_events() {
     let occ = |obj_uid: Option<&str>| {
         crate::event::Occurrence::new(
-            serde_json::from_value(serde_json::json!({
+            serde_json::from_value::<crate::event::Event>(serde_json::json!({
                 "metadata": {"uid": "event-uid", "name": "e", "namespace": "ns"},
                 "involvedObject": {"kind": "Pod", "name": "p", "uid": obj_uid},
                 "count": 2,

@@ -113,7 +113,7 @@ mod tests {
             serde_json::json!({"metadata": {"name": ""}, "source": {}, "reason": ""}),
         ]
         .into_iter()
-        .map(|j| Occurrence::new(serde_json::from_value(j).unwrap()))
+        .map(|j| Occurrence::new(serde_json::from_value::<Event>(j).unwrap()))
         .collect()
     }
 
