@@ -7,6 +7,7 @@
 //! `event` is the model every stage shares; `pipeline` runs enrich → route → sink for one run;
 //! `exporter` wires the stages together; `config` and `telemetry` serve them all.
 
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod enrich;

@@ -47,7 +47,8 @@ struct Slot {
     position: Option<Position>,
     done: bool,
     /// When the source emitted it: the cursor lag is the age of the oldest incomplete item.
-    begun: std::time::Instant,
+    /// `clock::coarse_now()` when it began.
+    begun: std::time::Duration,
 }
 
 #[derive(Debug, Default)]
@@ -101,7 +102,7 @@ impl Tracker {
             seq,
             position,
             done: false,
-            begun: std::time::Instant::now(),
+            begun: crate::clock::coarse_now(),
         });
         drop(st);
         Ticket {
@@ -135,7 +136,7 @@ impl Tracker {
         // Complete items at the front are popped at once, so the front is the oldest incomplete.
         st.pending
             .front()
-            .map(|s| s.begun.elapsed())
+            .map(|s| crate::clock::coarse_now().saturating_sub(s.begun))
             .unwrap_or_default()
     }
 
@@ -364,7 +365,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(30));
         let b = t.begin(pos("11"));
         b.release();
-        let owed = t.oldest_pending_age();
+        let owed = t.oldest_pending_age() + crate::clock::coarse_resolution();
         assert!(owed >= std::time::Duration::from_millis(30), "{owed:?}");
         ack.done();
         assert_eq!(t.oldest_pending_age(), std::time::Duration::ZERO);

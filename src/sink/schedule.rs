@@ -28,7 +28,13 @@ pub struct Schedule<T> {
     ready_len: usize,
     len: usize,
     next_seq: u64,
+    /// Emptied queues kept for the next keys: most keys hold one occurrence at a time, and a
+    /// queue allocated and freed per occurrence was one allocation too many on the hot path.
+    spare: Vec<VecDeque<Waiting<T>>>,
 }
+
+/// Emptied queues kept at most (their room for a few occurrences each).
+const SPARE_QUEUES: usize = 256;
 
 impl<T> Default for Schedule<T> {
     fn default() -> Self {
@@ -39,6 +45,7 @@ impl<T> Default for Schedule<T> {
             ready_len: 0,
             len: 0,
             next_seq: 0,
+            spare: Vec::new(),
         }
     }
 }
@@ -48,7 +55,11 @@ impl<T> Schedule<T> {
     pub fn push(&mut self, key: u64, since: Instant, item: T) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let q = self.queues.entry(key).or_default();
+        let spare = &mut self.spare;
+        let q = self
+            .queues
+            .entry(key)
+            .or_insert_with(|| spare.pop().unwrap_or_default());
         // Under a busy key it waits for that key's request; otherwise it can go, and heads
         // `ready` when its key had nothing waiting.
         if !self.busy.contains(&key) {
@@ -127,7 +138,11 @@ impl<T> Schedule<T> {
                     taking.insert((next.seq, key));
                 }
                 None => {
-                    self.queues.remove(&key);
+                    if let Some(q) = self.queues.remove(&key)
+                        && self.spare.len() < SPARE_QUEUES
+                    {
+                        self.spare.push(q);
+                    }
                 }
             }
         }

@@ -4,7 +4,9 @@ use std::sync::{
     Arc,
     atomic::{AtomicBool, AtomicU64, Ordering},
 };
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::coarse_now;
 
 #[derive(Debug, Clone)]
 pub struct Health {
@@ -13,7 +15,8 @@ pub struct Health {
 
 #[derive(Debug)]
 struct Inner {
-    start: Instant,
+    /// `coarse_now()` at creation: the source loop signals life once per frame.
+    start: Duration,
     /// Milliseconds since `start` of the last sign of life of the source loop.
     heartbeat_ms: AtomicU64,
     /// The last API request succeeded.
@@ -29,7 +32,7 @@ impl Health {
     pub fn new(stall_after: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
-                start: Instant::now(),
+                start: coarse_now(),
                 heartbeat_ms: AtomicU64::new(0),
                 api_ok: AtomicBool::new(false),
                 config_loaded: AtomicBool::new(false),
@@ -39,7 +42,7 @@ impl Health {
     }
 
     pub fn heartbeat(&self) {
-        let ms = self.inner.start.elapsed().as_millis() as u64;
+        let ms = coarse_now().saturating_sub(self.inner.start).as_millis() as u64;
         self.inner.heartbeat_ms.store(ms, Ordering::Relaxed);
     }
 
@@ -57,7 +60,10 @@ impl Health {
     /// Live: the source loop turned recently.
     pub fn live(&self) -> bool {
         let last = Duration::from_millis(self.inner.heartbeat_ms.load(Ordering::Relaxed));
-        self.inner.start.elapsed().saturating_sub(last) < self.inner.stall_after
+        coarse_now()
+            .saturating_sub(self.inner.start)
+            .saturating_sub(last)
+            < self.inner.stall_after
     }
 
     /// Ready: config loaded and the API server reachable.
