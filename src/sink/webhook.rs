@@ -130,7 +130,7 @@ impl Sink for WebhookSink {
             if let Some(host) = &self.host {
                 headers.insert(HOST, host.clone());
             }
-            render_headers(&self.headers, batch[0].occ.value(), &mut headers);
+            render_headers(&self.headers, &batch[0].occ, &mut headers);
             let req = self
                 .client
                 .post(self.url.clone())

@@ -20,6 +20,7 @@ use super::layout::Encoding;
 use super::render::scalar_source;
 use super::tls::{TlsConfig, check_server_name};
 use crate::config::yaml::{Ctx, Fields};
+use crate::event::Occurrence;
 use crate::telemetry::error_chain;
 use crate::template::Template;
 
@@ -145,11 +146,13 @@ pub fn parse_headers(ctx: &mut Ctx, f: &Fields) -> Vec<HeaderTemplate> {
 /// Renders the configured headers for `data` into `out`, replacing ours (a configured
 /// `Content-Type` or `Idempotency-Key` wins). Like resmoio, a header that fails to render is sent
 /// as written.
-pub fn render_headers(headers: &[HeaderTemplate], data: &Value, out: &mut HeaderMap) {
+/// The occurrence's template data is built only when a header has a template: with the default
+/// batch of one, building it for nothing cost about as much as decoding the event again.
+pub fn render_headers(headers: &[HeaderTemplate], occ: &Occurrence, out: &mut HeaderMap) {
     for h in headers {
         let value = h
             .template
-            .render(data)
+            .render(occ.value())
             .unwrap_or_else(|_| h.template.source().to_owned());
         out.insert(h.name.clone(), header_value(&value));
     }

@@ -343,7 +343,7 @@ impl Sink for OtlpSink {
             let first = &batch[0];
             let body = self.body(batch);
             let mut headers = self.fixed.clone();
-            render_headers(&self.headers, first.occ.value(), &mut headers);
+            render_headers(&self.headers, &first.occ, &mut headers);
             let req = self
                 .client
                 .post(self.url.clone())

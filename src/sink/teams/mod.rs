@@ -157,7 +157,7 @@ impl TeamsSink {
         if let Some(h) = &self.host {
             headers.insert(HOST, h.clone());
         }
-        render_headers(&self.headers, first.occ.value(), &mut headers);
+        render_headers(&self.headers, &first.occ, &mut headers);
         let req = self
             .client
             .post(self.url.clone())
