@@ -82,6 +82,9 @@ pub struct Report {
     pub machine: String,
     pub phases: Vec<Phase>,
     pub ratio: f64,
+    /// The key-only baseline's CPU per occurrence over the webhook phase's: the webhook receiver
+    /// runs with the benchmark's fake in the same two cores, so its wall-clock rate says less.
+    pub webhook_cpu_ratio: f64,
     pub idle_requests_per_minute: f64,
     pub idle_requests: BTreeMap<String, u64>,
 }
@@ -146,10 +149,11 @@ impl Report {
         let cold = self.phase("cold-start");
         let at_rest = |n: &str| self.phase(n).and_then(|p| p.rss_mib).unwrap_or(0.0);
         format!(
-            "bench: throughput {:.0} ev/s, baseline {:.0} ev/s, ratio {:.2}, peak RSS {:.1} MiB, cold {}k {:.2} s, idle API {:.1} req/min, RSS at 100/s leader {:.1} MiB standby {:.1} MiB",
+            "bench: throughput {:.0} ev/s, baseline {:.0} ev/s, ratio {:.2}, webhook by CPU {:.2}, peak RSS {:.1} MiB, cold {}k {:.2} s, idle API {:.1} req/min, RSS at 100/s leader {:.1} MiB standby {:.1} MiB",
             f("sustained-file"),
             f("baseline-minimal"),
             self.ratio,
+            self.webhook_cpu_ratio,
             rss,
             cold.map(|c| c.occurrences / 1000).unwrap_or(0),
             cold.map(|c| c.seconds).unwrap_or(0.0),
@@ -777,9 +781,20 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> anyhow::Result
         .find(|p| p.name == "baseline-minimal")
         .map(|p| p.per_second)
         .unwrap_or(1.0);
+    let cpu = |name: &str| {
+        phases
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.cpu_seconds_per_million)
+    };
+    let webhook_cpu_ratio = match (cpu("baseline-minimal"), cpu("sustained-webhook")) {
+        (Some(limit), Some(webhook)) if webhook > 0.0 => limit / webhook,
+        _ => 0.0,
+    };
     Ok(Report {
         machine: machine(),
         ratio: exporter_rate / baseline_rate.max(1e-9),
+        webhook_cpu_ratio,
         idle_requests_per_minute: idle_total as f64 * 60.0 / opts.idle.as_secs_f64().max(1e-9),
         idle_requests: idle,
         phases,
