@@ -8,25 +8,28 @@ use std::time::Duration;
 /// Time since an arbitrary fixed point (boot, on Linux), to within [`coarse_resolution`].
 #[cfg(target_os = "linux")]
 pub fn coarse_now() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write into; CLOCK_MONOTONIC_COARSE exists since
-    // Linux 2.6.32 and cannot fail with a valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    coarse(libc::clock_gettime)
 }
 
 /// How far [`coarse_now`] may lag the precise clock (one kernel tick, 1–10 ms).
 #[cfg(target_os = "linux")]
 pub fn coarse_resolution() -> Duration {
+    coarse(libc::clock_getres)
+}
+
+/// `clock_gettime` or `clock_getres` of CLOCK_MONOTONIC_COARSE.
+#[cfg(target_os = "linux")]
+#[inline]
+fn coarse(
+    read: unsafe extern "C" fn(libc::clockid_t, *mut libc::timespec) -> libc::c_int,
+) -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: as above.
-    unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    // SAFETY: `ts` is a valid timespec to write into; CLOCK_MONOTONIC_COARSE exists since
+    // Linux 2.6.32, and neither call fails with a valid clock and pointer.
+    unsafe { read(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
