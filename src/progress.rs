@@ -46,8 +46,8 @@ struct Slot {
     seq: u64,
     position: Option<Position>,
     done: bool,
-    /// When the source emitted it: the cursor lag is the age of the oldest incomplete item.
-    /// `clock::coarse_now()` when it began.
+    /// When the source emitted it (`clock::coarse_now()`): the cursor lag is the age of the
+    /// oldest incomplete item.
     begun: std::time::Duration,
 }
 

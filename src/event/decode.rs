@@ -8,11 +8,11 @@
 
 use std::fmt;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use serde::Deserializer;
 use serde::de::{DeserializeSeed, Error, IgnoredAny, MapAccess, Visitor};
 
-use super::{Event, meta, time};
+use super::time::{OptionMicroTime, OptionTime};
+use super::{Event, meta};
 
 /// Decodes an event into a new box; `managedFields` is not kept.
 pub struct BoxedEvent;
@@ -64,22 +64,6 @@ impl<'de> serde::Deserialize<'de> for Field {
         }
 
         d.deserialize_identifier(FieldVisitor)
-    }
-}
-
-struct OptionTime(Option<Time>);
-
-impl<'de> serde::Deserialize<'de> for OptionTime {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        time::option_time(d).map(OptionTime)
-    }
-}
-
-struct OptionMicroTime(Option<MicroTime>);
-
-impl<'de> serde::Deserialize<'de> for OptionMicroTime {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        time::option_micro_time(d).map(OptionMicroTime)
     }
 }
 

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserializer;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 
-use super::time;
+use super::time::OptionTime;
 
 /// `deserialize_with` for `Event::metadata`.
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
@@ -99,15 +99,6 @@ impl<'de> serde::Deserialize<'de> for Field {
     }
 }
 
-/// A timestamp field read through the fast path.
-struct FastTime(Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>);
-
-impl<'de> serde::Deserialize<'de> for FastTime {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        time::option_time(d).map(FastTime)
-    }
-}
-
 struct MetaVisitor<'a>(&'a mut ObjectMeta);
 
 impl<'de> Visitor<'de> for MetaVisitor<'_> {
@@ -122,11 +113,15 @@ impl<'de> Visitor<'de> for MetaVisitor<'_> {
         while let Some(key) = map.next_key::<Field>()? {
             match key {
                 Field::Annotations => m.annotations = map.next_value()?,
-                Field::CreationTimestamp => m.creation_timestamp = map.next_value::<FastTime>()?.0,
+                Field::CreationTimestamp => {
+                    m.creation_timestamp = map.next_value::<OptionTime>()?.0
+                }
                 Field::DeletionGracePeriodSeconds => {
                     m.deletion_grace_period_seconds = map.next_value()?
                 }
-                Field::DeletionTimestamp => m.deletion_timestamp = map.next_value::<FastTime>()?.0,
+                Field::DeletionTimestamp => {
+                    m.deletion_timestamp = map.next_value::<OptionTime>()?.0
+                }
                 Field::Finalizers => m.finalizers = map.next_value()?,
                 Field::GenerateName => m.generate_name = map.next_value()?,
                 Field::Generation => m.generation = map.next_value()?,

@@ -8,8 +8,8 @@ use std::fmt;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
-use serde::Deserializer;
 use serde::de::{Error, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::json::Out;
 
@@ -216,6 +216,25 @@ pub fn option_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Time>, D::E
 /// `deserialize_with` for `Option<MicroTime>`: as k8s-openapi reads it.
 pub fn option_micro_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MicroTime>, D::Error> {
     Ok(d.deserialize_option(OptionVisitor)?.map(MicroTime))
+}
+
+/// An `Option<Time>` read by [`option_time`], for visitors that read field by field
+/// (`next_value::<OptionTime>()`), where `deserialize_with` is not available.
+pub struct OptionTime(pub Option<Time>);
+
+impl<'de> Deserialize<'de> for OptionTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        option_time(d).map(OptionTime)
+    }
+}
+
+/// An `Option<MicroTime>` read by [`option_micro_time`], as [`OptionTime`].
+pub struct OptionMicroTime(pub Option<MicroTime>);
+
+impl<'de> Deserialize<'de> for OptionMicroTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        option_micro_time(d).map(OptionMicroTime)
+    }
 }
 
 #[cfg(test)]

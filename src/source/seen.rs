@@ -39,9 +39,10 @@ impl Seen {
 
     /// 64-bit digest of the uid: 16 bytes an entry instead of a 36-byte string plus its allocation.
     /// Fixed seed, so a uid has one digest for the life of the process. Two uids sharing a digest
-    /// would share a count: a new uid meets a digest already in a full table with probability 2⁻⁴⁶, and the uids are
-    /// the API server's UUIDs, not chosen by whoever creates an event. foldhash rather than
-    /// SipHash: a third of the cost per uid, SipHash's resistance to chosen keys being moot here.
+    /// would share a count: a new uid meets a digest already in a full table with probability
+    /// 2⁻⁴⁶, and the uids are the API server's UUIDs, not chosen by whoever creates an event.
+    /// foldhash rather than SipHash: a third of the cost per uid, SipHash's resistance to chosen
+    /// keys being moot here.
     fn key(uid: &str) -> u64 {
         foldhash::quality::FixedState::with_seed(0x6b65_652d_7365_656e).hash_one(uid)
     }
@@ -92,7 +93,7 @@ impl Seen {
     }
 }
 
-/// The keys are SipHash digests already: hashing them a second time would only cost.
+/// The keys are foldhash digests already: hashing them a second time would only cost.
 #[derive(Default)]
 struct DigestHasher(u64);
 
