@@ -135,7 +135,8 @@ impl Exporter {
         let reading = Reading::new();
         let source = Source::new(client, source_cfg, metrics.clone(), health)
             .count_emitted(emitted.clone())
-            .report_reading(reading.clone());
+            .report_reading(reading.clone())
+            .abort_on(abort.clone());
         let source_stop = stop_source.clone();
         tasks.tracker().spawn(async move {
             if let Err(e) = source.run(start, tx, source_stop).await {
@@ -199,7 +200,8 @@ impl Exporter {
         &self.tracker
     }
 
-    /// Stops reading from the API: what was read still goes through the sinks.
+    /// Stops reading from the API: what was read still goes through the sinks. A list under way
+    /// is read to its end first (its checkpoint is where the cursor can move), within the drain.
     pub fn stop_reading(&self) {
         self.stop_source.cancel();
     }

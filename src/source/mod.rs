@@ -119,6 +119,17 @@ pub enum Item {
     Checkpoint(Position),
 }
 
+/// What a relist after lost history handed on so far, for its verdict (`gap::judge`).
+#[derive(Debug)]
+struct RelistTally {
+    /// The stream's position whose history was gone.
+    after: String,
+    exported: u64,
+    /// Occurrences (and their events) whose counts moved past more than one occurrence while the
+    /// history was gone: exported at their latest count only.
+    superseded: (u64, u64),
+}
+
 pub struct Source {
     client: kube::Client,
     cfg: SourceConfig,
@@ -130,9 +141,12 @@ pub struct Source {
     replay: Option<Replay>,
     /// Occurrences handed to the pipeline (so a shutdown can tell how many it never delivered).
     emitted: Arc<AtomicU64>,
-    /// During a relist: occurrences (and their events) whose counts moved past more than one
-    /// occurrence while the history was gone — exported at their latest count only.
-    superseded: (u64, u64),
+    /// A relist after lost history that exported something not yet judged (`gap`): judged when
+    /// the list ends, or when the source stops before that.
+    relist: Option<RelistTally>,
+    /// Stops the source at once, even in the middle of a list (the run's `cancel` waits for a
+    /// list's end: see `run`).
+    abort: CancellationToken,
     /// The stream's position beyond its resourceVersion (kept by the phases): the last event
     /// time there, and how far the history after it was read (`Position::checked_at`).
     at_event_time: Option<Timestamp>,
@@ -158,7 +172,8 @@ impl Source {
             request: Request::new(path),
             replay: None,
             emitted: Arc::default(),
-            superseded: (0, 0),
+            relist: None,
+            abort: CancellationToken::new(),
             at_event_time: None,
             checked_at: None,
             reading: Reading::new(),
@@ -172,6 +187,12 @@ impl Source {
         self
     }
 
+    /// Stops at once when `abort` fires, in the middle of a list too.
+    pub fn abort_on(mut self, abort: CancellationToken) -> Self {
+        self.abort = abort;
+        self
+    }
+
     /// Reports when the source reads from the API server into `reading`.
     pub fn report_reading(mut self, reading: Reading) -> Self {
         self.reading = reading;
@@ -180,6 +201,10 @@ impl Source {
 
     /// Runs until `cancel` fires or the receiving side of `tx` is dropped; an error only if a
     /// request cannot be built (everything else is retried).
+    ///
+    /// A list under way when `cancel` fires is read to its end first (only `abort_on`'s token cuts
+    /// it short): its checkpoint is the only place the cursor can move to, so stopping in the
+    /// middle would have the successor list again and deliver everything already delivered.
     ///
     /// The driver of `phase`: make the request the phase names, then let `phase::step` decide.
     pub async fn run(
@@ -202,16 +227,32 @@ impl Source {
                 self.detect_server_sharding().await;
             }
         }
-        let mut phase = Phase::start(start);
+        let result = self.drive(Phase::start(start), &tx, &cancel).await;
+        // A relist cut short (stopped, or failed and not retried) handed on what it had read:
+        // whatever of it can be missing is said now.
+        if let Some(tally) = self.relist.take().filter(|t| t.exported > 0) {
+            self.judge_relist(tally, Timestamp::now(), false);
+        }
+        result
+    }
+
+    /// The loop of `run`: one request per phase, then `phase::step`.
+    async fn drive(
+        &mut self,
+        mut phase: Phase,
+        tx: &mpsc::Sender<Item>,
+        cancel: &CancellationToken,
+    ) -> Result<(), SourceError> {
+        let abort = self.abort.clone();
         loop {
-            if cancel.is_cancelled() {
+            if cancel.is_cancelled() || abort.is_cancelled() {
                 return Ok(());
             }
             let outcome = match &phase {
-                Phase::List { kind, .. } => self.list(kind, &tx, &cancel).await,
-                Phase::Watch { from, .. } => self.watch(from, &tx, &cancel).await,
-                Phase::Relocate { .. } => self.relocate(&cancel).await,
-                Phase::Backoff { delay, .. } => match self.sleep(*delay, &cancel).await {
+                Phase::List { kind, .. } => self.list(kind, tx, &abort).await,
+                Phase::Watch { from, .. } => self.watch(from, tx, cancel).await,
+                Phase::Relocate { .. } => self.relocate(cancel).await,
+                Phase::Backoff { delay, .. } => match self.sleep(*delay, cancel).await {
                     true => Outcome::Waited,
                     false => Outcome::Stopped,
                 },
@@ -221,7 +262,7 @@ impl Source {
             let jitter = rand::rng().random_range(0.0..=1.0);
             let (next, actions) = phase::step(phase, &outcome, &self.cfg, jitter);
             for action in actions {
-                if !self.perform(action, &outcome, &tx, &cancel).await {
+                if !self.perform(action, &outcome, tx, cancel).await {
                     return Ok(());
                 }
             }
@@ -365,7 +406,15 @@ impl Source {
         let started = Instant::now();
         let mut scan =
             (*kind == ListKind::Cold).then(|| ListScan::new(now, self.cfg.max_event_age));
-        self.superseded = (0, 0);
+        if let ListKind::Relist { after } = kind {
+            // A retry after a failed page goes on with the same tally: what the failed attempt
+            // handed on is filtered as seen this time, its collapsed counts stay counted.
+            self.relist.get_or_insert_with(|| RelistTally {
+                after: after.clone(),
+                exported: 0,
+                superseded: (0, 0),
+            });
+        }
         loop {
             page_no += 1;
             // Later pages come from the first page's snapshot through the continue token (the API
@@ -376,7 +425,11 @@ impl Source {
                     return Outcome::ListFailed(SourceError::Request { op: "list", source });
                 }
             };
-            let text = match self.client.request_text(req).await {
+            let text = tokio::select! {
+                _ = cancel.cancelled() => return Outcome::Stopped,
+                r = self.client.request_text(req) => r,
+            };
+            let text = match text {
                 Ok(t) => t,
                 Err(kube::Error::Api(s)) if s.code == 410 => {
                     // The continue token expired mid-list: start the list over.
@@ -427,6 +480,9 @@ impl Source {
                 }
                 if keep {
                     exported += 1;
+                    if let Some(tally) = self.relist.as_mut() {
+                        tally.exported += 1;
+                    }
                     let item = Item::Occurrence {
                         event: Box::new(event),
                         position: None,
@@ -449,8 +505,8 @@ impl Source {
             kind = kind.label(), resource_version = %rv, items, exported,
             elapsed_ms = started.elapsed().as_millis() as u64, "listed events"
         );
-        if let ListKind::Relist { after } = kind {
-            self.judge_relist(after, now, exported);
+        if let Some(tally) = self.relist.take() {
+            self.judge_relist(tally, now, true);
         }
         // A consistent list: every event written after its resourceVersion was written after it
         // was asked for.
@@ -477,31 +533,43 @@ impl Source {
     }
 
     /// After a relist that followed lost history: whether anything can be missing (`gap`), said
-    /// once and counted as a possible gap only then.
-    fn judge_relist(&self, after: &str, listed_at: Timestamp, exported: u64) {
+    /// once and counted as a possible gap only then. `complete`: false when the relist was cut
+    /// short (the source stopped, or gave up after a failed page); what it handed on is judged
+    /// all the same.
+    fn judge_relist(&self, tally: RelistTally, listed_at: Timestamp, complete: bool) {
         let ttl = self.cfg.event_ttl;
         let read_through_secs_ago = gap::age(self.checked_at, listed_at).map(|d| d.as_secs());
-        match gap::judge(self.checked_at, listed_at, ttl, self.superseded) {
+        let RelistTally {
+            after, exported, ..
+        } = &tally;
+        match gap::judge(self.checked_at, listed_at, ttl, tally.superseded) {
             Some(gap) => {
                 self.metrics.possible_gaps.inc();
                 let (superseded, superseded_events) = gap.collapsed.unwrap_or_default();
                 tracing::warn!(
-                    resource_version = after,
+                    resource_version = %after,
                     read_through_secs_ago,
                     event_ttl_secs = ttl.as_secs(),
                     superseded,
                     superseded_events,
                     exported,
+                    complete,
                     "possible gap: {}",
                     gap.why(ttl)
                 );
             }
-            None => tracing::info!(
-                resource_version = after,
+            None if complete => tracing::info!(
+                resource_version = %after,
                 read_through_secs_ago,
                 event_ttl_secs = ttl.as_secs(),
                 exported,
                 "relisted after the watch history was gone: nothing can be missing (read more recently than eventTTL, no count moved by more than one)"
+            ),
+            None => tracing::info!(
+                resource_version = %after,
+                read_through_secs_ago,
+                exported,
+                "relist after the watch history was gone stopped before its end: nothing it handed on can be missing; the successor lists again"
             ),
         }
     }
@@ -717,9 +785,9 @@ impl Source {
                 // Counts between the last one we saw (none: the event is new) and this one
                 // happened while the history was gone.
                 let skipped = i64::from(count) - i64::from(before.unwrap_or(0)) - 1;
-                if skipped > 0 {
-                    self.superseded.0 += skipped as u64;
-                    self.superseded.1 += 1;
+                if let Some(tally) = self.relist.as_mut().filter(|_| skipped > 0) {
+                    tally.superseded.0 += skipped as u64;
+                    tally.superseded.1 += 1;
                 }
                 true
             }
