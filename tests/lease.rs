@@ -256,3 +256,87 @@ async fn renewals_survive_concurrent_annotation_writes() {
         Some("200".to_string())
     );
 }
+
+/// A standby whose shutdown signal comes while its acquisition is under way (the API server slow
+/// to write the Lease) does not start exporting only to hand over in the middle of its first
+/// list: it gives the Lease back at once, with the cursor it found, for a replica that stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_that_acquires_while_shutting_down_hands_the_lease_back_untouched() {
+    use kube_event_exporter::leader::elector::Replica;
+    use kube_event_exporter::tasks::Tasks;
+    use kube_event_exporter::telemetry::{Health, Metrics};
+
+    common::init();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let client = common::client(&sim);
+    // A previous leader released the Lease with its final cursor.
+    let mut old = lock(&client, "old", Duration::from_secs(15));
+    old.try_acquire_or_renew(None).await.unwrap();
+    assert!(old.release(Some(&cursor("42", 0))).await.unwrap());
+    let leases_written = sim.current_resource_version();
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::config(
+        dir.path(),
+        "leaderElection:\n  identity: b\n  leaseNamespace: default\n  leaseName: exporter",
+        common::ROUTE_ALL,
+        &["all"],
+    );
+    sim.stall_lease_writes(true);
+    let metrics = Metrics::default();
+    let replica = Replica::new(
+        cfg,
+        client.clone(),
+        metrics.clone(),
+        Health::new(Duration::from_secs(600)),
+    );
+    let (tasks, shutdown) = (Tasks::default(), tokio_util::sync::CancellationToken::new());
+    let run = {
+        let (tasks, shutdown) = (tasks.clone(), shutdown.clone());
+        tokio::spawn(async move { replica.run(&tasks, &shutdown).await.map(|r| r.is_some()) })
+    };
+    common::eventually(Duration::from_secs(20), "b's acquisition under way", || {
+        sim.stalled_lease_writes() >= 1
+    })
+    .await;
+    shutdown.cancel();
+    sim.stall_lease_writes(false);
+    let leading = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the replica ends")
+        .unwrap()
+        .expect("no receiver error");
+    assert!(
+        !leading,
+        "a replica shutting down returns no term to hand over"
+    );
+    tasks.join().await;
+
+    // b acquired (its write went through) and released in its next write: the Lease names
+    // nobody and still carries the previous leader's cursor.
+    let reader = lock(&client, "reader", Duration::from_secs(15));
+    assert_eq!(reader.read_cursor().await.unwrap(), Some(cursor("42", 0)));
+    let lease: k8s_openapi::api::coordination::v1::Lease =
+        kube::Api::namespaced(client.clone(), "default")
+            .get("exporter")
+            .await
+            .unwrap();
+    let spec = lease.spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some(""));
+    assert!(
+        sim.current_resource_version() >= leases_written + 2,
+        "acquired, then released"
+    );
+    // It never started exporting: no event was asked of the API, nothing reached the receiver.
+    let counts = sim.request_counts();
+    let reads: Vec<_> = counts.keys().filter(|(_, r)| r == "events").collect();
+    assert!(
+        reads.is_empty(),
+        "events read while shutting down: {reads:?}"
+    );
+    assert!(!dir.path().join("all.ndjson").exists());
+    assert_eq!(
+        common::metric(&metrics, "kube_event_exporter_leader_transitions_total"),
+        0.0
+    );
+}

@@ -222,6 +222,9 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         _ => ("get", "discovery"),
     };
     shared.faults.count(verb, resource);
+    if resource == "leases" && matches!(verb, "create" | "update" | "patch") {
+        shared.faults.lease_write_gate().await;
+    }
     shared.faults.record(match &route {
         Route::Object(t) => Access::Resource {
             verb: verb.to_string(),

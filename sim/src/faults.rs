@@ -7,6 +7,10 @@ use std::time::Duration;
 #[derive(Debug, Default)]
 pub struct Faults {
     inner: Mutex<FaultState>,
+    /// While true, Lease writes wait before they are applied (a slow etcd under one write).
+    stall_lease_writes: tokio::sync::watch::Sender<bool>,
+    /// Lease writes that have waited so far.
+    stalled_lease_writes: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +57,25 @@ impl Faults {
         }
         s.fail_remaining -= 1;
         Some(s.fail_status)
+    }
+
+    pub fn set_stall_lease_writes(&self, on: bool) {
+        self.stall_lease_writes.send_replace(on);
+    }
+
+    pub fn stalled_lease_writes(&self) -> u64 {
+        self.stalled_lease_writes
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits while Lease writes are stalled (counting the write once if it waits).
+    pub async fn lease_write_gate(&self) {
+        let mut stalled = self.stall_lease_writes.subscribe();
+        if *stalled.borrow_and_update() {
+            self.stalled_lease_writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = stalled.wait_for(|on| !on).await;
+        }
     }
 
     pub fn set_latency(&self, d: Duration) {

@@ -483,6 +483,17 @@ impl SimHandle {
             .set_partitioned(identity.map(str::to_string));
     }
 
+    /// While `on`, every Lease write (create, update, patch) waits before it is applied, as under
+    /// a slow etcd; turning it off lets them through.
+    pub fn stall_lease_writes(&self, on: bool) {
+        self.shared.faults.set_stall_lease_writes(on);
+    }
+
+    /// Lease writes that waited under `stall_lease_writes` so far.
+    pub fn stalled_lease_writes(&self) -> u64 {
+        self.shared.faults.stalled_lease_writes()
+    }
+
     /// Requests served, by (verb, resource), e.g. `("watch", "events")`, `("update", "leases")`.
     pub fn request_counts(&self) -> BTreeMap<(String, String), u64> {
         self.shared.faults.counts()

@@ -279,6 +279,20 @@ impl Replica {
                     freed,
                     ..
                 }) => {
+                    if shutdown.is_cancelled() {
+                        // The signal came while this attempt was under way (a slow API server):
+                        // starting to export now would only hand over again in the middle of the
+                        // first list, so give the Lease back as it was.
+                        let released = lock.release(cursor.as_ref()).await;
+                        tracing::info!(
+                            identity = %self.identity, epoch,
+                            cursor = cursor.as_ref().map(|c| c.resource_version.as_str()).unwrap_or(""),
+                            released = released.as_ref().is_ok_and(|r| *r),
+                            error = released.as_ref().err().map(|e| error_chain(e)),
+                            "shutdown: acquired the lease while shutting down; handed it back untouched"
+                        );
+                        return None;
+                    }
                     // A released Lease names nobody: the holder we last followed released it.
                     let previous_holder = match (&previous_holder, &following) {
                         (p, Some(f)) if p.is_empty() => f.clone(),
