@@ -13,6 +13,8 @@ COPY . .
 ARG KEE_GIT_REVISION=unknown
 ENV KEE_GIT_REVISION=${KEE_GIT_REVISION}
 RUN cargo build --profile dist --locked --no-default-features --features static-openssl --bin kube-event-exporter
+# The symbols served link-order.txt (Cargo.toml, [profile.dist]); the image does not need them.
+RUN strip target/dist/kube-event-exporter
 
 # glibc and libgcc from the same Debian release as the build stage; OpenSSL (the Kafka receiver's
 # TLS, through librdkafka) is linked into the binary (feature static-openssl). Nothing else.

@@ -6,9 +6,11 @@
 # MiB less. The file names symbols; functions it does not name (new code, changed hashes) are laid
 # out after it as without it, so a stale order costs memory, never correctness.
 #
-# Usage: scripts/link-order.sh [unstripped exporter binary] [seconds]
-#   build it with: CARGO_PROFILE_DIST_STRIP=false cargo build --profile dist --locked \
-#     --no-default-features --features static-openssl --bin kube-event-exporter
+# Usage: scripts/link-order.sh [exporter binary] [seconds]
+#   the binary of the Dockerfile's cargo line (the dist profile keeps its symbols): the order
+#   names that build's functions, whose symbol names change with the profile and the features:
+#   cargo build --profile dist --locked --no-default-features --features static-openssl \
+#     --bin kube-event-exporter
 # Needs valgrind (callgrind) and kube-sim (cargo build --release -p kube-sim).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +18,7 @@ exe=${1:-${CARGO_TARGET_DIR:-target}/dist/kube-event-exporter}
 secs=${2:-40}
 sim=${CARGO_TARGET_DIR:-target}/release/kube-sim
 command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 1; }
-nm "$exe" 2>/dev/null | grep ' T main$' >/dev/null || { echo "$exe has no symbols: build it with CARGO_PROFILE_DIST_STRIP=false" >&2; exit 1; }
+nm "$exe" 2>/dev/null | grep ' T main$' >/dev/null || { echo "$exe has no symbols (stripped?)" >&2; exit 1; }
 dir=$(mktemp -d); echo "work dir: $dir" >&2
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$dir"; }
