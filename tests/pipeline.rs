@@ -457,9 +457,10 @@ async fn api_server_down_at_start_then_up() {
     assert!(d.is_exact(), "{}", d.summary());
 }
 
-/// A relist of `events` occurrences' events after lost history, over a slow API server (one
-/// second per request, so the list's pages arrive one by one): the exporter resumes from a
-/// position whose history was compacted away, with the list still to read when this returns.
+/// A relist of the events of 2,000 generated occurrences after lost history, over a slow API
+/// server (one second per request, so the list's pages arrive one by one): the exporter resumes
+/// from a position whose history was compacted away, with the list still to read when this
+/// returns.
 /// Returns the run, the list's resourceVersion and the occurrence key of every listed event at
 /// its current count.
 async fn slow_relist(

@@ -283,14 +283,24 @@ impl Replica {
                         // The signal came while this attempt was under way (a slow API server):
                         // starting to export now would only hand over again in the middle of the
                         // first list, so give the Lease back as it was.
-                        let released = lock.release(cursor.as_ref()).await;
-                        tracing::info!(
-                            identity = %self.identity, epoch,
-                            cursor = cursor.as_ref().map(|c| c.resource_version.as_str()).unwrap_or(""),
-                            released = released.as_ref().is_ok_and(|r| *r),
-                            error = released.as_ref().err().map(|e| error_chain(e)),
-                            "shutdown: acquired the lease while shutting down; handed it back untouched"
-                        );
+                        let at = cursor
+                            .as_ref()
+                            .map(|c| c.resource_version.as_str())
+                            .unwrap_or("");
+                        match lock.release(cursor.as_ref()).await {
+                            Ok(true) => tracing::info!(
+                                identity = %self.identity, epoch, cursor = at,
+                                "shutdown: acquired the lease while shutting down; handed it back untouched"
+                            ),
+                            Ok(false) => tracing::info!(
+                                identity = %self.identity, epoch, cursor = at,
+                                "shutdown: acquired the lease while shutting down; another replica wrote it since, nothing to hand back"
+                            ),
+                            Err(e) => tracing::warn!(
+                                identity = %self.identity, epoch, cursor = at, error = %error_chain(&e),
+                                "shutdown: acquired the lease while shutting down and could not hand it back; a standby takes over when it expires, from the same cursor"
+                            ),
+                        }
                         return None;
                     }
                     // A released Lease names nobody: the holder we last followed released it.

@@ -145,7 +145,7 @@ pub fn parse_headers(ctx: &mut Ctx, f: &Fields) -> Vec<HeaderTemplate> {
 /// Renders the configured headers for `data` into `out`, replacing ours (a configured
 /// `Content-Type` or `Idempotency-Key` wins). Like resmoio, a header that fails to render is sent
 /// as written.
-/// The occurrence's template data is built only when a header has a template: with the default
+/// The occurrence's template data is built only when headers are configured: with the default
 /// batch of one, building it for nothing cost about as much as decoding the event again.
 pub fn render_headers(headers: &[HeaderTemplate], occ: &Occurrence, out: &mut HeaderMap) {
     for h in headers {
