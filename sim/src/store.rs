@@ -192,6 +192,36 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(&rt, name))
     }
 
+    /// A name for `generateName`, as the API server makes it: five characters from its
+    /// alphabet without vowels, tried again on a collision (up to 8 tries, the RetryGenerateName
+    /// behaviour, GA since 1.32). Only after the last try does a collision reach the caller as 409.
+    fn generate_name(&self, rt: ResourceType, ns: &str, prefix: &str) -> String {
+        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        let mut rng = rand::rng();
+        self.first_free_name(rt, ns, prefix, || {
+            (0..5)
+                .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+                .collect()
+        })
+    }
+
+    fn first_free_name(
+        &self,
+        rt: ResourceType,
+        ns: &str,
+        prefix: &str,
+        mut suffix: impl FnMut() -> String,
+    ) -> String {
+        let mut name = String::new();
+        for _ in 0..8 {
+            name = format!("{prefix}{}", suffix());
+            if self.get(rt, ns, &name).is_err() {
+                break;
+            }
+        }
+        name
+    }
+
     pub fn create(
         &mut self,
         rt: ResourceType,
@@ -210,7 +240,7 @@ impl Store {
         }
         let name = match (meta_str(&value, "name"), meta_str(&value, "generateName")) {
             (Some(n), _) if !n.is_empty() => n.to_string(),
-            (_, Some(prefix)) => format!("{prefix}{:05x}", rand::rng().random_range(0..0xfffff)),
+            (_, Some(prefix)) => self.generate_name(rt, ns, prefix),
             _ => {
                 return Err(ApiError::new(
                     422,
@@ -412,6 +442,30 @@ pub fn merge(target: &mut Value, patch: &Value) {
 mod tests {
     use super::*;
     use crate::resources::events;
+
+    #[test]
+    fn generate_name_tries_again_on_a_collision_like_the_api_server() {
+        let mut s = Store::new(100, None);
+        s.create(events(), "ns", json!({"metadata":{"name":"e-bbbbb"}}))
+            .unwrap();
+        let mut tries = ["bbbbb", "bbbbb", "ccccc"].into_iter();
+        let name = s.first_free_name(events(), "ns", "e-", || tries.next().unwrap().into());
+        assert_eq!(name, "e-ccccc");
+        // After eight collisions the name is kept and the create answers 409.
+        let mut calls = 0;
+        let name = s.first_free_name(events(), "ns", "e-", || {
+            calls += 1;
+            "bbbbb".into()
+        });
+        assert_eq!((name.as_str(), calls), ("e-bbbbb", 8));
+        let generated = s
+            .create(events(), "ns", json!({"metadata":{"generateName":"e-"}}))
+            .unwrap();
+        let suffix = generated["metadata"]["name"].as_str().unwrap();
+        let suffix = suffix.strip_prefix("e-").unwrap();
+        assert_eq!(suffix.len(), 5);
+        assert!(suffix.bytes().all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b)));
+    }
 
     #[test]
     fn history_is_bounded_and_compaction_is_tracked() {
