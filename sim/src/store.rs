@@ -464,7 +464,11 @@ mod tests {
         let suffix = generated["metadata"]["name"].as_str().unwrap();
         let suffix = suffix.strip_prefix("e-").unwrap();
         assert_eq!(suffix.len(), 5);
-        assert!(suffix.bytes().all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b)));
+        assert!(
+            suffix
+                .bytes()
+                .all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b))
+        );
     }
 
     #[test]
