@@ -10,6 +10,7 @@
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod digest;
 pub mod enrich;
 pub mod event;
 pub mod exporter;

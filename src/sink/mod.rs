@@ -39,13 +39,13 @@ pub mod webhook;
 mod worker;
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::config::{ConfigError, ConfigErrors, ReceiverConfig};
+use crate::digest;
 use crate::event::Occurrence;
 use crate::progress::Ack;
 use crate::telemetry::Metrics;
@@ -155,18 +155,19 @@ pub enum OrderKey {
     With(Arc<dyn Fn(&Occurrence) -> u64 + Send + Sync>),
 }
 
+/// The seed of order-key digests (`OrderKey::of`, and Loki's streams).
+pub const ORDER_KEY_SEED: u64 = 0x6b65_652d_6f72_6472;
+
 impl OrderKey {
     /// The key of `occ` (a hash: two keys that collide are merely kept in order together).
     pub fn of(&self, occ: &Occurrence) -> u64 {
         match self {
             OrderKey::InvolvedObject => {
                 let o = &occ.event.involved_object;
-                let mut h = std::collections::hash_map::DefaultHasher::new();
                 match o.uid.as_deref().filter(|u| !u.is_empty()) {
-                    Some(uid) => uid.hash(&mut h),
-                    None => (&o.namespace, &o.kind, &o.name).hash(&mut h),
+                    Some(uid) => digest::of(ORDER_KEY_SEED, uid),
+                    None => digest::of(ORDER_KEY_SEED, &(&o.namespace, &o.kind, &o.name)),
                 }
-                h.finish()
             }
             OrderKey::With(f) => f(occ),
         }

@@ -6,10 +6,12 @@
 //! everything waiting: a queue of a thousand occurrences behind a few busy keys (Loki's streams)
 //! is not scanned again for every arrival and every answer.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::digest::{DigestMap, DigestSet};
 
 struct Waiting<T> {
     seq: u64,
@@ -19,11 +21,12 @@ struct Waiting<T> {
 
 /// The waiting occurrences (`T`) of one receiver, by order key.
 pub struct Schedule<T> {
-    queues: HashMap<u64, VecDeque<Waiting<T>>>,
+    /// Keyed by the order keys, digests already (`OrderKey::of`).
+    queues: DigestMap<VecDeque<Waiting<T>>>,
     /// Keys with something waiting and no request in flight, by the arrival of their oldest.
     ready: BTreeSet<(u64, u64)>,
     /// Keys in a request now.
-    busy: HashSet<u64>,
+    busy: DigestSet,
     /// How many wait under ready keys.
     ready_len: usize,
     len: usize,
@@ -39,9 +42,9 @@ const SPARE_QUEUES: usize = 256;
 impl<T> Default for Schedule<T> {
     fn default() -> Self {
         Self {
-            queues: HashMap::new(),
+            queues: DigestMap::default(),
             ready: BTreeSet::new(),
-            busy: HashSet::new(),
+            busy: DigestSet::default(),
             ready_len: 0,
             len: 0,
             next_seq: 0,

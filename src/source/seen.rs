@@ -12,14 +12,13 @@
 //! front: 8 MiB for the default capacity, touched page by page by the first few thousand events)
 //! and an entry is 16 bytes in place, with no allocation or list links of its own.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use crate::digest::{self, DigestMap};
 
 /// Default capacity: comfortably above the number of live events of a busy cluster (events live 1 h).
 pub const DEFAULT_CAPACITY: usize = 262_144;
 
 /// Uid digest → highest count seen.
-type Counts = HashMap<u64, i32, BuildHasherDefault<DigestHasher>>;
+type Counts = DigestMap<i32>;
 
 pub struct Seen {
     recent: Counts,
@@ -41,10 +40,8 @@ impl Seen {
     /// Fixed seed, so a uid has one digest for the life of the process. Two uids sharing a digest
     /// would share a count: a new uid meets a digest already in a full table with probability
     /// 2⁻⁴⁶, and the uids are the API server's UUIDs, not chosen by whoever creates an event.
-    /// foldhash rather than SipHash: a third of the cost per uid, SipHash's resistance to chosen
-    /// keys being moot here.
     fn key(uid: &str) -> u64 {
-        foldhash::quality::FixedState::with_seed(0x6b65_652d_7365_656e).hash_one(uid)
+        digest::of(0x6b65_652d_7365_656e, uid)
     }
 
     /// The highest count recorded for this uid.
@@ -90,27 +87,6 @@ impl Seen {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// The keys are foldhash digests already: hashing them a second time would only cost.
-#[derive(Default)]
-struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used by `u64` keys; this keeps the hasher correct for anything else.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
     }
 }
 

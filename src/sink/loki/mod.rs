@@ -342,7 +342,7 @@ impl Sink for LokiSink {
     fn order_key(&self) -> OrderKey {
         let labels = self.labels.clone();
         OrderKey::With(Arc::new(move |occ: &Occurrence| {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
+            let mut h = crate::digest::hasher(super::ORDER_KEY_SEED);
             for (name, t) in &labels {
                 name.hash(&mut h);
                 t.render(&occ.event, || occ.value()).ok().hash(&mut h);
