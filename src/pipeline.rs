@@ -76,11 +76,21 @@ impl Pipeline {
         targets: &mut Targets<'a>,
     ) -> bool {
         let mut items = Vec::with_capacity(RECV_BATCH);
+        // Registered once for the run, not once per turn (a lock and a waiter-list entry each).
+        let mut aborted = std::pin::pin!(self.abort.cancelled());
         loop {
-            let n = tokio::select! {
-                biased;
-                _ = self.abort.cancelled() => return false,
-                n = rx.recv_many(&mut items, RECV_BATCH) => n,
+            // Items already queued are taken without polling the abort (`dispatch_or_abort`
+            // checks it for each of them); only a wait for more registers for it.
+            let ready = rx.recv_many(&mut items, RECV_BATCH).now_or_never();
+            let n = match ready {
+                // The queue closed: an abort meanwhile still means not completed.
+                Some(0) if self.abort.is_cancelled() => return false,
+                Some(n) => n,
+                None => tokio::select! {
+                    biased;
+                    _ = &mut aborted => return false,
+                    n = rx.recv_many(&mut items, RECV_BATCH) => n,
+                },
             };
             if n == 0 {
                 return true;
@@ -100,10 +110,11 @@ impl Pipeline {
         targets: &mut Targets<'a>,
     ) -> bool {
         let mut items = std::pin::pin!(items);
+        let mut aborted = std::pin::pin!(self.abort.cancelled());
         loop {
             let item = tokio::select! {
                 biased;
-                _ = self.abort.cancelled() => return false,
+                _ = &mut aborted => return false,
                 item = items.next() => item,
             };
             let Some(item) = item else { return true };
