@@ -97,6 +97,9 @@ fn meta_str<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
     v.get("metadata")?.get(field)?.as_str()
 }
 
+/// The characters of a generated name's suffix: the API server's, without vowels (no words).
+const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
 impl Store {
     pub fn new(history_limit: usize, event_ttl: Option<Duration>) -> Self {
         Self {
@@ -196,11 +199,10 @@ impl Store {
     /// alphabet without vowels, tried again on a collision (up to 8 tries, the RetryGenerateName
     /// behaviour, GA since 1.32). Only after the last try does a collision reach the caller as 409.
     fn generate_name(&self, rt: ResourceType, ns: &str, prefix: &str) -> String {
-        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
         let mut rng = rand::rng();
         self.first_free_name(rt, ns, prefix, || {
             (0..5)
-                .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+                .map(|_| NAME_ALPHABET[rng.random_range(0..NAME_ALPHABET.len())] as char)
                 .collect()
         })
     }
@@ -464,11 +466,7 @@ mod tests {
         let suffix = generated["metadata"]["name"].as_str().unwrap();
         let suffix = suffix.strip_prefix("e-").unwrap();
         assert_eq!(suffix.len(), 5);
-        assert!(
-            suffix
-                .bytes()
-                .all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b))
-        );
+        assert!(suffix.bytes().all(|b| NAME_ALPHABET.contains(&b)));
     }
 
     #[test]

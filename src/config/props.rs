@@ -93,7 +93,12 @@ fn check(text: &str) -> Result<Result<Config, ConfigErrors>, TestCaseError> {
     prop_assert!(!errs.errors.is_empty(), "Err without errors");
     // YAML breaks lines at CR LF, a lone CR and LF alike (its spec's b-break), and so do the
     // parser's line numbers.
-    let lines = text.replace("\r\n", "\n").matches(['\r', '\n']).count() as u64 + 2;
+    let lines = text
+        .replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .lines()
+        .count() as u64
+        + 1;
     let tree = parse_yaml(text).ok();
     for e in &errs.errors {
         prop_assert!(
