@@ -46,6 +46,7 @@ use crate::shard::Shard;
 use crate::telemetry::{Health, Metrics, metrics::CauseLabel};
 pub use error::SourceError;
 use frames::{Frame, ListPage, decode_event, decode_frame};
+use lines::{Line, Next};
 use phase::{Action, Gone, ListKind, Outcome, Phase, WatchEnd};
 pub use reading::Reading;
 use replay::{ListScan, Replay, Step};
@@ -659,16 +660,17 @@ impl Source {
             Err(source) => return Err(SourceError::Watch { from, source }),
         };
         self.reading.answered();
-        let mut lines = lines::LineReader::new(body, lines::MAX_LINE);
+        let lines = lines::LineReader::new(body, lines::MAX_LINE);
+        let mut lines = lines::Bounded::new(lines, cancel, PROBE_WAIT);
         loop {
-            let line = match lines.next_line_within(cancel, PROBE_WAIT).await {
-                None => return Ok(None),
+            let line = match lines.next().await {
+                Next::Cancelled => return Ok(None),
                 // Nothing at all, at once or for the whole wait: a stale resourceVersion.
-                Some(Err(_)) | Some(Ok(Ok(None))) => return Ok(Some(false)),
-                Some(Ok(Err(source))) => return Err(SourceError::WatchBroke { from, source }),
-                Some(Ok(Ok(Some(lines::Line::Text(line))))) => line,
+                Next::Silent | Next::End => return Ok(Some(false)),
+                Next::Failed(source) => return Err(SourceError::WatchBroke { from, source }),
+                Next::Line(Line::Text(line)) => line,
                 // A frame, even one we could not read: the history is there.
-                Some(Ok(Ok(Some(_)))) => return Ok(Some(true)),
+                Next::Line(_) => return Ok(Some(true)),
             };
             if line.trim().is_empty() {
                 continue;
@@ -867,35 +869,36 @@ impl Source {
         };
         self.health.set_api_ok(true);
         self.reading.opened();
-        let mut lines = lines::LineReader::new(body, lines::MAX_LINE);
         let idle_limit = Duration::from_secs(u64::from(self.cfg.watch_timeout_secs) + 30);
+        let lines = lines::LineReader::new(body, lines::MAX_LINE);
+        let mut lines = lines::Bounded::new(lines, cancel, idle_limit);
         let mut frames = 0u64;
         let closed = |frames| WatchEnd::Closed {
             frames,
             elapsed: started.elapsed(),
         };
         loop {
-            let line = lines.next_line_within(cancel, idle_limit).await?;
-            let line = match line {
-                Err(_) => {
+            let line = match lines.next().await {
+                Next::Cancelled => return None,
+                Next::Silent => {
                     tracing::warn!(
                         idle_secs = idle_limit.as_secs(),
                         "watch silent past its timeout; reconnecting"
                     );
                     return Some(closed(frames));
                 }
-                Ok(Ok(None)) => {
+                Next::End => {
                     if !self.read_through(at, started, tx, cancel).await {
                         return None;
                     }
                     return Some(closed(frames));
                 }
-                Ok(Err(source)) => {
+                Next::Failed(source) => {
                     let from = from.to_string();
                     return Some(WatchEnd::Failed(SourceError::WatchBroke { from, source }));
                 }
-                Ok(Ok(Some(lines::Line::Text(line)))) => line,
-                Ok(Ok(Some(lines::Line::TooLong { bytes }))) => {
+                Next::Line(Line::Text(line)) => line,
+                Next::Line(Line::TooLong { bytes }) => {
                     self.malformed(
                         &format!(
                             "watch frame of {bytes} bytes is over the {} byte limit",
@@ -905,7 +908,7 @@ impl Source {
                     );
                     continue;
                 }
-                Ok(Ok(Some(lines::Line::NotUtf8 { bytes }))) => {
+                Next::Line(Line::NotUtf8 { bytes }) => {
                     self.malformed(&format!("watch frame of {bytes} bytes is not UTF-8"), "");
                     continue;
                 }
