@@ -288,17 +288,34 @@ fn write_str<O: Out>(out: &mut O, s: &str) {
 
 const HEX: [u8; 16] = *b"0123456789abcdef";
 
-/// Whether serde_json would escape any byte of `bytes`. Blocks are tested without an early
-/// exit, a loop the compiler vectorises.
+/// Whether serde_json would escape any byte of `bytes`: a control character, `"` or `\`.
+///
+/// Eight bytes at a time, as a word (most values are short, and a byte-by-byte loop over them
+/// took 4% of the exporter's instructions): a byte below 0x20 borrows when 0x20 is taken from it,
+/// and a quote or backslash becomes a zero byte when xored with it, which borrows when 1 is taken
+/// from it. Bytes of 0x80 and above never count (`& !w` clears their high bit). The tail is
+/// padded with a byte that needs no escape.
 fn needs_escape(bytes: &[u8]) -> bool {
-    let escaped = |b: &u8| *b < 0x20 || *b == b'"' || *b == b'\\';
-    let mut blocks = bytes.chunks_exact(16);
-    for block in blocks.by_ref() {
-        if block.iter().fold(false, |any, b| any | escaped(b)) {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES << 7;
+    fn any_in(w: u64) -> bool {
+        let control = w.wrapping_sub(ONES * 0x20) & !w;
+        let q = w ^ (ONES * u64::from(b'"'));
+        let quote = q.wrapping_sub(ONES) & !q;
+        let b = w ^ (ONES * u64::from(b'\\'));
+        let backslash = b.wrapping_sub(ONES) & !b;
+        (control | quote | backslash) & HIGH != 0
+    }
+    let mut words = bytes.chunks_exact(8);
+    for word in words.by_ref() {
+        if any_in(u64::from_le_bytes(word.try_into().expect("8 bytes"))) {
             return true;
         }
     }
-    blocks.remainder().iter().any(escaped)
+    let tail = words.remainder();
+    let mut padded = [b' '; 8];
+    padded[..tail.len()].copy_from_slice(tail);
+    any_in(u64::from_le_bytes(padded))
 }
 
 fn write_int<O: Out>(out: &mut O, n: i64) {
@@ -328,6 +345,24 @@ fn serde<O: Out, T: Serialize + ?Sized>(out: &mut O, value: &T) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn needs_escape_finds_every_escaped_byte_in_every_position() {
+        let escaped = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+        for len in 1..=40 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    // The other bytes: plain, or bytes next to the thresholds that must not count.
+                    for fill in [b'a', 0x20, 0x21, b'"' + 1, b'\\' - 1, 0x7f, 0x80, 0xff] {
+                        let mut bytes = vec![fill; len];
+                        bytes[at] = b;
+                        assert_eq!(needs_escape(&bytes), escaped(b), "{bytes:?}");
+                    }
+                }
+            }
+        }
+        assert!(!needs_escape(b""));
+    }
     use k8s_openapi::api::core::v1::{EventSeries, EventSource, ObjectReference};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
         ManagedFieldsEntry, MicroTime, OwnerReference, Time,

@@ -118,8 +118,9 @@ impl<R: AsyncBufRead + Unpin> Bounded<R> {
         }
     }
 
-    /// The next line, or why there is none. Cancellation is checked first, as a biased select
-    /// does: a cancelled reader returns `Cancelled` even with a line ready.
+    /// The next line, or why there is none. A reader cancelled before the call returns
+    /// `Cancelled` even with a line ready; one cancelled while it waits returns `Cancelled`
+    /// unless a line comes at the same moment.
     pub async fn next(&mut self) -> Next<'_> {
         if self.cancel.is_cancelled() {
             return Next::Cancelled;
@@ -130,9 +131,10 @@ impl<R: AsyncBufRead + Unpin> Bounded<R> {
             None => {
                 let end = Instant::now() + self.idle;
                 loop {
+                    // The cancellation last: polling its waiter takes a lock, and when the
+                    // line is what woke the task it is not polled at all.
                     tokio::select! {
                         biased;
-                        _ = self.cancelled.as_mut() => return Next::Cancelled,
                         read = line.as_mut() => break read,
                         () = self.timer.as_mut() => {
                             if Instant::now() >= end {
@@ -140,6 +142,7 @@ impl<R: AsyncBufRead + Unpin> Bounded<R> {
                             }
                             self.timer.as_mut().reset(end);
                         }
+                        _ = self.cancelled.as_mut() => return Next::Cancelled,
                     }
                 }
             }
