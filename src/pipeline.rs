@@ -79,12 +79,9 @@ impl Pipeline {
         // Registered once for the run, not once per turn (a lock and a waiter-list entry each).
         let mut aborted = std::pin::pin!(self.abort.cancelled());
         loop {
-            // Items already queued are taken without polling the abort (`dispatch_or_abort`
-            // checks it for each of them); only a wait for more registers for it.
-            let ready = rx.recv_many(&mut items, RECV_BATCH).now_or_never();
-            let n = match ready {
-                // The queue closed: an abort meanwhile still means not completed.
-                Some(0) if self.abort.is_cancelled() => return false,
+            // Items already queued are taken without polling the abort; only a wait for more
+            // registers for it.
+            let n = match rx.recv_many(&mut items, RECV_BATCH).now_or_never() {
                 Some(n) => n,
                 None => tokio::select! {
                     biased;
@@ -92,6 +89,12 @@ impl Pipeline {
                     n = rx.recv_many(&mut items, RECV_BATCH) => n,
                 },
             };
+            // Checked once per batch, not per item: items that need no waiting are dispatched in
+            // microseconds, and whatever is dispatched after an abort is dropped by the aborted
+            // workers, unacknowledged. A queue closed after an abort is not completed either.
+            if self.abort.is_cancelled() {
+                return false;
+            }
             if n == 0 {
                 return true;
             }
@@ -118,20 +121,18 @@ impl Pipeline {
                 item = items.next() => item,
             };
             let Some(item) = item else { return true };
-            if !self.dispatch_or_abort(item, targets).await {
+            if self.abort.is_cancelled() || !self.dispatch_or_abort(item, targets).await {
                 return false;
             }
         }
     }
 
-    /// Dispatches one item unless aborted first; an abort while it waits for a full receiver
-    /// queue drops it half-dispatched, and so its acks: the cursor stays before it. False if
-    /// aborted. Most items need no waiting: those are dispatched without registering for the
-    /// abort signal (a lock and a waiter list entry each time, in the profile).
+    /// Dispatches one item (the caller has checked the abort); an abort while it waits for a
+    /// full receiver queue drops it half-dispatched, and so its acks: the cursor stays before
+    /// it. False if aborted. Most items need no waiting: those are dispatched without
+    /// registering for the abort signal (a lock and a waiter list entry each time, in the
+    /// profile).
     async fn dispatch_or_abort<'a>(&'a self, item: Item, targets: &mut Targets<'a>) -> bool {
-        if self.abort.is_cancelled() {
-            return false;
-        }
         let mut dispatch = std::pin::pin!(self.dispatch(item, targets));
         if dispatch.as_mut().now_or_never().is_some() {
             return true;

@@ -374,19 +374,30 @@ impl Source {
         }
     }
 
+    /// Hands `item` on unless `cancel` has fired; false if cancelled or the receiving side is gone.
     async fn emit(&self, tx: &mpsc::Sender<Item>, item: Item, cancel: &CancellationToken) -> bool {
+        !cancel.is_cancelled() && self.hand_on(tx, item, cancel).await
+    }
+
+    /// [`emit`](Self::emit) for a caller that has just checked `cancel`: waits for room only
+    /// while it has not fired. Without waiting (most items), no registration for the
+    /// cancellation.
+    async fn hand_on(
+        &self,
+        tx: &mpsc::Sender<Item>,
+        item: Item,
+        cancel: &CancellationToken,
+    ) -> bool {
         let occurrence = matches!(item, Item::Occurrence { .. });
-        // Without waiting (most items), no registration for the cancellation.
-        let sent = !cancel.is_cancelled()
-            && match tx.try_send(item) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-                Err(mpsc::error::TrySendError::Full(item)) => tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => false,
-                    r = tx.send(item) => r.is_ok(),
-                },
-            };
+        let sent = match tx.try_send(item) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(item)) => tokio::select! {
+                biased;
+                _ = cancel.cancelled() => false,
+                r = tx.send(item) => r.is_ok(),
+            },
+        };
         if sent && occurrence {
             self.emitted.fetch_add(1, Ordering::Relaxed);
         }
@@ -964,7 +975,8 @@ impl Source {
                     self.occurrence_or_checkpoint(event)
                 }
             };
-            if !self.emit(tx, item, cancel).await {
+            // The reader checked `cancel` just before this frame: not again (a lock each).
+            if !self.hand_on(tx, item, cancel).await {
                 return None;
             }
         }
