@@ -4,33 +4,47 @@
 //! We decode straight into our own struct (not `k8s_openapi::api::core::v1::Event`) because the
 //! exported JSON must have resmoio's shape: `involvedObject` carries the looked-up labels,
 //! annotations, owners and `deleted`, and `clusterName` is always present.
+//!
+//! Its strings are [`Text`], held inline up to 24 bytes: most of an event's ~17 strings are short
+//! (namespace, resourceVersion, reason, type, kind, apiVersion, component, host), and a heap
+//! `String` each meant an allocation per field on the hot path, decoding every event off the watch,
+//! and a free when it was delivered. For the same reason the parts k8s-openapi has types for
+//! (`ObjectMeta`, `EventSource`, `ObjectReference`, `EventSeries`) are our own [`Meta`],
+//! [`Source`], [`Reference`] and [`Series`], which read and write the same JSON. Labels,
+//! annotations and owner references keep `String`s and k8s-openapi's `OwnerReference`: they are
+//! rare on the hot path.
 
 mod decode;
 mod json;
 mod meta;
+mod parts;
 mod time;
 
 use std::sync::OnceLock;
 
 pub use decode::BoxedEvent;
+pub use parts::{Meta, Reference, Series, Source};
+
+/// The event model's strings: inline up to 24 bytes (the size of a `String`), so that the short
+/// ones, most of them, cost no allocation per event.
+pub type Text = compact_str::CompactString;
 
 use bytes::{Bytes, BytesMut};
-use k8s_openapi::api::core::v1::{EventSeries, EventSource, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference, Time};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
-    #[serde(default, deserialize_with = "meta::deserialize")]
-    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub metadata: Meta,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    pub message: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<EventSource>,
+    pub source: Option<Source>,
     #[serde(
         default,
         deserialize_with = "time::option_time",
@@ -46,23 +60,23 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<i32>,
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub type_: Option<String>,
+    pub type_: Option<Text>,
     /// resmoio always writes `eventTime`, `null` when unset.
     #[serde(default, deserialize_with = "time::option_micro_time")]
     pub event_time: Option<MicroTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub series: Option<EventSeries>,
+    pub series: Option<Series>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
+    pub action: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub related: Option<ObjectReference>,
+    pub related: Option<Reference>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reporting_component: Option<String>,
+    pub reporting_component: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reporting_instance: Option<String>,
+    pub reporting_instance: Option<Text>,
     /// Set from `clusterName` in the config; always serialized, possibly empty (resmoio).
     #[serde(default)]
-    pub cluster_name: String,
+    pub cluster_name: Text,
     #[serde(default)]
     pub involved_object: InvolvedObject,
 }
@@ -72,19 +86,19 @@ pub struct Event {
 #[serde(rename_all = "camelCase")]
 pub struct InvolvedObject {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub kind: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
+    pub namespace: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uid: Option<String>,
+    pub uid: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_version: Option<String>,
+    pub api_version: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_version: Option<String>,
+    pub resource_version: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub field_path: Option<String>,
+    pub field_path: Option<Text>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

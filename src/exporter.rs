@@ -156,7 +156,7 @@ impl Exporter {
         let pipeline = crate::pipeline::Pipeline {
             abort: abort.clone(),
             route: config.route.clone(),
-            cluster_name: config.cluster_name.clone(),
+            cluster_name: config.cluster_name.as_str().into(),
             receivers,
             tracker: tracker.clone(),
             metrics,

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Route;
 use crate::enrich::Enricher;
-use crate::event::Occurrence;
+use crate::event::{Occurrence, Text};
 use crate::progress::Tracker;
 use crate::route;
 use crate::sink::{Delivery, ReceiverHandle, Receivers};
@@ -30,7 +30,7 @@ pub struct Pipeline {
     /// Cancelled after a drain timeout or a lost lease: stop dispatching at once.
     pub abort: CancellationToken,
     pub route: Route,
-    pub cluster_name: String,
+    pub cluster_name: Text,
     pub receivers: Receivers,
     pub tracker: Tracker,
     pub metrics: Metrics,

@@ -87,9 +87,10 @@ fn keys_of(batch: &[Doc]) -> Vec<String> {
 fn object_uid(e: &Event) -> String {
     e.involved_object
         .uid
-        .clone()
+        .as_deref()
         .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| e.uid().to_owned())
+        .unwrap_or_else(|| e.uid())
+        .to_owned()
 }
 
 // ---- handover scenarios ----

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::tansu::{Reader, Record, Tansu};
 use common::{Delivery, Running};
 use kube_event_exporter::config;
-use kube_event_exporter::event::{Event, Occurrence};
+use kube_event_exporter::event::{Event, Occurrence, Text};
 use kube_event_exporter::sink::kafka::{KafkaConfig, KafkaSink};
 use kube_event_exporter::sink::{Doc, SendError, Sink, SinkConfig};
 use kube_event_exporter::source::Start;
@@ -65,17 +65,17 @@ fn assert_well_formed(r: &Record) {
     let object = e
         .involved_object
         .uid
-        .clone()
+        .as_deref()
         .filter(|u| !u.is_empty())
-        .or(e.metadata.uid.clone());
-    assert_eq!(r.key, object, "{r:?}");
+        .or(e.metadata.uid.as_deref());
+    assert_eq!(r.key.as_deref(), object, "{r:?}");
 }
 
 /// Every record of one object is on one partition, and one event's occurrences are in count
 /// order there.
 fn assert_per_object_order(records: &[Record]) {
     let mut partition_of: BTreeMap<&str, i32> = BTreeMap::new();
-    let mut last: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut last: BTreeMap<Text, (i64, i64)> = BTreeMap::new();
     let mut sorted: Vec<&Record> = records.iter().collect();
     sorted.sort_by_key(|r| (r.partition, r.offset));
     for r in sorted {

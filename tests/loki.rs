@@ -141,8 +141,8 @@ async fn generated_events_arrive_once_each_with_the_events_time_labels_and_key()
         let event: Event = serde_json::from_str(&e.line).unwrap();
         assert_eq!(e.labels.get("job").map(String::as_str), Some("kube-events"));
         assert_eq!(
-            e.labels.get("namespace"),
-            event.metadata.namespace.as_ref(),
+            e.labels.get("namespace").map(String::as_str),
+            event.metadata.namespace.as_deref(),
             "the templated label"
         );
         assert_eq!(
@@ -329,7 +329,10 @@ async fn json_format_delivers_the_same_entries() {
         let event: Event = serde_json::from_str(&e.line).unwrap();
         let names: Vec<&str> = e.metadata.keys().map(String::as_str).collect();
         assert_eq!(names, ["host", "occurrence_key", "reason"]);
-        assert_eq!(e.metadata.get("reason"), event.reason.as_ref());
+        assert_eq!(
+            e.metadata.get("reason").map(String::as_str),
+            event.reason.as_deref()
+        );
         assert_eq!(e.ts, event.last_seen().unwrap().as_nanosecond());
     }
 }
@@ -402,7 +405,7 @@ async fn tenant_basic_auth_and_a_templated_tenant_reach_loki() {
     let mut tenants = BTreeSet::new();
     for e in per_ns.entries() {
         let event: Event = serde_json::from_str(&e.line).unwrap();
-        assert_eq!(Some(&e.tenant), event.metadata.namespace.as_ref());
+        assert_eq!(Some(e.tenant.as_str()), event.metadata.namespace.as_deref());
         tenants.insert(e.tenant.clone());
     }
     assert!(

@@ -78,10 +78,7 @@ fn sample_event() -> Value {
             "deletionGracePeriodSeconds": 30, "selfLink": "/api/v1/x", "finalizers": ["f"],
             "labels": {"l": "v"}, "annotations": {"a": "v"},
             "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "web-1", "uid": "u",
-                                 "controller": true, "blockOwnerDeletion": true}],
-            "managedFields": [{"manager": "kubelet", "operation": "Update", "apiVersion": "v1",
-                               "time": "2025-01-01T00:00:00Z", "fieldsType": "FieldsV1",
-                               "fieldsV1": {}, "subresource": ""}]
+                                 "controller": true, "blockOwnerDeletion": true}]
         },
         "reason": "BackOff", "message": "Back-off restarting failed container",
         "source": {"component": "kubelet", "host": "node-1"},

@@ -12,7 +12,7 @@ use serde::Deserializer;
 use serde::de::{DeserializeSeed, Error, IgnoredAny, MapAccess, Visitor};
 
 use super::time::{OptionMicroTime, OptionTime};
-use super::{Event, meta};
+use super::{Event, Meta, meta};
 
 /// Decodes an event into a new box; `managedFields` is not kept.
 pub struct BoxedEvent;
@@ -67,8 +67,8 @@ impl<'de> serde::Deserialize<'de> for Field {
     }
 }
 
-/// `metadata`, read into the event's own `ObjectMeta`.
-struct MetaInPlace<'a>(&'a mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta);
+/// `metadata`, read into the event's own [`Meta`].
+struct MetaInPlace<'a>(&'a mut Meta);
 
 impl<'de> DeserializeSeed<'de> for MetaInPlace<'_> {
     type Value = ();
@@ -120,7 +120,6 @@ impl<'de> Visitor<'de> for EventVisitor {
                 _ => e.involved_object = map.next_value()?,
             }
         }
-        e.metadata.managed_fields = None;
         Ok(e)
     }
 }
@@ -137,9 +136,7 @@ mod tests {
     }
 
     fn derived(json: &str) -> Result<Event, String> {
-        let mut e: Event = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        e.metadata.managed_fields = None;
-        Ok(e)
+        serde_json::from_str(json).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -157,7 +154,8 @@ mod tests {
         let got = boxed(json).unwrap();
         assert_eq!(got, derived(json).unwrap());
         assert_eq!(got.occurrence_key(), "u:4");
-        assert!(got.metadata.managed_fields.is_none());
+        let written = serde_json::to_string(&got).unwrap();
+        assert!(!written.contains("managedFields"), "{written}");
     }
 
     #[test]
@@ -172,6 +170,8 @@ mod tests {
             r#"{"count":"3"}"#,
             r#"{"metadata":null}"#,
             r#"{"firstTimestamp":"not a time"}"#,
+            r#"{"source":["kubelet","h"]}"#,
+            r#"{"series":{"count":"1"}}"#,
         ] {
             assert!(boxed(json).is_err(), "{json}");
             assert!(derived(json).is_err(), "{json}");
@@ -179,6 +179,7 @@ mod tests {
         for json in [
             r#"{"reason":null,"source":null,"firstTimestamp":null,"eventTime":null}"#,
             r#"{"metadata":{"name":"a","name":"b"}}"#,
+            r#"{"source":{"host":"a","host":"b"},"related":{"kind":"Pod","x":[1]}}"#,
             r#"{}"#,
         ] {
             assert_eq!(boxed(json).unwrap(), derived(json).unwrap(), "{json}");

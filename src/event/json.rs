@@ -4,17 +4,16 @@
 //! profile: field-by-field dispatch, every string escaped through a formatter, timestamps through
 //! `strftime` into a `String` each, and a buffer regrown from 128 bytes.
 //!
-//! Parts that events rarely carry (owner references, managed fields, `series`, `related`) are
+//! Parts that events rarely carry (owner references, `series`, `related`) are
 //! written by serde_json itself, which produces the same bytes inside a document as alone.
 //! `tests::writes_what_serde_json_writes` holds the two to the byte.
 
 use std::collections::BTreeMap;
 
 use bytes::{BufMut, BytesMut};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
-use super::{Event, InvolvedObject, time};
+use super::{Event, InvolvedObject, Meta, time};
 
 /// What the document is written into: a `Vec`, or a worker's `BytesMut` arena.
 pub trait Out {
@@ -108,8 +107,8 @@ pub fn write_event<O: Out>(out: &mut O, e: &Event) {
     out.push(b'}');
 }
 
-/// `ObjectMeta` as k8s-openapi serializes it: alphabetical, unset fields left out.
-fn write_meta<O: Out>(out: &mut O, m: &ObjectMeta) {
+/// [`Meta`] as it serializes (as k8s-openapi's `ObjectMeta`): alphabetical, unset fields left out.
+fn write_meta<O: Out>(out: &mut O, m: &Meta) {
     let mut o = Object::new(out);
     if let Some(a) = &m.annotations {
         o.key(b"annotations");
@@ -139,10 +138,6 @@ fn write_meta<O: Out>(out: &mut O, m: &ObjectMeta) {
     if let Some(l) = &m.labels {
         o.key(b"labels");
         write_map(o.out, l);
-    }
-    if let Some(f) = &m.managed_fields {
-        o.key(b"managedFields");
-        serde(o.out, f);
     }
     o.opt_str(b"name", m.name.as_deref());
     o.opt_str(b"namespace", m.namespace.as_deref());
@@ -345,6 +340,9 @@ fn serde<O: Out, T: Serialize + ?Sized>(out: &mut O, value: &T) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{Reference, Series, Source, Text};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference, Time};
+    use proptest::prelude::*;
 
     #[test]
     fn needs_escape_finds_every_escaped_byte_in_every_position() {
@@ -363,11 +361,6 @@ mod tests {
         }
         assert!(!needs_escape(b""));
     }
-    use k8s_openapi::api::core::v1::{EventSeries, EventSource, ObjectReference};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-        ManagedFieldsEntry, MicroTime, OwnerReference, Time,
-    };
-    use proptest::prelude::*;
 
     /// Short text of every kind: plain, escapes, control characters, quotes, non-ASCII.
     fn text() -> impl Strategy<Value = String> {
@@ -382,8 +375,8 @@ mod tests {
         ]
     }
 
-    fn opt_text() -> impl Strategy<Value = Option<String>> {
-        prop::option::of(text())
+    fn opt_text() -> impl Strategy<Value = Option<Text>> {
+        prop::option::of(text().prop_map(Text::from))
     }
 
     fn map() -> impl Strategy<Value = BTreeMap<String, String>> {
@@ -424,7 +417,7 @@ mod tests {
             )
     }
 
-    fn meta() -> impl Strategy<Value = ObjectMeta> {
+    fn meta() -> impl Strategy<Value = Meta> {
         (
             (
                 prop::option::of(map()),
@@ -437,7 +430,6 @@ mod tests {
                 prop::option::of(map()),
             ),
             (
-                any::<bool>(),
                 opt_text(),
                 opt_text(),
                 prop::option::of(prop::collection::vec(owner(), 0..2)),
@@ -458,8 +450,8 @@ mod tests {
                         generation,
                         labels,
                     ),
-                    (managed, name, namespace, owner_references, resource_version, self_link, uid),
-                )| ObjectMeta {
+                    (name, namespace, owner_references, resource_version, self_link, uid),
+                )| Meta {
                     annotations,
                     creation_timestamp: created.map(Time),
                     deletion_grace_period_seconds: grace,
@@ -468,13 +460,6 @@ mod tests {
                     generate_name,
                     generation,
                     labels,
-                    managed_fields: managed.then(|| {
-                        vec![ManagedFieldsEntry {
-                            manager: Some("kubelet".into()),
-                            operation: Some("Update".into()),
-                            ..ManagedFieldsEntry::default()
-                        }]
-                    }),
                     name,
                     namespace,
                     owner_references,
@@ -545,7 +530,7 @@ mod tests {
                 prop::option::of((opt_text(), opt_text())),
                 opt_text(),
                 opt_text(),
-                text(),
+                text().prop_map(Text::from),
                 involved(),
             ),
         )
@@ -557,21 +542,21 @@ mod tests {
                     metadata,
                     reason,
                     message,
-                    source: source.map(|(component, host)| EventSource { component, host }),
+                    source: source.map(|(component, host)| Source { component, host }),
                     first_timestamp: first.map(Time),
                     last_timestamp: last.map(Time),
                     count,
                     type_,
                     event_time: event_time.map(MicroTime),
-                    series: series.map(|(count, t)| EventSeries {
+                    series: series.map(|(count, t)| Series {
                         count,
                         last_observed_time: t.map(MicroTime),
                     }),
                     action,
-                    related: related.map(|(kind, name)| ObjectReference {
+                    related: related.map(|(kind, name)| Reference {
                         kind,
                         name,
-                        ..ObjectReference::default()
+                        ..Reference::default()
                     }),
                     reporting_component: rc,
                     reporting_instance: ri,

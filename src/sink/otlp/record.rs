@@ -22,7 +22,7 @@ use super::proto::{
     AnyValue, ExportLogsServiceRequest, InstrumentationScope, KeyValue, LogRecord, Resource,
     ResourceLogs, SEVERITY_ERROR, SEVERITY_FATAL, SEVERITY_INFO, SEVERITY_WARN, ScopeLogs,
 };
-use crate::event::{Event, Occurrence};
+use crate::event::{Event, Occurrence, Text};
 
 /// The instrumentation scope of every record.
 pub const SCOPE: &str = "kube-event-exporter";
@@ -45,8 +45,8 @@ fn nanos(t: Timestamp) -> u64 {
 /// The record of one occurrence, with `body` (the message, or the receiver's layout).
 pub fn log_record(occ: &Occurrence, body: AnyValue, observed: Timestamp) -> LogRecord {
     let e = &occ.event;
-    let type_ = e.type_.clone().unwrap_or_default();
-    let str_ = |s: &Option<String>| s.clone().unwrap_or_default();
+    let type_ = e.type_.as_deref().unwrap_or_default();
+    let str_ = |s: &Option<Text>| s.as_deref().unwrap_or_default().to_owned();
     let mut attributes = vec![
         KeyValue::string("k8s.event.reason", str_(&e.reason)),
         KeyValue::string("k8s.event.action", str_(&e.action)),
@@ -62,15 +62,15 @@ pub fn log_record(occ: &Occurrence, body: AnyValue, observed: Timestamp) -> LogR
         KeyValue::string("k8s.event.uid", e.uid()),
         KeyValue::string("k8s.namespace.name", str_(&e.involved_object.namespace)),
         KeyValue::int("k8s.event.count", i64::from(e.occurrence_count())),
-        KeyValue::string("k8s.event.type", type_.clone()),
+        KeyValue::string("k8s.event.type", type_),
         KeyValue::string("k8s.event.occurrence_key", occ.key.clone()),
     ];
     attributes.retain(|kv| !matches!(&kv.value, Some(AnyValue { value: Some(super::proto::Value::String(s)) }) if s.is_empty()));
     LogRecord {
         time_unix_nano: e.last_seen().map(nanos).unwrap_or(0),
         observed_time_unix_nano: nanos(observed),
-        severity_number: severity(&type_),
-        severity_text: type_,
+        severity_number: severity(type_),
+        severity_text: type_.to_owned(),
         body: Some(body),
         attributes,
         event_name: String::new(),
@@ -80,14 +80,14 @@ pub fn log_record(occ: &Occurrence, body: AnyValue, observed: Timestamp) -> LogR
 /// The resource of an event: where it happened and what it is about.
 pub fn resource(e: &Event) -> Vec<KeyValue> {
     let o = &e.involved_object;
-    let str_ = |s: &Option<String>| s.clone().unwrap_or_default();
+    let str_ = |s: &Option<Text>| s.as_deref().unwrap_or_default().to_owned();
     let mut attrs = vec![
-        KeyValue::string("k8s.cluster.name", e.cluster_name.clone()),
+        KeyValue::string("k8s.cluster.name", e.cluster_name.as_str()),
         KeyValue::string(
             "k8s.node.name",
             e.source
                 .as_ref()
-                .and_then(|s| s.host.clone())
+                .and_then(|s| s.host.as_deref())
                 .unwrap_or_default(),
         ),
         KeyValue::string("k8s.object.kind", str_(&o.kind)),
@@ -103,7 +103,7 @@ pub fn resource(e: &Event) -> Vec<KeyValue> {
 
 /// The body of a record without a layout: the event's message.
 pub fn message(occ: &Occurrence) -> AnyValue {
-    AnyValue::string(occ.event.message.clone().unwrap_or_default())
+    AnyValue::string(occ.event.message.as_deref().unwrap_or_default())
 }
 
 /// One export request for occurrences and their bodies, in order: consecutive records of one

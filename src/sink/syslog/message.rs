@@ -322,7 +322,7 @@ mod tests {
         assert_eq!(header_field("a b\tc\u{e9}", 32), "a_b_c_");
         assert_eq!(header_field(&"x".repeat(40), MSGID_MAX).len(), 32);
         let mut occ = sample();
-        occ.event.reason = Some("Failed Scheduling ü".repeat(3));
+        occ.event.reason = Some("Failed Scheduling ü".repeat(3).into());
         let m = message(&occ, "");
         let msgid = m.split(' ').nth(5).unwrap();
         assert_eq!(msgid, "Failed_Scheduling__Failed_Schedu");

@@ -92,7 +92,7 @@ async fn records_are_keyed_by_the_involved_object_and_split_by_count_and_size() 
         for rec in v["Records"].as_array().unwrap() {
             assert_eq!(
                 rec["PartitionKey"],
-                docs[i].occ.event.involved_object.uid.clone().unwrap()
+                docs[i].occ.event.involved_object.uid.as_deref().unwrap()
             );
             let data = base64::engine::general_purpose::STANDARD
                 .decode(rec["Data"].as_str().unwrap())

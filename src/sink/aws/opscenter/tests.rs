@@ -112,7 +112,7 @@ async fn each_occurrence_is_an_ops_item_with_its_key_and_a_replay_is_deduplicate
     let items = items.lock().unwrap();
     assert_eq!(items.len(), 3);
     for (item, d) in items.iter().zip(&docs) {
-        assert_eq!(item["Title"], d.occ.event.message.clone().unwrap());
+        assert_eq!(item["Title"], d.occ.event.message.as_deref().unwrap());
         assert_eq!(item["Category"], "BackOff");
         assert_eq!(
             item["Description"],
@@ -181,7 +181,7 @@ async fn long_texts_are_cut_and_an_empty_title_gets_the_default_message() {
     );
     let mut docs = testing::docs(1);
     let mut e = docs[0].occ.event.clone();
-    e.message = Some("é".repeat(3000));
+    e.message = Some("é".repeat(3000).into());
     let occ = Arc::new(crate::event::Occurrence::new(e));
     docs[0] = Doc {
         key: occ.key.clone(),

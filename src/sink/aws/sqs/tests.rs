@@ -196,7 +196,7 @@ async fn a_fifo_queue_gets_dedup_and_group_ids_in_order_one_request_at_a_time() 
         assert_eq!(e["MessageDeduplicationId"], d.key);
         assert_eq!(
             e["MessageGroupId"],
-            d.occ.event.involved_object.uid.clone().unwrap()
+            d.occ.event.involved_object.uid.as_deref().unwrap()
         );
     }
 }
