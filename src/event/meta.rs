@@ -1,12 +1,13 @@
 //! The event's [`Meta`] read as k8s-openapi reads its `ObjectMeta` (the same fields, unknown keys
 //! ignored, a repeated key's last value kept, the same errors), except that its strings are
 //! [`Text`](super::Text), its timestamps take the fast path of [`super::time`] (every event
-//! carries a `creationTimestamp`), and `managedFields` is checked as k8s-openapi checks it but not
-//! kept: it is never exported.
+//! carries a `creationTimestamp`), and `managedFields` is skipped unread: it is never exported,
+//! and decoding it allocated more than the rest of the event (the API server writes an entry per
+//! writer, each with a tree of `f:` keys). Only its JSON syntax is checked, so an event is not
+//! refused for a field that is dropped anyway.
 
 use std::fmt;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
@@ -127,9 +128,8 @@ impl<'de> Visitor<'de> for MetaVisitor<'_> {
                 Field::GenerateName => m.generate_name = map.next_value()?,
                 Field::Generation => m.generation = map.next_value()?,
                 Field::Labels => m.labels = map.next_value()?,
-                // Read as k8s-openapi reads it, so that what it refuses is refused, and dropped.
                 Field::ManagedFields => {
-                    map.next_value::<Option<Vec<ManagedFieldsEntry>>>()?;
+                    map.next_value::<IgnoredAny>()?;
                 }
                 Field::Name => m.name = map.next_value()?,
                 Field::Namespace => m.namespace = map.next_value()?,
@@ -193,7 +193,6 @@ mod tests {
             r#"{"creationTimestamp":7}"#,
             r#"{"labels":{"a":1}}"#,
             r#"{"uid":5}"#,
-            r#"{"managedFields":"x"}"#,
             r#"null"#,
             r#"[]"#,
             r#"["a"]"#,
@@ -211,5 +210,27 @@ mod tests {
             }
             assert_eq!(fast, slow.map(ours), "{json}");
         }
+    }
+
+    /// `managedFields` of any shape is dropped unread: k8s-openapi refuses these, we do not.
+    #[test]
+    fn managed_fields_are_skipped_whatever_their_shape() {
+        for managed in [
+            r#""x""#,
+            "7",
+            r#"[{"manager":5}]"#,
+            r#"{"f:count":{}}"#,
+            "null",
+        ] {
+            let json = format!(r#"{{"name":"a","managedFields":{managed},"uid":"u"}}"#);
+            let m: Meta = serde_json::from_str(&json).unwrap();
+            assert_eq!(
+                (m.name.as_deref(), m.uid.as_deref()),
+                (Some("a"), Some("u"))
+            );
+            assert!(!serde_json::to_string(&m).unwrap().contains("managed"));
+        }
+        // Its syntax is still the document's: broken JSON is an error.
+        assert!(serde_json::from_str::<Meta>(r#"{"managedFields":[1,}"#).is_err());
     }
 }
