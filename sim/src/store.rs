@@ -97,6 +97,67 @@ fn meta_str<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
     v.get("metadata")?.get(field)?.as_str()
 }
 
+/// What the API server records of who wrote an event, as it does for every object since
+/// server-side apply: one `Update` entry of its writer with the fields it set, replaced on each
+/// write by the same writer. Real events carry it (`kubectl get events -o json
+/// --show-managed-fields`), so a client reads past a few hundred bytes of it on every event. The
+/// writer is named by the event's reporting component: the API server takes it from the client's
+/// user agent, which for the components that write events is that name.
+fn managed_fields(value: &Value, api_version: &str) -> Value {
+    let manager = ["/reportingComponent", "/source/component"]
+        .iter()
+        .filter_map(|p| value.pointer(p).and_then(Value::as_str))
+        .find(|s| !s.is_empty())
+        .unwrap_or("kube-sim");
+    json!([{
+        "manager": manager,
+        "operation": "Update",
+        "apiVersion": api_version,
+        "time": now_rfc3339(),
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields_v1(value),
+    }])
+}
+
+/// The `f:` tree of the fields set: `source` and `series` field by field, the object references
+/// (atomic in the API's schema) and every other field whole, and the metadata's labels and
+/// annotations key by key.
+fn fields_v1(value: &Value) -> Value {
+    fn keys(v: &Value) -> Value {
+        let set = v
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| !v.is_null());
+        Value::Object(set.map(|(k, _)| (format!("f:{k}"), json!({}))).collect())
+    }
+    let mut out = serde_json::Map::new();
+    for (k, v) in value.as_object().into_iter().flatten() {
+        match k.as_str() {
+            _ if v.is_null() => {}
+            "apiVersion" | "kind" => {}
+            "metadata" => {
+                let mut meta = serde_json::Map::new();
+                for part in ["labels", "annotations"] {
+                    if let Some(m) = v.get(part).filter(|m| m.is_object()) {
+                        meta.insert(format!("f:{part}"), keys(m));
+                    }
+                }
+                if !meta.is_empty() {
+                    out.insert("f:metadata".into(), Value::Object(meta));
+                }
+            }
+            "source" | "series" if v.is_object() => {
+                out.insert(format!("f:{k}"), keys(v));
+            }
+            _ => {
+                out.insert(format!("f:{k}"), json!({}));
+            }
+        }
+    }
+    Value::Object(out)
+}
+
 /// The characters of a generated name's suffix: the API server's, without vowels (no words).
 const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
@@ -132,6 +193,9 @@ impl Store {
         value["apiVersion"] = json!(rt.api_version());
         value["kind"] = json!(rt.kind);
         value["metadata"]["resourceVersion"] = json!(rv.to_string());
+        if rt.plural == "events" && kind != "DELETED" {
+            value["metadata"]["managedFields"] = managed_fields(&value, &rt.api_version());
+        }
         let json = Bytes::from(serde_json::to_vec(&value).expect("a JSON value serializes"));
         let expires = (rt.plural == "events" && kind != "DELETED")
             .then_some(self.event_ttl)
@@ -443,6 +507,54 @@ pub fn merge(target: &mut Value, patch: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_carry_the_managed_fields_of_their_writer_as_the_api_server_writes_them() {
+        let mut store = Store::new(100, None);
+        let rt = crate::resources::events();
+        let event = json!({
+            "metadata": {"name": "e1", "labels": {"app": "a"}},
+            "involvedObject": {"kind": "Pod", "name": "p"},
+            "reason": "BackOff", "count": 1, "action": null,
+            "source": {"component": "kubelet", "host": "node-1"},
+            "reportingComponent": "kubelet",
+        });
+        let created = store.create(rt, "ns", event.clone()).unwrap();
+        let managed = &created["metadata"]["managedFields"];
+        assert_eq!(managed.as_array().map(Vec::len), Some(1), "{managed}");
+        let entry = &managed[0];
+        assert_eq!(entry["manager"], "kubelet");
+        assert_eq!(entry["operation"], "Update");
+        assert_eq!(entry["apiVersion"], "v1");
+        assert_eq!(entry["fieldsType"], "FieldsV1");
+        assert!(entry["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+        assert_eq!(
+            entry["fieldsV1"],
+            json!({
+                "f:count": {}, "f:involvedObject": {}, "f:reason": {},
+                "f:reportingComponent": {},
+                "f:metadata": {"f:labels": {"f:app": {}}},
+                "f:source": {"f:component": {}, "f:host": {}},
+            })
+        );
+        // A write by the same writer replaces its entry: still one.
+        let mut bumped = created.clone();
+        bumped["count"] = json!(2);
+        let replaced = store.replace(rt, "ns", "e1", bumped).unwrap();
+        assert_eq!(
+            replaced["metadata"]["managedFields"]
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
+        // What a watch sends is the stored object, managed fields and all.
+        let (_, items) = store.snapshot(rt, Some("ns"));
+        let listed: Value = serde_json::from_slice(&items[0]).unwrap();
+        assert_eq!(
+            listed["metadata"]["managedFields"],
+            replaced["metadata"]["managedFields"]
+        );
+    }
     use crate::resources::events;
 
     #[test]
