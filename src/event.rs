@@ -16,7 +16,6 @@
 
 mod decode;
 mod json;
-mod meta;
 mod parts;
 mod time;
 

@@ -12,7 +12,7 @@ use serde::Deserializer;
 use serde::de::{DeserializeSeed, Error, IgnoredAny, MapAccess, Visitor};
 
 use super::time::{OptionMicroTime, OptionTime};
-use super::{Event, Meta, meta};
+use super::{Event, Meta};
 
 /// Decodes an event into a new box; `managedFields` is not kept.
 pub struct BoxedEvent;
@@ -74,7 +74,7 @@ impl<'de> DeserializeSeed<'de> for MetaInPlace<'_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        meta::deserialize_into(d, self.0)
+        Meta::deserialize_into(d, self.0)
     }
 }
 

@@ -16,15 +16,16 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use super::Text;
-use super::time::OptionMicroTime;
+use super::time::{OptionMicroTime, OptionTime};
 
 /// A struct of optional fields, written as k8s-openapi's generated code writes its own: the set
-/// fields only, in the order declared (k8s-openapi's: alphabetical by key). Unless declared
-/// `@written` only, it is also read as k8s-openapi reads its own: an object only (anything else is
-/// an error that names `$k8s`), unknown keys ignored, a repeated key's last value kept. A field
-/// with `via` is read through that type's `.0` (the fast timestamps of `super::time`).
+/// fields only, in the order declared (k8s-openapi's: alphabetical by key). Read as k8s-openapi
+/// reads its own: an object only (anything else is an error that names `$k8s`), unknown keys
+/// ignored, a repeated key's last value kept; `deserialize_into` reads into a value in place (the
+/// event's metadata, in its box: `super::decode`). A field with `via` is read through that type's
+/// `.0` (the fast timestamps of `super::time`).
 macro_rules! k8s_struct {
-    (@written $(#[$attr:meta])* pub struct $name:ident as $k8s:literal {
+    ($(#[$attr:meta])* pub struct $name:ident as $k8s:literal {
         $($(#[$fattr:meta])* $field:ident: $ty:ty = $key:literal $(via $via:ty)?,)*
     }) => {
         $(#[$attr])*
@@ -43,12 +44,21 @@ macro_rules! k8s_struct {
                 state.end()
             }
         }
-    };
-    (@read $name:ident as $k8s:literal {
-        $($(#[$fattr:meta])* $field:ident: $ty:ty = $key:literal $(via $via:ty)?,)*
-    }) => {
+
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let mut out = $name::default();
+                $name::deserialize_into(d, &mut out)?;
+                Ok(out)
+            }
+        }
+
+        impl $name {
+            /// Reads the fields present into `out`.
+            pub fn deserialize_into<'de, D: serde::Deserializer<'de>>(
+                d: D,
+                out: &mut $name,
+            ) -> Result<(), D::Error> {
                 #[allow(non_camel_case_types)]
                 enum Key {
                     $($field,)*
@@ -78,10 +88,10 @@ macro_rules! k8s_struct {
                     }
                 }
 
-                struct ObjectVisitor;
+                struct ObjectVisitor<'a>(&'a mut $name);
 
-                impl<'de> serde::de::Visitor<'de> for ObjectVisitor {
-                    type Value = $name;
+                impl<'de> serde::de::Visitor<'de> for ObjectVisitor<'_> {
+                    type Value = ();
 
                     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                         f.write_str($k8s)
@@ -90,8 +100,8 @@ macro_rules! k8s_struct {
                     fn visit_map<A: serde::de::MapAccess<'de>>(
                         self,
                         mut map: A,
-                    ) -> Result<$name, A::Error> {
-                        let mut out = $name::default();
+                    ) -> Result<(), A::Error> {
+                        let out = self.0;
                         while let Some(key) = map.next_key::<Key>()? {
                             match key {
                                 $(Key::$field => {
@@ -102,11 +112,11 @@ macro_rules! k8s_struct {
                                 }
                             }
                         }
-                        Ok(out)
+                        Ok(())
                     }
                 }
 
-                d.deserialize_struct($k8s, &[$($key),*], ObjectVisitor)
+                d.deserialize_struct($k8s, &[$($key),*], ObjectVisitor(out))
             }
         }
     };
@@ -116,21 +126,18 @@ macro_rules! k8s_struct {
     (@value $map:ident, $ty:ty, $via:ty) => {
         $map.next_value::<$via>()?.0
     };
-    ($(#[$attr:meta])* pub struct $name:ident as $k8s:literal { $($body:tt)* }) => {
-        k8s_struct!(@written $(#[$attr])* pub struct $name as $k8s { $($body)* });
-        k8s_struct!(@read $name as $k8s { $($body)* });
-    };
 }
 
 k8s_struct! {
-    @written
-    /// The event's `metadata`: k8s-openapi's `ObjectMeta` but for `managedFields`, which the
-    /// decoder checks and drops (`super::meta`, which reads it) and so is never exported.
+    /// The event's `metadata`: k8s-openapi's `ObjectMeta` but for `managedFields`, skipped unread
+    /// as any unknown key: it is never exported, and decoding it allocated more than the rest of
+    /// the event (the API server writes an entry per writer, each with a tree of `f:` keys). Only
+    /// its JSON syntax is checked, so an event is not refused for a field dropped anyway.
     pub struct Meta as "ObjectMeta" {
         annotations: BTreeMap<String, String> = "annotations",
-        creation_timestamp: Time = "creationTimestamp",
+        creation_timestamp: Time = "creationTimestamp" via OptionTime,
         deletion_grace_period_seconds: i64 = "deletionGracePeriodSeconds",
-        deletion_timestamp: Time = "deletionTimestamp",
+        deletion_timestamp: Time = "deletionTimestamp" via OptionTime,
         finalizers: Vec<String> = "finalizers",
         generate_name: Text = "generateName",
         generation: i64 = "generation",
@@ -177,6 +184,7 @@ k8s_struct! {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{EventSeries, EventSource, ObjectReference};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use serde::de::DeserializeOwned;
 
     fn text(s: Option<String>) -> Option<Text> {
@@ -308,5 +316,83 @@ mod tests {
         assert!(s.host.as_ref().unwrap().is_heap_allocated());
         assert_eq!(size_of::<Text>(), size_of::<String>());
         assert_eq!(size_of::<Option<Text>>(), size_of::<Option<String>>());
+    }
+
+    /// k8s-openapi's value as ours: the same fields, `managedFields` dropped.
+    fn ours(m: ObjectMeta) -> Meta {
+        Meta {
+            annotations: m.annotations,
+            creation_timestamp: m.creation_timestamp,
+            deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+            deletion_timestamp: m.deletion_timestamp,
+            finalizers: m.finalizers,
+            generate_name: text(m.generate_name),
+            generation: m.generation,
+            labels: m.labels,
+            name: text(m.name),
+            namespace: text(m.namespace),
+            owner_references: m.owner_references,
+            resource_version: text(m.resource_version),
+            self_link: text(m.self_link),
+            uid: text(m.uid),
+        }
+    }
+
+    /// Valid, odd and invalid metadata: the same value (but for `managedFields`) or the same
+    /// error as k8s-openapi, and the value written back as k8s-openapi writes it without
+    /// `managedFields`.
+    #[test]
+    fn reads_as_k8s_openapi_reads() {
+        for json in [
+            r#"{}"#,
+            r#"{"name":"a","namespace":"b","uid":"u","resourceVersion":"7","creationTimestamp":"2024-01-02T03:04:05Z"}"#,
+            r#"{"name":"a","name":"b"}"#,
+            r#"{"labels":{"a":"1"},"annotations":null,"finalizers":["x"],"generation":3,"deletionGracePeriodSeconds":30,"deletionTimestamp":"2024-01-02T03:04:05+01:00"}"#,
+            r#"{"managedFields":[{"manager":"kubelet","operation":"Update","fieldsV1":{"f:count":{}}}],"ownerReferences":[{"apiVersion":"v1","kind":"Pod","name":"p","uid":"q"}]}"#,
+            r#"{"unknown":{"deep":[1,2,{"x":null}]},"selfLink":"/x","generateName":"g-"}"#,
+            r#"{"creationTimestamp":null}"#,
+            r#"{"creationTimestamp":"2024-02-30T00:00:00Z"}"#,
+            r#"{"creationTimestamp":7}"#,
+            r#"{"labels":{"a":1}}"#,
+            r#"{"uid":5}"#,
+            r#"null"#,
+            r#"[]"#,
+            r#"["a"]"#,
+            r#""x""#,
+        ] {
+            let fast = serde_json::from_str::<Meta>(json).map_err(|e| e.to_string());
+            let slow = serde_json::from_str::<ObjectMeta>(json).map_err(|e| e.to_string());
+            if let Ok(mut slow) = slow.clone() {
+                slow.managed_fields = None;
+                assert_eq!(
+                    serde_json::to_string(fast.as_ref().unwrap()).unwrap(),
+                    serde_json::to_string(&slow).unwrap(),
+                    "{json}"
+                );
+            }
+            assert_eq!(fast, slow.map(ours), "{json}");
+        }
+    }
+
+    /// `managedFields` of any shape is dropped unread: k8s-openapi refuses these, we do not.
+    #[test]
+    fn managed_fields_are_skipped_whatever_their_shape() {
+        for managed in [
+            r#""x""#,
+            "7",
+            r#"[{"manager":5}]"#,
+            r#"{"f:count":{}}"#,
+            "null",
+        ] {
+            let json = format!(r#"{{"name":"a","managedFields":{managed},"uid":"u"}}"#);
+            let m: Meta = serde_json::from_str(&json).unwrap();
+            assert_eq!(
+                (m.name.as_deref(), m.uid.as_deref()),
+                (Some("a"), Some("u"))
+            );
+            assert!(!serde_json::to_string(&m).unwrap().contains("managed"));
+        }
+        // Its syntax is still the document's: broken JSON is an error.
+        assert!(serde_json::from_str::<Meta>(r#"{"managedFields":[1,}"#).is_err());
     }
 }
