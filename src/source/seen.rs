@@ -6,11 +6,12 @@
 //! (idempotent sinks absorb it) — never loses one.
 //!
 //! Two generations instead of a linked LRU: uids go into `recent`; when it holds half the capacity
-//! it becomes `older` and the previous `older` is dropped whole. A uid touched in `older` moves back
-//! to `recent`. So the last `capacity / 2` uids touched are always remembered and never more than
-//! `capacity` are. Both maps grow with what is in them (a linked LRU reserved its whole table up
-//! front: 8 MiB for the default capacity, touched page by page by the first few thousand events)
-//! and an entry is 16 bytes in place, with no allocation or list links of its own.
+//! it becomes `older` and the previous `older` is emptied whole, its table kept for the next
+//! generation. A uid touched in `older` moves back to `recent`. So the last `capacity / 2` uids
+//! touched are always remembered and never more than `capacity` are. Both maps grow with what is
+//! in them until the first generation is full (a linked LRU reserved its whole table up front:
+//! 8 MiB for the default capacity, touched page by page by the first few thousand events) and an
+//! entry is 16 bytes in place, with no allocation or list links of its own.
 
 use crate::digest::{self, DigestMap};
 
@@ -69,7 +70,11 @@ impl Seen {
             _ => (count, true),
         };
         if self.recent.len() >= self.generation {
-            self.older = std::mem::take(&mut self.recent);
+            // The dropped generation's table is cleared and reused, not freed: a fresh one would
+            // grow by doubling again, each step a rehash into memory the kernel has to fault in
+            // and zero (about 2% of the exporter's CPU under load, in the profile).
+            std::mem::swap(&mut self.older, &mut self.recent);
+            self.recent.clear();
         }
         self.recent.insert(key, recorded);
         new
@@ -131,6 +136,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_new_generation_reuses_the_table_of_the_one_dropped() {
+        let mut s = Seen::new(2048);
+        for i in 0..1024 {
+            s.observe(&format!("first-{i}"), 1);
+        }
+        let first = s.recent.capacity();
+        assert!(first >= 1024);
+        // The first rotation: `recent` starts empty, in the table of the (empty) older one.
+        for i in 0..1024 {
+            s.observe(&format!("second-{i}"), 1);
+        }
+        // The second: the first generation's table is emptied and takes the new uids.
+        s.observe("third-0", 1);
+        assert_eq!(s.recent.len(), 1);
+        assert_eq!(s.recent.capacity(), first, "no new table, no regrowth");
+        assert_eq!(s.get("first-0"), None, "the dropped generation is gone");
+        assert_eq!(s.get("second-0"), Some(1));
     }
 
     #[test]
