@@ -34,10 +34,7 @@ fn json_response(code: u16, body: Vec<u8>) -> Response {
 }
 
 fn value_response(code: u16, v: &Value) -> Response {
-    json_response(
-        code,
-        serde_json::to_vec(v).expect("a JSON value serializes"),
-    )
+    json_response(code, crate::wire::to_vec(v))
 }
 
 fn error(e: ApiError) -> Response {

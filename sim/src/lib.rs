@@ -18,6 +18,7 @@ pub mod shard_selector;
 pub mod store;
 pub mod tls;
 mod watch;
+mod wire;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;

@@ -196,7 +196,7 @@ impl Store {
         if rt.plural == "events" && kind != "DELETED" {
             value["metadata"]["managedFields"] = managed_fields(&value, &rt.api_version());
         }
-        let json = Bytes::from(serde_json::to_vec(&value).expect("a JSON value serializes"));
+        let json = Bytes::from(crate::wire::to_vec(&value));
         let expires = (rt.plural == "events" && kind != "DELETED")
             .then_some(self.event_ttl)
             .flatten()
