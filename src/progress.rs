@@ -23,7 +23,8 @@ use tokio::sync::watch;
 /// Where a successor may resume: every event up to and including `resource_version` is delivered.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Position {
-    pub resource_version: String,
+    /// Inline (resourceVersions are short): a position is made for every frame.
+    pub resource_version: crate::event::Text,
     /// The last-seen time of the event at this position (None for checkpoints without an event).
     pub event_time: Option<Timestamp>,
     /// Every event written after `resource_version` was written after this time: the source had

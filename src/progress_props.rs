@@ -21,7 +21,7 @@ fn config() -> ProptestConfig {
 /// Positions carry their sequence number, so "never backwards" can be checked.
 fn pos(seq: u64) -> Position {
     Position {
-        resource_version: seq.to_string(),
+        resource_version: seq.to_string().into(),
         event_time: None,
         checked_at: None,
     }

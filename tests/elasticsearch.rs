@@ -112,7 +112,7 @@ impl Rig {
         for occ in occs {
             self.seq += 1;
             let ticket = self.tracker.begin(Some(Position {
-                resource_version: self.seq.to_string(),
+                resource_version: self.seq.to_string().into(),
                 event_time: None,
                 checked_at: None,
             }));

@@ -487,7 +487,7 @@ async fn slow_relist(
     let list_rv = sim.current_resource_version().to_string();
     sim.set_latency(Duration::from_secs(1));
     let resume = kube_event_exporter::progress::Position {
-        resource_version: position,
+        resource_version: position.into(),
         event_time: None,
         checked_at: Some(jiff::Timestamp::now()),
     };
@@ -524,7 +524,10 @@ async fn a_shutdown_in_the_middle_of_a_relist_finishes_the_list_and_moves_the_cu
     let report = run.exporter.drain(Duration::from_secs(30)).await;
     assert!(report.drained);
     assert_eq!(
-        report.cursor.position.map(|p| p.resource_version),
+        report
+            .cursor
+            .position
+            .map(|p| p.resource_version.to_string()),
         Some(list_rv),
         "the cursor is at the list's resourceVersion"
     );

@@ -24,7 +24,7 @@ pub struct StoredCursor {
 impl StoredCursor {
     pub fn new(position: &Position, epoch: i32) -> Self {
         Self {
-            resource_version: position.resource_version.clone(),
+            resource_version: position.resource_version.to_string(),
             event_time: position.event_time,
             checked_at: position.checked_at,
             epoch,
@@ -33,7 +33,7 @@ impl StoredCursor {
 
     pub fn position(&self) -> Position {
         Position {
-            resource_version: self.resource_version.clone(),
+            resource_version: self.resource_version.as_str().into(),
             event_time: self.event_time,
             checked_at: self.checked_at.or(self.event_time),
         }

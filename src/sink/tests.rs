@@ -46,7 +46,7 @@ async fn send_n(r: &Receivers, name: &str, tracker: &Tracker, n: usize) -> Vec<S
 fn nth_delivery(tracker: &Tracker, i: usize) -> (Delivery, crate::progress::Ticket) {
     let occ = occurrence(i);
     let ticket = tracker.begin(Some(Position {
-        resource_version: i.to_string(),
+        resource_version: i.to_string().into(),
         event_time: None,
         checked_at: None,
     }));

@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use jiff::Timestamp;
 
-use crate::event::Event;
+use crate::event::{Event, Text};
 use crate::progress::Position;
 use crate::shard::Shard;
 use crate::telemetry::{Health, Metrics, metrics::CauseLabel};
@@ -810,7 +810,7 @@ impl Source {
     /// "Everything up to the list's resourceVersion is accounted for."
     fn list_checkpoint(&self, resource_version: String) -> Item {
         Item::Checkpoint(Position {
-            resource_version,
+            resource_version: resource_version.into(),
             event_time: None,
             checked_at: self.checked_at,
         })
@@ -961,7 +961,7 @@ impl Source {
                     // The server's position as it sends this: everything after it is newer.
                     self.checked_at = self.checked_at.max(Some(Timestamp::now()));
                     self.at_event_time = None;
-                    Item::Checkpoint(self.position(rv))
+                    Item::Checkpoint(self.position(rv.into()))
                 }
                 Frame::Deleted(event) => {
                     self.seen.forget(event.uid());
@@ -1073,12 +1073,12 @@ impl Source {
             return true;
         }
         self.checked_at = self.checked_at.max(Some(Timestamp::now()));
-        let item = Item::Checkpoint(self.position(at.to_string()));
+        let item = Item::Checkpoint(self.position(at.into()));
         self.emit(tx, item, cancel).await
     }
 
     /// The position at `resource_version` as the stream knows it now.
-    fn position(&self, resource_version: String) -> Position {
+    fn position(&self, resource_version: Text) -> Position {
         Position {
             resource_version,
             event_time: self.at_event_time,
@@ -1091,7 +1091,7 @@ impl Source {
     fn position_of(&mut self, event: &Event) -> Position {
         self.at_event_time = event.last_seen();
         self.checked_at = self.checked_at.max(self.at_event_time);
-        self.position(event.resource_version().to_string())
+        self.position(event.resource_version().into())
     }
 
     /// ADDED, and MODIFIED whose count grew, are occurrences; other changes only move the position.

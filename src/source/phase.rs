@@ -200,7 +200,7 @@ impl Phase {
                 kind: ListKind::Cold,
                 failures: 0,
             },
-            Start::Resume(pos) => Phase::fresh_watch(pos.resource_version),
+            Start::Resume(pos) => Phase::fresh_watch(pos.resource_version.into()),
         }
     }
 
