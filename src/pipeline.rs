@@ -156,9 +156,10 @@ impl Pipeline {
         self.dispatched.fetch_add(1, Ordering::Relaxed);
         event.cluster_name.clone_from(&self.cluster_name);
         let ticket = self.tracker.begin(position);
-        let names = route::receivers_for(&self.route, &event);
+        let mut names = std::mem::take(&mut targets.names);
+        route::receivers_into(&self.route, &event, &mut names);
         let occ = Arc::new(Occurrence::new(event));
-        for name in names {
+        for name in names.drain(..) {
             let Some((handle, routed)) = targets.get(self, name) else {
                 // The config loader rejects routes to undefined receivers; this cannot happen.
                 tracing::error!(receiver = %name, "route names an unknown receiver");
@@ -173,6 +174,7 @@ impl Pipeline {
                 .await;
         }
         ticket.release();
+        targets.names = names;
     }
 }
 
@@ -182,6 +184,9 @@ impl Pipeline {
 #[derive(Default)]
 struct Targets<'a> {
     known: Vec<(&'a str, &'a ReceiverHandle, Counter)>,
+    /// The receivers of the occurrence being dispatched: one list kept for the run rather than one
+    /// allocated per occurrence.
+    names: Vec<&'a str>,
 }
 
 impl<'a> Targets<'a> {

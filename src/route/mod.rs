@@ -11,8 +11,14 @@ use crate::event::Event;
 /// Receiver names an event is routed to, in first-reached order, without repeats.
 pub fn receivers_for<'a>(route: &'a Route, event: &Event) -> Vec<&'a str> {
     let mut out = Vec::new();
-    visit(route, event, &mut out);
+    receivers_into(route, event, &mut out);
     out
+}
+
+/// [`receivers_for`] into `out` (cleared first): the pipeline keeps one list for every occurrence.
+pub fn receivers_into<'a>(route: &'a Route, event: &Event, out: &mut Vec<&'a str>) {
+    out.clear();
+    visit(route, event, out);
 }
 
 fn visit<'a>(route: &'a Route, event: &Event, out: &mut Vec<&'a str>) {
