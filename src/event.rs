@@ -19,7 +19,7 @@ mod json;
 mod parts;
 mod time;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 pub use decode::BoxedEvent;
 pub use parts::{Meta, Reference, Series, Source};
@@ -182,8 +182,8 @@ const JSON_CAPACITY: usize = 1024;
 /// One occurrence of an event on its way to the sinks. Shared (`Arc`) by every receiver it is routed to.
 #[derive(Debug)]
 pub struct Occurrence {
-    /// `{uid}:{count}`.
-    pub key: String,
+    /// `{uid}:{count}`, shared with every receiver's document.
+    pub key: Arc<str>,
     /// Boxed as it came off the watch: about 1 KB that is not copied again on its way here.
     pub event: Box<Event>,
     json: OnceLock<Bytes>,
@@ -194,7 +194,7 @@ impl Occurrence {
     pub fn new(event: impl Into<Box<Event>>) -> Self {
         let event = event.into();
         Self {
-            key: event.occurrence_key(),
+            key: event.occurrence_key().into(),
             event,
             json: OnceLock::new(),
             value: OnceLock::new(),

@@ -80,7 +80,7 @@ fn docs(n: usize, tag: &str, pad: usize) -> Vec<Doc> {
 }
 
 fn keys_of(batch: &[Doc]) -> Vec<String> {
-    batch.iter().map(|d| d.key.clone()).collect()
+    batch.iter().map(|d| d.key.to_string()).collect()
 }
 
 /// The involved object's uid, else the event's.
@@ -248,7 +248,7 @@ async fn a_fifo_queue_drops_replays_by_occurrence_key_and_keeps_each_objects_ord
         let sent: Vec<String> = batch
             .iter()
             .filter(|d| object_uid(&d.occ.event) == group)
-            .map(|d| d.key.clone())
+            .map(|d| d.key.to_string())
             .collect();
         assert_eq!(got, sent, "order of group {group}");
     }
@@ -335,7 +335,10 @@ async fn entries_that_failed_in_a_200_answer_are_resent_alone_and_arrive_once() 
     let name = unique("partial");
     let reader = Reader::sqs(&queue(&name));
     let batch = docs(25, "partial", 100);
-    let fail: HashSet<String> = [3, 12, 24].iter().map(|i| batch[*i].key.clone()).collect();
+    let fail: HashSet<String> = [3, 12, 24]
+        .iter()
+        .map(|i| batch[*i].key.to_string())
+        .collect();
     let proxy = flaky_sqs_proxy(fail.clone()).await;
     let vars = move |k: &str| match k {
         "AWS_ENDPOINT_URL" => Some(proxy.clone()),

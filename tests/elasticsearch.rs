@@ -148,7 +148,7 @@ impl Rig {
 }
 
 fn keys(occs: &[Arc<Occurrence>]) -> Vec<String> {
-    occs.iter().map(|o| o.key.clone()).collect()
+    occs.iter().map(|o| o.key.to_string()).collect()
 }
 
 /// The documents of `index`: `_id` → `_source`.
@@ -289,7 +289,7 @@ async fn a_mapping_error_is_permanent_while_the_rest_of_the_batch_is_delivered()
         };
         let o = occurrence(&format!("m-{i}"), 1, "2024-05-06T07:08:09Z", &message);
         if i % 13 == 5 {
-            bad.push(o.key.clone());
+            bad.push(o.key.to_string());
         }
         occs.push(o);
     }
@@ -420,8 +420,8 @@ async fn index_format_uses_the_event_time_and_templates() {
     rig.finish().await;
     let d1 = documents(&url, "kube-events-web-2024.02.29").await;
     let d2 = documents(&url, "kube-events-web-2024.03.01").await;
-    assert_eq!(d1.keys().collect::<Vec<_>>(), [&day1.key]);
-    assert_eq!(d2.keys().collect::<Vec<_>>(), [&day2.key]);
+    assert_eq!(d1.keys().collect::<Vec<_>>(), [&day1.key.to_string()]);
+    assert_eq!(d2.keys().collect::<Vec<_>>(), [&day2.key.to_string()]);
 }
 
 // ---- an in-test receiver speaking the _bulk protocol, with Elasticsearch's data-stream rules ----

@@ -409,7 +409,7 @@ async fn cloud_logging_splits_a_batch_over_1000_entries_and_writes_each_as_gkes_
         .iter()
         .map(|e| e["insertId"].as_str().unwrap().to_owned())
         .collect();
-    let want: Vec<String> = batch.iter().map(|d| d.key.clone()).collect();
+    let want: Vec<String> = batch.iter().map(|d| d.key.to_string()).collect();
     let d = Delivery::compare(&want, &ids[..2500]);
     assert!(d.lost.is_empty() && d.duplicated.is_empty(), "{d:?}");
     let pod = &st.entries[0];
@@ -441,8 +441,8 @@ async fn cloud_logging_partial_errors_fail_the_invalid_entry_and_resend_only_the
     let batch = docs(10);
     {
         let mut st = g.store.lock().unwrap();
-        st.permanent.insert(batch[3].key.clone());
-        st.transient_once.insert(batch[5].key.clone());
+        st.permanent.insert(batch[3].key.to_string());
+        st.transient_once.insert(batch[5].key.to_string());
     }
     let mut s = sink(&logging_receiver(&g, &key));
     match s.send(&batch).await {
@@ -472,7 +472,7 @@ async fn cloud_logging_partial_errors_fail_the_invalid_entry_and_resend_only_the
         .iter()
         .enumerate()
         .filter(|(i, _)| *i != 3)
-        .map(|(_, d)| d.key.clone())
+        .map(|(_, d)| d.key.to_string())
         .collect();
     let d = Delivery::compare(&want, &ids);
     assert!(
@@ -493,8 +493,8 @@ async fn bigquery_rows_carry_the_key_as_insert_id_and_insert_errors_are_answered
     let batch = docs(1200);
     {
         let mut st = g.store.lock().unwrap();
-        st.permanent.insert(batch[700].key.clone());
-        st.transient_once.insert(batch[10].key.clone());
+        st.permanent.insert(batch[700].key.to_string());
+        st.transient_once.insert(batch[10].key.to_string());
     }
     let mut s = sink(&format!(
         "    bigquery:\n      endpoint: {}\n      credentials_path: {}\n      dataset: events\n      table: k8s\n",
@@ -534,7 +534,7 @@ async fn bigquery_rows_carry_the_key_as_insert_id_and_insert_errors_are_answered
         .iter()
         .enumerate()
         .filter(|(i, _)| *i != 700)
-        .map(|(_, d)| d.key.clone())
+        .map(|(_, d)| d.key.to_string())
         .collect();
     let d = Delivery::compare(&want, &ids);
     assert!(

@@ -157,7 +157,7 @@ fn docs(n: usize, tag: &str) -> Vec<Doc> {
 }
 
 fn keys_of(batch: &[Doc]) -> Vec<String> {
-    batch.iter().map(|d| d.key.clone()).collect()
+    batch.iter().map(|d| d.key.to_string()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

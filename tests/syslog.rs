@@ -251,7 +251,7 @@ async fn tls_to_a_collector_that_fails_verification_is_retried_and_never_deliver
     let mut sink = SyslogSink::build("syslog", &cfg).unwrap();
     let batch = docs(3);
     sink.send(&batch).await.unwrap();
-    let want: Vec<String> = batch.iter().map(|d| d.key.clone()).collect();
+    let want: Vec<String> = batch.iter().map(|d| d.key.to_string()).collect();
     rsyslog.wait_for_keys(&want, Duration::from_secs(20)).await;
     assert_eq!(rsyslog.keys(), want);
 }
@@ -279,7 +279,7 @@ async fn insecure_skip_verify_delivers_to_a_collector_whose_certificate_is_unkno
     let mut sink = SyslogSink::build("syslog", &cfg).unwrap();
     let batch = docs(2);
     sink.send(&batch).await.unwrap();
-    let want: Vec<String> = batch.iter().map(|d| d.key.clone()).collect();
+    let want: Vec<String> = batch.iter().map(|d| d.key.to_string()).collect();
     rsyslog.wait_for_keys(&want, Duration::from_secs(20)).await;
     assert_eq!(rsyslog.keys(), want);
 }
@@ -296,7 +296,7 @@ async fn udp_datagrams_reach_rsyslog_one_message_each() {
     let mut sink = SyslogSink::build("syslog", &cfg).unwrap();
     let batch = docs(20);
     sink.send(&batch).await.unwrap();
-    let want: Vec<String> = batch.iter().map(|d| d.key.clone()).collect();
+    let want: Vec<String> = batch.iter().map(|d| d.key.to_string()).collect();
     rsyslog.wait_for_keys(&want, Duration::from_secs(20)).await;
     let d = Delivery::compare(&want, &rsyslog.keys());
     assert!(d.is_exact(), "{}", d.summary());

@@ -117,7 +117,8 @@ impl SendError {
 
 /// One encoded document of a batch.
 pub struct Doc {
-    pub key: String,
+    /// The occurrence's key, shared with it (a copy per document was an allocation each).
+    pub key: std::sync::Arc<str>,
     pub body: bytes::Bytes,
     pub occ: Arc<Occurrence>,
 }

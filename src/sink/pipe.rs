@@ -134,8 +134,8 @@ fn transient(reason: String) -> SendError {
 
 fn identity(batch: &[Doc]) -> Option<(String, String, usize)> {
     Some((
-        batch.first()?.key.clone(),
-        batch.last()?.key.clone(),
+        batch.first()?.key.to_string(),
+        batch.last()?.key.to_string(),
         batch.len(),
     ))
 }

@@ -34,7 +34,7 @@ async fn send_n(r: &Receivers, name: &str, tracker: &Tracker, n: usize) -> Vec<S
     let mut keys = Vec::new();
     for i in 0..n {
         let (delivery, ticket) = nth_delivery(tracker, i);
-        keys.push(delivery.occ.key.clone());
+        keys.push(delivery.occ.key.to_string());
         r.get(name).unwrap().send(delivery).await;
         ticket.release();
     }
@@ -171,7 +171,7 @@ async fn file_rotates_without_losing_or_splitting_lines() {
             .iter()
             .map(|i| {
                 let occ = occurrence(*i);
-                sent.push(occ.key.clone());
+                sent.push(occ.key.to_string());
                 Doc {
                     key: occ.key.clone(),
                     body: occ.json().clone(),
@@ -783,7 +783,7 @@ impl Sink for Scripted {
         self.seen
             .lock()
             .unwrap()
-            .push(batch.iter().map(|d| d.key.clone()).collect());
+            .push(batch.iter().map(|d| d.key.to_string()).collect());
         let answer = self.answers.pop_front().unwrap_or(Ok(()));
         Box::pin(async move { answer })
     }
@@ -834,7 +834,7 @@ async fn a_per_document_answer_acks_the_delivered_and_the_permanent_and_resends_
     let mut keys = Vec::new();
     for i in 0..4 {
         let (delivery, ticket) = nth_delivery(&tracker, i);
-        keys.push(delivery.occ.key.clone());
+        keys.push(delivery.occ.key.to_string());
         assert!(tx.send(delivery).await.is_ok());
         ticket.release();
     }
@@ -914,7 +914,7 @@ impl Sink for Slow {
                 });
             }
             let mut accepted = self.accepted.lock().unwrap();
-            accepted.extend(batch.iter().map(|d| d.key.clone()));
+            accepted.extend(batch.iter().map(|d| d.key.to_string()));
             Ok(())
         })
     }

@@ -120,7 +120,7 @@ impl Sink for WebhookSink {
             }
             // A batch is identified by its first and last occurrence.
             let key = match batch {
-                [one] => one.key.clone(),
+                [one] => one.key.to_string(),
                 [first, .., last] => format!("{}..{}", first.key, last.key),
                 [] => return Ok(()),
             };

@@ -195,7 +195,7 @@ impl OpsCenterSink {
     /// The CreateOpsItem request of one occurrence.
     pub fn request(&mut self, doc: &Doc) -> Value {
         let data = doc.occ.value();
-        let key = doc.key.as_str();
+        let key = &*doc.key;
         let cfg = &self.cfg;
         let r = &mut self.renderer;
         let text = |r: &mut Renderer, name: &str, t: &Template, max: usize| {

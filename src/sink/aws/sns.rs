@@ -144,7 +144,7 @@ impl AwsBatch for Sns {
             ),
             (
                 "MessageAttributes.entry.1.Value.StringValue",
-                doc.key.clone(),
+                doc.key.to_string(),
             ),
         ];
         if self.fifo {

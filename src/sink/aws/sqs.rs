@@ -172,7 +172,7 @@ impl AwsBatch for Sqs {
         let mut e = json!({
             "MessageBody": body,
             "MessageAttributes": {
-                KEY_ATTRIBUTE: {"DataType": "String", "StringValue": doc.key},
+                KEY_ATTRIBUTE: {"DataType": "String", "StringValue": &*doc.key},
             },
         });
         if self.fifo {

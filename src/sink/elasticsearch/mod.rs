@@ -355,7 +355,7 @@ impl SearchSink {
                     uid,
                 )
             } else {
-                (Op::Create, doc.key.as_str())
+                (Op::Create, &*doc.key)
             };
             bulk::write_action(
                 &mut self.body,

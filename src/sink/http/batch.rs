@@ -156,7 +156,7 @@ mod tests {
                     reason: "too large".into(),
                 });
             }
-            Ok((doc.key.clone(), doc.key.len()))
+            Ok((doc.key.to_string(), doc.key.len()))
         }
 
         fn request<'a>(
@@ -203,7 +203,7 @@ mod tests {
                 .unwrap();
                 let occ = Arc::new(Occurrence::new(e));
                 Doc {
-                    key: (*k).to_owned(),
+                    key: (*k).into(),
                     body: occ.json().clone(),
                     occ,
                 }

@@ -222,7 +222,7 @@ impl LokiSink {
             });
         }
         let mut metadata = Vec::with_capacity(self.metadata.len() + 1);
-        metadata.push((self.occurrence_key.clone(), doc.key.clone()));
+        metadata.push((self.occurrence_key.clone(), doc.key.to_string()));
         for (name, t) in &self.metadata {
             let v = t.render(event, data).map_err(|e| SendError::Permanent {
                 reason: format!("structuredMetadata.{name} failed to render: {e}"),

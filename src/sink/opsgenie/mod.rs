@@ -96,7 +96,7 @@ impl OpsgenieSink {
     /// The alert for one occurrence, as Opsgenie's create-alert request.
     pub fn alert(&mut self, doc: &Doc) -> Value {
         let data = doc.occ.value();
-        let key = doc.key.as_str();
+        let key = &*doc.key;
         let cfg = &self.cfg;
         let r = &mut self.renderer;
         let mut m = Map::new();

@@ -63,7 +63,7 @@ pub fn log_record(occ: &Occurrence, body: AnyValue, observed: Timestamp) -> LogR
         KeyValue::string("k8s.namespace.name", str_(&e.involved_object.namespace)),
         KeyValue::int("k8s.event.count", i64::from(e.occurrence_count())),
         KeyValue::string("k8s.event.type", type_),
-        KeyValue::string("k8s.event.occurrence_key", occ.key.clone()),
+        KeyValue::string("k8s.event.occurrence_key", occ.key.to_string()),
     ];
     attributes.retain(|kv| !matches!(&kv.value, Some(AnyValue { value: Some(super::proto::Value::String(s)) }) if s.is_empty()));
     LogRecord {

@@ -158,7 +158,7 @@ impl SlackSink {
                 .collect(),
         });
         Rendered {
-            key: doc.key.clone(),
+            key: doc.key.to_string(),
             text,
             attachment,
         }

@@ -128,7 +128,7 @@ async fn each_occurrence_is_an_ops_item_with_its_key_and_a_replay_is_deduplicate
             item["OperationalData"]["Reason"],
             json!({"Value": "BackOff", "Type": "SearchableString"})
         );
-        assert_eq!(item["OperationalData"]["occurrence_key"]["Value"], d.key);
+        assert_eq!(item["OperationalData"]["occurrence_key"]["Value"], *d.key);
         assert_eq!(item["Tags"], json!([{"Key": "ENV", "Value": "<no value>"}]));
         assert_eq!(
             item["RelatedOpsItems"],

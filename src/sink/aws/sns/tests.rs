@@ -125,7 +125,7 @@ async fn a_fifo_topic_gets_group_and_deduplication_ids() {
     s.send(&docs).await.unwrap();
     let m = members(&fake.requests()[0]);
     for (n, d) in docs.iter().enumerate() {
-        assert_eq!(m[&(n + 1)]["MessageDeduplicationId"], d.key);
+        assert_eq!(m[&(n + 1)]["MessageDeduplicationId"], d.key.to_string());
         assert_eq!(
             m[&(n + 1)]["MessageGroupId"],
             d.occ.event.involved_object.uid.clone().unwrap()

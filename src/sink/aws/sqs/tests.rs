@@ -193,7 +193,7 @@ async fn a_fifo_queue_gets_dedup_and_group_ids_in_order_one_request_at_a_time() 
     let all: Vec<Value> = sends.iter().flat_map(entries).collect();
     assert_eq!(sends.len(), 2);
     for (e, d) in all.iter().zip(&docs) {
-        assert_eq!(e["MessageDeduplicationId"], d.key);
+        assert_eq!(e["MessageDeduplicationId"], *d.key);
         assert_eq!(
             e["MessageGroupId"],
             d.occ.event.involved_object.uid.as_deref().unwrap()
