@@ -126,16 +126,25 @@ impl Event {
 
     /// `{uid}:{count}`: stable across replays, used by idempotent sinks as document id / message key.
     pub fn occurrence_key(&self) -> String {
-        // Made for every occurrence: one allocation of the right size, where `format!` grew its
-        // string twice.
+        self.with_occurrence_key(str::to_owned)
+    }
+
+    /// The occurrence key handed to `f`, written on the stack when it fits (a UUID's does): an
+    /// occurrence makes its shared key from it with one allocation, where a `String` first and
+    /// then its copy took two (and `format!` grew its string twice).
+    fn with_occurrence_key<T>(&self, f: impl FnOnce(&str) -> T) -> T {
         let uid = self.uid();
         let mut count = itoa::Buffer::new();
         let count = count.format(self.occurrence_count());
-        let mut key = String::with_capacity(uid.len() + 1 + count.len());
-        key.push_str(uid);
-        key.push(':');
-        key.push_str(count);
-        key
+        let len = uid.len() + 1 + count.len();
+        let mut buf = [0u8; 64];
+        let Some(key) = buf.get_mut(..len) else {
+            return f(&[uid, ":", count].concat());
+        };
+        key[..uid.len()].copy_from_slice(uid.as_bytes());
+        key[uid.len()] = b':';
+        key[uid.len() + 1..].copy_from_slice(count.as_bytes());
+        f(std::str::from_utf8(key).expect("a str, a colon and digits are UTF-8"))
     }
 
     /// When the event last happened: `lastTimestamp`, else `series.lastObservedTime`, else `eventTime`,
@@ -194,7 +203,7 @@ impl Occurrence {
     pub fn new(event: impl Into<Box<Event>>) -> Self {
         let event = event.into();
         Self {
-            key: event.occurrence_key().into(),
+            key: event.with_occurrence_key(|key| Arc::from(key)),
             event,
             json: OnceLock::new(),
             value: OnceLock::new(),
@@ -235,6 +244,22 @@ mod tests {
 
     fn event(json: serde_json::Value) -> Event {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn an_occurrence_key_is_the_uid_and_the_count_however_long_the_uid() {
+        for uid in [
+            String::new(),
+            "6f1d2c3b-0a9e-4c7d-8b5a-1e2f3a4b5c6d".to_string(),
+            "u".repeat(53),
+            "u".repeat(54),
+            "é".repeat(100),
+        ] {
+            let e = event(serde_json::json!({"metadata":{"uid":uid},"count":i32::MAX}));
+            let want = format!("{uid}:{}", i32::MAX);
+            assert_eq!(e.occurrence_key(), want);
+            assert_eq!(&*Occurrence::new(e).key, want);
+        }
     }
 
     #[test]
