@@ -23,22 +23,33 @@ pub fn parse_canonical(s: &[u8]) -> Option<Timestamp> {
     if s[16] != b':' || s[s.len() - 1] != b'Z' {
         return None;
     }
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        s[range].iter().try_fold(0i64, |n, b| {
-            b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
-        })
+    // Each digit is taken as it comes and checked once at the end (`bad`): a closure returning
+    // an Option per field cost about 200 instructions a timestamp, three timestamps an event.
+    let mut bad = 0u8;
+    let mut digit = |i: usize| -> i64 {
+        let d = s[i].wrapping_sub(b'0');
+        bad |= u8::from(d > 9);
+        i64::from(d)
     };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let year = digit(0) * 1000 + digit(1) * 100 + digit(2) * 10 + digit(3);
+    let month = digit(5) * 10 + digit(6);
+    let day = digit(8) * 10 + digit(9);
+    let hour = digit(11) * 10 + digit(12);
+    let minute = digit(14) * 10 + digit(15);
+    let second = digit(17) * 10 + digit(18);
     let nanos = match &s[19..s.len() - 1] {
         [] => 0,
-        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
-            let n = num(20..20 + digits.len())?;
-            n * 10i64.pow(9 - digits.len() as u32)
+        [b'.', fraction @ ..] if (1..=9).contains(&fraction.len()) => {
+            let mut n = 0;
+            for i in 20..20 + fraction.len() {
+                n = n * 10 + digit(i);
+            }
+            n * 10i64.pow(9 - fraction.len() as u32)
         }
         _ => return None,
     };
-    if !(1000..=9998).contains(&year)
+    if bad != 0
+        || !(1000..=9998).contains(&year)
         || !(1..=12).contains(&month)
         || day < 1
         || day > days_in_month(year, month)
