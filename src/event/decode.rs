@@ -59,7 +59,27 @@ impl<'de> serde::Deserialize<'de> for Field {
             }
 
             fn visit_str<E: Error>(self, v: &str) -> Result<Field, E> {
-                Ok(Field(FIELDS.iter().position(|f| *f == v)))
+                // A match, not a search of `FIELDS`: it compiles to a switch on the length and
+                // one comparison (16 comparisons in the worst case, a key at a time).
+                Ok(Field(Some(match v {
+                    "metadata" => 0,
+                    "reason" => 1,
+                    "message" => 2,
+                    "source" => 3,
+                    "firstTimestamp" => 4,
+                    "lastTimestamp" => 5,
+                    "count" => 6,
+                    "type" => 7,
+                    "eventTime" => 8,
+                    "series" => 9,
+                    "action" => 10,
+                    "related" => 11,
+                    "reportingComponent" => 12,
+                    "reportingInstance" => 13,
+                    "clusterName" => 14,
+                    "involvedObject" => 15,
+                    _ => return Ok(Field(None)),
+                })))
             }
         }
 
@@ -156,6 +176,15 @@ mod tests {
         assert_eq!(got.occurrence_key(), "u:4");
         let written = serde_json::to_string(&got).unwrap();
         assert!(!written.contains("managedFields"), "{written}");
+    }
+
+    #[test]
+    fn the_field_names_are_the_ones_matched() {
+        for (i, name) in FIELDS.iter().enumerate() {
+            let de = serde::de::value::StrDeserializer::<serde::de::value::Error>::new(name);
+            let Field(got) = serde::Deserialize::deserialize(de).unwrap();
+            assert_eq!(got, Some(i), "{name}");
+        }
     }
 
     #[test]
