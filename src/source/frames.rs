@@ -7,6 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
+use super::managed_fields::Cutter;
 use crate::event::{BoxedEvent, Event};
 
 #[derive(Deserialize)]
@@ -147,6 +148,27 @@ pub fn decode_frame(line: &str) -> Result<Frame, FrameError> {
         return Ok(frame);
     }
     decode_frame_in_two_passes(line)
+}
+
+/// Decodes the frames of one watch, reusing what one frame needs for the next.
+///
+/// A frame with `managedFields` is decoded without them ([`Cutter`]); the result is the one
+/// [`decode_frame`] gives, only the work differs. When the cut frame does not decode, the frame
+/// is decoded as it came, so every error is about the bytes the server sent.
+#[derive(Default)]
+pub struct Decoder {
+    cutter: Cutter,
+}
+
+impl Decoder {
+    pub fn decode(&mut self, line: &str) -> Result<Frame, FrameError> {
+        if let Some(cut) = self.cutter.cut(line)
+            && let Ok(frame) = decode_frame(cut)
+        {
+            return Ok(frame);
+        }
+        decode_frame(line)
+    }
 }
 
 /// `{"type": "ADDED" | "MODIFIED" | "DELETED", "object": <event>, …}` in that order, decoded in

@@ -47,6 +47,7 @@ fn jsonish_text() -> impl Strategy<Value = String> {
         Just("\"BOOKMARK\"".to_owned()),
         Just("\"ERROR\"".to_owned()),
         Just("\"metadata\"".to_owned()),
+        Just("\"managedFields\":[".to_owned()),
         Just("\"items\"".to_owned()),
         Just("\"count\"".to_owned()),
         Just("null".to_owned()),
@@ -81,6 +82,16 @@ fn check_frame(line: &str) -> Result<Option<Frame>, TestCaseError> {
         "one pass and two passes differ on {}",
         line
     );
+    // A watch's decoder leaves managedFields items unread: a frame that decodes, decodes to the
+    // same frame (one that does not may decode once its list is left out).
+    if decode_frame(line).is_ok() {
+        prop_assert_eq!(
+            format!("{:?}", Decoder::default().decode(line)),
+            format!("{:?}", decode_frame(line)),
+            "the watch decoder differs on {}",
+            line
+        );
+    }
     match decode_frame(line) {
         Ok(f) => Ok(Some(f)),
         Err(e) => {

@@ -21,6 +21,7 @@ mod error;
 pub mod frames;
 pub mod gap;
 pub mod lines;
+mod managed_fields;
 pub mod phase;
 mod reading;
 pub mod replay;
@@ -884,6 +885,7 @@ impl Source {
         let lines = lines::LineReader::new(body, lines::MAX_LINE);
         let mut lines = lines::Bounded::new(lines, cancel, idle_limit);
         let mut frames = 0u64;
+        let mut decoder = frames::Decoder::default();
         let closed = |frames| WatchEnd::Closed {
             frames,
             elapsed: started.elapsed(),
@@ -929,7 +931,7 @@ impl Source {
             }
             frames += 1;
             self.health.heartbeat();
-            let frame = match decode_frame(line) {
+            let frame = match decoder.decode(line) {
                 Ok(f) => f,
                 Err(e) => {
                     self.malformed(&e.to_string(), line);
