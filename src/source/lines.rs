@@ -26,6 +26,8 @@ pub struct LineReader<R> {
     inner: R,
     buf: Vec<u8>,
     max: usize,
+    /// Bytes of `inner`'s buffer the last line was borrowed from, consumed on the next read.
+    lent: usize,
 }
 
 impl<R: AsyncBufRead + Unpin> LineReader<R> {
@@ -34,11 +36,22 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             inner,
             buf: Vec::new(),
             max,
+            lent: 0,
         }
     }
 
     /// The next line without its newline; None at the end of the stream.
     pub async fn next_line(&mut self) -> std::io::Result<Option<Line<'_>>> {
+        self.inner.consume_unpin(std::mem::take(&mut self.lent));
+        // A whole line in the reader's buffer (an API server writes a frame and its newline
+        // in one chunk) is lent from there, not copied.
+        let whole = newline(self.inner.fill_buf().await?).filter(|i| *i <= self.max);
+        if let Some(i) = whole {
+            self.lent = i + 1;
+            // The buffer is still filled: this returns at once, with the same bytes.
+            let available = self.inner.fill_buf().await?;
+            return Ok(Some(text(&available[..i])));
+        }
         self.buf.clear();
         let mut too_long: Option<usize> = None;
         loop {
@@ -70,12 +83,14 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
         if let Some(bytes) = too_long {
             return Ok(Some(Line::TooLong { bytes }));
         }
-        Ok(Some(match std::str::from_utf8(&self.buf) {
-            Ok(s) => Line::Text(s),
-            Err(_) => Line::NotUtf8 {
-                bytes: self.buf.len(),
-            },
-        }))
+        Ok(Some(text(&self.buf)))
+    }
+}
+
+fn text(bytes: &[u8]) -> Line<'_> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Line::Text(s),
+        Err(_) => Line::NotUtf8 { bytes: bytes.len() },
     }
 }
 
