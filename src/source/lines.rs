@@ -170,24 +170,10 @@ impl<R: AsyncBufRead + Unpin> Bounded<R> {
     }
 }
 
-/// The index of the first `\n` in `bytes`. A byte-by-byte `position` cannot be vectorised (it
-/// exits early), and it showed up in the profile at about 3% of the exporter's CPU: whole blocks
-/// are tested for a newline first (a loop the compiler vectorises), and only the block that
-/// holds one is searched byte by byte.
+/// The index of the first `\n` in `bytes`: memchr's vectorised search (a frame is a kilobyte or
+/// more, and a byte-by-byte search showed in the profile at about 3% of the exporter's CPU).
 fn newline(bytes: &[u8]) -> Option<usize> {
-    const BLOCK: usize = 32;
-    let mut blocks = bytes.chunks_exact(BLOCK);
-    let mut start = 0;
-    for block in blocks.by_ref() {
-        if block.iter().fold(false, |seen, b| seen | (*b == b'\n')) {
-            break;
-        }
-        start += BLOCK;
-    }
-    bytes[start..]
-        .iter()
-        .position(|b| *b == b'\n')
-        .map(|i| start + i)
+    memchr::memchr(b'\n', bytes)
 }
 
 #[cfg(test)]
