@@ -98,17 +98,19 @@ impl<T> Schedule<T> {
 
     /// The next request: up to `max` occurrences of keys in no request, oldest first; sent
     /// when full, when its oldest waited `max_wait`, when `flush`, or at once for batches of
-    /// one. Its keys are busy until [`done`](Self::done). None when nothing is due.
+    /// one. Its keys are busy until [`done`](Self::done). None when nothing is due. The clock
+    /// (`now`) is read only when the rest does not decide: the worker asks about once per
+    /// occurrence under load.
     pub fn next_batch(
         &mut self,
         max: usize,
         max_wait: Duration,
         flush: bool,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
     ) -> Option<(Vec<T>, Vec<u64>)> {
         let max = max.max(1);
         let oldest = self.oldest_ready()?;
-        let due = max == 1 || flush || oldest + max_wait <= now || self.ready_len >= max;
+        let due = max == 1 || flush || self.ready_len >= max || oldest + max_wait <= now();
         if !due {
             return None;
         }
@@ -190,7 +192,7 @@ mod tests {
     fn a_batch_takes_every_ready_key_in_arrival_order() {
         let now = Instant::now();
         let mut s = schedule(&[(1, "a1"), (2, "b1"), (1, "a2"), (3, "c1")], now);
-        let (batch, mut keys) = s.next_batch(10, WAIT, true, now).unwrap();
+        let (batch, mut keys) = s.next_batch(10, WAIT, true, || now).unwrap();
         keys.sort_unstable();
         assert_eq!(batch, ["a1", "b1", "a2", "c1"]);
         assert_eq!(keys, [1, 2, 3]);
@@ -201,14 +203,14 @@ mod tests {
     fn a_busy_key_waits_for_its_request_and_the_others_go() {
         let now = Instant::now();
         let mut s = schedule(&[(1, "a1"), (2, "b1"), (1, "a2"), (3, "c1")], now);
-        let (first, keys) = s.next_batch(1, WAIT, false, now).unwrap();
+        let (first, keys) = s.next_batch(1, WAIT, false, || now).unwrap();
         assert_eq!((first, keys.clone()), (vec!["a1"], vec![1]));
         // a2 waits for a1's request; b1 and c1 go.
-        let (second, _) = s.next_batch(10, WAIT, true, now).unwrap();
+        let (second, _) = s.next_batch(10, WAIT, true, || now).unwrap();
         assert_eq!(second, ["b1", "c1"]);
-        assert!(s.next_batch(10, WAIT, true, now).is_none());
+        assert!(s.next_batch(10, WAIT, true, || now).is_none());
         s.done(&keys);
-        let (third, _) = s.next_batch(10, WAIT, true, now).unwrap();
+        let (third, _) = s.next_batch(10, WAIT, true, || now).unwrap();
         assert_eq!(third, ["a2"]);
     }
 
@@ -216,26 +218,29 @@ mod tests {
     fn a_partial_batch_waits_for_max_wait_and_a_full_one_goes_at_once() {
         let now = Instant::now();
         let mut s = schedule(&[(1, "a1"), (2, "b1")], now);
-        assert!(s.next_batch(3, WAIT, false, now).is_none());
+        assert!(s.next_batch(3, WAIT, false, || now).is_none());
         assert_eq!(s.due_at(WAIT), Some(now + WAIT));
         s.push(3, now, "c1");
-        let (batch, _) = s.next_batch(3, WAIT, false, now).unwrap();
+        let (batch, _) = s.next_batch(3, WAIT, false, || now).unwrap();
         assert_eq!(batch, ["a1", "b1", "c1"]);
         s.push(4, now, "d1");
-        assert!(s.next_batch(3, WAIT, false, now + WAIT / 2).is_none());
-        assert_eq!(s.next_batch(3, WAIT, false, now + WAIT).unwrap().0, ["d1"]);
+        assert!(s.next_batch(3, WAIT, false, || now + WAIT / 2).is_none());
+        assert_eq!(
+            s.next_batch(3, WAIT, false, || now + WAIT).unwrap().0,
+            ["d1"]
+        );
     }
 
     #[test]
     fn a_batch_stops_at_max_and_the_rest_keeps_its_order() {
         let now = Instant::now();
         let mut s = schedule(&[(1, "a1"), (1, "a2"), (2, "b1"), (1, "a3")], now);
-        let (batch, keys) = s.next_batch(2, WAIT, false, now).unwrap();
+        let (batch, keys) = s.next_batch(2, WAIT, false, || now).unwrap();
         assert_eq!((batch, keys.clone()), (vec!["a1", "a2"], vec![1]));
         // Key 1 is busy: only b1 is ready, a partial batch not yet due.
-        assert!(s.next_batch(2, WAIT, false, now).is_none());
+        assert!(s.next_batch(2, WAIT, false, || now).is_none());
         s.done(&keys);
-        let (batch, _) = s.next_batch(2, WAIT, false, now).unwrap();
+        let (batch, _) = s.next_batch(2, WAIT, false, || now).unwrap();
         assert_eq!(batch, ["b1", "a3"]);
     }
 
@@ -243,15 +248,18 @@ mod tests {
     fn arrivals_under_a_busy_key_are_not_counted_ready() {
         let now = Instant::now();
         let mut s = schedule(&[(1, "a1")], now);
-        let (_, keys) = s.next_batch(1, WAIT, false, now).unwrap();
+        let (_, keys) = s.next_batch(1, WAIT, false, || now).unwrap();
         s.push(1, now, "a2");
         s.push(1, now, "a3");
         assert!(
             s.due_at(WAIT).is_none(),
             "nothing can go while key 1 is busy"
         );
-        assert!(s.next_batch(2, WAIT, true, now).is_none());
+        assert!(s.next_batch(2, WAIT, true, || now).is_none());
         s.done(&keys);
-        assert_eq!(s.next_batch(2, WAIT, false, now).unwrap().0, ["a2", "a3"]);
+        assert_eq!(
+            s.next_batch(2, WAIT, false, || now).unwrap().0,
+            ["a2", "a3"]
+        );
     }
 }

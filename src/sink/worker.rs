@@ -160,11 +160,12 @@ async fn concurrently(
     loop {
         // Start a request while a sender is free and a batch is due.
         while !free.is_empty() {
-            let now = tokio::time::Instant::now();
             // Nothing more can come in while every room of the queue is taken: what is ready
             // goes rather than wait `maxWait` for occurrences that cannot arrive.
             let flush = !open || waiting.len() >= room;
-            let Some((batch, keys)) = waiting.next_batch(max, max_wait, flush, now) else {
+            let Some((batch, keys)) =
+                waiting.next_batch(max, max_wait, flush, tokio::time::Instant::now)
+            else {
                 break;
             };
             shared
@@ -242,16 +243,28 @@ impl Lane {
             let Some(first) = first else { return };
             batch.push(first.take());
             // Fill the batch with what is already queued, then wait up to maxWait for more.
+            // One timer for the batch, made when the first wait needs it: a `timeout_at` per
+            // wait registered and removed a timer entry per occurrence under load (occurrences
+            // come one at a time, each a wait).
             if max > 1 {
                 let deadline = tokio::time::Instant::now() + shared.delivery.batch.max_wait;
+                let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
                 while batch.len() < max {
                     match rx.try_recv() {
                         Ok(d) => batch.push(d.take()),
                         Err(mpsc::error::TryRecvError::Disconnected) => break,
                         Err(mpsc::error::TryRecvError::Empty) => {
-                            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                                Ok(Some(d)) => batch.push(d.take()),
-                                _ => break,
+                            if timer.is_none() {
+                                timer.set(Some(tokio::time::sleep_until(deadline)));
+                            }
+                            let expired = timer.as_mut().as_pin_mut().expect("set above");
+                            tokio::select! {
+                                biased;
+                                d = rx.recv() => match d {
+                                    Some(d) => batch.push(d.take()),
+                                    None => break,
+                                },
+                                () = expired => break,
                             }
                         }
                     }
