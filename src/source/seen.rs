@@ -62,6 +62,9 @@ impl Seen {
         // A full generation turns over before the lookup, so one probe of `recent` finds the uid
         // or the place it goes: the tables are megabytes, and each probe is a cache miss.
         if self.recent.len() >= self.generation {
+            // The dropped generation's table is cleared and reused, not freed: a fresh one would
+            // grow by doubling again, each step a rehash into memory the kernel has to fault in
+            // and zero (about 2% of the exporter's CPU under load, in the profile).
             std::mem::swap(&mut self.older, &mut self.recent);
             self.recent.clear();
         }
